@@ -1,0 +1,63 @@
+# mica: one Makefile for the VMM, the test guest, the tests and the benchmarks.
+#   make            build/mica and build/guest/mica-testguest
+#   make test       unit tests, then integration tests through scripts/with-kvm
+#   make bench      benchmarks (through scripts/with-kvm), table on stdout, JSON in build/bench/
+#   make SAN=1 ...  the same with AddressSanitizer and UBSan (objects in build/san/)
+
+CC      ?= gcc
+BUILD   := build
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
+
+ifeq ($(SAN),1)
+OBJDIR  := $(BUILD)/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+OBJDIR  := $(BUILD)/obj
+SANFLAGS :=
+endif
+
+CPPFLAGS := -D_GNU_SOURCE -DMICA_VERSION='"$(VERSION)"' -Ivmm -Idevices -Idevices/virtio -Iboot
+CFLAGS   := -std=c11 -Wall -Wextra -Werror -O2 -g $(SANFLAGS)
+LDFLAGS  := $(SANFLAGS)
+LDLIBS   := -lfdt -lpthread -lm
+
+# The VMM, minus main.c: also linked into the unit tests.
+CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c boot/*.c)
+CORE_SRCS := $(filter-out vmm/main.c,$(CORE_SRCS))
+CORE_OBJS := $(CORE_SRCS:%.c=$(OBJDIR)/%.o)
+MICA      := $(if $(filter 1,$(SAN)),$(BUILD)/mica-san,$(BUILD)/mica)
+
+UNIT_SRCS  := $(wildcard tests/unit/*.c)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(OBJDIR)/tests/%)
+
+.PHONY: all test unit integration bench clean
+all: $(MICA)
+
+-include guest/guest.mk
+all: $(GUEST_BIN)
+
+$(MICA): $(OBJDIR)/vmm/main.o $(CORE_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OBJDIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(OBJDIR)/tests/%: tests/unit/%.c $(CORE_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BINS)
+	@tests/run-unit $(UNIT_BINS)
+
+# Everything that needs KVM runs in one inner VM when this machine has no /dev/kvm.
+test: all $(UNIT_BINS)
+	@tests/run-all $(UNIT_BINS)
+
+bench: all
+	@scripts/with-kvm scripts/bench
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/mica $(BUILD)/mica-san $(BUILD)/guest $(BUILD)/bench
+
+-include $(shell find $(OBJDIR) -name '*.d' 2>/dev/null)

@@ -1,0 +1,156 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define MAX_MEM     (1024 * GiB)
+#define MIN_MEM     (4 * MiB)
+#define MAX_CPUS    64
+#define DEFAULT_MEM (256 * MiB)
+
+void cli_usage(FILE *out)
+{
+	fputs("usage: mica run --kernel PATH [options]\n"
+	      "       mica --help | --version\n"
+	      "\n"
+	      "Runs a VM on KVM. The kernel is an ELF64 kernel (such as mica's test guest,\n"
+	      "build/guest/mica-testguest) or a Linux bzImage.\n"
+	      "\n"
+	      "run options:\n"
+	      "  --kernel PATH      kernel to boot (required)\n"
+	      "  --initrd PATH      initial ramdisk (Linux only)\n"
+	      "  --cmdline STR      kernel command line (Linux default: console=ttyS0)\n"
+	      "  --mem SIZE         guest RAM, with K/M/G suffixes (default 256M)\n"
+	      "  --cpus N           vCPUs, 1 to 64 (default 1)\n"
+	      "  --timeout SECONDS  stop the guest after this long and exit 124\n"
+	      "  -v, --verbose      more diagnostics on stderr (twice for debug)\n"
+	      "\n"
+	      "Exit status: the status the guest reports through the debug-exit port (0x501);\n"
+	      "0 on guest power-off or reset; 124 on --timeout; 125 if the guest crashed\n"
+	      "(triple fault, KVM failure); 2 for a usage error. In the terminal, Ctrl-A x quits.\n",
+	      out);
+}
+
+static int fail(char *msg, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, len, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t len)
+{
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT };
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+		{ "mem", required_argument, NULL, OPT_MEM },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vm_config *c = &cli->vm;
+	int opt;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+		char *end;
+
+		switch (opt) {
+		case OPT_KERNEL:
+			c->kernel = optarg;
+			break;
+		case OPT_INITRD:
+			c->initrd = optarg;
+			break;
+		case OPT_CMDLINE:
+			c->cmdline = optarg;
+			break;
+		case OPT_MEM: {
+			uint64_t size;
+			int err = parse_size(optarg, &size);
+
+			if (err)
+				return fail(msg, len, "--mem %s: not a size; use a number with an "
+					    "optional K, M or G suffix, e.g. --mem 256M", optarg);
+			if (size < MIN_MEM || size > MAX_MEM)
+				return fail(msg, len, "--mem %s: out of range; give 4M to 1T", optarg);
+			c->mem_size = ALIGN_UP(size, 2 * MiB);
+			break;
+		}
+		case OPT_CPUS: {
+			long n;
+
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || n < 1 || n > MAX_CPUS)
+				return fail(msg, len, "--cpus %s: give a whole number from 1 to %d",
+					    optarg, MAX_CPUS);
+			c->ncpus = (int)n;
+			break;
+		}
+		case OPT_TIMEOUT: {
+			double t;
+
+			errno = 0;
+			t = strtod(optarg, &end);
+			if (errno || *end || end == optarg || !isfinite(t) || t <= 0 || t > 1e9)
+				return fail(msg, len, "--timeout %s: give a positive number of seconds",
+					    optarg);
+			c->timeout_s = t;
+			break;
+		}
+		case 'v':
+			cli->verbosity++;
+			break;
+		case 'h':
+			cli->action = CLI_HELP;
+			return 0;
+		case ':':
+			return fail(msg, len, "%s needs a value; see mica --help", argv[optind - 1]);
+		default:
+			return fail(msg, len, "unknown option %s; see mica --help", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return fail(msg, len, "unexpected argument '%s'; see mica --help", argv[optind]);
+	if (!c->kernel)
+		return fail(msg, len, "no kernel given: use mica run --kernel PATH "
+			    "(e.g. build/guest/mica-testguest)");
+	return 0;
+}
+
+int cli_parse(int argc, char **argv, struct cli *cli, char *msg, size_t len)
+{
+	memset(cli, 0, sizeof(*cli));
+	cli->vm.mem_size = DEFAULT_MEM;
+	cli->vm.ncpus = 1;
+	if (argc < 2)
+		return fail(msg, len, "no command given: use mica run --kernel PATH, or mica --help");
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		cli->action = CLI_HELP;
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		cli->action = CLI_VERSION;
+		return 0;
+	}
+	if (strcmp(argv[1], "run"))
+		return fail(msg, len, "unknown command '%s': use mica run --kernel PATH, or "
+			    "mica --help", argv[1]);
+	cli->action = CLI_RUN;
+	return parse_run(argc - 1, argv + 1, cli, msg, len);
+}

@@ -1,0 +1,66 @@
+#include "kvm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+int kvm_open(int *kvm_fd, struct kvm_caps *caps, const char **why)
+{
+	static const struct { int cap; const char *name; } required[] = {
+		{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+		{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
+		{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD" },
+		{ KVM_CAP_IRQFD, "KVM_CAP_IRQFD" },
+		{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+		{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
+		{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+		{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+	};
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	int err;
+
+	if (fd < 0) {
+		err = -errno;
+		if (err == -ENOENT)
+			*why = "/dev/kvm does not exist: load kvm_intel or kvm_amd (modprobe kvm_amd), "
+			       "enable virtualization in the firmware, or run mica under scripts/with-kvm";
+		else if (err == -EACCES || err == -EPERM)
+			*why = "no permission to open /dev/kvm: add your user to group kvm "
+			       "(usermod -aG kvm $USER, then log in again) or run as root";
+		else
+			*why = "cannot open /dev/kvm";
+		return err;
+	}
+	if (ioctl(fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		*why = "/dev/kvm speaks an unexpected KVM API version (mica needs 12): "
+		       "update the host kernel";
+		close(fd);
+		return -ENOTSUP;
+	}
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+		if (ioctl(fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
+			/* The name of the missing capability is the useful part of the message. */
+			static __thread char msg[160];
+
+			strcpy(msg, "the host's KVM lacks ");
+			strcat(msg, required[i].name);
+			strcat(msg, ", which mica needs: use a newer host kernel");
+			*why = msg;
+			close(fd);
+			return -ENOTSUP;
+		}
+	}
+	memset(caps, 0, sizeof(*caps));
+	caps->max_vcpus = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (caps->max_vcpus <= 0)
+		caps->max_vcpus = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (caps->max_vcpus <= 0)
+		caps->max_vcpus = 4;
+	caps->ioeventfd_no_length = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_NO_LENGTH) > 0;
+	caps->immediate_exit = 1;
+	*kvm_fd = fd;
+	return 0;
+}

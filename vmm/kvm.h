@@ -1,0 +1,17 @@
+/* Opening /dev/kvm and checking that it can run a mica VM. */
+#ifndef MICA_KVM_H
+#define MICA_KVM_H
+
+#include <stddef.h>
+
+struct kvm_caps {
+	int max_vcpus;
+	int ioeventfd_no_length; /* KVM_CAP_IOEVENTFD_NO_LENGTH: zero-length (fast MMIO) ioeventfds */
+	int immediate_exit;
+};
+
+/* Opens /dev/kvm and checks the API version and the capabilities mica needs. On failure returns
+ * -errno and sets *why to one line saying what is wrong and what to do. */
+int kvm_open(int *kvm_fd, struct kvm_caps *caps, const char **why);
+
+#endif

@@ -1,0 +1,128 @@
+/* mica: set up the VM from the command line, run it, and turn how it ended into an exit status.
+ * User errors end here, reported once, with exit status 2. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "boot.h"
+#include "cli.h"
+#include "layout.h"
+#include "legacy.h"
+#include "log.h"
+#include "term.h"
+#include "uart.h"
+#include "vm.h"
+
+#ifndef MICA_VERSION
+#define MICA_VERSION "0.1.0"
+#endif
+
+#define LINUX_DEFAULT_CMDLINE "console=ttyS0"
+
+static int create_devices(struct vm *vm, struct uart **uart)
+{
+	int err;
+
+	*uart = uart_create(vm, UART_COM1_PORT, UART_COM1_IRQ, STDOUT_FILENO);
+	if (!*uart)
+		return -ENOMEM;
+	err = rtc_create(vm);
+	if (!err)
+		err = i8042_create(vm);
+	if (!err)
+		err = debug_exit_create(vm);
+	return err;
+}
+
+static int run(struct cli *cli)
+{
+	struct boot_file kernel = { 0 }, initrd = { 0 };
+	struct boot_entry entry;
+	enum kernel_kind kind;
+	struct term term;
+	struct uart *uart;
+	struct vm vm;
+	const char *why = NULL;
+	int err, status;
+
+	/* Everything about the user's files is checked before touching KVM, so a wrong path is
+	 * reported as such even on a machine without /dev/kvm. */
+	if (boot_file_open(&kernel, cli->vm.kernel, &why)) {
+		pr_err("cannot use kernel '%s': %s", cli->vm.kernel, why);
+		return EXIT_USAGE;
+	}
+	if (boot_detect(&kernel, &kind, &why)) {
+		pr_err("cannot use kernel '%s': %s", cli->vm.kernel, why);
+		boot_file_close(&kernel);
+		return EXIT_USAGE;
+	}
+	if (cli->vm.initrd && boot_file_open(&initrd, cli->vm.initrd, &why)) {
+		pr_err("cannot use initrd '%s': %s", cli->vm.initrd, why);
+		boot_file_close(&kernel);
+		return EXIT_USAGE;
+	}
+	if (!cli->vm.cmdline && kind == KERNEL_BZIMAGE)
+		cli->vm.cmdline = LINUX_DEFAULT_CMDLINE;
+
+	err = vm_create(&vm, &cli->vm, &why);
+	if (err) {
+		pr_err("%s (%s)", why, strerror(-err));
+		/* No usable KVM, too many vCPUs, too much RAM: this host cannot run that VM. */
+		status = EXIT_USAGE;
+		goto out_vm;
+	}
+	err = create_devices(&vm, &uart);
+	if (err) {
+		pr_err("cannot create the legacy devices: %s", strerror(-err));
+		status = EXIT_CRASH;
+		goto out_vm;
+	}
+	err = boot_load_kernel(&vm, &kernel, &initrd, &entry, &why);
+	if (err) {
+		pr_err("cannot load kernel '%s': %s", cli->vm.kernel, why);
+		status = EXIT_USAGE;
+		goto out_vm;
+	}
+	/* The images are in guest RAM now; drop the mappings before the guest runs. */
+	boot_file_close(&kernel);
+	boot_file_close(&initrd);
+	err = boot_setup_vcpus(&vm, &entry);
+	if (err) {
+		pr_err("cannot set up the vCPUs' boot state: %s", strerror(-err));
+		status = EXIT_CRASH;
+		goto out_vm;
+	}
+	term_start(&term, &vm, uart_console_sink(uart));
+	uart_set_term(uart, &term);
+	status = vm_run(&vm);
+	term_restore(&term);
+out_vm:
+	vm_destroy(&vm);
+	boot_file_close(&kernel);
+	boot_file_close(&initrd);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli;
+	char msg[512];
+
+	if (cli_parse(argc, argv, &cli, msg, sizeof(msg))) {
+		fprintf(stderr, "mica: %s\n", msg);
+		return EXIT_USAGE;
+	}
+	switch (cli.action) {
+	case CLI_HELP:
+		cli_usage(stdout);
+		return 0;
+	case CLI_VERSION:
+		printf("mica %s\n", MICA_VERSION);
+		return 0;
+	case CLI_RUN:
+		break;
+	}
+	log_set_level(cli.verbosity >= 2 ? LOG_DEBUG : cli.verbosity == 1 ? LOG_INFO : LOG_WARN);
+	return run(&cli);
+}

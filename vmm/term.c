@@ -1,0 +1,168 @@
+#include "term.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "vm.h"
+
+#define CTRL_A 0x01
+
+/* For the fatal-signal handler only: the terminal to restore before dying. */
+static struct term *restore_on_crash;
+
+static void crash_handler(int sig)
+{
+	if (restore_on_crash)
+		term_restore(restore_on_crash);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void term_restore(struct term *t)
+{
+	if (t->raw_set) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &t->saved);
+		t->raw_set = false;
+		log_set_raw_terminal(false);
+	}
+}
+
+static void set_raw(struct term *t)
+{
+	struct termios raw;
+
+	if (tcgetattr(STDIN_FILENO, &t->saved) < 0)
+		return;
+	raw = t->saved;
+	cfmakeraw(&raw);
+	/* Keep output post-processing off too: the guest sends its own "\r\n". */
+	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) < 0)
+		return;
+	t->raw_set = true;
+	log_set_raw_terminal(true);
+	restore_on_crash = t;
+	signal(SIGSEGV, crash_handler);
+	signal(SIGABRT, crash_handler);
+	signal(SIGBUS, crash_handler);
+}
+
+/* Applies the Ctrl-A escape to n bytes at p in place; returns the bytes left for the guest. */
+static size_t apply_escape(struct term *t, uint8_t *p, size_t n)
+{
+	size_t out = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (!t->escape) {
+			if (c == CTRL_A)
+				t->escape = true;
+			else
+				p[out++] = c;
+			continue;
+		}
+		t->escape = false;
+		switch (c) {
+		case 'x':
+		case 'X':
+			log_msg(LOG_ERROR, "terminated by Ctrl-A x");
+			vm_request_exit(t->vm, 0);
+			return out;
+		case 'h':
+		case 'H':
+		case '?':
+			log_msg(LOG_ERROR, "Ctrl-A x: quit   Ctrl-A Ctrl-A: send Ctrl-A   "
+					   "Ctrl-A h: this help");
+			break;
+		case CTRL_A:
+			p[out++] = CTRL_A;
+			break;
+		default: /* not an escape after all: the byte goes on, the Ctrl-A is dropped */
+			p[out++] = c;
+			break;
+		}
+	}
+	return out;
+}
+
+/* Hands buffered input to the guest; with t->lock held. Returns true when the buffer emptied. */
+static bool push_pending(struct term *t)
+{
+	while (t->len) {
+		size_t n = t->sink.receive(t->sink.dev, t->buf + t->start, t->len);
+
+		if (!n)
+			return false;
+		t->start += n;
+		t->len -= n;
+	}
+	t->start = 0;
+	return true;
+}
+
+static void stop_watching(struct term *t)
+{
+	if (t->watching) {
+		evloop_del(&t->vm->loop, &t->h);
+		t->watching = false;
+	}
+}
+
+static void on_stdin(struct ev_handler *h, uint32_t events)
+{
+	struct term *t = container_of(h, struct term, h);
+	ssize_t n;
+
+	(void)events;
+	pthread_mutex_lock(&t->lock);
+	if (t->len) {
+		/* The guest is still busy with earlier input: wait for term_input_space(). */
+		stop_watching(t);
+		goto out;
+	}
+	n = read(STDIN_FILENO, t->buf, sizeof(t->buf));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		goto out;
+	if (n <= 0) {
+		/* End of input: the guest keeps running, it just hears nothing more. */
+		t->eof = true;
+		stop_watching(t);
+		goto out;
+	}
+	t->len = t->is_tty ? apply_escape(t, t->buf, n) : (size_t)n;
+	if (!push_pending(t))
+		stop_watching(t);
+out:
+	pthread_mutex_unlock(&t->lock);
+}
+
+void term_input_space(struct term *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (push_pending(t) && !t->eof && !t->watching && !t->vm->exit_requested)
+		t->watching = evloop_add(&t->vm->loop, STDIN_FILENO, EPOLLIN, &t->h) == 0;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void term_start(struct term *t, struct vm *vm, struct console_sink sink)
+{
+	memset(t, 0, sizeof(*t));
+	t->vm = vm;
+	t->sink = sink;
+	t->h.fn = on_stdin;
+	pthread_mutex_init(&t->lock, NULL);
+	t->is_tty = isatty(STDIN_FILENO);
+	if (t->is_tty)
+		set_raw(t);
+	/* epoll refuses regular files and /dev/null (EPERM): such stdin is simply not input. */
+	t->watching = evloop_add(&vm->loop, STDIN_FILENO, EPOLLIN, &t->h) == 0;
+	if (!t->watching)
+		pr_debug("stdin cannot be polled (%s): the guest console gets no input",
+			 strerror(errno));
+}

@@ -1,0 +1,39 @@
+/* vCPUs: one thread each, running KVM_RUN and dispatching exits through the VM's buses. */
+#ifndef MICA_VCPU_H
+#define MICA_VCPU_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct vm;
+struct kvm_run;
+
+/* Per-vCPU exit counters, by what mica did with the exit. */
+struct vcpu_stats {
+	uint64_t pio;
+	uint64_t mmio;
+	uint64_t other;
+};
+
+struct vcpu {
+	struct vm *vm;
+	int index;       /* also its APIC ID */
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	int started;
+	struct vcpu_stats stats;
+};
+
+/* Creates the vCPU and gives it CPUID, FPU and LAPIC state. */
+int vcpu_create(struct vm *vm, struct vcpu *vcpu, int index);
+void vcpu_destroy(struct vcpu *vcpu);
+int vcpu_start(struct vcpu *vcpu);
+/* Makes a vCPU leave KVM_RUN (the VM is stopping). */
+void vcpu_kick(struct vcpu *vcpu);
+void vcpu_join(struct vcpu *vcpu);
+/* Prints general and segment registers to stderr. */
+void vcpu_dump_regs(struct vcpu *vcpu);
+
+#endif

@@ -1,0 +1,80 @@
+/* The VM object: everything a running machine owns, passed down to every part of mica. */
+#ifndef MICA_VM_H
+#define MICA_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "evloop.h"
+#include "kvm.h"
+#include "memory.h"
+
+struct vcpu;
+struct kvm_cpuid2;
+
+/* Exit statuses mica itself chooses (a guest's own status passes through unchanged). */
+#define EXIT_USAGE     2   /* bad command line or input files */
+#define EXIT_TIMEOUT   124 /* --timeout expired, as timeout(1) */
+#define EXIT_CRASH     125 /* guest crashed (triple fault, KVM entry failure) or mica failed */
+
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;  /* NULL: the default for the kernel's kind */
+	uint64_t mem_size;
+	int ncpus;
+	double timeout_s;     /* 0: none */
+};
+
+/* A device the VM owns and destroys at the end, in reverse order of creation. */
+struct vm_device {
+	void *dev;
+	void (*destroy)(void *dev);
+};
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd;
+	int vm_fd;
+	struct kvm_caps caps;
+	struct guest_mem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct evloop loop;
+	struct kvm_cpuid2 *cpuid; /* what KVM supports, adjusted per vCPU at setup */
+	size_t run_size;          /* mmap size of struct kvm_run */
+
+	int ncpus;
+	struct vcpu *vcpus;
+
+	struct vm_device devices[32];
+	int ndevices;
+
+	/* Set once by the first vm_request_exit(); read after the vCPUs have stopped. */
+	atomic_bool exit_requested;
+	int exit_status;
+	pthread_mutex_t exit_lock;
+};
+
+/* Creates the VM, its RAM, irqchip and PIT; no vCPUs yet. On failure returns -errno and sets
+ * *why to a user-facing explanation. */
+int vm_create(struct vm *vm, const struct vm_config *cfg, const char **why);
+void vm_destroy(struct vm *vm);
+
+/* Registers a device for destruction with the VM. */
+int vm_add_device(struct vm *vm, void *dev, void (*destroy)(void *dev));
+
+/* Ends the VM with this status. The first request wins; later ones are ignored. Safe from any
+ * thread. */
+void vm_request_exit(struct vm *vm, int status);
+
+/* Drives a legacy interrupt line (GSI) of the in-kernel PIC/IOAPIC to level 0 or 1. */
+int vm_set_irq_line(struct vm *vm, uint32_t gsi, int level);
+
+/* Runs the vCPUs and the event loop until the VM ends; returns the exit status. */
+int vm_run(struct vm *vm);
+
+#endif
