@@ -14,6 +14,9 @@
 #include "vm.h"
 
 #define CPUID_HYPERVISOR_BIT (1u << 31) /* leaf 1 ECX: "running under a hypervisor" */
+#define CPUID_KVM_SIGNATURE_LEAF 0x40000000
+#define CPUID_TIMING_LEAF 0x40000010
+#define KVM_APIC_BUS_KHZ 1000000 /* KVM's LAPIC timer runs at 1 GHz */
 #define APIC_LVT_LINT0 0x350
 #define APIC_LVT_LINT1 0x360
 #define APIC_MODE_EXTINT 0x7
@@ -27,12 +30,20 @@ static int vcpu_set_cpuid(struct vcpu *vcpu)
 {
 	const struct kvm_cpuid2 *src = vcpu->vm->cpuid;
 	size_t size = sizeof(*src) + src->nent * sizeof(src->entries[0]);
-	struct kvm_cpuid2 *c = malloc(size);
+	struct kvm_cpuid2 *c = malloc(size + sizeof(src->entries[0]));
+	int tsc_khz = ioctl(vcpu->fd, KVM_GET_TSC_KHZ, 0);
 	int err = 0;
 
 	if (!c)
 		return -ENOMEM;
 	memcpy(c, src, size);
+	/* The timing leaf (as QEMU and VMware give it): TSC and APIC-bus frequencies in kHz, so a
+	 * guest can turn cycles into time without calibrating. */
+	if (tsc_khz > 0) {
+		c->entries[c->nent++] = (struct kvm_cpuid_entry2){
+			.function = CPUID_TIMING_LEAF, .eax = (uint32_t)tsc_khz,
+			.ebx = KVM_APIC_BUS_KHZ };
+	}
 	for (uint32_t i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 
@@ -43,6 +54,10 @@ static int vcpu_set_cpuid(struct vcpu *vcpu)
 				 ((uint32_t)vcpu->index << 24);
 			if (vcpu->vm->ncpus > 1)
 				e->edx |= 1u << 28; /* HTT: the logical-count field above is valid */
+			break;
+		case CPUID_KVM_SIGNATURE_LEAF:
+			if (tsc_khz > 0 && e->eax < CPUID_TIMING_LEAF)
+				e->eax = CPUID_TIMING_LEAF;
 			break;
 		case 0xb:
 		case 0x1f:

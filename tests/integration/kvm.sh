@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Integration tests that need KVM: mica boots the test guest and Linux, and every check is on
+# what the guest printed and how mica ended. tests/run-all runs this once, through
+# scripts/with-kvm, so the whole file shares one inner VM where the host has no /dev/kvm.
+cd "$(dirname "$0")/../.."
+. tests/integration/lib.sh
+
+if [ ! -w /dev/kvm ]; then
+	fail kvm-available "/dev/kvm is not usable here; run this through scripts/with-kvm"
+	exit 1
+fi
+
+# The test guest runs its self-tests; their TAP lines reach stdout; all passing means status 0.
+run_mica guest-all run --kernel "$GUEST" --mem 64M --cmdline "tests=all"
+expect guest-boots-and-passes "status 0, TAP lines on stdout, no failures" \
+	test "$rc" = 0 -a -n "$(grep '^ok [0-9]* - serial' "$OUT/guest-all.txt")" \
+	-a -z "$(grep '^not ok' "$OUT/guest-all.txt")"
+for t in serial rtc cpus bus; do
+	expect "guest-test-$t" "the guest's $t test passed" has guest-all "^ok [0-9]* - $t"
+done
+sed -n 's/^/# guest: /p' "$OUT/guest-all.txt" | grep -v '^# guest: ok' | head -n 20
+
+# A reported status becomes mica's exit status.
+run_mica guest-status3 run --kernel "$GUEST" --mem 64M --cmdline "tests=serial status=3"
+expect guest-status-3 "the guest reported 3, mica must exit 3" \
+	test "$rc" = 3 -a -n "$(grep '^ok [0-9]* - serial' "$OUT/guest-status3.txt")"
+
+# A triple fault ends the VM with status 125 and a register dump.
+run_mica guest-triplefault run --kernel "$GUEST" --mem 64M --cmdline "tests=triplefault"
+expect guest-triple-fault "status 125, a triple-fault message and registers" \
+	test "$rc" = 125 -a -n "$(grep 'triple-faulted' "$OUT/guest-triplefault.err")" \
+	-a -n "$(grep ' rip [0-9a-f]\{16\}' "$OUT/guest-triplefault.err")"
+
+# --timeout ends a spinning guest with 124, promptly (generous bound: emulation is slow).
+run_mica guest-timeout run --kernel "$GUEST" --mem 64M --cmdline "tests=spin" --timeout 2
+expect guest-timeout "status 124 within 30 s (took ${secs}s)" \
+	test "$rc" = 124 -a "$(echo "$secs < 30" | bc)" = 1
+
+# Two vCPUs both run: the guest lists each vCPU's APIC ID.
+run_mica guest-smp run --kernel "$GUEST" --mem 64M --cpus 2 --cmdline "tests=cpus"
+expect guest-two-cpus "status 0 and APIC IDs 0 and 1 reported" \
+	test "$rc" = 0 -a -n "$(grep '^# cpu 0 apic-id 0' "$OUT/guest-smp.txt")" \
+	-a -n "$(grep '^# cpu 1 apic-id 1' "$OUT/guest-smp.txt")"
+
+# Input on stdin reaches the guest's UART receiver. The line is sent once the guest says it
+# listens: input that arrives earlier is flushed by the guest's own FIFO reset, as on hardware.
+name=guest-serial-input
+fifo=$(mktemp -u /tmp/mica-test.XXXXXX) && mkfifo "$fifo"  # not on 9p: it has no FIFOs
+timeout -k 5 120 "$MICA" run --kernel "$GUEST" --mem 64M --cmdline "tests=serial_input" \
+	<"$fifo" >"$OUT/$name.out" 2>"$OUT/$name.err" &
+pid=$!
+exec 9>"$fifo"
+for _ in $(seq 600); do
+	grep -q 'serial_input: waiting' "$OUT/$name.out" 2>/dev/null && break
+	sleep 0.1
+done
+printf 'mica-input-42\n' >&9
+wait $pid; rc=$?
+exec 9>&-
+rm -f "$fifo"
+tr -d '\r' <"$OUT/$name.out" >"$OUT/$name.txt"
+expect $name "the guest echoes the line mica read from stdin" \
+	test "$rc" = 0 -a -n "$(grep '^# received: mica-input-42' "$OUT/$name.txt")"
+
+# Debian's cloud kernel boots to /init, prints the marker, and its status becomes mica's.
+if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
+	LIMIT=300 run_mica linux-init run --kernel build/linux/vmlinuz \
+		--initrd build/linux/initramfs.cpio.gz --mem 256M --timeout 240 \
+		--cmdline "console=ttyS0 quiet loglevel=1 i8042.noaux i8042.nopnp mica.status=7"
+	expect linux-reaches-init "marker printed and status 7" \
+		test "$rc" = 7 -a -n "$(grep 'mica-linux: /init reached' "$OUT/linux-init.txt")"
+else
+	fail linux-reaches-init "build/linux is missing: scripts/get-linux-guest did not run"
+fi
