@@ -73,6 +73,19 @@ int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why)
 	}
 	FDT_TRY(fdt_end_node(fdt));
 
+	for (int i = 0; i < vm->nplatform_devs && !err; i++) {
+		const struct vm_platform_dev *d = &vm->platform_devs[i];
+		uint64_t reg[2] = { d->base, d->size };
+		char name[48];
+
+		snprintf(name, sizeof(name), "virtio_mmio@%llx", (unsigned long long)d->base);
+		FDT_TRY(fdt_begin_node(fdt, name));
+		FDT_TRY(fdt_property_string(fdt, "compatible", d->compatible));
+		FDT_TRY(fdt_prop_u64_pairs(fdt, "reg", reg, 2));
+		FDT_TRY(fdt_property_u32(fdt, "interrupts", d->gsi));
+		FDT_TRY(fdt_end_node(fdt));
+	}
+
 	FDT_TRY(fdt_end_node(fdt));
 	FDT_TRY(fdt_finish(fdt));
 	if (err) {

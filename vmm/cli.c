@@ -29,6 +29,10 @@ void cli_usage(FILE *out)
 	      "  --mem SIZE         guest RAM, with K/M/G suffixes (default 256M)\n"
 	      "  --cpus N           vCPUs, 1 to 64 (default 1)\n"
 	      "  --timeout SECONDS  stop the guest after this long and exit 124\n"
+	      "  --rng              add a virtio-rng device (entropy from getrandom)\n"
+	      "  --console KIND     serial (default) or virtio: which console the terminal's\n"
+	      "                     input goes to; both consoles' output goes to stdout\n"
+	      "  --transport KIND   virtio transport: mmio (default), mmio-legacy\n"
 	      "  -v, --verbose      more diagnostics on stderr (twice for debug)\n"
 	      "\n"
 	      "Exit status: the status the guest reports through the debug-exit port (0x501);\n"
@@ -49,7 +53,8 @@ static int fail(char *msg, size_t len, const char *fmt, ...)
 
 static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t len)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT };
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
+	       OPT_CONSOLE, OPT_TRANSPORT };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -57,6 +62,9 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		{ "mem", required_argument, NULL, OPT_MEM },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "transport", required_argument, NULL, OPT_TRANSPORT },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -113,6 +121,28 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 			c->timeout_s = t;
 			break;
 		}
+		case OPT_RNG:
+			c->rng = true;
+			break;
+		case OPT_CONSOLE:
+			if (!strcmp(optarg, "serial"))
+				c->console = CONSOLE_SERIAL;
+			else if (!strcmp(optarg, "virtio"))
+				c->console = CONSOLE_VIRTIO;
+			else
+				return fail(msg, len, "--console %s: give serial or virtio", optarg);
+			break;
+		case OPT_TRANSPORT:
+			if (!strcmp(optarg, "mmio"))
+				c->transport = TRANSPORT_MMIO;
+			else if (!strcmp(optarg, "mmio-legacy"))
+				c->transport = TRANSPORT_MMIO_LEGACY;
+			else if (!strcmp(optarg, "pci"))
+				return fail(msg, len, "--transport pci is not available yet (virtio-pci "
+					    "comes with issue #4): use mmio or mmio-legacy");
+			else
+				return fail(msg, len, "--transport %s: give mmio or mmio-legacy", optarg);
+			break;
 		case 'v':
 			cli->verbosity++;
 			break;

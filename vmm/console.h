@@ -10,6 +10,8 @@
 struct console_sink {
 	/* Accepts up to len bytes of input for the guest; returns how many it took. */
 	size_t (*receive)(void *dev, const uint8_t *buf, size_t len);
+	/* Optional: the terminal's size changed. */
+	void (*resize)(void *dev, uint16_t cols, uint16_t rows);
 	void *dev;
 };
 

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "term.h"
 #include "uart.h"
+#include "devices.h"
 #include "vm.h"
 
 #ifndef MICA_VERSION
@@ -20,18 +21,41 @@
 
 #define LINUX_DEFAULT_CMDLINE "console=ttyS0"
 
-static int create_devices(struct vm *vm, struct uart **uart)
+/* The devices of the machine, in the fixed order that decides their slots (see
+ * docs/boot-contract.md). *console gets the sink the terminal's input goes to. */
+static int create_devices(struct vm *vm, struct console_sink *console, struct uart **uart,
+			  struct virtio_dev **vcon)
 {
+	struct virtio_dev *rng;
 	int err;
 
 	*uart = uart_create(vm, UART_COM1_PORT, UART_COM1_IRQ, STDOUT_FILENO);
 	if (!*uart)
 		return -ENOMEM;
+	*console = uart_console_sink(*uart);
 	err = rtc_create(vm);
 	if (!err)
 		err = i8042_create(vm);
 	if (!err)
 		err = debug_exit_create(vm);
+	if (err)
+		return err;
+	*vcon = NULL;
+	if (vm->cfg.console == CONSOLE_VIRTIO) {
+		*vcon = virtio_console_create(vm, STDOUT_FILENO);
+		if (!*vcon)
+			return -ENOMEM;
+		err = virtio_attach(vm, *vcon);
+		if (err)
+			return err;
+		*console = virtio_console_sink(*vcon);
+	}
+	if (vm->cfg.rng) {
+		rng = virtio_rng_create(vm);
+		if (!rng)
+			return -ENOMEM;
+		err = virtio_attach(vm, rng);
+	}
 	return err;
 }
 
@@ -40,6 +64,8 @@ static int run(struct cli *cli)
 	struct boot_file kernel = { 0 }, initrd = { 0 };
 	struct boot_entry entry;
 	enum kernel_kind kind;
+	struct console_sink console;
+	struct virtio_dev *vcon;
 	struct term term;
 	struct uart *uart;
 	struct vm vm;
@@ -72,9 +98,9 @@ static int run(struct cli *cli)
 		status = EXIT_USAGE;
 		goto out_vm;
 	}
-	err = create_devices(&vm, &uart);
+	err = create_devices(&vm, &console, &uart, &vcon);
 	if (err) {
-		pr_err("cannot create the legacy devices: %s", strerror(-err));
+		pr_err("cannot create the devices: %s", strerror(-err));
 		status = EXIT_CRASH;
 		goto out_vm;
 	}
@@ -93,10 +119,13 @@ static int run(struct cli *cli)
 		status = EXIT_CRASH;
 		goto out_vm;
 	}
-	term_start(&term, &vm, uart_console_sink(uart));
-	uart_set_term(uart, &term);
+	term_start(&term, &vm, console);
+	if (vcon)
+		virtio_console_set_term(vcon, &term);
+	else
+		uart_set_term(uart, &term);
 	status = vm_run(&vm);
-	term_restore(&term);
+	term_stop(&term);
 out_vm:
 	vm_destroy(&vm);
 	boot_file_close(&kernel);

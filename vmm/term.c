@@ -5,6 +5,9 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -22,6 +25,17 @@ static void crash_handler(int sig)
 		term_restore(restore_on_crash);
 	signal(sig, SIG_DFL);
 	raise(sig);
+}
+
+void term_stop(struct term *t)
+{
+	term_restore(t);
+	if (t->space_fd >= 0)
+		close(t->space_fd);
+	if (t->winch_fd >= 0)
+		close(t->winch_fd);
+	t->space_fd = t->winch_fd = -1;
+	pthread_mutex_destroy(&t->lock);
 }
 
 void term_restore(struct term *t)
@@ -142,21 +156,77 @@ out:
 	pthread_mutex_unlock(&t->lock);
 }
 
-void term_input_space(struct term *t)
+/* Runs on the event loop when a device signalled room for input: pushes what is held back and
+ * listens to stdin again once all of it is taken. */
+static void on_space(struct ev_handler *h, uint32_t events)
 {
+	struct term *t = container_of(h, struct term, space_h);
+	uint64_t n;
+
+	(void)events;
+	if (read(h->fd, &n, sizeof(n)) < 0)
+		return;
 	pthread_mutex_lock(&t->lock);
 	if (push_pending(t) && !t->eof && !t->watching && !t->vm->exit_requested)
 		t->watching = evloop_add(&t->vm->loop, STDIN_FILENO, EPOLLIN, &t->h) == 0;
 	pthread_mutex_unlock(&t->lock);
 }
 
+void term_input_space(struct term *t)
+{
+	uint64_t one = 1;
+
+	/* Devices call this with their own locks held, from any thread: defer the work to the
+	 * event loop, which takes the terminal's lock and then the device's. */
+	if (t->space_fd >= 0 && write(t->space_fd, &one, sizeof(one)) < 0)
+		pr_debug("cannot signal console input space: %s", strerror(errno));
+}
+
+static void on_winch(struct ev_handler *h, uint32_t events)
+{
+	struct term *t = container_of(h, struct term, winch_h);
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(h->fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	term_report_size(t);
+}
+
+void term_report_size(struct term *t)
+{
+	struct winsize ws;
+
+	if (!t->sink.resize)
+		return;
+	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) < 0)
+		return;
+	t->sink.resize(t->sink.dev, ws.ws_col, ws.ws_row);
+}
+
 void term_start(struct term *t, struct vm *vm, struct console_sink sink)
 {
+	sigset_t winch;
+
 	memset(t, 0, sizeof(*t));
 	t->vm = vm;
 	t->sink = sink;
 	t->h.fn = on_stdin;
 	pthread_mutex_init(&t->lock, NULL);
+	t->space_h.fn = on_space;
+	t->space_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (t->space_fd >= 0)
+		evloop_add(&vm->loop, t->space_fd, EPOLLIN, &t->space_h);
+	/* Terminal resizes reach the console device (virtio-console's VIRTIO_CONSOLE_F_SIZE).
+	 * SIGWINCH is blocked here, before the vCPU threads exist, so only the signalfd sees it. */
+	sigemptyset(&winch);
+	sigaddset(&winch, SIGWINCH);
+	pthread_sigmask(SIG_BLOCK, &winch, NULL);
+	t->winch_h.fn = on_winch;
+	t->winch_fd = signalfd(-1, &winch, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (t->winch_fd >= 0)
+		evloop_add(&vm->loop, t->winch_fd, EPOLLIN, &t->winch_h);
+	term_report_size(t);
 	t->is_tty = isatty(STDIN_FILENO);
 	if (t->is_tty)
 		set_raw(t);

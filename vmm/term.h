@@ -18,6 +18,10 @@ struct term {
 	struct vm *vm;
 	struct ev_handler h;
 	struct console_sink sink;
+	struct ev_handler space_h;  /* a device has room for input again */
+	int space_fd;
+	struct ev_handler winch_h;  /* the terminal was resized */
+	int winch_fd;
 	pthread_mutex_t lock;
 	bool is_tty;        /* stdin is a terminal: raw mode and the Ctrl-A escape apply */
 	bool raw_set;
@@ -34,5 +38,9 @@ struct term {
 void term_start(struct term *t, struct vm *vm, struct console_sink sink);
 /* Restores the terminal; safe to call more than once and from a signal handler. */
 void term_restore(struct term *t);
+/* Restores the terminal and releases what term_start() took. */
+void term_stop(struct term *t);
+/* Tells the console device the terminal's current size. */
+void term_report_size(struct term *t);
 
 #endif

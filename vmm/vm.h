@@ -20,6 +20,17 @@ struct kvm_cpuid2;
 #define EXIT_TIMEOUT   124 /* --timeout expired, as timeout(1) */
 #define EXIT_CRASH     125 /* guest crashed (triple fault, KVM entry failure) or mica failed */
 
+enum virtio_transport_kind {
+	TRANSPORT_MMIO,        /* virtio-mmio version 2 (virtio 1.0) */
+	TRANSPORT_MMIO_LEGACY, /* virtio-mmio version 1 (legacy) */
+	TRANSPORT_PCI,         /* virtio-pci, modern (issue #4) */
+};
+
+enum console_kind {
+	CONSOLE_SERIAL,  /* the terminal is on the 16550A UART */
+	CONSOLE_VIRTIO,  /* the terminal is on virtio-console port 0 */
+};
+
 struct vm_config {
 	const char *kernel;
 	const char *initrd;
@@ -27,7 +38,20 @@ struct vm_config {
 	uint64_t mem_size;
 	int ncpus;
 	double timeout_s;     /* 0: none */
+	enum virtio_transport_kind transport;
+	enum console_kind console;
+	bool rng;             /* --rng: a virtio-rng device */
 };
+
+/* A memory-mapped platform device the guest must be told about (FDT, later ACPI). */
+struct vm_platform_dev {
+	const char *compatible;
+	uint64_t base;
+	uint64_t size;
+	uint32_t gsi;
+};
+
+#define VM_MAX_PLATFORM_DEVS 16
 
 /* A device the VM owns and destroys at the end, in reverse order of creation. */
 struct vm_device {
@@ -52,6 +76,8 @@ struct vm {
 
 	struct vm_device devices[32];
 	int ndevices;
+	struct vm_platform_dev platform_devs[VM_MAX_PLATFORM_DEVS];
+	int nplatform_devs;
 
 	/* Set once by the first vm_request_exit(); read after the vCPUs have stopped. */
 	atomic_bool exit_requested;

@@ -1,0 +1,270 @@
+#include "virtio.h"
+
+#include <errno.h>
+#include <linux/virtio_config.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+#include "vm.h"
+
+#define TRANSPORT_FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | \
+			    (1ULL << VIRTIO_RING_F_EVENT_IDX))
+
+void virtio_dev_init(struct virtio_dev *dev, struct vm *vm, const struct virtio_dev_ops *ops,
+		     void *config)
+{
+	memset(dev, 0, sizeof(*dev));
+	dev->ops = ops;
+	dev->vm = vm;
+	dev->config = config;
+	pthread_mutex_init(&dev->lock, NULL);
+	for (int q = 0; q < ops->num_queues; q++) {
+		dev->queue_size[q] = ops->queue_max_size;
+		virtq_reset(&dev->vqs[q], ops->queue_max_size);
+	}
+}
+
+void virtio_dev_destroy(struct virtio_dev *dev)
+{
+	pthread_mutex_destroy(&dev->lock);
+}
+
+uint64_t virtio_offered_features(const struct virtio_dev *dev)
+{
+	uint64_t f = dev->ops->features | TRANSPORT_FEATURES;
+
+	/* A legacy transport has 32 feature bits and no VERSION_1. */
+	return dev->legacy ? (f & 0xffffffffULL) : f;
+}
+
+bool virtio_has_feature(const struct virtio_dev *dev, unsigned bit)
+{
+	return dev->driver_features & (1ULL << bit);
+}
+
+bool virtio_dev_ok(const struct virtio_dev *dev)
+{
+	return (dev->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+	       !(dev->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+uint8_t virtio_get_status(struct virtio_dev *dev)
+{
+	uint8_t s;
+
+	pthread_mutex_lock(&dev->lock);
+	s = dev->status;
+	pthread_mutex_unlock(&dev->lock);
+	return s;
+}
+
+#define VIOLATIONS_LOGGED 10 /* a guest that breaks the rules in a loop must not flood stderr */
+
+static void fail_locked(struct virtio_dev *dev, const char *why)
+{
+	unsigned long n;
+
+	if (dev->status & VIRTIO_CONFIG_S_NEEDS_RESET)
+		return;
+	dev->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+	n = atomic_fetch_add(&dev->stats.violations, 1);
+	if (n < VIOLATIONS_LOGGED)
+		pr_warn("%s: guest error: %s: device needs reset", dev->ops->name, why);
+	else if (n == VIOLATIONS_LOGGED)
+		pr_warn("%s: more guest errors: no longer reported", dev->ops->name);
+	atomic_fetch_or(&dev->isr, VIRTIO_ISR_CONFIG);
+	dev->transport->interrupt(dev, -1);
+}
+
+static void reset_locked(struct virtio_dev *dev)
+{
+	dev->status = 0;
+	dev->driver_features = 0;
+	atomic_store(&dev->isr, 0);
+	for (int q = 0; q < dev->ops->num_queues; q++) {
+		dev->queue_size[q] = dev->ops->queue_max_size;
+		virtq_reset(&dev->vqs[q], dev->ops->queue_max_size);
+	}
+	if (dev->ops->reset)
+		dev->ops->reset(dev);
+}
+
+void virtio_reset(struct virtio_dev *dev)
+{
+	pthread_mutex_lock(&dev->lock);
+	reset_locked(dev);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/* FEATURES_OK stays clear when the driver acked something not offered, a modern driver left
+ * out VERSION_1, or the model refuses the combination. */
+static bool features_acceptable(struct virtio_dev *dev)
+{
+	uint64_t acked = dev->driver_features;
+
+	if (acked & ~virtio_offered_features(dev))
+		return false;
+	if (!dev->legacy && !(acked & (1ULL << VIRTIO_F_VERSION_1)))
+		return false;
+	return !dev->ops->features_ok || dev->ops->features_ok(dev, acked);
+}
+
+static void activate_locked(struct virtio_dev *dev)
+{
+	for (int q = 0; q < dev->ops->num_queues; q++) {
+		dev->vqs[q].event_idx = virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX);
+		dev->vqs[q].indirect = virtio_has_feature(dev, VIRTIO_RING_F_INDIRECT_DESC);
+	}
+	if (dev->ops->activate)
+		dev->ops->activate(dev);
+}
+
+void virtio_set_status(struct virtio_dev *dev, uint8_t status)
+{
+	if (status == 0) {
+		virtio_reset(dev);
+		return;
+	}
+	pthread_mutex_lock(&dev->lock);
+	/* The device owns NEEDS_RESET; the driver cannot set or clear it. */
+	status = (status & ~VIRTIO_CONFIG_S_NEEDS_RESET) | (dev->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && !(dev->status & VIRTIO_CONFIG_S_FEATURES_OK) &&
+	    !features_acceptable(dev))
+		status &= ~VIRTIO_CONFIG_S_FEATURES_OK;
+	if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !(dev->status & VIRTIO_CONFIG_S_DRIVER_OK)) {
+		/* A modern driver must have had its features accepted first. */
+		if (!dev->legacy && !(status & VIRTIO_CONFIG_S_FEATURES_OK)) {
+			status &= ~VIRTIO_CONFIG_S_DRIVER_OK;
+		} else {
+			dev->status = status;
+			activate_locked(dev);
+		}
+	}
+	dev->status = status;
+	pthread_mutex_unlock(&dev->lock);
+}
+
+void virtio_set_driver_features(struct virtio_dev *dev, unsigned word, uint32_t value)
+{
+	pthread_mutex_lock(&dev->lock);
+	/* Features are fixed once accepted. */
+	if (word < 2 && !(dev->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
+		uint64_t mask = 0xffffffffULL << (32 * word);
+
+		dev->driver_features = (dev->driver_features & ~mask) | ((uint64_t)value << (32 * word));
+	}
+	pthread_mutex_unlock(&dev->lock);
+}
+
+void virtio_config_read(struct virtio_dev *dev, uint32_t off, void *data, uint32_t len)
+{
+	pthread_mutex_lock(&dev->lock);
+	if (off < dev->ops->config_size && len <= dev->ops->config_size - off)
+		memcpy(data, dev->config + off, len);
+	else
+		memset(data, 0, len);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+void virtio_config_write(struct virtio_dev *dev, uint32_t off, const void *data, uint32_t len)
+{
+	pthread_mutex_lock(&dev->lock);
+	/* Only models that take config writes get them; the rest of the space is read-only. */
+	if (dev->ops->config_written && off < dev->ops->config_size &&
+	    len <= dev->ops->config_size - off) {
+		memcpy(dev->config + off, data, len);
+		dev->ops->config_written(dev, off, len);
+	}
+	pthread_mutex_unlock(&dev->lock);
+}
+
+void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready)
+{
+	const char *why;
+
+	if (q < 0 || q >= dev->ops->num_queues)
+		return;
+	pthread_mutex_lock(&dev->lock);
+	if (!ready) {
+		struct virtq *vq = &dev->vqs[q];
+		uint64_t d = vq->desc_gpa, a = vq->avail_gpa, u = vq->used_gpa;
+
+		virtq_reset(vq, dev->queue_size[q]);
+		vq->desc_gpa = d, vq->avail_gpa = a, vq->used_gpa = u;
+	} else if (!dev->vqs[q].ready) {
+		dev->vqs[q].size = dev->queue_size[q];
+		if (virtq_enable(&dev->vqs[q], &dev->vm->mem, &why) < 0)
+			fail_locked(dev, why);
+	}
+	pthread_mutex_unlock(&dev->lock);
+}
+
+void virtio_queue_notified(struct virtio_dev *dev, int q)
+{
+	pthread_mutex_lock(&dev->lock);
+	if (q < 0 || q >= dev->ops->num_queues || !virtio_dev_ok(dev) || !dev->vqs[q].ready) {
+		atomic_fetch_add(&dev->stats.notifies_ignored, 1);
+		/* A driver part-way through initialization must not notify yet (a notification can
+		 * also be left over from before a reset: status 0 is not an error). */
+		if (dev->status && !(dev->status & VIRTIO_CONFIG_S_DRIVER_OK))
+			fail_locked(dev, "queue notified before DRIVER_OK");
+		pthread_mutex_unlock(&dev->lock);
+		return;
+	}
+	atomic_fetch_add(&dev->stats.notifies, 1);
+	dev->ops->queue_notify(dev, q);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+int virtio_pop(struct virtio_dev *dev, int q, struct virtq_req *req, enum virtq_dir dir)
+{
+	struct virtq *vq = &dev->vqs[q];
+	const char *why;
+	int err;
+
+	if (!virtio_dev_ok(dev))
+		return -EPROTO;
+	for (;;) {
+		err = virtq_pop(vq, req, dir, &why);
+		if (err != -ENOENT)
+			break;
+		/* Empty: ask for a kick, then look once more in case a buffer slipped in. */
+		if (!virtq_enable_kicks(vq))
+			return -ENOENT;
+	}
+	if (err == -EPROTO)
+		fail_locked(dev, why);
+	return err;
+}
+
+void virtio_push(struct virtio_dev *dev, int q, uint16_t head, uint32_t written)
+{
+	virtq_push(&dev->vqs[q], head, written);
+}
+
+void virtio_notify_used(struct virtio_dev *dev, int q)
+{
+	if (!virtq_should_interrupt(&dev->vqs[q])) {
+		atomic_fetch_add(&dev->stats.interrupts_suppressed, 1);
+		return;
+	}
+	atomic_fetch_add(&dev->stats.interrupts, 1);
+	atomic_fetch_or(&dev->isr, VIRTIO_ISR_QUEUE);
+	dev->transport->interrupt(dev, q);
+}
+
+void virtio_config_changed(struct virtio_dev *dev)
+{
+	dev->config_generation++;
+	atomic_fetch_or(&dev->isr, VIRTIO_ISR_CONFIG);
+	if (dev->status & VIRTIO_CONFIG_S_DRIVER_OK)
+		dev->transport->interrupt(dev, -1);
+}
+
+void virtio_dev_fail(struct virtio_dev *dev, const char *why)
+{
+	pthread_mutex_lock(&dev->lock);
+	fail_locked(dev, why);
+	pthread_mutex_unlock(&dev->lock);
+}
