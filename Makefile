@@ -33,7 +33,7 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(OBJDIR)/tests/%)
 .PHONY: all test unit integration bench clean
 all: $(MICA)
 
--include guest/guest.mk
+include guest/guest.mk
 all: $(GUEST_BIN)
 
 $(MICA): $(OBJDIR)/vmm/main.o $(CORE_OBJS)
@@ -52,7 +52,7 @@ unit: $(UNIT_BINS)
 
 # Everything that needs KVM runs in one inner VM when this machine has no /dev/kvm.
 test: all $(UNIT_BINS)
-	@tests/run-all $(UNIT_BINS)
+	@MICA=$(MICA) tests/run-all $(UNIT_BINS)
 
 bench: all
 	@scripts/with-kvm scripts/bench

@@ -13,7 +13,7 @@ static void debug_exit_write(void *opaque, uint64_t off, const void *data, uint3
 
 	(void)off, (void)len;
 	pr_info("guest reported status %u through the debug-exit port", status);
-	vm_request_exit(vm, status);
+	vm_request_exit(vm, status, "guest-status");
 }
 
 static void debug_exit_read(void *opaque, uint64_t off, void *data, uint32_t len)

@@ -62,7 +62,7 @@ static void update_irq(struct i8042 *k)
 static void reset_vm(struct i8042 *k)
 {
 	pr_info("guest reset through the i8042 keyboard controller");
-	vm_request_exit(k->vm, 0);
+	vm_request_exit(k->vm, 0, "reset");
 }
 
 static void keyboard_byte(struct i8042 *k, uint8_t b)

@@ -33,6 +33,8 @@ void cli_usage(FILE *out)
 	      "  --console KIND     serial (default) or virtio: which console the terminal's\n"
 	      "                     input goes to; both consoles' output goes to stdout\n"
 	      "  --transport KIND   virtio transport: mmio (default), mmio-legacy\n"
+	      "  --stats-json PATH  at exit, write how the run ended, exit counts, virtio\n"
+	      "                     counters and mica's memory use to PATH as JSON\n"
 	      "  -v, --verbose      more diagnostics on stderr (twice for debug)\n"
 	      "\n"
 	      "Exit status: the status the guest reports through the debug-exit port (0x501);\n"
@@ -54,7 +56,7 @@ static int fail(char *msg, size_t len, const char *fmt, ...)
 static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t len)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
-	       OPT_CONSOLE, OPT_TRANSPORT };
+	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -65,6 +67,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
+		{ "stats-json", required_argument, NULL, OPT_STATS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -142,6 +145,9 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 					    "comes with issue #4): use mmio or mmio-legacy");
 			else
 				return fail(msg, len, "--transport %s: give mmio or mmio-legacy", optarg);
+			break;
+		case OPT_STATS:
+			c->stats_path = optarg;
 			break;
 		case 'v':
 			cli->verbosity++;

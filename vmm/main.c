@@ -10,8 +10,10 @@
 #include "layout.h"
 #include "legacy.h"
 #include "log.h"
+#include "stats.h"
 #include "term.h"
 #include "uart.h"
+#include "util.h"
 #include "devices.h"
 #include "vm.h"
 
@@ -69,6 +71,7 @@ static int run(struct cli *cli)
 	struct term term;
 	struct uart *uart;
 	struct vm vm;
+	struct run_times times = { .start_ns = now_ns() };
 	const char *why = NULL;
 	int err, status;
 
@@ -124,8 +127,12 @@ static int run(struct cli *cli)
 		virtio_console_set_term(vcon, &term);
 	else
 		uart_set_term(uart, &term);
+	times.first_run_ns = now_ns();
 	status = vm_run(&vm);
+	times.end_ns = now_ns();
 	term_stop(&term);
+	if (cli->vm.stats_path && (err = stats_write_json(&vm, &times, cli->vm.stats_path)))
+		pr_err("cannot write --stats-json %s: %s", cli->vm.stats_path, strerror(-err));
 out_vm:
 	vm_destroy(&vm);
 	boot_file_close(&kernel);

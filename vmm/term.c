@@ -86,7 +86,7 @@ static size_t apply_escape(struct term *t, uint8_t *p, size_t n)
 		case 'x':
 		case 'X':
 			log_msg(LOG_ERROR, "terminated by Ctrl-A x");
-			vm_request_exit(t->vm, 0);
+			vm_request_exit(t->vm, 0, "ctrl-a-x");
 			return out;
 		case 'h':
 		case 'H':

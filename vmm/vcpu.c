@@ -208,40 +208,40 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 	case KVM_EXIT_SHUTDOWN:
 		pr_err("vCPU %d: the guest triple-faulted (KVM_EXIT_SHUTDOWN)", vcpu->index);
 		vcpu_dump_regs(vcpu);
-		vm_request_exit(vm, EXIT_CRASH);
+		vm_request_exit(vm, EXIT_CRASH, "triple-fault");
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		switch (run->system_event.type) {
 		case KVM_SYSTEM_EVENT_SHUTDOWN:
 			pr_info("guest powered off");
-			vm_request_exit(vm, 0);
+			vm_request_exit(vm, 0, "poweroff");
 			return false;
 		case KVM_SYSTEM_EVENT_RESET:
 			pr_info("guest reset");
-			vm_request_exit(vm, 0);
+			vm_request_exit(vm, 0, "reset");
 			return false;
 		default:
 			pr_err("vCPU %d: system event %u: stopping", vcpu->index,
 			       run->system_event.type);
-			vm_request_exit(vm, EXIT_CRASH);
+			vm_request_exit(vm, EXIT_CRASH, "crash");
 			return false;
 		}
 	case KVM_EXIT_FAIL_ENTRY:
 		pr_err("vCPU %d: KVM could not enter the guest (hardware reason 0x%llx)", vcpu->index,
 		       (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		vcpu_dump_regs(vcpu);
-		vm_request_exit(vm, EXIT_CRASH);
+		vm_request_exit(vm, EXIT_CRASH, "crash");
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
 		pr_err("vCPU %d: KVM internal error, suberror %u", vcpu->index,
 		       run->internal.suberror);
 		vcpu_dump_regs(vcpu);
-		vm_request_exit(vm, EXIT_CRASH);
+		vm_request_exit(vm, EXIT_CRASH, "crash");
 		return false;
 	default:
 		pr_err("vCPU %d: unexpected KVM exit reason %u", vcpu->index, run->exit_reason);
 		vcpu_dump_regs(vcpu);
-		vm_request_exit(vm, EXIT_CRASH);
+		vm_request_exit(vm, EXIT_CRASH, "crash");
 		return false;
 	}
 }
@@ -261,7 +261,7 @@ static void *vcpu_thread(void *arg)
 				continue;
 			pr_err("vCPU %d: KVM_RUN failed: %s", vcpu->index, strerror(errno));
 			vcpu_dump_regs(vcpu);
-			vm_request_exit(vm, EXIT_CRASH);
+			vm_request_exit(vm, EXIT_CRASH, "crash");
 			break;
 		}
 		if (!vcpu_handle_exit(vcpu))

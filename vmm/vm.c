@@ -165,11 +165,12 @@ void vm_destroy(struct vm *vm)
 	pthread_mutex_destroy(&vm->exit_lock);
 }
 
-void vm_request_exit(struct vm *vm, int status)
+void vm_request_exit(struct vm *vm, int status, const char *reason)
 {
 	pthread_mutex_lock(&vm->exit_lock);
 	if (!vm->exit_requested) {
 		vm->exit_status = status;
+		vm->exit_reason = reason;
 		atomic_store(&vm->exit_requested, true);
 	}
 	pthread_mutex_unlock(&vm->exit_lock);
@@ -198,7 +199,7 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 	if (read(h->fd, &si, sizeof(si)) != sizeof(si))
 		return;
 	pr_info("received %s: stopping the VM", strsignal(si.ssi_signo));
-	vm_request_exit(w->vm, 128 + si.ssi_signo);
+	vm_request_exit(w->vm, 128 + si.ssi_signo, "signal");
 }
 
 struct timeout_watch {
@@ -215,7 +216,7 @@ static void on_timeout(struct ev_handler *h, uint32_t events)
 	if (read(h->fd, &n, sizeof(n)) != sizeof(n))
 		return;
 	pr_err("the guest did not finish within --timeout %g s: stopping it", w->vm->cfg.timeout_s);
-	vm_request_exit(w->vm, EXIT_TIMEOUT);
+	vm_request_exit(w->vm, EXIT_TIMEOUT, "timeout");
 }
 
 static void sigusr1_noop(int sig) { (void)sig; }
@@ -261,14 +262,14 @@ int vm_run(struct vm *vm)
 		err = vcpu_start(&vm->vcpus[started]);
 		if (err) {
 			pr_err("cannot start vCPU %d: %s", started, strerror(-err));
-			vm_request_exit(vm, EXIT_CRASH);
+			vm_request_exit(vm, EXIT_CRASH, "vmm-error");
 			break;
 		}
 	}
 	err = evloop_run(&vm->loop);
 	if (err) {
 		pr_err("event loop failed: %s", strerror(-err));
-		vm_request_exit(vm, EXIT_CRASH);
+		vm_request_exit(vm, EXIT_CRASH, "vmm-error");
 	}
 	/* The event loop only returns once an exit was requested. */
 	for (int i = 0; i < started; i++)

@@ -14,6 +14,7 @@
 
 struct vcpu;
 struct kvm_cpuid2;
+struct virtio_dev;
 
 /* Exit statuses mica itself chooses (a guest's own status passes through unchanged). */
 #define EXIT_USAGE     2   /* bad command line or input files */
@@ -41,6 +42,7 @@ struct vm_config {
 	enum virtio_transport_kind transport;
 	enum console_kind console;
 	bool rng;             /* --rng: a virtio-rng device */
+	const char *stats_path; /* --stats-json: where to write what happened, as JSON */
 };
 
 /* A memory-mapped platform device the guest must be told about (FDT, later ACPI). */
@@ -82,7 +84,11 @@ struct vm {
 	/* Set once by the first vm_request_exit(); read after the vCPUs have stopped. */
 	atomic_bool exit_requested;
 	int exit_status;
+	const char *exit_reason;
 	pthread_mutex_t exit_lock;
+
+	struct virtio_dev *virtio_devs[VM_MAX_PLATFORM_DEVS]; /* for statistics */
+	int nvirtio;
 };
 
 /* Creates the VM, its RAM, irqchip and PIT; no vCPUs yet. On failure returns -errno and sets
@@ -93,9 +99,10 @@ void vm_destroy(struct vm *vm);
 /* Registers a device for destruction with the VM. */
 int vm_add_device(struct vm *vm, void *dev, void (*destroy)(void *dev));
 
-/* Ends the VM with this status. The first request wins; later ones are ignored. Safe from any
- * thread. */
-void vm_request_exit(struct vm *vm, int status);
+/* Ends the VM with this status; reason is a short fixed word for machine-readable results
+ * ("guest-status", "timeout", "triple-fault", ...). The first request wins; later ones are
+ * ignored. Safe from any thread. */
+void vm_request_exit(struct vm *vm, int status, const char *reason);
 
 /* Drives a legacy interrupt line (GSI) of the in-kernel PIC/IOAPIC to level 0 or 1. */
 int vm_set_irq_line(struct vm *vm, uint32_t gsi, int level);

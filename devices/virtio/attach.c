@@ -7,13 +7,21 @@
 
 int virtio_attach(struct vm *vm, struct virtio_dev *dev)
 {
+	int err = -ENOTSUP;
+
+	if (vm->nvirtio == VM_MAX_PLATFORM_DEVS)
+		return -ENOSPC;
 	switch (vm->cfg.transport) {
 	case TRANSPORT_MMIO:
-		return virtio_mmio_attach(vm, dev, false);
+		err = virtio_mmio_attach(vm, dev, false);
+		break;
 	case TRANSPORT_MMIO_LEGACY:
-		return virtio_mmio_attach(vm, dev, true);
+		err = virtio_mmio_attach(vm, dev, true);
+		break;
 	case TRANSPORT_PCI:
 		break;
 	}
-	return -ENOTSUP;
+	if (!err)
+		vm->virtio_devs[vm->nvirtio++] = dev;
+	return err;
 }

@@ -167,7 +167,8 @@ static void mmio_reg_write(struct virtio_mmio *m, uint64_t off, uint32_t v)
 		pthread_mutex_unlock(&dev->lock);
 		return;
 	case VIRTIO_MMIO_QUEUE_NOTIFY:
-		/* Only reached if the ioeventfd could not be registered. */
+		/* Only reached when no ioeventfd matched (e.g. a queue index out of range). */
+		atomic_fetch_add(&dev->stats.notifies_userspace, 1);
 		virtio_queue_notified(dev, (int)v);
 		return;
 	case VIRTIO_MMIO_INTERRUPT_ACK:

@@ -49,6 +49,7 @@ struct virtio_transport_ops {
 struct virtio_stats {
 	atomic_ulong notifies;            /* queue notifications handled */
 	atomic_ulong notifies_ignored;    /* before DRIVER_OK, or on a queue not ready */
+	atomic_ulong notifies_userspace;  /* that exited to a vCPU thread (no ioeventfd) */
 	atomic_ulong interrupts;          /* used-buffer interrupts raised */
 	atomic_ulong interrupts_suppressed; /* skipped thanks to EVENT_IDX / NO_INTERRUPT */
 	atomic_ulong violations;          /* guest rule breaks that needed a reset */

@@ -1,0 +1,83 @@
+#include "stats.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "vcpu.h"
+#include "virtio.h"
+#include "vm.h"
+
+/* Resident memory of mica itself: all of it minus what the guest's RAM mapping holds. */
+static void rss_kib(const struct vm *vm, unsigned long *total, unsigned long *guest)
+{
+	char line[256];
+	unsigned long lo = (unsigned long)vm->mem.map, hi = lo + vm->mem.map_size;
+	bool in_guest = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	*total = *guest = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long start, end, kib;
+
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in_guest = start >= lo && end <= hi;
+		else if (sscanf(line, "Rss: %lu kB", &kib) == 1) {
+			*total += kib;
+			if (in_guest)
+				*guest += kib;
+		}
+	}
+	fclose(f);
+}
+
+int stats_write_json(const struct vm *vm, const struct run_times *t, const char *path)
+{
+	struct vcpu_stats sum = { 0 };
+	unsigned long rss, guest_rss;
+	struct rusage ru;
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return -errno;
+	for (int i = 0; i < vm->ncpus; i++) {
+		sum.pio += vm->vcpus[i].stats.pio;
+		sum.mmio += vm->vcpus[i].stats.mmio;
+		sum.other += vm->vcpus[i].stats.other;
+	}
+	rss_kib(vm, &rss, &guest_rss);
+	getrusage(RUSAGE_SELF, &ru);
+	fprintf(f, "{\n  \"status\": %d,\n  \"reason\": \"%s\",\n", vm->exit_status,
+		vm->exit_reason ? vm->exit_reason : "unknown");
+	fprintf(f, "  \"seconds\": { \"setup\": %.6f, \"run\": %.6f, \"user\": %.6f, \"system\": %.6f },\n",
+		(t->first_run_ns - t->start_ns) / 1e9, (t->end_ns - t->first_run_ns) / 1e9,
+		ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+		ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+	fprintf(f, "  \"memory_kib\": { \"rss\": %lu, \"guest_ram_rss\": %lu, \"vmm_rss\": %lu },\n",
+		rss, guest_rss, rss - guest_rss);
+	fprintf(f, "  \"userspace_exits\": { \"pio\": %llu, \"mmio\": %llu, \"other\": %llu },\n",
+		(unsigned long long)sum.pio, (unsigned long long)sum.mmio,
+		(unsigned long long)sum.other);
+	fprintf(f, "  \"unclaimed\": { \"pio_reads\": %lu, \"pio_writes\": %lu, \"mmio_reads\": %lu, "
+		   "\"mmio_writes\": %lu },\n",
+		atomic_load(&vm->pio.unclaimed_reads), atomic_load(&vm->pio.unclaimed_writes),
+		atomic_load(&vm->mmio.unclaimed_reads), atomic_load(&vm->mmio.unclaimed_writes));
+	fprintf(f, "  \"virtio\": [");
+	for (int i = 0; i < vm->nvirtio; i++) {
+		const struct virtio_dev *d = vm->virtio_devs[i];
+
+		fprintf(f, "%s\n    { \"device\": \"%s\", \"notifies\": %lu, \"notifies_ignored\": %lu, "
+			   "\"notifies_userspace\": %lu, \"interrupts\": %lu, "
+			   "\"interrupts_suppressed\": %lu, \"violations\": %lu }",
+			i ? "," : "", d->ops->name, atomic_load(&d->stats.notifies),
+			atomic_load(&d->stats.notifies_ignored),
+			atomic_load(&d->stats.notifies_userspace), atomic_load(&d->stats.interrupts),
+			atomic_load(&d->stats.interrupts_suppressed),
+			atomic_load(&d->stats.violations));
+	}
+	fprintf(f, "%s]\n}\n", vm->nvirtio ? "\n  " : "");
+	return fclose(f) ? -errno : 0;
+}
