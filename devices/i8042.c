@@ -15,6 +15,7 @@
 #define STR_OBF   0x01 /* output buffer full */
 #define STR_SYS   0x04 /* system flag: self-test passed */
 #define STR_CMD   0x08 /* last write was a command */
+#define STR_KEYLOCK 0x10 /* set: the keyboard is not locked */
 #define STR_AUXDATA 0x20
 
 #define CTR_KBDINT 0x01
@@ -203,7 +204,7 @@ int i8042_create(struct vm *vm)
 		return -ENOMEM;
 	k->vm = vm;
 	k->ctr = CTR_KBDINT | CTR_SYS | CTR_XLATE;
-	k->status = STR_SYS;
+	k->status = STR_SYS | STR_KEYLOCK;
 	pthread_mutex_init(&k->lock, NULL);
 	err = vm_add_device(vm, k, i8042_destroy);
 	if (err) {

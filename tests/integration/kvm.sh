@@ -62,6 +62,22 @@ tr -d '\r' <"$OUT/$name.out" >"$OUT/$name.txt"
 expect $name "the guest echoes the line mica read from stdin" \
 	test "$rc" = 0 -a -n "$(grep '^# received: mica-input-42' "$OUT/$name.txt")"
 
+# At a terminal: typed keys reach the guest in raw mode, Ctrl-A x quits with status 0, and the
+# terminal's settings are restored either way (ptyrun exits 99 if not).
+pty() { python3 tests/integration/ptyrun.py "$@"; }
+pty "$OUT/pty-typing.out" 90 'wait=serial_input: waiting' 'send=typed-at-a-tty\r' -- \
+	"$MICA" run --kernel "$GUEST" --mem 64M --cmdline "tests=serial_input"
+rc=$?
+tr -d '\r' <"$OUT/pty-typing.out" >"$OUT/pty-typing.txt"
+expect pty-typing "keys typed at a terminal reach the guest; terminal restored" \
+	test "$rc" = 0 -a -n "$(grep '^# received: typed-at-a-tty' "$OUT/pty-typing.txt")"
+pty "$OUT/pty-ctrl-a-x.out" 90 'wait=serial_input: waiting' 'send=\x01x' -- \
+	"$MICA" run --kernel "$GUEST" --mem 64M --cmdline "tests=serial_input"
+rc=$?
+tr -d '\r' <"$OUT/pty-ctrl-a-x.out" >"$OUT/pty-ctrl-a-x.txt"
+expect pty-ctrl-a-x "Ctrl-A x ends mica with status 0; terminal restored" \
+	test "$rc" = 0 -a -n "$(grep 'terminated by Ctrl-A x' "$OUT/pty-ctrl-a-x.txt")"
+
 # Debian's cloud kernel boots to /init, prints the marker, and its status becomes mica's.
 if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 	LIMIT=300 run_mica linux-init run --kernel build/linux/vmlinuz \
