@@ -97,6 +97,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const char **why)
 		*why = "KVM_CREATE_IRQCHIP failed";
 		return -errno;
 	}
+	err = irq_routing_init(vm);
+	if (err) {
+		*why = "out of memory";
+		return err;
+	}
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
 		*why = "KVM_CREATE_PIT2 failed";
 		return -errno;
@@ -152,6 +157,8 @@ void vm_destroy(struct vm *vm)
 		d->destroy(d->dev);
 	}
 	evloop_destroy(&vm->loop);
+	if (vm->irq.table)
+		irq_routing_destroy(vm);
 	free(vm->cpuid);
 	vm->cpuid = NULL;
 	guest_mem_destroy(&vm->mem);

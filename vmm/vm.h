@@ -9,6 +9,7 @@
 
 #include "bus.h"
 #include "evloop.h"
+#include "irq.h"
 #include "kvm.h"
 #include "memory.h"
 
@@ -70,6 +71,7 @@ struct vm {
 	struct bus pio;
 	struct bus mmio;
 	struct evloop loop;
+	struct irq_routing irq;
 	struct kvm_cpuid2 *cpuid; /* what KVM supports, adjusted per vCPU at setup */
 	size_t run_size;          /* mmap size of struct kvm_run */
 
