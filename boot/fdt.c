@@ -73,6 +73,20 @@ int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why)
 	}
 	FDT_TRY(fdt_end_node(fdt));
 
+	if (vm->pci) {
+		uint64_t ecam[2] = { PCI_ECAM_BASE, PCI_ECAM_BUS_SIZE };
+		uint32_t bus_range[2] = { cpu_to_fdt32(0), cpu_to_fdt32(0) };
+		char name[48];
+
+		snprintf(name, sizeof(name), "pci@%llx", (unsigned long long)PCI_ECAM_BASE);
+		FDT_TRY(fdt_begin_node(fdt, name));
+		FDT_TRY(fdt_property_string(fdt, "compatible", "pci-host-ecam-generic"));
+		FDT_TRY(fdt_property_string(fdt, "device_type", "pci"));
+		FDT_TRY(fdt_prop_u64_pairs(fdt, "reg", ecam, 2));
+		FDT_TRY(fdt_property(fdt, "bus-range", bus_range, sizeof(bus_range)));
+		FDT_TRY(fdt_end_node(fdt));
+	}
+
 	for (int i = 0; i < vm->nplatform_devs && !err; i++) {
 		const struct vm_platform_dev *d = &vm->platform_devs[i];
 		uint64_t reg[2] = { d->base, d->size };

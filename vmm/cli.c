@@ -32,7 +32,8 @@ void cli_usage(FILE *out)
 	      "  --rng              add a virtio-rng device (entropy from getrandom)\n"
 	      "  --console KIND     serial (default) or virtio: which console the terminal's\n"
 	      "                     input goes to; both consoles' output goes to stdout\n"
-	      "  --transport KIND   virtio transport: mmio (default), mmio-legacy\n"
+	      "  --transport KIND   virtio transport: mmio (default), mmio-legacy, pci,\n"
+	      "                     pci-transitional\n"
 	      "  --stats-json PATH  at exit, write how the run ended, exit counts, virtio\n"
 	      "                     counters and mica's memory use to PATH as JSON\n"
 	      "  -v, --verbose      more diagnostics on stderr (twice for debug)\n"
@@ -141,10 +142,12 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 			else if (!strcmp(optarg, "mmio-legacy"))
 				c->transport = TRANSPORT_MMIO_LEGACY;
 			else if (!strcmp(optarg, "pci"))
-				return fail(msg, len, "--transport pci is not available yet (virtio-pci "
-					    "comes with issue #4): use mmio or mmio-legacy");
+				c->transport = TRANSPORT_PCI;
+			else if (!strcmp(optarg, "pci-transitional"))
+				c->transport = TRANSPORT_PCI_TRANSITIONAL;
 			else
-				return fail(msg, len, "--transport %s: give mmio or mmio-legacy", optarg);
+				return fail(msg, len, "--transport %s: give mmio, mmio-legacy, pci or "
+					    "pci-transitional", optarg);
 			break;
 		case OPT_STATS:
 			c->stats_path = optarg;

@@ -41,6 +41,7 @@
 #define VIRTIO_MMIO_SLOT_SIZE 0x1000ULL
 #define VIRTIO_MMIO_IRQ_BASE 5 /* slot n uses GSI 5 + n */
 #define PCI_ECAM_BASE       0xe0000000ULL
+#define PCI_ECAM_BUS_SIZE   0x100000ULL /* bus 0 only: 32 devices x 8 functions x 4 KiB */
 #define IOAPIC_ADDR         0xfec00000ULL
 #define LAPIC_ADDR          0xfee00000ULL
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "layout.h"
 #include "legacy.h"
+#include "pci.h"
 #include "log.h"
 #include "stats.h"
 #include "term.h"
@@ -35,7 +36,9 @@ static int create_devices(struct vm *vm, struct console_sink *console, struct ua
 	if (!*uart)
 		return -ENOMEM;
 	*console = uart_console_sink(*uart);
-	err = rtc_create(vm);
+	err = pci_init(vm);
+	if (!err)
+		err = rtc_create(vm);
 	if (!err)
 		err = i8042_create(vm);
 	if (!err)

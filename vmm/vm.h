@@ -16,6 +16,7 @@
 struct vcpu;
 struct kvm_cpuid2;
 struct virtio_dev;
+struct pci_bus;
 
 /* Exit statuses mica itself chooses (a guest's own status passes through unchanged). */
 #define EXIT_USAGE     2   /* bad command line or input files */
@@ -25,7 +26,8 @@ struct virtio_dev;
 enum virtio_transport_kind {
 	TRANSPORT_MMIO,        /* virtio-mmio version 2 (virtio 1.0) */
 	TRANSPORT_MMIO_LEGACY, /* virtio-mmio version 1 (legacy) */
-	TRANSPORT_PCI,         /* virtio-pci, modern (issue #4) */
+	TRANSPORT_PCI,         /* virtio-pci, modern */
+	TRANSPORT_PCI_TRANSITIONAL, /* virtio-pci with a legacy I/O BAR as well */
 };
 
 enum console_kind {
@@ -89,6 +91,7 @@ struct vm {
 	const char *exit_reason;
 	pthread_mutex_t exit_lock;
 
+	struct pci_bus *pci;
 	struct virtio_dev *virtio_devs[VM_MAX_PLATFORM_DEVS]; /* for statistics */
 	int nvirtio;
 };

@@ -3,6 +3,7 @@
 
 #include "devices.h"
 #include "mmio.h"
+#include "virtio_pci.h"
 #include "vm.h"
 
 int virtio_attach(struct vm *vm, struct virtio_dev *dev)
@@ -19,6 +20,10 @@ int virtio_attach(struct vm *vm, struct virtio_dev *dev)
 		err = virtio_mmio_attach(vm, dev, true);
 		break;
 	case TRANSPORT_PCI:
+		err = virtio_pci_attach(vm, dev, false);
+		break;
+	case TRANSPORT_PCI_TRANSITIONAL:
+		err = virtio_pci_attach(vm, dev, true);
 		break;
 	}
 	if (!err)

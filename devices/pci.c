@@ -1,0 +1,400 @@
+#include "pci.h"
+
+#include <errno.h>
+#include <linux/pci_regs.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layout.h"
+#include "log.h"
+#include "util.h"
+#include "vm.h"
+
+#define PCI_CF8 0xcf8
+#define PCI_CFC 0xcfc
+#define PCI_RESET_PORT 0xcf9 /* reset control register: bit 2 resets the machine */
+#define PCI_MMIO64_ALIGN GiB
+
+struct pci_bus {
+	struct vm *vm;
+	pthread_mutex_t lock;     /* config space of every device, and the BAR mappings */
+	uint32_t cf8;
+	struct pci_dev host_bridge;
+	struct pci_dev *slots[PCI_MAX_SLOTS];
+	uint64_t mmio32_next, mmio64_next, io_next;
+};
+
+/* ---- BARs ---- */
+
+static uint32_t bar_flags(const struct pci_bar *b)
+{
+	if (b->io)
+		return PCI_BASE_ADDRESS_SPACE_IO;
+	return b->is64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0;
+}
+
+static void bar_unmap(struct pci_dev *p, int i)
+{
+	struct pci_bar *b = &p->bars[i];
+
+	if (!b->mapped)
+		return;
+	bus_unregister(b->io ? &p->vm->pio : &p->vm->mmio, b->mapped_addr, b->opaque);
+	b->mapped = false;
+	if (p->ops && p->ops->bar_mapped)
+		p->ops->bar_mapped(p, i, b->mapped_addr, false);
+}
+
+/* Maps or unmaps each BAR to match its address and the command register's decode bits. */
+static void bars_update(struct pci_dev *p)
+{
+	uint16_t cmd = pci_cfg_read16(p, PCI_COMMAND);
+
+	for (int i = 0; i < PCI_NUM_BARS; i++) {
+		struct pci_bar *b = &p->bars[i];
+		bool decode = b->io ? (cmd & PCI_COMMAND_IO) : (cmd & PCI_COMMAND_MEMORY);
+		uint64_t limit = b->io ? 0x10000 : (1ULL << 52);
+
+		if (!b->size)
+			continue;
+		if (b->mapped && (!decode || b->mapped_addr != b->addr))
+			bar_unmap(p, i);
+		/* An address of 0, or a half-programmed one past the address space, stays unmapped
+		 * (sizing writes all-ones to a BAR). */
+		if (b->mapped || !decode || !b->addr || b->addr + b->size > limit)
+			continue;
+		if (bus_register(b->io ? &p->vm->pio : &p->vm->mmio, b->addr, b->size, b->ops, b->opaque,
+				 "pci-bar") < 0) {
+			pr_debug("pci %02x: BAR %d at 0x%llx overlaps another device: not mapped", p->slot,
+				 i, (unsigned long long)b->addr);
+			continue;
+		}
+		b->mapped = true;
+		b->mapped_addr = b->addr;
+		if (p->ops && p->ops->bar_mapped)
+			p->ops->bar_mapped(p, i, b->addr, true);
+	}
+}
+
+static void bar_store(struct pci_dev *p, int i)
+{
+	struct pci_bar *b = &p->bars[i];
+	uint32_t lo = (uint32_t)(b->addr & ~(b->size - 1)) | bar_flags(b);
+
+	memcpy(&p->cfg[PCI_BASE_ADDRESS_0 + 4 * i], &lo, 4);
+	if (b->is64) {
+		uint32_t hi = (uint32_t)((b->addr & ~(b->size - 1)) >> 32);
+
+		memcpy(&p->cfg[PCI_BASE_ADDRESS_0 + 4 * (i + 1)], &hi, 4);
+	}
+}
+
+/* A write to BAR register `reg` (0-5): keep the address bits the size allows. */
+static void bar_write(struct pci_dev *p, int reg, uint32_t val)
+{
+	int i = reg;
+	bool high = false;
+
+	if (!p->bars[i].size && i > 0 && p->bars[i - 1].is64) {
+		i--;
+		high = true;
+	}
+	if (!p->bars[i].size)
+		return;
+	if (high)
+		p->bars[i].addr = (p->bars[i].addr & 0xffffffffULL) | ((uint64_t)val << 32);
+	else
+		p->bars[i].addr = (p->bars[i].addr & ~0xffffffffULL) | (val & ~0xfu);
+	p->bars[i].addr &= ~(p->bars[i].size - 1);
+	if (!p->bars[i].is64)
+		p->bars[i].addr &= 0xffffffffULL;
+	if (p->bars[i].io)
+		p->bars[i].addr &= 0xffff;
+	bar_store(p, i);
+	bars_update(p);
+}
+
+/* ---- config space ---- */
+
+static uint32_t cfg_read(struct pci_dev *p, uint32_t off, uint32_t len)
+{
+	uint32_t v = 0;
+
+	if (p->ops && p->ops->cfg_read && p->ops->cfg_read(p, off, len, &v))
+		return v;
+	memcpy(&v, &p->cfg[off], len);
+	return v;
+}
+
+static void cfg_write(struct pci_dev *p, uint32_t off, uint32_t len, uint32_t val)
+{
+	uint32_t reg = off & ~3u;
+
+	if (reg >= PCI_BASE_ADDRESS_0 && reg <= PCI_BASE_ADDRESS_5) {
+		uint32_t cur = pci_cfg_read32(p, reg), shift = (off & 3) * 8;
+		uint32_t mask = len == 4 ? 0xffffffffu : ((1u << (len * 8)) - 1) << shift;
+
+		bar_write(p, (reg - PCI_BASE_ADDRESS_0) / 4, (cur & ~mask) | ((val << shift) & mask));
+		return;
+	}
+	for (uint32_t i = 0; i < len; i++) {
+		uint8_t m = p->wmask[off + i], b = (uint8_t)(val >> (8 * i));
+
+		p->cfg[off + i] = (p->cfg[off + i] & ~m) | (b & m);
+	}
+	if (off <= PCI_COMMAND + 1 && off + len > PCI_COMMAND) {
+		bars_update(p);
+		if (p->intx_level)
+			pci_set_intx(p, p->intx_level); /* INTx-disable may have changed */
+	}
+	if (p->ops && p->ops->cfg_written)
+		p->ops->cfg_written(p, off, len, val);
+}
+
+static struct pci_dev *lookup(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t fn)
+{
+	if (bus != 0 || fn != 0 || slot >= PCI_MAX_SLOTS)
+		return NULL;
+	return pb->slots[slot];
+}
+
+/* One config access from either path; absent functions read as all-ones. */
+static void cfg_access(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t fn, uint32_t off,
+		       void *data, uint32_t len, bool write)
+{
+	struct pci_dev *p;
+	uint32_t v = 0;
+
+	pthread_mutex_lock(&pb->lock);
+	p = lookup(pb, bus, slot, fn);
+	if (!p || (off & (len - 1)) || off + len > PCI_CFG_SIZE) {
+		if (!write)
+			memset(data, 0xff, len);
+	} else if (write) {
+		memcpy(&v, data, len);
+		cfg_write(p, off, len, v);
+	} else {
+		v = cfg_read(p, off, len);
+		memcpy(data, &v, len);
+	}
+	pthread_mutex_unlock(&pb->lock);
+}
+
+static void cf8_read(void *opaque, uint64_t off, void *data, uint32_t len)
+{
+	struct pci_bus *pb = opaque;
+
+	if (off == 0 && len == 4) {
+		memcpy(data, &pb->cf8, 4);
+		return;
+	}
+	memset(data, 0, len); /* 0xcf9 reads as 0 */
+}
+
+static void cf8_write(void *opaque, uint64_t off, const void *data, uint32_t len)
+{
+	struct pci_bus *pb = opaque;
+	uint8_t v;
+
+	if (off == 0 && len == 4) {
+		memcpy(&pb->cf8, data, 4);
+		return;
+	}
+	/* The reset control register at 0xcf9 (byte access): "reboot=pci". */
+	v = *(const uint8_t *)data;
+	if (off == PCI_RESET_PORT - PCI_CF8 && len == 1 && (v & 0x04)) {
+		pr_info("guest reset through port 0xcf9");
+		vm_request_exit(pb->vm, 0, "reset");
+	}
+}
+
+static void cfc_access(struct pci_bus *pb, uint64_t off, void *data, uint32_t len, bool write)
+{
+	uint32_t a = pb->cf8;
+
+	if (!(a & 0x80000000u)) {
+		if (!write)
+			memset(data, 0xff, len);
+		return;
+	}
+	cfg_access(pb, (a >> 16) & 0xff, (a >> 11) & 0x1f, (a >> 8) & 7, (a & 0xfc) + off, data, len,
+		   write);
+}
+
+static void cfc_read(void *opaque, uint64_t off, void *data, uint32_t len)
+{
+	cfc_access(opaque, off, data, len, false);
+}
+
+static void cfc_write(void *opaque, uint64_t off, const void *data, uint32_t len)
+{
+	cfc_access(opaque, off, (void *)data, len, true);
+}
+
+static void ecam_access(struct pci_bus *pb, uint64_t off, void *data, uint32_t len, bool write)
+{
+	cfg_access(pb, off >> 20, (off >> 15) & 0x1f, (off >> 12) & 7, off & 0xfff, data, len, write);
+}
+
+static void ecam_read(void *opaque, uint64_t off, void *data, uint32_t len)
+{
+	ecam_access(opaque, off, data, len, false);
+}
+
+static void ecam_write(void *opaque, uint64_t off, const void *data, uint32_t len)
+{
+	ecam_access(opaque, off, (void *)data, len, true);
+}
+
+static const struct bus_ops cf8_ops = { .read = cf8_read, .write = cf8_write };
+static const struct bus_ops cfc_ops = { .read = cfc_read, .write = cfc_write };
+static const struct bus_ops ecam_ops = { .read = ecam_read, .write = ecam_write };
+
+/* ---- devices ---- */
+
+void pci_dev_init(struct pci_dev *p, struct vm *vm, uint16_t vendor, uint16_t device,
+		  uint32_t class_code, uint8_t revision, uint16_t subsys_vendor, uint16_t subsys_id,
+		  const struct pci_dev_ops *ops, void *priv)
+{
+	memset(p, 0, sizeof(*p));
+	p->vm = vm;
+	p->ops = ops;
+	p->priv = priv;
+	memcpy(&p->cfg[PCI_VENDOR_ID], &vendor, 2);
+	memcpy(&p->cfg[PCI_DEVICE_ID], &device, 2);
+	p->cfg[PCI_REVISION_ID] = revision;
+	p->cfg[PCI_CLASS_PROG] = class_code & 0xff;
+	p->cfg[PCI_CLASS_DEVICE] = (class_code >> 8) & 0xff;
+	p->cfg[PCI_CLASS_DEVICE + 1] = (class_code >> 16) & 0xff;
+	memcpy(&p->cfg[PCI_SUBSYSTEM_VENDOR_ID], &subsys_vendor, 2);
+	memcpy(&p->cfg[PCI_SUBSYSTEM_ID], &subsys_id, 2);
+	/* The guest may toggle I/O and memory decoding, bus mastering and INTx-disable, and write
+	 * the interrupt line; everything else in the header is read-only. */
+	p->wmask[PCI_COMMAND] = PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+	p->wmask[PCI_COMMAND + 1] = PCI_COMMAND_INTX_DISABLE >> 8;
+	p->wmask[PCI_INTERRUPT_LINE] = 0xff;
+	p->cap_end = 0x40;
+}
+
+void pci_add_bar(struct pci_dev *p, int bar, uint64_t size, bool io, bool is64,
+		 const struct bus_ops *ops, void *opaque)
+{
+	p->bars[bar] = (struct pci_bar){ .size = size, .io = io, .is64 = is64 && !io, .ops = ops,
+					 .opaque = opaque };
+}
+
+uint8_t pci_add_cap(struct pci_dev *p, uint8_t id, uint8_t len)
+{
+	uint8_t off = ALIGN_UP(p->cap_end, 4);
+
+	if ((unsigned)off + len > 0x100)
+		return 0;
+	p->cfg[off] = id;
+	p->cfg[off + 1] = 0;
+	if (p->last_cap)
+		p->cfg[p->last_cap + 1] = off;
+	else
+		p->cfg[PCI_CAPABILITY_LIST] = off;
+	p->cfg[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
+	p->last_cap = off;
+	p->cap_end = off + len;
+	return off;
+}
+
+static uint64_t assign(uint64_t *next, uint64_t size)
+{
+	uint64_t a = ALIGN_UP(*next, size);
+
+	*next = a + size;
+	return a;
+}
+
+int pci_register(struct vm *vm, struct pci_dev *p)
+{
+	struct pci_bus *pb = vm->pci;
+	int slot = -1;
+
+	for (int s = 1; s < PCI_MAX_SLOTS && slot < 0; s++)
+		if (!pb->slots[s])
+			slot = s;
+	if (slot < 0)
+		return -ENOSPC;
+	p->slot = slot;
+	p->cfg[PCI_INTERRUPT_PIN] = 1; /* INTA */
+	/* The usual swizzle: slot s, pin p (INTA = 1) on GSI 16 + (s + p - 1) % 4. */
+	p->intx_gsi = PCI_INTX_GSI_BASE + (slot + p->cfg[PCI_INTERRUPT_PIN] - 1) % 4;
+	p->cfg[PCI_INTERRUPT_LINE] = p->intx_gsi;
+	for (int i = 0; i < PCI_NUM_BARS; i++) {
+		struct pci_bar *b = &p->bars[i];
+
+		if (!b->size)
+			continue;
+		if (b->io)
+			b->addr = assign(&pb->io_next, b->size);
+		else if (b->is64)
+			b->addr = assign(&pb->mmio64_next, b->size);
+		else
+			b->addr = assign(&pb->mmio32_next, b->size);
+		if (!b->io && !b->is64 && b->addr + b->size > PCI_MMIO32_START + PCI_MMIO32_SIZE)
+			return -ENOSPC;
+		bar_store(p, i);
+	}
+	p->cfg[PCI_COMMAND] |= PCI_COMMAND_IO | PCI_COMMAND_MEMORY;
+	pthread_mutex_lock(&pb->lock);
+	pb->slots[slot] = p;
+	bars_update(p);
+	pthread_mutex_unlock(&pb->lock);
+	return 0;
+}
+
+void pci_set_intx(struct pci_dev *p, int level)
+{
+	int line = level && !(pci_cfg_read16(p, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE);
+
+	p->intx_level = level;
+	if (level)
+		p->cfg[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
+	else
+		p->cfg[PCI_STATUS] &= ~PCI_STATUS_INTERRUPT;
+	vm_set_irq_line(p->vm, p->intx_gsi, line);
+}
+
+static void pci_bus_destroy(void *opaque)
+{
+	struct pci_bus *pb = opaque;
+
+	pthread_mutex_destroy(&pb->lock);
+	free(pb);
+}
+
+int pci_init(struct vm *vm)
+{
+	struct pci_bus *pb = calloc(1, sizeof(*pb));
+	uint64_t ram_top = vm->mem.nregions > 1 ? vm->mem.regions[1].gpa + vm->mem.regions[1].size
+						 : MMIO_HOLE_END;
+	int err;
+
+	if (!pb)
+		return -ENOMEM;
+	pb->vm = vm;
+	pthread_mutex_init(&pb->lock, NULL);
+	pb->mmio32_next = PCI_MMIO32_START;
+	pb->mmio64_next = ALIGN_UP(ram_top, PCI_MMIO64_ALIGN);
+	pb->io_next = PCI_IO_START;
+	err = vm_add_device(vm, pb, pci_bus_destroy);
+	if (err) {
+		pci_bus_destroy(pb);
+		return err;
+	}
+	vm->pci = pb;
+	/* The host bridge, slot 0: "Red Hat, Inc. QEMU PCIe Host bridge", class 0x0600. */
+	pci_dev_init(&pb->host_bridge, vm, 0x1b36, 0x0008, 0x060000, 0, 0x1af4, 0x1100, NULL, NULL);
+	pb->slots[0] = &pb->host_bridge;
+	/* 0xcf8-0xcfb: the address register (32-bit) and, at 0xcf9, reset control (8-bit). */
+	err = bus_register(&vm->pio, PCI_CF8, 4, &cf8_ops, pb, "pci-cf8");
+	if (!err)
+		err = bus_register(&vm->pio, PCI_CFC, 4, &cfc_ops, pb, "pci-cfc");
+	if (!err)
+		err = bus_register(&vm->mmio, PCI_ECAM_BASE, PCI_ECAM_BUS_SIZE, &ecam_ops, pb, "pci-ecam");
+	return err;
+}

@@ -1,0 +1,86 @@
+/* PCI: a host bridge on bus 0, configuration mechanism #1 (ports 0xcf8/0xcfc), an ECAM window,
+ * BARs sized and moved by the guest as on real hardware, capabilities, and INTx.
+ *
+ * Devices get their BARs pre-assigned as firmware would (32-bit memory BARs in the window below
+ * 4 GiB, 64-bit ones above RAM, I/O BARs from 0xc000) with decoding enabled; a guest may
+ * reassign them. INTx of slot s, pin p (1 = INTA) goes to GSI 16 + (s + p - 1) % 4. */
+#ifndef MICA_PCI_H
+#define MICA_PCI_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+
+struct vm;
+struct pci_dev;
+
+#define PCI_CFG_SIZE 4096
+#define PCI_NUM_BARS 6
+#define PCI_MAX_SLOTS 32
+#define PCI_INTX_GSI_BASE 16
+#define PCI_IO_START 0xc000
+
+struct pci_bar {
+	uint64_t size;       /* a power of two; 0: the BAR is unused */
+	bool io;
+	bool is64;
+	uint64_t addr;       /* as last programmed */
+	bool mapped;         /* registered on the bus at mapped_addr */
+	uint64_t mapped_addr;
+	const struct bus_ops *ops;
+	void *opaque;
+};
+
+struct pci_dev_ops {
+	/* Optional: a config read the device computes itself; true if it filled *val. */
+	bool (*cfg_read)(struct pci_dev *pdev, uint32_t off, uint32_t len, uint32_t *val);
+	/* Optional: after the generic part of a config write (capabilities react here). */
+	void (*cfg_written)(struct pci_dev *pdev, uint32_t off, uint32_t len, uint32_t val);
+	/* Optional: a BAR was mapped (true) at addr, or unmapped. */
+	void (*bar_mapped)(struct pci_dev *pdev, int bar, uint64_t addr, bool mapped);
+};
+
+struct pci_dev {
+	struct vm *vm;
+	const struct pci_dev_ops *ops;
+	void *priv;
+	int slot;
+	uint8_t cfg[PCI_CFG_SIZE];
+	uint8_t wmask[PCI_CFG_SIZE];   /* bits the guest may change in plain config registers */
+	struct pci_bar bars[PCI_NUM_BARS];
+	uint8_t last_cap;              /* offset of the last capability, 0 if none */
+	uint8_t cap_end;               /* next free capability offset */
+	uint32_t intx_gsi;
+	int intx_level;
+};
+
+/* Creates the host bridge and the config-space access paths. */
+int pci_init(struct vm *vm);
+
+/* Fills the header of a type-0 device. Call pci_add_bar/pci_add_cap, then pci_register. */
+void pci_dev_init(struct pci_dev *pdev, struct vm *vm, uint16_t vendor, uint16_t device,
+		  uint32_t class_code, uint8_t revision, uint16_t subsys_vendor, uint16_t subsys_id,
+		  const struct pci_dev_ops *ops, void *priv);
+void pci_add_bar(struct pci_dev *pdev, int bar, uint64_t size, bool io, bool is64,
+		 const struct bus_ops *ops, void *opaque);
+/* Reserves len bytes of capability `id` in config space; returns its offset (0 if full). */
+uint8_t pci_add_cap(struct pci_dev *pdev, uint8_t id, uint8_t len);
+/* Puts the device in the next free slot, assigns its BARs and maps them. */
+int pci_register(struct vm *vm, struct pci_dev *pdev);
+
+/* Drives the device's INTx line (pin A); respects the command register's INTx-disable bit. */
+void pci_set_intx(struct pci_dev *pdev, int level);
+
+static inline uint16_t pci_cfg_read16(const struct pci_dev *p, uint32_t off)
+{
+	return p->cfg[off] | (uint16_t)p->cfg[off + 1] << 8;
+}
+
+static inline uint32_t pci_cfg_read32(const struct pci_dev *p, uint32_t off)
+{
+	return pci_cfg_read16(p, off) | (uint32_t)pci_cfg_read16(p, off + 2) << 16;
+}
+
+#endif
