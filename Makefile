@@ -34,6 +34,7 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(OBJDIR)/tests/%)
 all: $(MICA)
 
 include guest/guest.mk
+include bench/bench.mk
 all: $(GUEST_BIN)
 
 $(MICA): $(OBJDIR)/vmm/main.o $(CORE_OBJS)

@@ -1,0 +1,110 @@
+# shellcheck shell=bash
+# bench/lib.sh: helpers for scripts/bench and its sections (bench/sections/*.sh); sourced.
+# A section prints its table on stdout and writes $BENCH_OUT/<section>.json, whose "env" object
+# comes from bench_env_json. Everything here is plain bash + awk: the inner VM of
+# scripts/with-kvm has no more than the host's base system.
+
+BENCH_OUT=${BENCH_OUT:-build/bench}
+BENCH_BIN=$BENCH_OUT/bin
+BENCH_RUNS=${BENCH_RUNS:-5}
+MICA=${MICA:-build/mica}
+GUEST=${GUEST:-build/guest/mica-testguest}
+
+bench_log() { printf 'bench: %s\n' "$*" >&2; }
+bench_die() {
+    bench_log "$*"
+    exit 1
+}
+
+# bench_build_tools: compiles bench/*.c into $BENCH_BIN when missing or older than their
+# sources (bench/bench.mk does the same from make, on the host: faster than in the inner VM).
+bench_build_tools() {
+    local cc=${CC:-cc} flags=(-std=c11 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE)
+    mkdir -p "$BENCH_BIN"
+    _bench_cc() { # OUT SRC EXTRA...
+        local out=$BENCH_BIN/$1 src=$2
+        shift 2
+        if [[ ! -x $out || $src -nt $out || bench/firstrun.h -nt $out ]]; then
+            bench_log "building $out"
+            "$cc" "${flags[@]}" -Ibench -o "$out" "$src" "$@" || bench_die "cannot build $out"
+        fi
+    }
+    _bench_cc benchrun bench/benchrun.c
+    _bench_cc firstrun.so bench/firstrun.c -shared -fPIC
+    _bench_cc minilaunch bench/minilaunch.c -lfdt
+}
+
+# bench_json_str STRING: STRING as a JSON string literal.
+bench_json_str() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\t'/ }
+    s=${s//$'\r'/}
+    s=${s//$'\n'/\\n}
+    printf '"%s"' "$s"
+}
+
+# bench_env_json: where the numbers come from, as a JSON object.
+bench_env_json() {
+    local cpu kernel nested thp version
+    cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    kernel=$(uname -sr)
+    nested=false
+    [[ ${WITH_KVM_INNER:-0} == 1 ]] && nested=true
+    thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+    version=$("$MICA" --version 2>/dev/null | head -n 1)
+    printf '{"cpu_model": %s, "cpus": %s, "kernel": %s, "nested": %s, "thp": %s, ' \
+        "$(bench_json_str "$cpu")" "$(nproc)" "$(bench_json_str "$kernel")" "$nested" \
+        "$(bench_json_str "${thp:-unknown}")"
+    printf '"mica_version": %s, "date": %s}' "$(bench_json_str "$version")" \
+        "$(bench_json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")"
+}
+
+# bench_kv FILE KEY: the value of KEY in a key=value file (the first one), empty if none.
+bench_kv() { awk -F= -v k="$2" '$1 == k { print substr($0, length(k) + 2); exit }' "$1"; }
+
+# bench_values KEY FILE...: KEY's value from each file, one per line (files without it skipped).
+bench_values() {
+    local key=$1 f
+    shift
+    for f in "$@"; do bench_kv "$f" "$key"; done | sed '/^$/d'
+}
+
+# bench_stats: reads numbers on stdin, prints "median min" (median of an even count: the mean
+# of the middle two), or "- -" when there are none.
+bench_stats() {
+    sort -g | awk '{ v[NR] = $1 }
+        END {
+            if (NR == 0) { print "- -"; exit }
+            m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%.10g %.10g\n", m, v[1]
+        }'
+}
+
+# bench_json_metric KEY FILE...: {"median": M, "min": N, "runs": [...]} for KEY over FILEs.
+bench_json_metric() {
+    local key=$1 vals stats
+    shift
+    vals=$(bench_values "$key" "$@")
+    stats=$(bench_stats <<<"$vals")
+    [[ -n $vals ]] || {
+        printf 'null'
+        return
+    }
+    printf '{"median": %s, "min": %s, "runs": [%s]}' "${stats% *}" "${stats#* }" \
+        "$(paste -sd, <<<"$vals" | sed 's/,/, /g')"
+}
+
+# bench_cell KEY SCALE FILE...: "median (min)" of KEY over FILEs, divided by SCALE, for tables.
+bench_cell() {
+    local key=$1 scale=$2 stats
+    shift 2
+    stats=$(bench_values "$key" "$@" | bench_stats)
+    [[ $stats != "- -" ]] || {
+        echo "-"
+        return
+    }
+    awk -v s="$scale" -v m="${stats% *}" -v n="${stats#* }" 'BEGIN {
+        f = s == 1 ? "%.0f (%.0f)" : "%.1f (%.1f)"; printf f "\n", m / s, n / s }'
+}
