@@ -87,6 +87,23 @@ int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why)
 		FDT_TRY(fdt_end_node(fdt));
 	}
 
+	if (vm->cfg.bench_devices) {
+		uint64_t reg[2] = { BENCH_MMIO_ADDR, 4096 };
+		char name[48];
+
+		snprintf(name, sizeof(name), "bench@%llx", (unsigned long long)BENCH_MMIO_ADDR);
+		FDT_TRY(fdt_begin_node(fdt, name));
+		FDT_TRY(fdt_property_string(fdt, "compatible", "mica,bench"));
+		FDT_TRY(fdt_prop_u64_pairs(fdt, "reg", reg, 2));
+		FDT_TRY(fdt_property_u32(fdt, "mica,pio-port", BENCH_PIO_PORT));
+		FDT_TRY(fdt_property_u32(fdt, "mica,eventfd-port", BENCH_EVENTFD_PORT));
+		if (vm->floor_mmio_notify)
+			FDT_TRY(fdt_property_u64(fdt, "mica,mmio-notify", vm->floor_mmio_notify));
+		if (vm->floor_pci_notify)
+			FDT_TRY(fdt_property_u64(fdt, "mica,pci-notify", vm->floor_pci_notify));
+		FDT_TRY(fdt_end_node(fdt));
+	}
+
 	for (int i = 0; i < vm->nplatform_devs && !err; i++) {
 		const struct vm_platform_dev *d = &vm->platform_devs[i];
 		uint64_t reg[2] = { d->base, d->size };

@@ -7,5 +7,6 @@ struct vm;
 int rtc_create(struct vm *vm);
 int i8042_create(struct vm *vm);
 int debug_exit_create(struct vm *vm);
+int bench_devices_create(struct vm *vm);
 
 #endif

@@ -17,6 +17,7 @@
 void cli_usage(FILE *out)
 {
 	fputs("usage: mica run --kernel PATH [options]\n"
+	      "       mica bench exits [--kernel PATH] [--iterations N] [--json PATH]\n"
 	      "       mica --help | --version\n"
 	      "\n"
 	      "Runs a VM on KVM. The kernel is an ELF64 kernel (such as mica's test guest,\n"
@@ -29,11 +30,16 @@ void cli_usage(FILE *out)
 	      "  --mem SIZE         guest RAM, with K/M/G suffixes (default 256M)\n"
 	      "  --cpus N           vCPUs, 1 to 64 (default 1)\n"
 	      "  --timeout SECONDS  stop the guest after this long and exit 124\n"
-	      "  --rng              add a virtio-rng device (entropy from getrandom)\n"
+	      "  --rng[=TRANSPORT]  add a virtio-rng device (entropy from getrandom), on the\n"
+	      "                     VM's transport or the one given; repeatable (up to 4)\n"
 	      "  --console KIND     serial (default) or virtio: which console the terminal's\n"
 	      "                     input goes to; both consoles' output goes to stdout\n"
 	      "  --transport KIND   virtio transport: mmio (default), mmio-legacy, pci,\n"
 	      "                     pci-transitional\n"
+	      "  --bench-devices    add the exit-cost lab's probes (port 0x510, MMIO page at\n"
+	      "                     0xdf000000, PIO ioeventfd port 0x514)\n"
+	      "  --time-exits       time mica's handling of each userspace exit (for\n"
+	      "                     --stats-json)\n"
 	      "  --stats-json PATH  at exit, write how the run ended, exit counts, virtio\n"
 	      "                     counters and mica's memory use to PATH as JSON\n"
 	      "  -v, --verbose      more diagnostics on stderr (twice for debug)\n"
@@ -54,10 +60,26 @@ static int fail(char *msg, size_t len, const char *fmt, ...)
 	return -EINVAL;
 }
 
+static int parse_transport(const char *s, enum virtio_transport_kind *t)
+{
+	static const struct { const char *name; enum virtio_transport_kind kind; } names[] = {
+		{ "mmio", TRANSPORT_MMIO }, { "mmio-legacy", TRANSPORT_MMIO_LEGACY },
+		{ "pci", TRANSPORT_PCI }, { "pci-transitional", TRANSPORT_PCI_TRANSITIONAL },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(s, names[i].name)) {
+			*t = names[i].kind;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t len)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
-	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS };
+	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS, OPT_BENCH_DEVICES, OPT_TIME_EXITS };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -65,7 +87,9 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		{ "mem", required_argument, NULL, OPT_MEM },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "rng", optional_argument, NULL, OPT_RNG },
+		{ "bench-devices", no_argument, NULL, OPT_BENCH_DEVICES },
+		{ "time-exits", no_argument, NULL, OPT_TIME_EXITS },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
 		{ "stats-json", required_argument, NULL, OPT_STATS },
@@ -126,7 +150,21 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 			break;
 		}
 		case OPT_RNG:
-			c->rng = true;
+			if (c->nrng == 4)
+				return fail(msg, len, "--rng: at most 4 virtio-rng devices");
+			if (optarg) {
+				if (parse_transport(optarg, &c->rng_transport[c->nrng]))
+					return fail(msg, len, "--rng=%s: give mmio, mmio-legacy, pci or "
+						    "pci-transitional", optarg);
+				c->rng_transport_set[c->nrng] = true;
+			}
+			c->nrng++;
+			break;
+		case OPT_BENCH_DEVICES:
+			c->bench_devices = true;
+			break;
+		case OPT_TIME_EXITS:
+			c->time_exits = true;
 			break;
 		case OPT_CONSOLE:
 			if (!strcmp(optarg, "serial"))
@@ -137,15 +175,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 				return fail(msg, len, "--console %s: give serial or virtio", optarg);
 			break;
 		case OPT_TRANSPORT:
-			if (!strcmp(optarg, "mmio"))
-				c->transport = TRANSPORT_MMIO;
-			else if (!strcmp(optarg, "mmio-legacy"))
-				c->transport = TRANSPORT_MMIO_LEGACY;
-			else if (!strcmp(optarg, "pci"))
-				c->transport = TRANSPORT_PCI;
-			else if (!strcmp(optarg, "pci-transitional"))
-				c->transport = TRANSPORT_PCI_TRANSITIONAL;
-			else
+			if (parse_transport(optarg, &c->transport))
 				return fail(msg, len, "--transport %s: give mmio, mmio-legacy, pci or "
 					    "pci-transitional", optarg);
 			break;

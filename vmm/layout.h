@@ -12,6 +12,7 @@
  *   0xc000_0000 .. 0xffff_ffff   MMIO hole (1 GiB), holding:
  *       0xc000_0000              PCI 32-bit BAR window (256 MiB)
  *       0xd000_0000              virtio-mmio slots, VIRTIO_MMIO_SLOT_SIZE each
+ *       0xdf00_0000              exit-cost lab MMIO page (--bench-devices)
  *       0xe000_0000              PCI ECAM (MMCONFIG) window, 1 MiB per bus
  *       0xfec0_0000              IOAPIC
  *       0xfee0_0000              LAPIC
@@ -40,6 +41,7 @@
 #define VIRTIO_MMIO_BASE    0xd0000000ULL
 #define VIRTIO_MMIO_SLOT_SIZE 0x1000ULL
 #define VIRTIO_MMIO_IRQ_BASE 5 /* slot n uses GSI 5 + n */
+#define BENCH_MMIO_ADDR     0xdf000000ULL /* exit-cost lab: an MMIO page handled in userspace */
 #define PCI_ECAM_BASE       0xe0000000ULL
 #define PCI_ECAM_BUS_SIZE   0x100000ULL /* bus 0 only: 32 devices x 8 functions x 4 KiB */
 #define IOAPIC_ADDR         0xfec00000ULL
@@ -54,6 +56,8 @@
 #define I8042_DATA_PORT     0x60
 #define I8042_CMD_PORT      0x64
 #define DEBUG_EXIT_PORT     0x501 /* 8-bit write of N: the VM ends, mica exits N */
+#define BENCH_PIO_PORT      0x510 /* exit-cost lab: a port handled in userspace */
+#define BENCH_EVENTFD_PORT  0x514 /* exit-cost lab: a port that is a PIO ioeventfd */
 
 /* Selectors of the boot GDT (the Linux boot protocol's __BOOT_CS / __BOOT_DS). */
 #define BOOT_CS             0x10

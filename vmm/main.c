@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_exits.h"
 #include "boot.h"
 #include "cli.h"
 #include "layout.h"
@@ -55,12 +56,15 @@ static int create_devices(struct vm *vm, struct console_sink *console, struct ua
 			return err;
 		*console = virtio_console_sink(*vcon);
 	}
-	if (vm->cfg.rng) {
+	for (int i = 0; i < vm->cfg.nrng && !err; i++) {
 		rng = virtio_rng_create(vm);
 		if (!rng)
 			return -ENOMEM;
-		err = virtio_attach(vm, rng);
+		err = virtio_attach_to(vm, rng, vm->cfg.rng_transport_set[i] ? vm->cfg.rng_transport[i]
+									 : vm->cfg.transport);
 	}
+	if (!err && vm->cfg.bench_devices)
+		err = bench_devices_create(vm);
 	return err;
 }
 
@@ -148,6 +152,8 @@ int main(int argc, char **argv)
 	struct cli cli;
 	char msg[512];
 
+	if (argc >= 2 && !strcmp(argv[1], "bench"))
+		return bench_main(argc - 1, argv + 1);
 	if (cli_parse(argc, argv, &cli, msg, sizeof(msg))) {
 		fprintf(stderr, "mica: %s\n", msg);
 		return EXIT_USAGE;

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 
 #include "vcpu.h"
@@ -47,6 +49,7 @@ int stats_write_json(const struct vm *vm, const struct run_times *t, const char 
 		sum.pio += vm->vcpus[i].stats.pio;
 		sum.mmio += vm->vcpus[i].stats.mmio;
 		sum.other += vm->vcpus[i].stats.other;
+		sum.handle_cycles += vm->vcpus[i].stats.handle_cycles;
 	}
 	rss_kib(vm, &rss, &guest_rss);
 	getrusage(RUSAGE_SELF, &ru);
@@ -58,9 +61,12 @@ int stats_write_json(const struct vm *vm, const struct run_times *t, const char 
 		ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
 	fprintf(f, "  \"memory_kib\": { \"rss\": %lu, \"guest_ram_rss\": %lu, \"vmm_rss\": %lu },\n",
 		rss, guest_rss, rss - guest_rss);
-	fprintf(f, "  \"userspace_exits\": { \"pio\": %llu, \"mmio\": %llu, \"other\": %llu },\n",
+	fprintf(f, "  \"userspace_exits\": { \"pio\": %llu, \"mmio\": %llu, \"other\": %llu, "
+		   "\"handling_cycles\": %llu },\n",
 		(unsigned long long)sum.pio, (unsigned long long)sum.mmio,
-		(unsigned long long)sum.other);
+		(unsigned long long)sum.other, (unsigned long long)sum.handle_cycles);
+	fprintf(f, "  \"tsc_khz\": %d,\n",
+		vm->ncpus ? ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0) : 0);
 	fprintf(f, "  \"unclaimed\": { \"pio_reads\": %lu, \"pio_writes\": %lu, \"mmio_reads\": %lu, "
 		   "\"mmio_writes\": %lu },\n",
 		atomic_load(&vm->pio.unclaimed_reads), atomic_load(&vm->pio.unclaimed_writes),

@@ -14,6 +14,7 @@ struct vcpu_stats {
 	uint64_t pio;
 	uint64_t mmio;
 	uint64_t other;
+	uint64_t handle_cycles; /* TSC cycles spent handling PIO/MMIO exits (--time-exits) */
 };
 
 struct vcpu {

@@ -44,7 +44,11 @@ struct vm_config {
 	double timeout_s;     /* 0: none */
 	enum virtio_transport_kind transport;
 	enum console_kind console;
-	bool rng;             /* --rng: a virtio-rng device */
+	int nrng;             /* --rng[=TRANSPORT], repeatable: virtio-rng devices */
+	enum virtio_transport_kind rng_transport[4];
+	bool rng_transport_set[4]; /* false: the VM's --transport */
+	bool bench_devices;   /* --bench-devices: the exit-cost lab's probes */
+	bool time_exits;      /* --time-exits: time the handling of each userspace exit */
 	const char *stats_path; /* --stats-json: where to write what happened, as JSON */
 };
 
@@ -92,6 +96,8 @@ struct vm {
 	pthread_mutex_t exit_lock;
 
 	struct pci_bus *pci;
+	/* The floor VM of `mica bench exits`: bare notify addresses given to the guest. */
+	uint64_t floor_mmio_notify, floor_pci_notify;
 	struct virtio_dev *virtio_devs[VM_MAX_PLATFORM_DEVS]; /* for statistics */
 	int nvirtio;
 };

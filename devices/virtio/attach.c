@@ -8,11 +8,16 @@
 
 int virtio_attach(struct vm *vm, struct virtio_dev *dev)
 {
+	return virtio_attach_to(vm, dev, vm->cfg.transport);
+}
+
+int virtio_attach_to(struct vm *vm, struct virtio_dev *dev, enum virtio_transport_kind kind)
+{
 	int err = -ENOTSUP;
 
 	if (vm->nvirtio == VM_MAX_PLATFORM_DEVS)
 		return -ENOSPC;
-	switch (vm->cfg.transport) {
+	switch (kind) {
 	case TRANSPORT_MMIO:
 		err = virtio_mmio_attach(vm, dev, false);
 		break;

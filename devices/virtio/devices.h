@@ -3,6 +3,7 @@
 #define MICA_VIRTIO_DEVICES_H
 
 #include "console.h"
+#include "vm.h"
 
 struct vm;
 struct virtio_dev;
@@ -15,5 +16,7 @@ void virtio_console_set_term(struct virtio_dev *dev, struct term *t);
 
 /* Puts the device on the transport the VM was configured with (--transport). */
 int virtio_attach(struct vm *vm, struct virtio_dev *dev);
+/* Puts the device on a given transport. */
+int virtio_attach_to(struct vm *vm, struct virtio_dev *dev, enum virtio_transport_kind kind);
 
 #endif

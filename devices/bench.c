@@ -1,0 +1,91 @@
+/* The exit-cost lab's probes (--bench-devices): a port and an MMIO page that mica handles in
+ * userspace and that do nothing else, and a port that is a PIO ioeventfd. They let the test
+ * guest time each kind of exit with no device model behind it. */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "layout.h"
+#include "legacy.h"
+#include "util.h"
+#include "vm.h"
+
+struct bench_dev {
+	struct ev_handler eventfd_h;
+	uint32_t scratch;
+};
+
+static void probe_read(void *opaque, uint64_t off, void *data, uint32_t len)
+{
+	struct bench_dev *b = opaque;
+
+	(void)off;
+	memcpy(data, &b->scratch, MIN(len, 4u));
+}
+
+static void probe_write(void *opaque, uint64_t off, const void *data, uint32_t len)
+{
+	struct bench_dev *b = opaque;
+
+	(void)off;
+	memcpy(&b->scratch, data, MIN(len, 4u));
+}
+
+static const struct bus_ops probe_ops = { .read = probe_read, .write = probe_write };
+
+static void drain(struct ev_handler *h, uint32_t events)
+{
+	uint64_t n;
+
+	(void)events;
+	if (read(h->fd, &n, sizeof(n)) < 0)
+		return;
+}
+
+static void bench_destroy(void *opaque)
+{
+	struct bench_dev *b = opaque;
+
+	if (b->eventfd_h.fn)
+		close(b->eventfd_h.fd);
+	free(b);
+}
+
+int bench_devices_create(struct vm *vm)
+{
+	struct bench_dev *b = calloc(1, sizeof(*b));
+	struct kvm_ioeventfd io = { .addr = BENCH_EVENTFD_PORT, .len = 4,
+				    .flags = KVM_IOEVENTFD_FLAG_PIO };
+	int fd, err;
+
+	if (!b)
+		return -ENOMEM;
+	err = vm_add_device(vm, b, bench_destroy);
+	if (err) {
+		free(b);
+		return err;
+	}
+	err = bus_register(&vm->pio, BENCH_PIO_PORT, 4, &probe_ops, b, "bench-pio");
+	if (!err)
+		err = bus_register(&vm->mmio, BENCH_MMIO_ADDR, 4096, &probe_ops, b, "bench-mmio");
+	if (err)
+		return err;
+	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	b->eventfd_h.fn = drain;
+	err = evloop_add(&vm->loop, fd, EPOLLIN, &b->eventfd_h);
+	if (err) {
+		close(fd);
+		b->eventfd_h.fn = NULL;
+		return err;
+	}
+	io.fd = fd;
+	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
