@@ -62,12 +62,31 @@ int evloop_del(struct evloop *loop, struct ev_handler *h)
 	return epoll_ctl(loop->epfd, EPOLL_CTL_DEL, h->fd, NULL) < 0 ? -errno : 0;
 }
 
+void evloop_add_hook(struct evloop *loop, struct ev_hook *hook)
+{
+	hook->next = loop->hooks;
+	loop->hooks = hook;
+}
+
+static int prepare_hooks(struct evloop *loop)
+{
+	int timeout = -1;
+
+	for (struct ev_hook *k = loop->hooks; k; k = k->next) {
+		int t = k->prepare ? k->prepare(k) : -1;
+
+		if (t >= 0 && (timeout < 0 || t < timeout))
+			timeout = t;
+	}
+	return timeout;
+}
+
 int evloop_run(struct evloop *loop)
 {
 	struct epoll_event evs[32];
 
 	while (!atomic_load(&loop->stopping)) {
-		int n = epoll_wait(loop->epfd, evs, 32, -1);
+		int n = epoll_wait(loop->epfd, evs, 32, prepare_hooks(loop));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -79,6 +98,9 @@ int evloop_run(struct evloop *loop)
 
 			h->fn(h, evs[i].events);
 		}
+		for (struct ev_hook *k = loop->hooks; k; k = k->next)
+			if (k->after)
+				k->after(k);
 	}
 	return 0;
 }

@@ -13,8 +13,19 @@ struct ev_handler {
 	int fd;
 };
 
+/* A backend that needs a word before and after each wait (libslirp: it re-declares its sockets
+ * and timers every iteration). */
+struct ev_hook {
+	/* Before waiting: returns how long the loop may sleep, in ms (-1: no limit). */
+	int (*prepare)(struct ev_hook *hook);
+	/* After the ready handlers of one wait have run. */
+	void (*after)(struct ev_hook *hook);
+	struct ev_hook *next;
+};
+
 struct evloop {
 	int epfd;
+	struct ev_hook *hooks;
 	int stop_fd;             /* eventfd: wakes the loop from any thread */
 	atomic_bool stopping;
 	struct ev_handler stop_handler;
@@ -26,6 +37,8 @@ void evloop_destroy(struct evloop *loop);
 int evloop_add(struct evloop *loop, int fd, uint32_t events, struct ev_handler *h);
 int evloop_mod(struct evloop *loop, struct ev_handler *h, uint32_t events);
 int evloop_del(struct evloop *loop, struct ev_handler *h);
+/* Adds a hook; call before evloop_run (hooks are not for use across threads). */
+void evloop_add_hook(struct evloop *loop, struct ev_hook *hook);
 /* Runs handlers until evloop_stop(). Returns 0, or -errno if epoll fails. */
 int evloop_run(struct evloop *loop);
 /* Safe from any thread and from signal handlers. */
