@@ -57,7 +57,20 @@ static void mmio_interrupt(struct virtio_dev *dev, int queue)
 		pr_debug("%s: irqfd write failed: %s", dev->ops->name, strerror(errno));
 }
 
-static const struct virtio_transport_ops mmio_transport_ops = { .interrupt = mmio_interrupt };
+static void mmio_drop_notifications(struct virtio_dev *dev)
+{
+	struct virtio_mmio *m = dev->transport_priv;
+	uint64_t n;
+
+	for (int q = 0; q < dev->ops->num_queues; q++)
+		if (m->notify[q].h.fn && read(m->notify[q].h.fd, &n, sizeof(n)) < 0)
+			continue; /* EAGAIN: nothing pending */
+}
+
+static const struct virtio_transport_ops mmio_transport_ops = {
+	.interrupt = mmio_interrupt,
+	.drop_notifications = mmio_drop_notifications,
+};
 
 static bool queue_selected(const struct virtio_mmio *m)
 {

@@ -81,7 +81,20 @@ static void vpci_interrupt(struct virtio_dev *dev, int queue)
 	pci_set_intx(&vp->pdev, 1);
 }
 
-static const struct virtio_transport_ops vpci_transport_ops = { .interrupt = vpci_interrupt };
+static void vpci_drop_notifications(struct virtio_dev *dev)
+{
+	struct virtio_pci *vp = dev->transport_priv;
+	uint64_t n;
+
+	for (int q = 0; q < dev->ops->num_queues; q++)
+		if (vp->notify[q].h.fn && read(vp->notify[q].h.fd, &n, sizeof(n)) < 0)
+			continue; /* EAGAIN: nothing pending */
+}
+
+static const struct virtio_transport_ops vpci_transport_ops = {
+	.interrupt = vpci_interrupt,
+	.drop_notifications = vpci_drop_notifications,
+};
 
 static uint8_t isr_read_clear(struct virtio_pci *vp)
 {

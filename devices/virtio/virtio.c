@@ -88,6 +88,8 @@ static void reset_locked(struct virtio_dev *dev)
 	}
 	if (dev->ops->reset)
 		dev->ops->reset(dev);
+	if (dev->transport && dev->transport->drop_notifications)
+		dev->transport->drop_notifications(dev);
 }
 
 void virtio_reset(struct virtio_dev *dev)
@@ -205,9 +207,11 @@ void virtio_queue_notified(struct virtio_dev *dev, int q)
 	pthread_mutex_lock(&dev->lock);
 	if (q < 0 || q >= dev->ops->num_queues || !virtio_dev_ok(dev) || !dev->vqs[q].ready) {
 		atomic_fetch_add(&dev->stats.notifies_ignored, 1);
-		/* A driver part-way through initialization must not notify yet (a notification can
-		 * also be left over from before a reset: status 0 is not an error). */
-		if (dev->status && !(dev->status & VIRTIO_CONFIG_S_DRIVER_OK))
+		/* A driver part-way through initialization must not notify an enabled queue yet.
+		 * (Kicks sent before a reset were dropped by the reset; one that was already being
+		 * handled arrives with status 0, or with the queue not yet enabled again.) */
+		if (dev->status && !(dev->status & VIRTIO_CONFIG_S_DRIVER_OK) && q >= 0 &&
+		    q < dev->ops->num_queues && dev->vqs[q].ready)
 			fail_locked(dev, "queue notified before DRIVER_OK");
 		pthread_mutex_unlock(&dev->lock);
 		return;

@@ -44,6 +44,9 @@ struct virtio_dev_ops {
 struct virtio_transport_ops {
 	/* Deliver an interrupt for `queue` (used buffers) or, with queue -1, a config change. */
 	void (*interrupt)(struct virtio_dev *dev, int queue);
+	/* The device is being reset: drop queue notifications not yet handled, so a kick sent
+	 * before the reset is not taken for one sent during the next initialization. */
+	void (*drop_notifications)(struct virtio_dev *dev);
 };
 
 struct virtio_stats {

@@ -1,0 +1,728 @@
+/* virtio-mmio devices (issue #3): rng, console, negotiation, reset, EVENT_IDX, and hostile
+ * drivers the device must survive (DEVICE_NEEDS_RESET, the other device unaffected).
+ * mica: --rng --console virtio [--transport mmio-legacy]. A missing device SKIPs. */
+#include "virtio.h"
+
+#define MS 1000000UL
+#define IO_TIMEOUT (2000 * MS)
+
+#define STD_FEATURES (BIT64(VIRTIO_F_VERSION_1) | BIT64(VIRTIO_F_INDIRECT_DESC) | BIT64(VIRTIO_F_EVENT_IDX))
+
+/* ---- shared buffers: never-reused pages, so allocate once ---- */
+#define POOL_PAGES 80
+#define PG_MISC    64 /* 64..71: indirect / hostile / single requests */
+#define PG_CON     72 /* 72..79: console */
+static uint8_t *pool;
+
+static uint8_t *page(unsigned i)
+{
+    if (!pool)
+        pool = alloc_pages(POOL_PAGES);
+    return pool ? pool + (size_t)i * PAGE_SIZE : NULL;
+}
+
+static uint64_t pa(const void *p) { return virt_to_phys(p); }
+
+static struct vdev *rng(void) { return virtio_find(VIRTIO_ID_RNG, 0); }
+static struct vdev *con(void) { return virtio_find(VIRTIO_ID_CONSOLE, 0); }
+
+static bool all_equal(const uint8_t *p, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (p[i] != p[0])
+            return false;
+    return true;
+}
+
+/* Why a wait for the used ring timed out. */
+static enum test_result used_timeout(struct virtq *vq, const char *what, unsigned irq0)
+{
+    struct vdev *d = vq->dev;
+    uint16_t u = vq_used_idx(vq);
+    return test_fail("%s: timed out: queue %u used idx %u (expected > %u), avail idx %u, used irqs %u -> %u, "
+                     "Status 0x%x, InterruptStatus 0x%x",
+                     what, vq->index, u, vq->last_used, vq->avail_idx, irq0, d->used_irqs, vdev_status(d),
+                     vdev_read(d, VIRTIO_MMIO_INTERRUPT_STATUS));
+}
+
+struct count_wait {
+    volatile unsigned *counter;
+    unsigned from;
+};
+
+static bool count_moved(void *arg)
+{
+    struct count_wait *w = arg;
+    return *w->counter != w->from;
+}
+
+/* The used-buffer interrupt follows the used idx update: wait for it (bounded). */
+static bool got_used_irq(struct vdev *d, unsigned irq0)
+{
+    struct count_wait w = {&d->used_irqs, irq0};
+    return wait_until(count_moved, &w, IO_TIMEOUT);
+}
+
+/* One rng request of len bytes (direct, or indirect in nseg pieces); checks the used length
+ * and that the data is not constant. */
+static enum test_result rng_once(struct vdev *d, uint32_t len, bool indirect, const char *what)
+{
+    struct virtq *vq = &d->vq[0];
+    uint8_t *buf = page(PG_MISC);
+    CHECK(buf, "out of memory");
+    memset(buf, 0x5a, len);
+    struct vbuf b = {pa(buf), len};
+    unsigned irq0 = d->used_irqs;
+    CHECK(vq_add(vq, &b, 0, 1, buf, indirect) >= 0, "%s: no room in the queue", what);
+    vq_kick(vq);
+    if (!vq_wait_used(vq, 1, IO_TIMEOUT))
+        return used_timeout(vq, what, irq0);
+    void *tok;
+    uint32_t got;
+    CHECK(vq_pop(vq, &tok, &got), "%s: used ring entry invalid", what);
+    CHECK(tok == buf, "%s: used entry names another head", what);
+    CHECK(got == len, "%s: used len %u, expected %u", what, got, len);
+    CHECK(len < 16 || !all_equal(buf, len), "%s: %u bytes all 0x%x", what, len, buf[0]);
+    CHECK(got_used_irq(d, irq0), "%s: used buffer but no used-buffer interrupt", what);
+    return TEST_PASS;
+}
+
+/* Sends text through the console's transmitq and waits for it to come back used. */
+static enum test_result con_write(struct vdev *d, const char *text, const char *what)
+{
+    struct virtq *vq = &d->vq[1];
+    uint8_t *buf = page(PG_CON);
+    CHECK(buf, "out of memory");
+    size_t n = strlen(text);
+    memcpy(buf, text, n);
+    struct vbuf b = {pa(buf), (uint32_t)n};
+    unsigned irq0 = d->used_irqs;
+    CHECK(vq_add(vq, &b, 1, 0, buf, false) >= 0, "%s: no room in the transmitq", what);
+    vq_kick(vq);
+    if (!vq_wait_used(vq, 1, IO_TIMEOUT))
+        return used_timeout(vq, what, irq0);
+    void *tok;
+    uint32_t got;
+    CHECK(vq_pop(vq, &tok, &got), "%s: used ring entry invalid", what);
+    CHECK(tok == buf, "%s: used entry names another head", what);
+    CHECK(got_used_irq(d, irq0), "%s: used buffer but no used-buffer interrupt", what);
+    return TEST_PASS;
+}
+
+/* ---- virtio_rng: 64 requests each of 1, 64 and 4096 bytes, 16 per kick ---- */
+#define RNG_REQS  64
+#define RNG_BATCH 16
+
+static enum test_result test_virtio_rng(void)
+{
+    struct vdev *d = rng();
+    if (!d)
+        return test_skip("no virtio-rng device (mica --rng)");
+    CHECK(page(0), "out of memory");
+    CHECK(vdev_up(d, STD_FEATURES, 0), "bring-up failed: Status 0x%x", vdev_status(d));
+    struct virtq *vq = &d->vq[0];
+    static const uint32_t sizes[] = {1, 64, 4096};
+    static uint8_t prev[4096];
+    unsigned irq0 = d->used_irqs;
+    for (unsigned s = 0; s < ARRAY_SIZE(sizes); s++) {
+        uint32_t len = sizes[s];
+        uint8_t ones[RNG_REQS];
+        bool have_prev = false;
+        for (unsigned b = 0; b < RNG_REQS / RNG_BATCH; b++) {
+            for (unsigned i = 0; i < RNG_BATCH; i++) {
+                uint8_t *p = page(b * RNG_BATCH + i);
+                memset(p, 0x5a, len);
+                struct vbuf vb = {pa(p), len};
+                CHECK(vq_add(vq, &vb, 0, 1, p, false) >= 0, "no room in the queue (num_free %u)", vq->num_free);
+            }
+            unsigned irqb = d->used_irqs;
+            vq_kick(vq);
+            if (!vq_wait_used(vq, RNG_BATCH, IO_TIMEOUT))
+                return used_timeout(vq, "rng batch", irqb);
+            for (unsigned i = 0; i < RNG_BATCH; i++) {
+                void *tok;
+                uint32_t got;
+                CHECK(vq_pop(vq, &tok, &got), "used entry %u of the batch invalid", i);
+                uint8_t *p = tok;
+                unsigned k = (unsigned)((p - page(0)) / PAGE_SIZE);
+                CHECK(k < RNG_REQS, "used entry token %p is not one of ours", tok);
+                CHECK(got == len, "request %u: used len %u, expected %u", k, got, len);
+            }
+            for (unsigned i = 0; i < RNG_BATCH; i++) {
+                unsigned k = b * RNG_BATCH + i;
+                uint8_t *p = page(k);
+                if (len == 1) {
+                    ones[k] = p[0];
+                    continue;
+                }
+                CHECK(!all_equal(p, len), "request %u: %u bytes all 0x%x", k, len, p[0]);
+                CHECK(!have_prev || memcmp(p, prev, len), "request %u: same %u bytes as the one before", k, len);
+                memcpy(prev, p, len);
+                have_prev = true;
+            }
+        }
+        if (len == 1)
+            CHECK(!all_equal(ones, RNG_REQS), "%u one-byte requests all returned 0x%x", RNG_REQS, ones[0]);
+    }
+    CHECK(got_used_irq(d, irq0), "the used ring advanced but no used-buffer interrupt arrived");
+    printf("# virtio_rng: %u requests (%s%s), %u kicks (%u suppressed), %u used interrupts\n",
+           RNG_REQS * (unsigned)ARRAY_SIZE(sizes), vdev_legacy(d) ? "legacy" : "version 2",
+           vq->event_idx ? ", EVENT_IDX" : "", vq->kicks, vq->kicks_suppressed, d->used_irqs - irq0);
+    return TEST_PASS;
+}
+TEST(virtio_rng, test_virtio_rng);
+
+/* ---- virtio_rng_indirect: chains through indirect tables of several writable segments;
+ * the gaps between the segments must stay untouched ---- */
+static const struct {
+    uint32_t off, len;
+} segs[] = {{0, 8}, {64, 100}, {512, 1000}, {2048, 2000}};
+
+static enum test_result test_virtio_rng_indirect(void)
+{
+    struct vdev *d = rng();
+    if (!d)
+        return test_skip("no virtio-rng device (mica --rng)");
+    if (!(d->offered & BIT64(VIRTIO_F_INDIRECT_DESC)))
+        return test_skip("the device does not offer VIRTIO_RING_F_INDIRECT_DESC");
+    CHECK(page(0), "out of memory");
+    CHECK(vdev_up(d, BIT64(VIRTIO_F_INDIRECT_DESC), 0), "bring-up failed: Status 0x%x", vdev_status(d));
+    struct virtq *vq = &d->vq[0];
+    CHECK(vq->indirect_ok, "INDIRECT_DESC not negotiated");
+    enum { NREQ = 9 }; /* 8 indirect, the last one a direct chain of the same segments */
+    uint32_t total = 0;
+    for (unsigned s = 0; s < ARRAY_SIZE(segs); s++)
+        total += segs[s].len;
+    for (unsigned r = 0; r < NREQ; r++) {
+        uint8_t *p = page(r);
+        memset(p, 0x5a, PAGE_SIZE);
+        struct vbuf vb[ARRAY_SIZE(segs)];
+        for (unsigned s = 0; s < ARRAY_SIZE(segs); s++)
+            vb[s] = (struct vbuf){pa(p + segs[s].off), segs[s].len};
+        CHECK(vq_add(vq, vb, 0, ARRAY_SIZE(segs), p, r < NREQ - 1) >= 0, "no room for request %u", r);
+    }
+    unsigned irq0 = d->used_irqs;
+    vq_kick(vq);
+    if (!vq_wait_used(vq, NREQ, IO_TIMEOUT))
+        return used_timeout(vq, "indirect requests", irq0);
+    for (unsigned r = 0; r < NREQ; r++) {
+        void *tok;
+        uint32_t got;
+        CHECK(vq_pop(vq, &tok, &got), "used entry %u invalid", r);
+        uint8_t *p = tok;
+        unsigned k = (unsigned)((p - page(0)) / PAGE_SIZE);
+        CHECK(k < NREQ, "used token %p is not one of ours", tok);
+        CHECK(got == total, "request %u (%s): used len %u, expected %u", k, k < NREQ - 1 ? "indirect" : "direct",
+              got, total);
+        uint32_t at = 0;
+        for (unsigned s = 0; s < ARRAY_SIZE(segs); s++) {
+            CHECK(!all_equal(p + segs[s].off, segs[s].len), "request %u segment %u (%u bytes) not filled", k, s,
+                  segs[s].len);
+            for (; at < segs[s].off; at++)
+                CHECK(p[at] == 0x5a, "request %u: byte %u outside the segments was written", k, at);
+            at = segs[s].off + segs[s].len;
+        }
+        for (; at < PAGE_SIZE; at++)
+            CHECK(p[at] == 0x5a, "request %u: byte %u outside the segments was written", k, at);
+    }
+    printf("# virtio_rng_indirect: %u requests of %u segments (%u bytes) via indirect tables + 1 direct chain\n",
+           NREQ - 1, (unsigned)ARRAY_SIZE(segs), total);
+    return TEST_PASS;
+}
+TEST(virtio_rng_indirect, test_virtio_rng_indirect);
+
+/* ---- virtio_console_out: one line through the transmitq, as a two-buffer chain ---- */
+static enum test_result test_virtio_console_out(void)
+{
+    struct vdev *d = con();
+    if (!d)
+        return test_skip("no virtio-console device (mica --console virtio)");
+    CHECK(vdev_up(d, STD_FEATURES | BIT64(VIRTIO_CONSOLE_F_SIZE), 0), "bring-up failed: Status 0x%x",
+          vdev_status(d));
+    if (d->features & BIT64(VIRTIO_CONSOLE_F_SIZE))
+        printf("# virtio-console: %ux%u\n", mmio_read16(d->base + VIRTIO_MMIO_CONFIG),
+               mmio_read16(d->base + VIRTIO_MMIO_CONFIG + 2));
+    struct virtq *vq = &d->vq[1];
+    static const char a[] = "virtio-console: ", b[] = "hello from the guest\n";
+    uint8_t *buf = page(PG_CON);
+    CHECK(buf, "out of memory");
+    memcpy(buf, a, sizeof(a) - 1);
+    memcpy(buf + 256, b, sizeof(b) - 1);
+    struct vbuf vb[2] = {{pa(buf), sizeof(a) - 1}, {pa(buf + 256), sizeof(b) - 1}};
+    unsigned irq0 = d->used_irqs;
+    CHECK(vq_add(vq, vb, 2, 0, buf, false) >= 0, "no room in the transmitq");
+    vq_kick(vq);
+    if (!vq_wait_used(vq, 1, IO_TIMEOUT))
+        return used_timeout(vq, "transmit", irq0);
+    void *tok;
+    uint32_t got;
+    CHECK(vq_pop(vq, &tok, &got), "used ring entry invalid");
+    CHECK(tok == buf, "used entry names another head");
+    CHECK(got == 0, "transmit buffer: used len %u, expected 0 (the device writes nothing)", got);
+    CHECK(got_used_irq(d, irq0), "used buffer but no used-buffer interrupt");
+    return TEST_PASS;
+}
+TEST(virtio_console_out, test_virtio_console_out);
+
+/* ---- virtio_console_in (needs input): a line through the receiveq ---- */
+#define RX_BUFS 8
+#define RX_LEN  64
+
+struct rx_state {
+    struct virtq *vq;
+    char line[256];
+    unsigned len;
+    bool done;
+};
+
+static bool rx_cond(void *arg)
+{
+    struct rx_state *s = arg;
+    return vq_has_used(s->vq);
+}
+
+static enum test_result test_virtio_console_in(void)
+{
+    struct vdev *d = con();
+    if (!d)
+        return test_skip("no virtio-console device (mica --console virtio)");
+    CHECK(vdev_up(d, STD_FEATURES, 0), "bring-up failed: Status 0x%x", vdev_status(d));
+    struct virtq *vq = &d->vq[0];
+    for (unsigned i = 0; i < RX_BUFS; i++) {
+        uint8_t *p = page(PG_CON + 1) + i * RX_LEN;
+        struct vbuf vb = {pa(p), RX_LEN};
+        CHECK(vq_add(vq, &vb, 0, 1, p, false) >= 0, "no room in the receiveq");
+    }
+    vq_kick(vq);
+    printf("# virtio_console_in: waiting for a line\n");
+    static struct rx_state s;
+    memset(&s, 0, sizeof(s));
+    s.vq = vq;
+    uint64_t start = rdtsc(), limit = ns_to_cycles(30000 * MS);
+    unsigned bufs = 0;
+    while (!s.done) {
+        uint64_t el = rdtsc() - start;
+        if (el >= limit || !wait_until(rx_cond, &s, tsc_hz ? cycles_to_ns(limit - el) : 30000 * MS))
+            break;
+        void *tok;
+        uint32_t got;
+        while (vq_pop(vq, &tok, &got)) {
+            const char *p = tok;
+            bufs++;
+            CHECK(got <= RX_LEN, "used len %u larger than the %u-byte buffer", got, RX_LEN);
+            for (uint32_t i = 0; i < got && !s.done; i++) {
+                if (p[i] == '\n' || p[i] == '\r')
+                    s.done = s.len > 0;
+                else if (s.len < sizeof(s.line) - 1)
+                    s.line[s.len++] = p[i];
+            }
+            struct vbuf vb = {pa(tok), RX_LEN}; /* give the buffer back */
+            CHECK(vq_add(vq, &vb, 0, 1, tok, false) >= 0, "no room to re-post a receive buffer");
+        }
+        vq_kick(vq);
+    }
+    s.line[s.len] = 0;
+    CHECK(s.done, "no input line within 30 s (%u bytes in %u buffers so far; Status 0x%x)", s.len, bufs,
+          vdev_status(d));
+    printf("# received: %s\n", s.line);
+    return TEST_PASS;
+}
+TEST_DESTRUCTIVE(virtio_console_in, test_virtio_console_in);
+
+/* ---- virtio_console_size (needs a terminal resize): a config-change interrupt ---- */
+static void con_size(struct vdev *d, uint32_t *gen, uint16_t *cols, uint16_t *rows)
+{
+    uint32_t g0, g1 = vdev_read(d, VIRTIO_MMIO_CONFIG_GENERATION);
+    unsigned tries = 0;
+    do { /* 4.2.2.2: re-read until the generation is stable around the reads */
+        g0 = g1;
+        *cols = mmio_read16(d->base + VIRTIO_MMIO_CONFIG);
+        *rows = mmio_read16(d->base + VIRTIO_MMIO_CONFIG + 2);
+        g1 = vdev_read(d, VIRTIO_MMIO_CONFIG_GENERATION);
+    } while (g0 != g1 && ++tries < 100);
+    *gen = g1;
+}
+
+
+static enum test_result test_virtio_console_size(void)
+{
+    struct vdev *d = con();
+    if (!d)
+        return test_skip("no virtio-console device (mica --console virtio)");
+    if (!(d->offered & BIT64(VIRTIO_CONSOLE_F_SIZE)))
+        return test_skip("the device does not offer VIRTIO_CONSOLE_F_SIZE");
+    CHECK(vdev_up(d, STD_FEATURES | BIT64(VIRTIO_CONSOLE_F_SIZE), 0), "bring-up failed: Status 0x%x",
+          vdev_status(d));
+    uint32_t g0, g1;
+    uint16_t c0, r0, c1, r1;
+    con_size(d, &g0, &c0, &r0);
+    printf("# virtio_console_size: initial %ux%u generation %u\n", c0, r0, g0);
+    struct count_wait w = {&d->config_irqs, d->config_irqs};
+    printf("# virtio_console_size: waiting for a resize\n");
+    bool got = wait_until(count_moved, &w, 30000 * MS);
+    CHECK(got, "no configuration-change interrupt within 30 s (generation now %u)",
+          vdev_read(d, VIRTIO_MMIO_CONFIG_GENERATION));
+    con_size(d, &g1, &c1, &r1);
+    printf("# console size: %ux%u generation %u -> %u\n", c1, r1, g0, g1);
+    uint8_t st = vdev_status(d);
+    CHECK(!(st & VIRTIO_S_NEEDS_RESET), "a resize left Status 0x%x (DEVICE_NEEDS_RESET)", st);
+    CHECK(vdev_legacy(d) || g1 != g0, "ConfigGeneration unchanged (%u) after a config-change interrupt", g0);
+    CHECK(c1 != c0 || r1 != r0, "size unchanged (%ux%u) after a config-change interrupt", c0, r0);
+    return TEST_PASS;
+}
+TEST_DESTRUCTIVE(virtio_console_size, test_virtio_console_size);
+
+/* ---- virtio_negotiation: an unoffered feature is refused, a legal subset accepted ---- */
+static enum test_result test_virtio_negotiation(void)
+{
+    struct vdev *d = rng();
+    if (!d)
+        return test_skip("no virtio-rng device (mica --rng)");
+    if (vdev_legacy(d)) {
+        printf("# virtio_negotiation: legacy transport has no FEATURES_OK: checking the subset only\n");
+    } else {
+        static const unsigned candidates[] = {33, 34, 35, 1, 2, 3, 24, 27};
+        unsigned bad = 64;
+        for (unsigned i = 0; i < ARRAY_SIZE(candidates) && bad == 64; i++)
+            if (!(d->offered & BIT64(candidates[i])))
+                bad = candidates[i];
+        CHECK(bad < 64, "the device offers every candidate bit (features 0x%lx)", d->offered);
+        vdev_begin(d);
+        uint64_t f = d->offered | BIT64(bad);
+        bool ok = vdev_set_features(d, f);
+        uint8_t st = vdev_status(d);
+        printf("# virtio_negotiation: acked 0x%lx (bit %u not offered): Status 0x%x\n", f, bad, st);
+        CHECK(!ok && !(st & VIRTIO_S_FEATURES_OK), "FEATURES_OK stuck after acking unoffered bit %u (Status 0x%x)",
+              bad, st);
+        /* Without VERSION_1 a modern device may refuse too (mica does): informational. */
+        vdev_begin(d);
+        ok = vdev_set_features(d, d->offered & BIT64(VIRTIO_F_EVENT_IDX));
+        printf("# virtio_negotiation: without VERSION_1: FEATURES_OK %s\n", ok ? "accepted" : "refused");
+    }
+    vdev_begin(d);
+    uint64_t subset = d->offered & BIT64(VIRTIO_F_VERSION_1);
+    CHECK(vdev_set_features(d, subset), "FEATURES_OK refused for the subset 0x%lx (Status 0x%x)", subset,
+          vdev_status(d));
+    CHECK(vq_setup(d, 0, 0), "queue setup failed");
+    vdev_driver_ok(d);
+    uint8_t st = vdev_status(d);
+    uint8_t want = VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER | VIRTIO_S_DRIVER_OK |
+                   (vdev_legacy(d) ? 0 : VIRTIO_S_FEATURES_OK);
+    CHECK(st == want, "Status 0x%x after DRIVER_OK, expected 0x%x", st, want);
+    CHECK(!d->vq[0].event_idx && !d->vq[0].indirect_ok, "subset unexpectedly has EVENT_IDX/INDIRECT");
+    for (unsigned i = 0; i < 4; i++) {
+        enum test_result r = rng_once(d, 64, false, "rng request with only the subset");
+        if (r != TEST_PASS)
+            return r;
+    }
+    return TEST_PASS;
+}
+TEST(virtio_negotiation, test_virtio_negotiation);
+
+static bool has_used(void *arg) { return vq_has_used(arg); }
+
+/* ---- virtio_reset: every readable register back to its initial value, then works again ---- */
+static enum test_result device_works(struct vdev *d, const char *what)
+{
+    if (d->device_id == VIRTIO_ID_RNG)
+        return rng_once(d, 64, false, what);
+    char line[120];
+    snprintf(line, sizeof(line), "# virtio-console: %s\n", what);
+    return con_write(d, line, what);
+}
+
+static enum test_result reset_one(struct vdev *d, const char *name)
+{
+    CHECK(vdev_up(d, STD_FEATURES | BIT64(VIRTIO_CONSOLE_F_SIZE), 0), "%s: bring-up failed: Status 0x%x", name,
+          vdev_status(d));
+    enum test_result r = device_works(d, "in use before reset");
+    if (r != TEST_PASS)
+        return r;
+    uint32_t qmax[VDEV_MAX_QUEUES];
+    for (unsigned q = 0; q < d->nqueues; q++) {
+        vdev_write(d, VIRTIO_MMIO_QUEUE_SEL, q);
+        qmax[q] = vdev_read(d, VIRTIO_MMIO_QUEUE_NUM_MAX);
+    }
+    /* Leave InterruptStatus set: a used buffer while the GSI is masked (the edge is lost). */
+    uint32_t isr_before = 0;
+    if (d->device_id == VIRTIO_ID_RNG) {
+        ioapic_mask(d->gsi);
+        struct virtq *vq = &d->vq[0];
+        uint8_t *p = page(PG_MISC);
+        struct vbuf vb = {pa(p), 16};
+        if (vq_add(vq, &vb, 0, 1, p, false) < 0) {
+            ioapic_unmask(d->gsi);
+            return test_fail("no room in the queue");
+        }
+        vq_kick(vq);
+        bool used = poll_until(has_used, vq, IO_TIMEOUT, 1 * MS);
+        isr_before = vdev_read(d, VIRTIO_MMIO_INTERRUPT_STATUS);
+        ioapic_unmask(d->gsi);
+        CHECK(used, "%s: request with the handler off never used", name);
+    }
+    /* Selectors away from 0, so a reset that forgets them shows. */
+    vdev_write(d, VIRTIO_MMIO_QUEUE_SEL, 7);
+    vdev_write(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    vdev_reset(d);
+    uint8_t st = vdev_status(d);
+    uint32_t isr = vdev_read(d, VIRTIO_MMIO_INTERRUPT_STATUS);
+    uint32_t feat = vdev_read(d, VIRTIO_MMIO_DEVICE_FEATURES);
+    uint32_t nmax = vdev_read(d, VIRTIO_MMIO_QUEUE_NUM_MAX);
+    printf("# virtio_reset: %s: InterruptStatus 0x%x before reset; after: Status 0x%x InterruptStatus 0x%x "
+           "DeviceFeatures 0x%x QueueNumMax %u\n", name, isr_before, st, isr, feat, nmax);
+    CHECK(st == 0, "%s: Status 0x%x after reset", name, st);
+    CHECK(isr == 0, "%s: InterruptStatus 0x%x after reset", name, isr);
+    CHECK(feat == (uint32_t)d->offered, "%s: DeviceFeatures 0x%x after reset: DeviceFeaturesSel not back to 0 "
+          "(word 0 is 0x%x)", name, feat, (uint32_t)d->offered);
+    CHECK(nmax == qmax[0], "%s: QueueNumMax %u after reset: QueueSel not back to 0 (queue 0 max %u)", name, nmax,
+          qmax[0]);
+    for (unsigned q = 0; q < d->nqueues; q++) {
+        vdev_write(d, VIRTIO_MMIO_QUEUE_SEL, q);
+        uint32_t m = vdev_read(d, VIRTIO_MMIO_QUEUE_NUM_MAX);
+        CHECK(m == qmax[q], "%s: queue %u: QueueNumMax %u after reset, %u before", name, q, m, qmax[q]);
+        if (vdev_legacy(d)) {
+            uint32_t pfn = vdev_read(d, VIRTIO_MMIO_QUEUE_PFN);
+            CHECK(pfn == 0, "%s: queue %u: QueuePFN 0x%x after reset", name, q, pfn);
+        } else {
+            uint32_t rdy = vdev_read(d, VIRTIO_MMIO_QUEUE_READY);
+            CHECK(rdy == 0, "%s: queue %u: QueueReady %u after reset", name, q, rdy);
+        }
+    }
+    CHECK(vdev_up(d, STD_FEATURES | BIT64(VIRTIO_CONSOLE_F_SIZE), 0), "%s: bring-up after reset failed: Status 0x%x",
+          name, vdev_status(d));
+    return device_works(d, "works after reset");
+}
+
+static enum test_result test_virtio_reset(void)
+{
+    struct vdev *devs[2] = {rng(), con()};
+    if (!devs[0] && !devs[1])
+        return test_skip("no virtio-rng or virtio-console device");
+    for (unsigned i = 0; i < 2; i++) {
+        if (!devs[i])
+            continue;
+        enum test_result r = reset_one(devs[i], i ? "console" : "rng");
+        if (r != TEST_PASS)
+            return r;
+    }
+    return TEST_PASS;
+}
+TEST(virtio_reset, test_virtio_reset);
+
+/* ---- virtio_event_idx: used_event holds back used-buffer interrupts until crossed ---- */
+static enum test_result test_virtio_event_idx(void)
+{
+    struct vdev *d = rng();
+    if (!d)
+        return test_skip("no virtio-rng device (mica --rng)");
+    if (!(d->offered & BIT64(VIRTIO_F_EVENT_IDX)))
+        return test_skip("the device does not offer VIRTIO_RING_F_EVENT_IDX");
+    CHECK(vdev_up(d, BIT64(VIRTIO_F_EVENT_IDX), 0), "bring-up failed: Status 0x%x", vdev_status(d));
+    struct virtq *vq = &d->vq[0];
+    CHECK(vq->event_idx, "EVENT_IDX not negotiated");
+    /* Warm-up: the first used buffer interrupts whatever used_event says. */
+    enum test_result r = rng_once(d, 16, false, "warm-up request");
+    if (r != TEST_PASS)
+        return r;
+    enum { AHEAD = 8 };
+    vq->manual_used_event = true;
+    uint16_t base = vq->last_used;
+    /* Interrupt when entry base + AHEAD - 1 is used, i.e. with the AHEAD-th request. */
+    WRITE_ONCE(*vq_used_event(vq), (uint16_t)(base + AHEAD - 1));
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    unsigned irq0 = d->used_irqs;
+    uint8_t *p = page(PG_MISC);
+    for (unsigned i = 0; i < AHEAD; i++) {
+        if (i == AHEAD - 1) {
+            /* Nothing may have arrived for the requests below used_event (allow stragglers). */
+            sleep_ns(50 * MS);
+            CHECK(d->used_irqs == irq0, "%u used-buffer interrupt(s) for requests below used_event %u (used idx %u)",
+                  d->used_irqs - irq0, (uint16_t)(base + AHEAD - 1), vq_used_idx(vq));
+        }
+        struct vbuf vb = {pa(p + 16 * i), 16};
+        CHECK(vq_add(vq, &vb, 0, 1, p, false) >= 0, "no room in the queue");
+        vq_kick(vq);
+        if (i < AHEAD - 1) {
+            /* Suppressed: poll the used ring (the timer wakes us every ms). */
+            CHECK(poll_until(has_used, vq, IO_TIMEOUT, 1 * MS), "request %u of %u never used (used idx %u)", i + 1,
+                  AHEAD, vq_used_idx(vq));
+        } else {
+            struct count_wait w = {&d->used_irqs, irq0};
+            CHECK(wait_until(count_moved, &w, IO_TIMEOUT), "no interrupt after crossing used_event %u (used idx %u)",
+                  (uint16_t)(base + AHEAD - 1), vq_used_idx(vq));
+        }
+        uint32_t got = 0;
+        CHECK(vq_pop(vq, NULL, &got) && got == 16, "request %u: bad used entry (len %u)", i + 1, got);
+    }
+    CHECK(d->used_irqs == irq0 + 1, "%u interrupts for %u requests, expected 1", d->used_irqs - irq0, AHEAD);
+    vq->manual_used_event = false;
+    WRITE_ONCE(*vq_used_event(vq), vq->last_used);
+    printf("# virtio_event_idx: %u requests, 1 interrupt at used_event %u; avail_event %u; %u kicks (%u "
+           "suppressed)\n", AHEAD, (uint16_t)(base + AHEAD - 1), READ_ONCE(*vq_avail_event(vq)), vq->kicks,
+           vq->kicks_suppressed);
+    /* And back to normal: every request interrupts again. */
+    return rng_once(d, 16, false, "request after used_event caught up");
+}
+TEST(virtio_event_idx, test_virtio_event_idx);
+
+/* ---- hostile drivers: the device must go to DEVICE_NEEDS_RESET, raise a configuration
+ * interrupt, use nothing, leave the other device alone, and work again after a reset ---- */
+typedef const char *(*inject_fn)(struct vdev *d);
+
+static enum test_result hostile(const char *name, bool console, inject_fn inject, bool early, uint64_t need)
+{
+    struct vdev *victim = console ? con() : rng(), *other = console ? rng() : con();
+    if (!victim)
+        return test_skip("no virtio-%s device to attack (mica %s)", console ? "console" : "rng",
+                         console ? "--console virtio" : "--rng");
+    if ((victim->offered & need) != need)
+        return test_skip("the device does not offer features 0x%lx", need);
+    CHECK(page(0), "out of memory");
+    if (other) {
+        CHECK(vdev_up(other, STD_FEATURES, 0), "other device: bring-up failed: Status 0x%x", vdev_status(other));
+        enum test_result r = device_works(other, "other device before the attack");
+        if (r != TEST_PASS)
+            return r;
+    } else {
+        printf("# %s: no second device: the isolation check is skipped\n", name);
+    }
+    uint64_t feat = STD_FEATURES & ~BIT64(VIRTIO_F_EVENT_IDX);
+    if (early) {
+        vdev_begin(victim);
+        CHECK(vdev_set_features(victim, victim->offered & feat), "victim: features refused");
+        for (unsigned q = 0; q < victim->nqueues; q++)
+            CHECK(vq_setup(victim, q, 0), "victim: queue %u setup failed", q);
+    } else {
+        CHECK(vdev_up(victim, feat, 0), "victim: bring-up failed: Status 0x%x", vdev_status(victim));
+    }
+    unsigned cfg0 = victim->config_irqs;
+    const char *what = inject(victim);
+    CHECK(what, "could not build the bad request");
+    struct count_wait w = {&victim->config_irqs, cfg0};
+    bool got = wait_until(count_moved, &w, IO_TIMEOUT);
+    uint8_t st = vdev_status(victim);
+    printf("# %s: %s: Status 0x%x, InterruptStatus seen 0x%x\n", name, what, st, victim->isr_seen);
+    CHECK(got, "%s: no configuration-change interrupt within 2 s (Status 0x%x)", what, st);
+    CHECK(st & VIRTIO_S_NEEDS_RESET, "%s: Status 0x%x without DEVICE_NEEDS_RESET (0x40)", what, st);
+    CHECK(victim->isr_seen & VIRTIO_INT_CONFIG, "%s: InterruptStatus never had bit 1", what);
+    for (unsigned q = 0; q < victim->nqueues; q++)
+        CHECK(!victim->vq[q].num || vq_used_idx(&victim->vq[q]) == 0, "%s: queue %u used idx %u: something was used",
+              what, q, vq_used_idx(&victim->vq[q]));
+    /* A broken device stays inert: a valid request and a kick are not served until reset. */
+    struct virtq *vq = &victim->vq[console ? 1 : 0];
+    struct vbuf vb = {pa(page(PG_MISC + 2)), 64};
+    if (vq_add(vq, &vb, console, !console, NULL, false) >= 0)
+        vq_notify(vq);
+    if (other) {
+        enum test_result r = device_works(other, "other device works after the attack");
+        if (r != TEST_PASS)
+            return r;
+    } else {
+        sleep_ns(20 * MS);
+    }
+    CHECK(vq_used_idx(vq) == 0, "broken device used a buffer after another kick (used idx %u)", vq_used_idx(vq));
+    vdev_reset(victim);
+    st = vdev_status(victim);
+    CHECK(st == 0, "victim: Status 0x%x after reset (NEEDS_RESET must clear)", st);
+    CHECK(vdev_up(victim, STD_FEATURES, 0), "victim: bring-up after reset failed: Status 0x%x", vdev_status(victim));
+    return device_works(victim, "victim works after reset");
+}
+
+static uint8_t *hbuf(void) { return page(PG_MISC + 1); }
+
+static const char *inject_notify_early(struct vdev *d)
+{
+    struct virtq *vq = &d->vq[0];
+    struct vbuf vb = {pa(hbuf()), 64};
+    if (vq_add(vq, &vb, 0, 1, hbuf(), false) < 0)
+        return NULL;
+    vq_notify(vq); /* Status is ACKNOWLEDGE|DRIVER|FEATURES_OK: no DRIVER_OK yet */
+    return "notify before DRIVER_OK";
+}
+
+static const char *inject_loop(struct vdev *d)
+{
+    struct virtq *vq = &d->vq[0];
+    int a = vq_alloc_desc(vq), b = vq_alloc_desc(vq);
+    if (a < 0 || b < 0)
+        return NULL;
+    vq->desc[a] = (struct vring_desc){pa(hbuf()), 64, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, (uint16_t)b};
+    vq->desc[b] = (struct vring_desc){pa(hbuf() + 64), 64, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, (uint16_t)a};
+    vq_publish(vq, (uint16_t)a);
+    vq_notify(vq);
+    return "descriptor chain a -> b -> a";
+}
+
+static const char *inject_beyond_ram(struct vdev *d) /* on the console's transmitq */
+{
+    struct virtq *vq = &d->vq[1];
+    int a = vq_alloc_desc(vq);
+    if (a < 0)
+        return NULL;
+    vq->desc[a] = (struct vring_desc){0x7fff00000000ULL, 64, 0, 0};
+    vq_publish(vq, (uint16_t)a);
+    vq_notify(vq);
+    return "transmit buffer at 0x7fff00000000";
+}
+
+static const char *inject_wrap(struct vdev *d)
+{
+    struct virtq *vq = &d->vq[0];
+    int a = vq_alloc_desc(vq);
+    if (a < 0)
+        return NULL;
+    vq->desc[a] = (struct vring_desc){0xfffffffffffff000ULL, 0x2000, VRING_DESC_F_WRITE, 0};
+    vq_publish(vq, (uint16_t)a);
+    vq_notify(vq);
+    return "buffer 0xfffffffffffff000 + 0x2000";
+}
+
+static const char *inject_nested_indirect(struct vdev *d)
+{
+    struct virtq *vq = &d->vq[0];
+    int a = vq_alloc_desc(vq);
+    if (a < 0)
+        return NULL;
+    struct vring_desc *outer = (struct vring_desc *)(hbuf() + 1024), *inner = outer + 4;
+    inner[0] = (struct vring_desc){pa(hbuf()), 64, VRING_DESC_F_WRITE, 0};
+    outer[0] = (struct vring_desc){pa(inner), sizeof(*inner), VRING_DESC_F_INDIRECT, 0};
+    vq->desc[a] = (struct vring_desc){pa(outer), sizeof(*outer), VRING_DESC_F_INDIRECT, 0};
+    vq_publish(vq, (uint16_t)a);
+    vq_notify(vq);
+    return "indirect table holding an INDIRECT descriptor";
+}
+
+static const char *inject_readonly(struct vdev *d)
+{
+    struct virtq *vq = &d->vq[0];
+    struct vbuf vb = {pa(hbuf()), 64};
+    if (vq_add(vq, &vb, 1, 0, hbuf(), false) < 0) /* device-readable */
+        return NULL;
+    vq_notify(vq);
+    return "rng buffer without VRING_DESC_F_WRITE";
+}
+
+static const char *inject_avail_jump(struct vdev *d)
+{
+    struct virtq *vq = &d->vq[0];
+    struct vbuf vb = {pa(hbuf()), 64};
+    if (vq_add(vq, &vb, 0, 1, hbuf(), false) < 0)
+        return NULL;
+    vq->avail_idx = (uint16_t)(vq->avail_idx + vq->num + 1);
+    WRITE_ONCE(vq->avail->idx, vq->avail_idx);
+    vq_notify(vq);
+    return "avail idx moved by queue size + 2";
+}
+
+#define HOSTILE(n, console, fn, early, need)                                                 \
+    static enum test_result test_##n(void) { return hostile(#n, console, fn, early, need); } \
+    TEST(n, test_##n)
+
+HOSTILE(virtio_hostile_notify_early, false, inject_notify_early, true, 0);
+HOSTILE(virtio_hostile_loop, false, inject_loop, false, 0);
+HOSTILE(virtio_hostile_beyond_ram, true, inject_beyond_ram, false, 0);
+HOSTILE(virtio_hostile_wrap, false, inject_wrap, false, 0);
+HOSTILE(virtio_hostile_nested_indirect, false, inject_nested_indirect, false, BIT64(VIRTIO_F_INDIRECT_DESC));
+HOSTILE(virtio_hostile_readonly, false, inject_readonly, false, 0);
+HOSTILE(virtio_hostile_avail_jump, false, inject_avail_jump, false, 0);

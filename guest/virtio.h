@@ -1,0 +1,185 @@
+/* virtio-mmio front end for the test guest: register layout (version 2 and legacy version 1),
+ * split virtqueues, device discovery from the FDT, negotiation, interrupts and reset.
+ * The guest is freestanding: the few spec definitions it needs are spelled out here. */
+#ifndef GUEST_VIRTIO_H
+#define GUEST_VIRTIO_H
+
+#include "guest.h"
+
+/* ---- virtio-mmio registers (OASIS virtio 1.1, 4.2.2; legacy 4.2.4) ---- */
+#define VIRTIO_MMIO_MAGIC_VALUE         0x000 /* "virt" */
+#define VIRTIO_MMIO_VERSION             0x004 /* 2 modern, 1 legacy */
+#define VIRTIO_MMIO_DEVICE_ID           0x008
+#define VIRTIO_MMIO_VENDOR_ID           0x00c
+#define VIRTIO_MMIO_DEVICE_FEATURES     0x010
+#define VIRTIO_MMIO_DEVICE_FEATURES_SEL 0x014
+#define VIRTIO_MMIO_DRIVER_FEATURES     0x020
+#define VIRTIO_MMIO_DRIVER_FEATURES_SEL 0x024
+#define VIRTIO_MMIO_GUEST_PAGE_SIZE     0x028 /* legacy */
+#define VIRTIO_MMIO_QUEUE_SEL           0x030
+#define VIRTIO_MMIO_QUEUE_NUM_MAX       0x034
+#define VIRTIO_MMIO_QUEUE_NUM           0x038
+#define VIRTIO_MMIO_QUEUE_ALIGN         0x03c /* legacy */
+#define VIRTIO_MMIO_QUEUE_PFN           0x040 /* legacy */
+#define VIRTIO_MMIO_QUEUE_READY         0x044
+#define VIRTIO_MMIO_QUEUE_NOTIFY        0x050
+#define VIRTIO_MMIO_INTERRUPT_STATUS    0x060
+#define VIRTIO_MMIO_INTERRUPT_ACK       0x064
+#define VIRTIO_MMIO_STATUS              0x070
+#define VIRTIO_MMIO_QUEUE_DESC_LOW      0x080
+#define VIRTIO_MMIO_QUEUE_DESC_HIGH     0x084
+#define VIRTIO_MMIO_QUEUE_DRIVER_LOW    0x090
+#define VIRTIO_MMIO_QUEUE_DRIVER_HIGH   0x094
+#define VIRTIO_MMIO_QUEUE_DEVICE_LOW    0x0a0
+#define VIRTIO_MMIO_QUEUE_DEVICE_HIGH   0x0a4
+#define VIRTIO_MMIO_CONFIG_GENERATION   0x0fc
+#define VIRTIO_MMIO_CONFIG              0x100
+
+#define VIRTIO_MMIO_MAGIC 0x74726976u
+
+#define VIRTIO_INT_USED   0x1 /* InterruptStatus: used buffer notification */
+#define VIRTIO_INT_CONFIG 0x2 /* configuration change (also: DEVICE_NEEDS_RESET) */
+
+/* Device status bits */
+#define VIRTIO_S_ACKNOWLEDGE 0x01
+#define VIRTIO_S_DRIVER      0x02
+#define VIRTIO_S_DRIVER_OK   0x04
+#define VIRTIO_S_FEATURES_OK 0x08
+#define VIRTIO_S_NEEDS_RESET 0x40
+#define VIRTIO_S_FAILED      0x80
+
+/* Feature bits */
+#define VIRTIO_CONSOLE_F_SIZE 0
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX    29
+#define VIRTIO_F_VERSION_1    32
+#define BIT64(n) (1ULL << (n))
+
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_ID_RNG     4
+
+/* ---- split virtqueue layout (virtio 1.1, 2.6) ---- */
+#define VRING_DESC_F_NEXT     1
+#define VRING_DESC_F_WRITE    2
+#define VRING_DESC_F_INDIRECT 4
+#define VRING_USED_F_NO_NOTIFY     1
+#define VRING_AVAIL_F_NO_INTERRUPT 1
+
+struct vring_desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags;
+    uint16_t next;
+};
+struct vring_avail {
+    uint16_t flags;
+    uint16_t idx;
+    uint16_t ring[]; /* [num], then used_event */
+};
+struct vring_used_elem {
+    uint32_t id;
+    uint32_t len;
+};
+struct vring_used {
+    uint16_t flags;
+    uint16_t idx;
+    struct vring_used_elem ring[]; /* [num], then avail_event (u16) */
+};
+
+/* Is the index "event" in (old, new]? (both sides' notification suppression) */
+static inline bool vring_need_event(uint16_t event, uint16_t new_idx, uint16_t old)
+{
+    return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
+}
+
+#define VQ_MAX_SIZE      256
+#define VQ_MAX_INDIRECT  16  /* descriptors per indirect table */
+#define VQ_RING_ALIGN    4096
+
+struct vdev;
+
+struct virtq {
+    struct vdev *dev;
+    unsigned index;
+    uint16_t num;                 /* 0: not set up */
+    struct vring_desc *desc;
+    struct vring_avail *avail;
+    struct vring_used *used;
+    struct vring_desc *indirect;  /* num tables of VQ_MAX_INDIRECT, allocated on first use */
+    uint16_t free_head, num_free;
+    uint16_t avail_idx;           /* our shadow of avail->idx */
+    uint16_t kicked_idx;          /* avail_idx at the last notification decision */
+    uint16_t last_used;           /* next used entry to pop */
+    bool event_idx, indirect_ok;
+    bool manual_used_event;       /* tests set used_event themselves */
+    unsigned kicks, kicks_suppressed;
+    uint16_t ndesc[VQ_MAX_SIZE];  /* descriptors held by the chain at this head */
+    void *token[VQ_MAX_SIZE];
+};
+
+#define VDEV_MAX_QUEUES 2
+
+struct vdev {
+    uintptr_t base;
+    uint32_t gsi;
+    int vector;
+    uint32_t version;             /* 2 modern, 1 legacy */
+    uint32_t device_id;
+    uint64_t offered;             /* DeviceFeatures */
+    uint64_t features;            /* what we acked (accepted once FEATURES_OK stuck) */
+    uint8_t status;               /* our shadow of what we last wrote */
+    unsigned nqueues;
+    struct virtq vq[VDEV_MAX_QUEUES];
+    /* Interrupt bookkeeping (the handler reads InterruptStatus, acks it, counts here). */
+    volatile unsigned irqs, used_irqs, config_irqs, spurious_irqs;
+    volatile uint32_t isr_seen;   /* OR of every InterruptStatus value the handler saw */
+};
+
+/* Buffers for vq_add: device-readable ones first (nout), then device-writable (nin). */
+struct vbuf {
+    uint64_t addr;
+    uint32_t len;
+};
+
+static inline uint32_t vdev_read(const struct vdev *d, unsigned off) { return mmio_read32(d->base + off); }
+static inline void vdev_write(const struct vdev *d, unsigned off, uint32_t v) { mmio_write32(d->base + off, v); }
+static inline bool vdev_legacy(const struct vdev *d) { return d->version == 1; }
+
+/* Discovery (first call walks the FDT, probes each slot and routes its GSI): the idx-th
+ * device with this ID, or NULL. */
+struct vdev *virtio_find(uint32_t device_id, unsigned idx);
+unsigned virtio_count(void);
+
+/* Bring-up in steps (for tests that break the rules between them) ... */
+void vdev_reset(struct vdev *d);                      /* Status 0, read back; forget the queues */
+void vdev_begin(struct vdev *d);                      /* reset, ACKNOWLEDGE, DRIVER, read features */
+bool vdev_set_features(struct vdev *d, uint64_t f);   /* ack f; modern: FEATURES_OK must stick */
+bool vq_setup(struct vdev *d, unsigned q, uint16_t num); /* num 0 = QueueNumMax */
+void vdev_driver_ok(struct vdev *d);
+/* ... or all at once: features = offered & want (VERSION_1 always when offered). */
+bool vdev_up(struct vdev *d, uint64_t want, uint16_t num);
+uint8_t vdev_status(const struct vdev *d);            /* reads the Status register */
+
+/* Virtqueue operations. vq_add returns the head or -1 (no room); with indirect, the chain
+ * goes into this head's indirect table (at most VQ_MAX_INDIRECT buffers). */
+int vq_add(struct virtq *vq, const struct vbuf *b, unsigned nout, unsigned nin, void *token, bool indirect);
+/* Notifies the device if it wants to hear (EVENT_IDX avail_event, or USED_F_NO_NOTIFY);
+ * returns whether it did. vq_notify always does. */
+bool vq_kick(struct virtq *vq);
+void vq_notify(struct virtq *vq);
+static inline uint16_t vq_used_idx(const struct virtq *vq) { return READ_ONCE(vq->used->idx); }
+static inline bool vq_has_used(const struct virtq *vq) { return vq_used_idx(vq) != vq->last_used; }
+/* Pops one used chain: token and written length; false if none. */
+bool vq_pop(struct virtq *vq, void **token, uint32_t *len);
+static inline volatile uint16_t *vq_used_event(struct virtq *vq) { return &vq->avail->ring[vq->num]; }
+static inline volatile uint16_t *vq_avail_event(struct virtq *vq) { return (volatile uint16_t *)&vq->used->ring[vq->num]; }
+/* Low level, for hostile tests: take a free descriptor index (-1 if none); publish a head. */
+int vq_alloc_desc(struct virtq *vq);
+void vq_publish(struct virtq *vq, uint16_t head);
+
+/* Waits for n used chains beyond last_used on vq (interrupt driven, bounded). */
+bool vq_wait_used(struct virtq *vq, uint16_t n, uint64_t timeout_ns);
+/* Like wait_until, but re-checks cond every step_ns even without an interrupt. */
+bool poll_until(bool (*cond)(void *), void *arg, uint64_t timeout_ns, uint64_t step_ns);
+
+#endif
