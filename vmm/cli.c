@@ -36,6 +36,9 @@ void cli_usage(FILE *out)
 	      "                     input goes to; both consoles' output goes to stdout\n"
 	      "  --transport KIND   virtio transport: mmio (default), mmio-legacy, pci,\n"
 	      "                     pci-transitional\n"
+	      "  --balloon          add a virtio-balloon device (target set through --control)\n"
+	      "  --control PATH     a UNIX socket taking commands for the running VM, one a line\n"
+	      "                     (help, balloon MIB, balloon-stats)\n"
 	      "  --bench-devices    add the exit-cost lab's probes (port 0x510, MMIO page at\n"
 	      "                     0xdf000000, PIO ioeventfd port 0x514)\n"
 	      "  --time-exits       time mica's handling of each userspace exit (for\n"
@@ -79,7 +82,8 @@ static int parse_transport(const char *s, enum virtio_transport_kind *t)
 static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t len)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
-	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS, OPT_BENCH_DEVICES, OPT_TIME_EXITS };
+	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS, OPT_BENCH_DEVICES, OPT_TIME_EXITS,
+	       OPT_BALLOON, OPT_CONTROL };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -89,6 +93,8 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "rng", optional_argument, NULL, OPT_RNG },
 		{ "bench-devices", no_argument, NULL, OPT_BENCH_DEVICES },
+		{ "balloon", no_argument, NULL, OPT_BALLOON },
+		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "time-exits", no_argument, NULL, OPT_TIME_EXITS },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
@@ -159,6 +165,12 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 				c->rng_transport_set[c->nrng] = true;
 			}
 			c->nrng++;
+			break;
+		case OPT_BALLOON:
+			c->balloon = true;
+			break;
+		case OPT_CONTROL:
+			c->control_path = optarg;
 			break;
 		case OPT_BENCH_DEVICES:
 			c->bench_devices = true;

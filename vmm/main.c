@@ -8,6 +8,7 @@
 #include "bench_exits.h"
 #include "boot.h"
 #include "cli.h"
+#include "control.h"
 #include "layout.h"
 #include "legacy.h"
 #include "pci.h"
@@ -63,6 +64,11 @@ static int create_devices(struct vm *vm, struct console_sink *console, struct ua
 		err = virtio_attach_to(vm, rng, vm->cfg.rng_transport_set[i] ? vm->cfg.rng_transport[i]
 									 : vm->cfg.transport);
 	}
+	if (!err && vm->cfg.balloon) {
+		struct virtio_dev *balloon = virtio_balloon_create(vm);
+
+		err = balloon ? virtio_attach(vm, balloon) : -ENOMEM;
+	}
 	if (!err && vm->cfg.bench_devices)
 		err = bench_devices_create(vm);
 	return err;
@@ -112,6 +118,11 @@ static int run(struct cli *cli)
 	if (err) {
 		pr_err("cannot create the devices: %s", strerror(-err));
 		status = EXIT_CRASH;
+		goto out_vm;
+	}
+	if (cli->vm.control_path && (err = control_listen(&vm, cli->vm.control_path, &why))) {
+		pr_err("--control %s: %s (%s)", cli->vm.control_path, why, strerror(-err));
+		status = EXIT_USAGE;
 		goto out_vm;
 	}
 	err = boot_load_kernel(&vm, &kernel, &initrd, &entry, &why);

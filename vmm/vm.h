@@ -17,6 +17,7 @@ struct vcpu;
 struct kvm_cpuid2;
 struct virtio_dev;
 struct pci_bus;
+struct control;
 
 /* Exit statuses mica itself chooses (a guest's own status passes through unchanged). */
 #define EXIT_USAGE     2   /* bad command line or input files */
@@ -50,6 +51,8 @@ struct vm_config {
 	bool bench_devices;   /* --bench-devices: the exit-cost lab's probes */
 	bool time_exits;      /* --time-exits: time the handling of each userspace exit */
 	const char *stats_path; /* --stats-json: where to write what happened, as JSON */
+	const char *control_path; /* --control: the control socket */
+	bool balloon;         /* --balloon: a virtio-balloon device */
 };
 
 /* A memory-mapped platform device the guest must be told about (FDT, later ACPI). */
@@ -96,6 +99,7 @@ struct vm {
 	pthread_mutex_t exit_lock;
 
 	struct pci_bus *pci;
+	struct control *control;  /* --control: commands for the running VM */
 	/* The floor VM of `mica bench exits`: bare notify addresses given to the guest. */
 	uint64_t floor_mmio_notify, floor_pci_notify;
 	struct virtio_dev *virtio_devs[VM_MAX_PLATFORM_DEVS]; /* for statistics */

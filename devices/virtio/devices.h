@@ -9,6 +9,7 @@ struct vm;
 struct virtio_dev;
 
 struct virtio_dev *virtio_rng_create(struct vm *vm);
+struct virtio_dev *virtio_balloon_create(struct vm *vm);
 /* out_fd receives what the guest writes to port 0. */
 struct virtio_dev *virtio_console_create(struct vm *vm, int out_fd);
 struct console_sink virtio_console_sink(struct virtio_dev *dev);

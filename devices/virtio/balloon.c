@@ -1,0 +1,230 @@
+/* virtio-balloon (device ID 5): inflate and deflate queues, a stats queue, DEFLATE_ON_OOM.
+ * Inflated pages are given back to the host with madvise(MADV_DONTNEED), so mica's resident
+ * memory really drops; every PFN is checked against guest RAM first. The host sets the target
+ * while the VM runs through the control socket: `balloon MIB`, and reads the guest's statistics
+ * with `balloon-stats`. */
+#include <errno.h>
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_ids.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "control.h"
+#include "devices.h"
+#include "log.h"
+#include "util.h"
+#include "virtio.h"
+#include "vm.h"
+
+#define INFLATE_Q 0
+#define DEFLATE_Q 1
+#define STATS_Q   2
+#define PAGE_4K   (1ULL << VIRTIO_BALLOON_PFN_SHIFT)
+
+struct virtio_balloon {
+	struct virtio_dev vdev;
+	struct virtio_balloon_config config;
+	struct virtq_req req;
+	uint64_t inflated_pages;    /* given back to the host, net of deflation */
+	uint64_t bad_pfns;          /* PFNs outside guest RAM, ignored */
+	bool stats_held;            /* the driver's stats buffer, kept until we want new stats */
+	uint16_t stats_head;
+	uint64_t stats[VIRTIO_BALLOON_S_NR];
+	bool stats_valid[VIRTIO_BALLOON_S_NR];
+	unsigned stats_updates;
+};
+
+/* Releases a run of contiguous guest pages with one madvise. */
+static void release(struct virtio_balloon *b, uint64_t first_pfn, uint64_t npages)
+{
+	void *hva = gpa_range(&b->vdev.vm->mem, first_pfn * PAGE_4K, npages * PAGE_4K);
+
+	if (hva && madvise(hva, npages * PAGE_4K, MADV_DONTNEED) == 0)
+		b->inflated_pages += npages;
+}
+
+static void inflate(struct virtio_balloon *b, const struct virtq_req *req)
+{
+	uint64_t run_start = 0, run_len = 0;
+
+	for (int s = 0; s < req->nsegs; s++) {
+		const uint8_t *p = req->segs[s].hva;
+
+		for (uint32_t i = 0; i + 4 <= req->segs[s].len; i += 4) {
+			uint32_t pfn;
+
+			memcpy(&pfn, p + i, 4);
+			if (!gpa_range(&b->vdev.vm->mem, (uint64_t)pfn * PAGE_4K, PAGE_4K)) {
+				b->bad_pfns++;
+				continue;
+			}
+			if (run_len && pfn == run_start + run_len) {
+				run_len++;
+				continue;
+			}
+			if (run_len)
+				release(b, run_start, run_len);
+			run_start = pfn;
+			run_len = 1;
+		}
+	}
+	if (run_len)
+		release(b, run_start, run_len);
+}
+
+static void deflate(struct virtio_balloon *b, const struct virtq_req *req)
+{
+	/* Nothing to do for the memory itself (a touched page simply faults back in), but keep
+	 * the count honest. */
+	uint64_t n = req->read_len / 4;
+
+	b->inflated_pages -= MIN(n, b->inflated_pages);
+}
+
+static void read_stats(struct virtio_balloon *b, const struct virtq_req *req)
+{
+	struct virtio_balloon_stat st;
+	uint8_t buf[VIRTIO_BALLOON_S_NR * sizeof(st) * 2];
+	uint64_t n = virtq_copy_from_readable(req, buf, sizeof(buf));
+
+	for (uint64_t off = 0; off + sizeof(st) <= n; off += sizeof(st)) {
+		memcpy(&st, buf + off, sizeof(st));
+		if (st.tag < VIRTIO_BALLOON_S_NR) {
+			b->stats[st.tag] = st.val;
+			b->stats_valid[st.tag] = true;
+		}
+	}
+	b->stats_updates++;
+}
+
+static void balloon_queue_notify(struct virtio_dev *dev, int q)
+{
+	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
+	bool pushed = false;
+
+	if (q == STATS_Q) {
+		/* The driver hands its stats buffer back; we keep it until we want fresh stats. */
+		while (!b->stats_held && virtio_pop(dev, q, &b->req, VIRTQ_DEV_READS) == 0) {
+			read_stats(b, &b->req);
+			b->stats_held = true;
+			b->stats_head = b->req.head;
+		}
+		return;
+	}
+	while (virtio_pop(dev, q, &b->req, VIRTQ_DEV_READS) == 0) {
+		if (q == INFLATE_Q)
+			inflate(b, &b->req);
+		else
+			deflate(b, &b->req);
+		virtio_push(dev, q, b->req.head, 0);
+		pushed = true;
+	}
+	if (pushed)
+		virtio_notify_used(dev, q);
+}
+
+static void balloon_reset(struct virtio_dev *dev)
+{
+	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
+
+	b->stats_held = false;
+	b->config.actual = 0;
+}
+
+/* The driver writes `actual`; the target (num_pages) is the host's. */
+static void balloon_config_written(struct virtio_dev *dev, uint32_t off, uint32_t len)
+{
+	(void)dev, (void)off, (void)len;
+}
+
+static const struct virtio_dev_ops balloon_ops = {
+	.name = "virtio-balloon",
+	.device_id = VIRTIO_ID_BALLOON,
+	.features = (1ULL << VIRTIO_BALLOON_F_STATS_VQ) | (1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM),
+	.num_queues = 3,
+	.queue_max_size = 256,
+	.config_size = sizeof(struct virtio_balloon_config),
+	.queue_notify = balloon_queue_notify,
+	.config_written = balloon_config_written,
+	.reset = balloon_reset,
+};
+
+/* control: `balloon MIB` sets the target; `balloon` alone reports. */
+static int cmd_balloon(void *opaque, const char *args, char *out, size_t len)
+{
+	struct virtio_balloon *b = opaque;
+	struct virtio_dev *dev = &b->vdev;
+	uint64_t mib;
+	char *end;
+
+	pthread_mutex_lock(&dev->lock);
+	if (*args) {
+		mib = strtoull(args, &end, 10);
+		if (*end || mib * MiB > dev->vm->mem.ram_size) {
+			pthread_mutex_unlock(&dev->lock);
+			snprintf(out, len, "give a target in MiB, at most the guest's RAM");
+			return -EINVAL;
+		}
+		b->config.num_pages = (uint32_t)(mib * MiB / PAGE_4K);
+		virtio_config_changed(dev);
+	}
+	snprintf(out, len, "target %llu MiB, guest reports %llu MiB in the balloon, %llu MiB "
+		 "released to the host",
+		 (unsigned long long)b->config.num_pages * PAGE_4K / MiB,
+		 (unsigned long long)b->config.actual * PAGE_4K / MiB,
+		 (unsigned long long)b->inflated_pages * PAGE_4K / MiB);
+	pthread_mutex_unlock(&dev->lock);
+	return 0;
+}
+
+/* control: `balloon-stats` returns the latest statistics and asks the guest for new ones. */
+static int cmd_balloon_stats(void *opaque, const char *args, char *out, size_t len)
+{
+	static const char *names[] = VIRTIO_BALLOON_S_NAMES;
+	struct virtio_balloon *b = opaque;
+	struct virtio_dev *dev = &b->vdev;
+	size_t n;
+
+	(void)args;
+	pthread_mutex_lock(&dev->lock);
+	n = snprintf(out, len, "updates %u", b->stats_updates);
+	for (int i = 0; i < VIRTIO_BALLOON_S_NR && n < len; i++)
+		if (b->stats_valid[i])
+			n += snprintf(out + n, len - n, " %s %llu", names[i],
+				      (unsigned long long)b->stats[i]);
+	if (b->stats_held && virtio_dev_ok(dev)) {
+		b->stats_held = false;
+		virtio_push(dev, STATS_Q, b->stats_head, 0);
+		virtio_notify_used(dev, STATS_Q);
+	}
+	pthread_mutex_unlock(&dev->lock);
+	return 0;
+}
+
+static void balloon_destroy(void *opaque)
+{
+	struct virtio_balloon *b = opaque;
+
+	virtio_dev_destroy(&b->vdev);
+	free(b);
+}
+
+struct virtio_dev *virtio_balloon_create(struct vm *vm)
+{
+	struct virtio_balloon *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	virtio_dev_init(&b->vdev, vm, &balloon_ops, &b->config);
+	if (vm_add_device(vm, b, balloon_destroy) < 0) {
+		balloon_destroy(b);
+		return NULL;
+	}
+	if (control_register(vm, "balloon", "balloon [MIB]: set or show the target", cmd_balloon, b) ||
+	    control_register(vm, "balloon-stats", "the guest's memory statistics", cmd_balloon_stats,
+			     b))
+		return NULL;
+	return &b->vdev;
+}
