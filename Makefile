@@ -19,7 +19,7 @@ endif
 CPPFLAGS := -D_GNU_SOURCE -DMICA_VERSION='"$(VERSION)"' -Ivmm -Idevices -Idevices/virtio -Iboot
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -O2 -g $(SANFLAGS)
 LDFLAGS  := $(SANFLAGS)
-LDLIBS   := -lfdt -lpthread -lm
+LDLIBS   := -lfdt -luring -lpthread -lm
 
 # The VMM, minus main.c: also linked into the unit tests.
 CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c boot/*.c)

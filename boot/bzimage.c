@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "acpi.h"
 #include "boot.h"
+#include "pci.h"
 #include "layout.h"
 #include "util.h"
 #include "vm.h"
@@ -65,8 +67,12 @@ static int add_e820(struct boot_params *bp, uint64_t addr, uint64_t size, uint32
 static void fill_e820(struct vm *vm, struct boot_params *bp)
 {
 	add_e820(bp, 0, EBDA_START, E820_RAM);
+	/* The BIOS area, where the ACPI tables are. */
 	add_e820(bp, EBDA_START, HIGH_MEM_START - EBDA_START, E820_RESERVED);
 	add_e820(bp, HIGH_MEM_START, guest_mem_low_end(&vm->mem) - HIGH_MEM_START, E820_RAM);
+	/* The ECAM window: reserved, as firmware reports it, so Linux accepts the MCFG. */
+	if (vm->pci)
+		add_e820(bp, PCI_ECAM_BASE, PCI_ECAM_BUS_SIZE, E820_RESERVED);
 	if (vm->mem.nregions > 1)
 		add_e820(bp, vm->mem.regions[1].gpa, vm->mem.regions[1].size, E820_RAM);
 }
@@ -129,6 +135,17 @@ int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boo
 		bp->ext_ramdisk_size = initrd->size >> 32;
 	}
 	fill_e820(vm, bp);
+	if (vm->cfg.acpi) {
+		struct acpi_info info;
+		uint64_t rsdp;
+		int err;
+
+		pci_mmio64_window(vm, &info.pci_mmio64_start, &info.pci_mmio64_end);
+		err = acpi_build(vm, &info, &rsdp, why);
+		if (err)
+			return err;
+		bp->acpi_rsdp_addr = rsdp;
+	}
 
 	entry->kind = KERNEL_BZIMAGE;
 	entry->rip = KERNEL_LOAD_ADDR + BZ_ENTRY64_OFFSET;

@@ -8,5 +8,6 @@ int rtc_create(struct vm *vm);
 int i8042_create(struct vm *vm);
 int debug_exit_create(struct vm *vm);
 int bench_devices_create(struct vm *vm);
+int acpi_pm_create(struct vm *vm);
 
 #endif

@@ -14,6 +14,7 @@
 #define PCI_CFC 0xcfc
 #define PCI_RESET_PORT 0xcf9 /* reset control register: bit 2 resets the machine */
 #define PCI_MMIO64_ALIGN GiB
+#define PCI_MMIO64_SIZE (32 * GiB)
 
 struct pci_bus {
 	struct vm *vm;
@@ -347,6 +348,15 @@ int pci_register(struct vm *vm, struct pci_dev *p)
 	return 0;
 }
 
+void pci_mmio64_window(struct vm *vm, uint64_t *start, uint64_t *end)
+{
+	uint64_t ram_top = vm->mem.nregions > 1 ? vm->mem.regions[1].gpa + vm->mem.regions[1].size
+						: MMIO_HOLE_END;
+
+	*start = ALIGN_UP(ram_top, PCI_MMIO64_ALIGN);
+	*end = *start + PCI_MMIO64_SIZE;
+}
+
 void pci_set_intx(struct pci_dev *p, int level)
 {
 	int line = level && !(pci_cfg_read16(p, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE);
@@ -370,8 +380,7 @@ static void pci_bus_destroy(void *opaque)
 int pci_init(struct vm *vm)
 {
 	struct pci_bus *pb = calloc(1, sizeof(*pb));
-	uint64_t ram_top = vm->mem.nregions > 1 ? vm->mem.regions[1].gpa + vm->mem.regions[1].size
-						 : MMIO_HOLE_END;
+	uint64_t end;
 	int err;
 
 	if (!pb)
@@ -379,7 +388,7 @@ int pci_init(struct vm *vm)
 	pb->vm = vm;
 	pthread_mutex_init(&pb->lock, NULL);
 	pb->mmio32_next = PCI_MMIO32_START;
-	pb->mmio64_next = ALIGN_UP(ram_top, PCI_MMIO64_ALIGN);
+	pci_mmio64_window(vm, &pb->mmio64_next, &end);
 	pb->io_next = PCI_IO_START;
 	err = vm_add_device(vm, pb, pci_bus_destroy);
 	if (err) {

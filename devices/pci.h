@@ -70,6 +70,9 @@ uint8_t pci_add_cap(struct pci_dev *pdev, uint8_t id, uint8_t len);
 /* Puts the device in the next free slot, assigns its BARs and maps them. */
 int pci_register(struct vm *vm, struct pci_dev *pdev);
 
+/* The window for 64-bit BARs: from the first 1 GiB boundary at or above the end of RAM. */
+void pci_mmio64_window(struct vm *vm, uint64_t *start, uint64_t *end);
+
 /* Drives the device's INTx line (pin A); respects the command register's INTx-disable bit. */
 void pci_set_intx(struct pci_dev *pdev, int level);
 

@@ -36,6 +36,8 @@ void cli_usage(FILE *out)
 	      "                     input goes to; both consoles' output goes to stdout\n"
 	      "  --transport KIND   virtio transport: mmio (default), mmio-legacy, pci,\n"
 	      "                     pci-transitional\n"
+	      "  --acpi on|off      ACPI tables for Linux guests (default on): MADT for SMP,\n"
+	      "                     DSDT with the devices, poweroff and reset\n"
 	      "  --balloon          add a virtio-balloon device (target set through --control)\n"
 	      "  --control PATH     a UNIX socket taking commands for the running VM, one a line\n"
 	      "                     (help, balloon MIB, balloon-stats)\n"
@@ -83,7 +85,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
 	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS, OPT_BENCH_DEVICES, OPT_TIME_EXITS,
-	       OPT_BALLOON, OPT_CONTROL };
+	       OPT_BALLOON, OPT_CONTROL, OPT_ACPI };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -95,6 +97,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		{ "bench-devices", no_argument, NULL, OPT_BENCH_DEVICES },
 		{ "balloon", no_argument, NULL, OPT_BALLOON },
 		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "acpi", required_argument, NULL, OPT_ACPI },
 		{ "time-exits", no_argument, NULL, OPT_TIME_EXITS },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
@@ -169,6 +172,11 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		case OPT_BALLOON:
 			c->balloon = true;
 			break;
+		case OPT_ACPI:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				return fail(msg, len, "--acpi %s: give on or off", optarg);
+			c->acpi = !strcmp(optarg, "on");
+			break;
 		case OPT_CONTROL:
 			c->control_path = optarg;
 			break;
@@ -219,6 +227,7 @@ int cli_parse(int argc, char **argv, struct cli *cli, char *msg, size_t len)
 	memset(cli, 0, sizeof(*cli));
 	cli->vm.mem_size = DEFAULT_MEM;
 	cli->vm.ncpus = 1;
+	cli->vm.acpi = true;
 	if (argc < 2)
 		return fail(msg, len, "no command given: use mica run --kernel PATH, or mica --help");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {

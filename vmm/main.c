@@ -45,6 +45,8 @@ static int create_devices(struct vm *vm, struct console_sink *console, struct ua
 		err = i8042_create(vm);
 	if (!err)
 		err = debug_exit_create(vm);
+	if (!err)
+		err = acpi_pm_create(vm);
 	if (err)
 		return err;
 	*vcon = NULL;

@@ -53,6 +53,7 @@ struct vm_config {
 	const char *stats_path; /* --stats-json: where to write what happened, as JSON */
 	const char *control_path; /* --control: the control socket */
 	bool balloon;         /* --balloon: a virtio-balloon device */
+	bool acpi;            /* ACPI tables for Linux (--acpi on, the default) */
 };
 
 /* A memory-mapped platform device the guest must be told about (FDT, later ACPI). */
