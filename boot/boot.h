@@ -50,6 +50,8 @@ int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry,
 int bzimage_check(const struct boot_file *f, const char **why);
 int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
 		 const char *cmdline, struct boot_entry *entry, const char **why);
+/* Builds the MP table (for --acpi off) at the start of the EBDA. */
+int mptable_build(struct vm *vm, const char **why);
 /* Builds the boot-info flattened device tree at BOOTINFO_ADDR. */
 int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why);
 

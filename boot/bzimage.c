@@ -4,6 +4,8 @@
 #include <asm/e820.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "acpi.h"
@@ -77,6 +79,28 @@ static void fill_e820(struct vm *vm, struct boot_params *bp)
 		add_e820(bp, vm->mem.regions[1].gpa, vm->mem.regions[1].size, E820_RAM);
 }
 
+/* The command line Linux gets: the user's, plus (without ACPI) a virtio_mmio.device= entry per
+ * virtio-mmio device, for kernels built with VIRTIO_MMIO_CMDLINE_DEVICES. */
+static char *linux_cmdline(struct vm *vm, const char *user)
+{
+	size_t len = strlen(user) + 1 + (size_t)vm->nplatform_devs * 64;
+	char *s = malloc(len);
+	size_t n;
+
+	if (!s)
+		return NULL;
+	n = snprintf(s, len, "%s", user);
+	for (int i = 0; i < vm->nplatform_devs && !vm->cfg.acpi; i++) {
+		const struct vm_platform_dev *d = &vm->platform_devs[i];
+
+		if (!strcmp(d->compatible, "virtio,mmio"))
+			n += snprintf(s + n, len - n, " virtio_mmio.device=%lluK@0x%llx:%u",
+				      (unsigned long long)d->size / 1024, (unsigned long long)d->base,
+				      d->gsi);
+	}
+	return s;
+}
+
 int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
 		 const char *cmdline, struct boot_entry *entry, const char **why)
 {
@@ -91,20 +115,30 @@ int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boo
 	uint64_t hdr_len = BZ_MAGIC_OFFSET + kernel->data[0x201] - SETUP_HEADER_OFFSET;
 	uint32_t cmdline_max = h->cmdline_size ? h->cmdline_size : 255;
 	struct boot_params *bp = gpa_range(&vm->mem, ZERO_PAGE_ADDR, sizeof(*bp));
-	size_t cmdline_len = strlen(cmdline);
+	char *full = linux_cmdline(vm, cmdline);
+	size_t cmdline_len = full ? strlen(full) : 0;
 	char *cmd_dst = gpa_range(&vm->mem, CMDLINE_ADDR, cmdline_len + 1);
 	uint8_t *dst;
+	int err = 0;
+
+	if (!full) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
 
 	if (kernel_end > low_end || !(dst = gpa_range(&vm->mem, KERNEL_LOAD_ADDR, payload))) {
 		*why = "the kernel needs more guest RAM than --mem gives it: give more --mem";
-		return -ENOMEM;
-	}
-	if (cmdline_len > cmdline_max || cmdline_len >= CMDLINE_MAX || !cmd_dst) {
+		err = -ENOMEM;
+	} else if (cmdline_len > cmdline_max || cmdline_len >= CMDLINE_MAX || !cmd_dst) {
 		*why = "the --cmdline string is longer than this kernel accepts";
-		return -E2BIG;
+		err = -E2BIG;
+	} else {
+		memcpy(dst, kernel->data + setup_size, payload);
+		memcpy(cmd_dst, full, cmdline_len + 1);
 	}
-	memcpy(dst, kernel->data + setup_size, payload);
-	memcpy(cmd_dst, cmdline, cmdline_len + 1);
+	free(full);
+	if (err)
+		return err;
 
 	memset(bp, 0, sizeof(*bp));
 	/* The setup header as the image has it, then the fields a boot loader fills in. */
@@ -135,7 +169,12 @@ int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boo
 		bp->ext_ramdisk_size = initrd->size >> 32;
 	}
 	fill_e820(vm, bp);
-	if (vm->cfg.acpi) {
+	if (!vm->cfg.acpi) {
+		int err = mptable_build(vm, why);
+
+		if (err)
+			return err;
+	} else {
 		struct acpi_info info;
 		uint64_t rsdp;
 		int err;
