@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blk.h"
 #include "util.h"
 
 #define MAX_MEM     (1024 * GiB)
@@ -36,6 +37,8 @@ void cli_usage(FILE *out)
 	      "                     input goes to; both consoles' output goes to stdout\n"
 	      "  --transport KIND   virtio transport: mmio (default), mmio-legacy, pci,\n"
 	      "                     pci-transitional\n"
+	      "  --disk PATH[,ro][,cache=writeback|writethrough|none][,serial=STR]\n"
+	      "                     a virtio-blk disk on a raw image; repeatable\n"
 	      "  --acpi on|off      ACPI tables for Linux guests (default on): MADT for SMP,\n"
 	      "                     DSDT with the devices, poweroff and reset\n"
 	      "  --balloon          add a virtio-balloon device (target set through --control)\n"
@@ -85,7 +88,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
 	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS, OPT_BENCH_DEVICES, OPT_TIME_EXITS,
-	       OPT_BALLOON, OPT_CONTROL, OPT_ACPI };
+	       OPT_BALLOON, OPT_CONTROL, OPT_ACPI, OPT_DISK };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -98,6 +101,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		{ "balloon", no_argument, NULL, OPT_BALLOON },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "acpi", required_argument, NULL, OPT_ACPI },
+		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "time-exits", no_argument, NULL, OPT_TIME_EXITS },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
@@ -172,6 +176,17 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		case OPT_BALLOON:
 			c->balloon = true;
 			break;
+		case OPT_DISK: {
+			struct blk_opts o;
+			char err[256];
+
+			if (c->ndisks == 8)
+				return fail(msg, len, "--disk: at most 8 disks");
+			if (blk_parse_opts(optarg, &o, err, sizeof(err)))
+				return fail(msg, len, "--disk %s: %s", optarg, err);
+			c->disks[c->ndisks++] = optarg;
+			break;
+		}
 		case OPT_ACPI:
 			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
 				return fail(msg, len, "--acpi %s: give on or off", optarg);

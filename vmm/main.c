@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "bench_exits.h"
+#include "blk.h"
 #include "boot.h"
 #include "cli.h"
 #include "control.h"
@@ -29,7 +30,7 @@
 /* The devices of the machine, in the fixed order that decides their slots (see
  * docs/boot-contract.md). *console gets the sink the terminal's input goes to. */
 static int create_devices(struct vm *vm, struct console_sink *console, struct uart **uart,
-			  struct virtio_dev **vcon)
+			  struct virtio_dev **vcon, const char **why)
 {
 	struct virtio_dev *rng;
 	int err;
@@ -58,6 +59,18 @@ static int create_devices(struct vm *vm, struct console_sink *console, struct ua
 		if (err)
 			return err;
 		*console = virtio_console_sink(*vcon);
+	}
+	for (int i = 0; i < vm->cfg.ndisks && !err; i++) {
+		struct blk_opts o;
+		char e[256];
+		struct virtio_dev *disk;
+
+		if (blk_parse_opts(vm->cfg.disks[i], &o, e, sizeof(e)))
+			return -EINVAL; /* checked by the command line already */
+		disk = virtio_blk_create(vm, &o, why);
+		if (!disk)
+			return -EINVAL;
+		err = virtio_attach(vm, disk);
 	}
 	for (int i = 0; i < vm->cfg.nrng && !err; i++) {
 		rng = virtio_rng_create(vm);
@@ -106,6 +119,18 @@ static int run(struct cli *cli)
 		boot_file_close(&kernel);
 		return EXIT_USAGE;
 	}
+	for (int i = 0; i < cli->vm.ndisks; i++) {
+		struct blk_opts o;
+		char e[256];
+
+		blk_parse_opts(cli->vm.disks[i], &o, e, sizeof(e));
+		if (access(o.path, o.ro ? R_OK : R_OK | W_OK) < 0) {
+			pr_err("cannot use disk image '%s': %s", o.path, strerror(errno));
+			boot_file_close(&kernel);
+			boot_file_close(&initrd);
+			return EXIT_USAGE;
+		}
+	}
 	if (!cli->vm.cmdline && kind == KERNEL_BZIMAGE)
 		cli->vm.cmdline = LINUX_DEFAULT_CMDLINE;
 
@@ -116,10 +141,16 @@ static int run(struct cli *cli)
 		status = EXIT_USAGE;
 		goto out_vm;
 	}
-	err = create_devices(&vm, &console, &uart, &vcon);
+	why = NULL;
+	err = create_devices(&vm, &console, &uart, &vcon, &why);
 	if (err) {
-		pr_err("cannot create the devices: %s", strerror(-err));
-		status = EXIT_CRASH;
+		/* A device's own message (an image that is locked, unreadable...) is the user's
+		 * problem; anything else is ours. */
+		if (why)
+			pr_err("%s", why);
+		else
+			pr_err("cannot create the devices: %s", strerror(-err));
+		status = why ? EXIT_USAGE : EXIT_CRASH;
 		goto out_vm;
 	}
 	if (cli->vm.control_path && (err = control_listen(&vm, cli->vm.control_path, &why))) {

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 
+#include "blk.h"
 #include "vcpu.h"
 #include "virtio.h"
 #include "vm.h"
@@ -84,6 +85,24 @@ int stats_write_json(const struct vm *vm, const struct run_times *t, const char 
 			atomic_load(&d->stats.interrupts_suppressed),
 			atomic_load(&d->stats.violations));
 	}
-	fprintf(f, "%s]\n}\n", vm->nvirtio ? "\n  " : "");
+	fprintf(f, "%s],\n  \"blk\": [", vm->nvirtio ? "\n  " : "");
+	for (int i = 0, n = 0; i < vm->nvirtio; i++) {
+		const struct virtio_blk_stats *b = virtio_blk_stats(vm->virtio_devs[i]);
+
+		if (!b)
+			continue;
+		fprintf(f, "%s\n    { \"backend\": \"%s\", \"reads\": %lu, \"writes\": %lu, "
+			   "\"flushes\": %lu, \"bytes_read\": %lu, \"bytes_written\": %lu, "
+			   "\"batches\": %lu, \"errors\": %lu, \"unsupported\": %lu }",
+			n++ ? "," : "", virtio_blk_backend(vm->virtio_devs[i]), atomic_load(&b->reads),
+			atomic_load(&b->writes), atomic_load(&b->flushes), atomic_load(&b->bytes_read),
+			atomic_load(&b->bytes_written), atomic_load(&b->batches),
+			atomic_load(&b->err_header) + atomic_load(&b->err_direction) +
+				atomic_load(&b->err_length) + atomic_load(&b->err_range) +
+				atomic_load(&b->err_segments) + atomic_load(&b->err_read_only) +
+				atomic_load(&b->err_limits) + atomic_load(&b->err_flags),
+			atomic_load(&b->unsupported));
+	}
+	fprintf(f, "\n  ]\n}\n");
 	return fclose(f) ? -errno : 0;
 }

@@ -53,6 +53,8 @@ struct vm_config {
 	const char *stats_path; /* --stats-json: where to write what happened, as JSON */
 	const char *control_path; /* --control: the control socket */
 	bool balloon;         /* --balloon: a virtio-balloon device */
+	const char *disks[8]; /* --disk SPEC, repeatable: virtio-blk devices */
+	int ndisks;
 	bool acpi;            /* ACPI tables for Linux (--acpi on, the default) */
 };
 

@@ -61,7 +61,7 @@ uint8_t virtio_get_status(struct virtio_dev *dev)
 
 #define VIOLATIONS_LOGGED 10 /* a guest that breaks the rules in a loop must not flood stderr */
 
-static void fail_locked(struct virtio_dev *dev, const char *why)
+void virtio_dev_fail_locked(struct virtio_dev *dev, const char *why)
 {
 	unsigned long n;
 
@@ -192,12 +192,15 @@ void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready)
 		struct virtq *vq = &dev->vqs[q];
 		uint64_t d = vq->desc_gpa, a = vq->avail_gpa, u = vq->used_gpa;
 
+		/* In-flight requests of this queue must finish before its ring is forgotten. */
+		if (vq->ready && dev->ops->queue_disable)
+			dev->ops->queue_disable(dev, q);
 		virtq_reset(vq, dev->queue_size[q]);
 		vq->desc_gpa = d, vq->avail_gpa = a, vq->used_gpa = u;
 	} else if (!dev->vqs[q].ready) {
 		dev->vqs[q].size = dev->queue_size[q];
 		if (virtq_enable(&dev->vqs[q], &dev->vm->mem, &why) < 0)
-			fail_locked(dev, why);
+			virtio_dev_fail_locked(dev, why);
 	}
 	pthread_mutex_unlock(&dev->lock);
 }
@@ -212,7 +215,7 @@ void virtio_queue_notified(struct virtio_dev *dev, int q)
 		 * handled arrives with status 0, or with the queue not yet enabled again.) */
 		if (dev->status && !(dev->status & VIRTIO_CONFIG_S_DRIVER_OK) && q >= 0 &&
 		    q < dev->ops->num_queues && dev->vqs[q].ready)
-			fail_locked(dev, "queue notified before DRIVER_OK");
+			virtio_dev_fail_locked(dev, "queue notified before DRIVER_OK");
 		pthread_mutex_unlock(&dev->lock);
 		return;
 	}
@@ -238,7 +241,7 @@ int virtio_pop(struct virtio_dev *dev, int q, struct virtq_req *req, enum virtq_
 			return -ENOENT;
 	}
 	if (err == -EPROTO)
-		fail_locked(dev, why);
+		virtio_dev_fail_locked(dev, why);
 	return err;
 }
 
@@ -269,6 +272,6 @@ void virtio_config_changed(struct virtio_dev *dev)
 void virtio_dev_fail(struct virtio_dev *dev, const char *why)
 {
 	pthread_mutex_lock(&dev->lock);
-	fail_locked(dev, why);
+	virtio_dev_fail_locked(dev, why);
 	pthread_mutex_unlock(&dev->lock);
 }

@@ -37,6 +37,9 @@ struct virtio_dev_ops {
 	void (*config_written)(struct virtio_dev *dev, uint32_t off, uint32_t len);
 	/* Optional: the device was reset (device lock held); drop in-flight state. */
 	void (*reset)(struct virtio_dev *dev);
+	/* Optional: queue q is being disabled (device lock held): finish or drop its in-flight
+	 * requests so nothing lands in its ring afterwards. */
+	void (*queue_disable)(struct virtio_dev *dev, int q);
 	/* Optional: DRIVER_OK was set (device lock held). */
 	void (*activate)(struct virtio_dev *dev);
 };
@@ -111,6 +114,8 @@ void virtio_notify_used(struct virtio_dev *dev, int q);
 void virtio_config_changed(struct virtio_dev *dev);
 /* The guest broke the protocol: DEVICE_NEEDS_RESET, a config interrupt, and a message. */
 void virtio_dev_fail(struct virtio_dev *dev, const char *why);
+/* The same, for a device model that holds the device lock (in queue_notify). */
+void virtio_dev_fail_locked(struct virtio_dev *dev, const char *why);
 bool virtio_dev_ok(const struct virtio_dev *dev); /* DRIVER_OK and not NEEDS_RESET */
 
 #endif

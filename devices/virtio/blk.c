@@ -1,0 +1,777 @@
+/* virtio-blk (device ID 2) over a raw image: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES on
+ * up to VIRTIO_MAX_QUEUES request queues.
+ *
+ * A request is a 16-byte device-readable header, data, and a final device-writable status
+ * byte; it is parsed by byte offsets (the header may share a descriptor with data). Reads and
+ * writes go straight between the image and the guest's buffers (no copy) through blk_io: every
+ * request of one notification is prepared, then handed over with one submission; completions
+ * come back on the event loop, which writes the status bytes, pushes the used entries and
+ * interrupts at most once per queue per batch.
+ *
+ * Each queue has queue-size request slots, allocated once, holding the iovec array and the
+ * fallocate ranges: nothing is allocated per request. A queue that runs out of slots (a driver
+ * may re-post descriptors still in flight) or of backend room stops popping and resumes when
+ * completions come back.
+ *
+ * Reset waits for everything in flight (the kernel may still be writing into buffers the guest
+ * is about to reuse) and writes nothing back. */
+#include "blk.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/virtio_ids.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blk_io.h"
+#include "devices.h"
+#include "log.h"
+#include "util.h"
+#include "virtio.h"
+#include "vm.h"
+
+#define SECTOR             512ULL
+#define BLK_QUEUE_SIZE     256
+#define BLK_SEG_MAX        126          /* data segments per request (seg_max) */
+#define BLK_SIZE_MAX       (1U << 20)   /* bytes per data segment (size_max) */
+#define BLK_DWZ_MAX_SEG    BLK_IO_MAX_RANGES
+#define BLK_DWZ_MAX_SECTORS (1U << 22)  /* 2 GiB per discard / write-zeroes range */
+#define BLK_DISCARD_ALIGN  8            /* sectors: 4 KiB, the usual file system block */
+#define IO_ERRORS_LOGGED   10
+
+#define HDR_SIZE sizeof(struct virtio_blk_outhdr)
+#define DWZ_SIZE sizeof(struct virtio_blk_discard_write_zeroes)
+
+struct blk_slot {
+	struct blk_io_req io;
+	struct blk_slot *next_free;
+	uint8_t *status;             /* the request's last device-writable byte */
+	uint32_t used;               /* bytes written into the guest on success, status included */
+	uint64_t bytes;              /* data bytes transferred, for statistics */
+	uint32_t type;
+	uint16_t head;
+	uint8_t q;
+	struct blk_io_range ranges[BLK_DWZ_MAX_SEG];
+	struct iovec iov[BLK_SEG_MAX];
+};
+
+struct blk_queue {
+	struct blk_slot *free;
+	bool throttled;              /* stopped popping for want of a slot or backend room */
+	bool completed;              /* pushed used entries not yet signalled */
+};
+
+struct virtio_blk {
+	struct virtio_dev vdev;
+	struct virtio_dev_ops ops;   /* per device: num_queues and RO vary */
+	struct virtio_blk_config config;
+	struct virtio_blk_config config_init; /* the driver may change only wce */
+	uint8_t wce;                 /* 1: writeback (the guest flushes), 0: writethrough */
+	int fd;
+	int fd_buffered;             /* cache=none: for requests O_DIRECT cannot take; else -1 */
+	uint32_t dio_align;
+	bool ro;
+	uint64_t capacity;           /* sectors */
+	char serial[VIRTIO_BLK_ID_BYTES];
+	char *path;
+	struct blk_io *io;
+	struct blk_slot *slots;
+	struct blk_queue queues[VIRTIO_MAX_QUEUES];
+	struct virtq_req req;
+	struct virtio_blk_stats stats;
+	unsigned long io_errors_logged;
+};
+
+#define STAT(b, field, n) atomic_fetch_add_explicit(&(b)->stats.field, (n), memory_order_relaxed)
+
+enum { REQ_DONE, REQ_QUEUED, REQ_BROKEN };
+
+/* ---- options ---- */
+
+static int opt_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errlen)
+{
+	const char *p = spec ? spec : "";
+	size_t n = 0;
+
+	memset(o, 0, sizeof(*o));
+	o->cache = BLK_CACHE_WRITEBACK;
+	/* The path runs to the first single comma; ",," is a comma of the path. */
+	while (*p) {
+		if (*p == ',') {
+			if (p[1] != ',')
+				break;
+			p++;
+		}
+		if (n + 1 >= sizeof(o->path))
+			return opt_error(err, errlen, "image path too long");
+		o->path[n++] = *p++;
+	}
+	o->path[n] = '\0';
+	if (!n)
+		return opt_error(err, errlen, "empty image path (give PATH[,ro][,cache=MODE]"
+				 "[,serial=STR])");
+	while (*p == ',') {
+		const char *opt = ++p, *end = strchrnul(opt, ',');
+		const char *eq = memchr(opt, '=', (size_t)(end - opt));
+		int klen = (int)((eq ? eq : end) - opt), len = (int)(end - opt);
+		const char *val = eq ? eq + 1 : end;
+		int vlen = (int)(end - val);
+
+		if (!len)
+			return opt_error(err, errlen, "empty option (a stray comma?)");
+		if (!eq && klen == 2 && !memcmp(opt, "ro", 2)) {
+			o->ro = true;
+		} else if (eq && klen == 5 && !memcmp(opt, "cache", 5)) {
+			if (vlen == 9 && !memcmp(val, "writeback", 9))
+				o->cache = BLK_CACHE_WRITEBACK;
+			else if (vlen == 12 && !memcmp(val, "writethrough", 12))
+				o->cache = BLK_CACHE_WRITETHROUGH;
+			else if (vlen == 4 && !memcmp(val, "none", 4))
+				o->cache = BLK_CACHE_NONE;
+			else
+				return opt_error(err, errlen, "bad cache mode '%.*s' (give writeback, "
+						 "writethrough or none)", vlen, val);
+		} else if (eq && klen == 6 && !memcmp(opt, "serial", 6)) {
+			if (vlen > VIRTIO_BLK_ID_BYTES)
+				return opt_error(err, errlen, "serial '%.*s' is longer than %d bytes",
+						 vlen, val, VIRTIO_BLK_ID_BYTES);
+			memcpy(o->serial, val, (size_t)vlen);
+			o->serial[vlen] = '\0';
+		} else {
+			return opt_error(err, errlen, "unknown option '%.*s' (give ro, cache=MODE or "
+					 "serial=STR)", len, opt);
+		}
+		p = end;
+	}
+	return 0;
+}
+
+/* ---- requests ---- */
+
+/* The last device-writable byte of the chain (writable buffers come last), or NULL. */
+static uint8_t *status_byte(const struct virtq_req *req)
+{
+	for (int i = req->nsegs - 1; i >= 0 && req->segs[i].write; i--)
+		if (req->segs[i].len)
+			return (uint8_t *)req->segs[i].hva + req->segs[i].len - 1;
+	return NULL;
+}
+
+/* Bytes [skip, skip + len) of the readable (or writable) part of req as iovecs. Returns how
+ * many, or -1 beyond seg_max segments or a segment longer than seg_limit. */
+static int build_iov(const struct virtq_req *req, bool writable, uint64_t skip, uint64_t len,
+		     struct iovec *iov, uint64_t seg_limit)
+{
+	int n = 0;
+
+	for (int i = 0; i < req->nsegs && len; i++) {
+		const struct virtq_seg *sg = &req->segs[i];
+		uint64_t l = sg->len;
+
+		if (sg->write != writable)
+			continue;
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		l = MIN(l - skip, len);
+		if (n == BLK_SEG_MAX || l > seg_limit)
+			return -1;
+		iov[n++] = (struct iovec){ (uint8_t *)sg->hva + skip, (size_t)l };
+		skip = 0;
+		len -= l;
+	}
+	return n;
+}
+
+static bool in_disk(const struct virtio_blk *b, uint64_t sector, uint64_t nsectors)
+{
+	return sector <= b->capacity && nsectors <= b->capacity - sector;
+}
+
+/* Completes a request on the spot: status byte, used entry (signalled by the caller). */
+static int finish(struct virtio_blk *b, int q, const struct virtq_req *req, uint8_t *status,
+		  uint8_t st, uint32_t used, atomic_ulong *counter)
+{
+	if (counter)
+		atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+	*status = st;
+	virtio_push(&b->vdev, q, req->head, used);
+	b->queues[q].completed = true;
+	return REQ_DONE;
+}
+
+#define IOERR(counter) finish(b, q, req, status, VIRTIO_BLK_S_IOERR, 1, &b->stats.counter)
+
+static struct blk_slot *slot_get(struct virtio_blk *b, int q, const struct virtq_req *req,
+				 uint8_t *status, uint32_t type)
+{
+	struct blk_queue *bq = &b->queues[q];
+	struct blk_slot *s = bq->free;
+
+	bq->free = s->next_free;
+	s->status = status;
+	s->head = req->head;
+	s->q = (uint8_t)q;
+	s->type = type;
+	s->used = 1;
+	s->bytes = 0;
+	memset(&s->io, 0, sizeof(s->io));
+	s->io.fd = b->fd;
+	return s;
+}
+
+static void slot_put(struct virtio_blk *b, struct blk_slot *s)
+{
+	struct blk_queue *bq = &b->queues[s->q];
+
+	s->next_free = bq->free;
+	bq->free = s;
+}
+
+/* cache=none: O_DIRECT takes only aligned offsets, lengths and buffers; the rest goes through
+ * a second, buffered descriptor of the same file (the kernel keeps the two coherent). */
+static int pick_fd(const struct virtio_blk *b, const struct blk_slot *s)
+{
+	uint64_t a = b->dio_align;
+
+	if (b->fd_buffered < 0)
+		return b->fd;
+	if (s->io.off % a)
+		return b->fd_buffered;
+	for (int i = 0; i < s->io.niov; i++)
+		if ((uintptr_t)s->iov[i].iov_base % a || s->iov[i].iov_len % a)
+			return b->fd_buffered;
+	return b->fd;
+}
+
+static int do_rw(struct virtio_blk *b, int q, const struct virtq_req *req, uint8_t *status,
+		 bool write, uint64_t sector)
+{
+	uint64_t len, limit = UINT64_MAX;
+	struct blk_slot *s;
+	int n;
+
+	if (write) {
+		if (req->write_len != 1)
+			return IOERR(err_direction);
+		if (b->ro)
+			return IOERR(err_read_only);
+		len = req->read_len - HDR_SIZE;
+	} else {
+		if (req->read_len != HDR_SIZE)
+			return IOERR(err_direction);
+		len = req->write_len - 1;
+	}
+	if (len % SECTOR)
+		return IOERR(err_length);
+	if (!in_disk(b, sector, len / SECTOR))
+		return IOERR(err_range);
+	if (virtio_has_feature(&b->vdev, VIRTIO_BLK_F_SIZE_MAX))
+		limit = BLK_SIZE_MAX;
+	if (write)
+		STAT(b, writes, 1);
+	else
+		STAT(b, reads, 1);
+	if (!len)
+		return finish(b, q, req, status, VIRTIO_BLK_S_OK, 1, NULL);
+	s = slot_get(b, q, req, status, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN);
+	n = build_iov(req, !write, write ? HDR_SIZE : 0, len, s->iov, limit);
+	if (n < 0) {
+		slot_put(b, s);
+		return IOERR(err_segments);
+	}
+	s->io.op = write ? BLK_IO_WRITE : BLK_IO_READ;
+	s->io.off = sector * SECTOR;
+	s->io.iov = s->iov;
+	s->io.niov = n;
+	s->io.len = len;
+	s->bytes = len;
+	s->io.rw_flags = write && !b->wce ? RWF_DSYNC : 0;
+	s->io.fd = pick_fd(b, s);
+	s->used = write ? 1 : (uint32_t)MIN(len + 1, UINT32_MAX);
+	blk_io_queue(b->io, &s->io);
+	return REQ_QUEUED;
+}
+
+static int do_discard_wz(struct virtio_blk *b, int q, const struct virtq_req *req,
+			 uint8_t *status, uint32_t type)
+{
+	bool discard = type == VIRTIO_BLK_T_DISCARD;
+	uint8_t buf[HDR_SIZE + DWZ_SIZE * BLK_DWZ_MAX_SEG];
+	struct blk_io_range ranges[BLK_DWZ_MAX_SEG];
+	uint64_t payload, nseg;
+	uint32_t allowed_flags = discard ? 0 : VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+	struct blk_slot *s;
+	int nr = 0;
+
+	if (!virtio_has_feature(&b->vdev, discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES))
+		return finish(b, q, req, status, VIRTIO_BLK_S_UNSUPP, 1, &b->stats.unsupported);
+	if (req->write_len != 1)
+		return IOERR(err_direction);
+	if (b->ro)
+		return IOERR(err_read_only);
+	payload = req->read_len - HDR_SIZE;
+	if (!payload || payload % DWZ_SIZE)
+		return IOERR(err_length);
+	nseg = payload / DWZ_SIZE;
+	if (nseg > BLK_DWZ_MAX_SEG)
+		return IOERR(err_limits);
+	/* One copy: the guest may rewrite the ranges after we check them. */
+	virtq_copy_from_readable(req, buf, HDR_SIZE + payload);
+	for (uint64_t i = 0; i < nseg; i++) {
+		struct virtio_blk_discard_write_zeroes d;
+		uint64_t sector;
+		uint32_t num, flags;
+
+		memcpy(&d, buf + HDR_SIZE + i * DWZ_SIZE, sizeof(d));
+		sector = le64toh(d.sector);
+		num = le32toh(d.num_sectors);
+		flags = le32toh(d.flags);
+		/* Unknown flags, or unmap on a discard: UNSUPP, as the spec says. */
+		if (flags & ~allowed_flags)
+			return finish(b, q, req, status, VIRTIO_BLK_S_UNSUPP, 1, &b->stats.err_flags);
+		if (num > BLK_DWZ_MAX_SECTORS)
+			return IOERR(err_limits);
+		if (!in_disk(b, sector, num))
+			return IOERR(err_range);
+		if (!num)
+			continue;
+		ranges[nr++] = (struct blk_io_range){
+			.off = sector * SECTOR, .len = num * SECTOR,
+			.mode = discard || (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+					? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+					: FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		};
+	}
+	if (discard)
+		STAT(b, discards, 1);
+	else
+		STAT(b, write_zeroes, 1);
+	if (!nr)
+		return finish(b, q, req, status, VIRTIO_BLK_S_OK, 1, NULL);
+	s = slot_get(b, q, req, status, type);
+	memcpy(s->ranges, ranges, sizeof(ranges[0]) * (size_t)nr);
+	s->io.op = BLK_IO_FALLOCATE;
+	s->io.ranges = s->ranges;
+	s->io.nranges = nr;
+	s->io.sync_after = !b->wce;
+	blk_io_queue(b->io, &s->io);
+	return REQ_QUEUED;
+}
+
+static int handle_request(struct virtio_blk *b, int q, struct virtq_req *req)
+{
+	struct virtio_blk_outhdr hdr;
+	uint8_t *status = status_byte(req);
+	uint32_t type;
+	uint64_t sector;
+
+	if (!status) {
+		/* Nowhere to say how it went: the driver broke the protocol. The chain is not
+		 * returned; the driver has to reset the device anyway. */
+		STAT(b, no_status, 1);
+		virtio_dev_fail_locked(&b->vdev, "request without a device-writable status byte");
+		return REQ_BROKEN;
+	}
+	if (req->read_len < HDR_SIZE)
+		return IOERR(err_header);
+	virtq_copy_from_readable(req, &hdr, HDR_SIZE);
+	type = le32toh(hdr.type);
+	sector = le64toh(hdr.sector);
+
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		return do_rw(b, q, req, status, type == VIRTIO_BLK_T_OUT, sector);
+	case VIRTIO_BLK_T_FLUSH: {
+		struct blk_slot *s;
+
+		if (req->read_len != HDR_SIZE || req->write_len != 1)
+			return IOERR(err_direction);
+		STAT(b, flushes, 1);
+		s = slot_get(b, q, req, status, type);
+		s->io.op = BLK_IO_FSYNC;
+		blk_io_queue(b->io, &s->io);
+		return REQ_QUEUED;
+	}
+	case VIRTIO_BLK_T_GET_ID: {
+		char id[VIRTIO_BLK_ID_BYTES];
+		uint64_t n;
+
+		if (req->read_len != HDR_SIZE)
+			return IOERR(err_direction);
+		STAT(b, get_ids, 1);
+		memcpy(id, b->serial, sizeof(id));
+		n = virtq_copy_to_writable(req, id,
+					   MIN(req->write_len - 1, sizeof(id)));
+		return finish(b, q, req, status, VIRTIO_BLK_S_OK, (uint32_t)n + 1, NULL);
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return do_discard_wz(b, q, req, status, type);
+	default:
+		return finish(b, q, req, status, VIRTIO_BLK_S_UNSUPP, 1, &b->stats.unsupported);
+	}
+}
+
+/* Pops and starts requests until the queue is empty or out of slots or backend room; one
+ * submission for all of them. */
+static void process_queue(struct virtio_blk *b, int q)
+{
+	struct blk_queue *bq = &b->queues[q];
+	bool queued = false;
+
+	for (;;) {
+		int r;
+
+		if (!bq->free || !blk_io_has_room(b->io, BLK_IO_MAX_OPS)) {
+			bq->throttled = true; /* resumed by blk_ready() */
+			break;
+		}
+		if (virtio_pop(&b->vdev, q, &b->req, VIRTQ_DEV_BOTH))
+			break;
+		r = handle_request(b, q, &b->req);
+		if (r == REQ_QUEUED)
+			queued = true;
+		else if (r == REQ_BROKEN)
+			break;
+	}
+	if (queued) {
+		blk_io_submit(b->io);
+		STAT(b, batches, 1);
+	}
+}
+
+static void signal_queues(struct virtio_blk *b)
+{
+	for (int q = 0; q < b->ops.num_queues; q++) {
+		if (b->queues[q].completed) {
+			b->queues[q].completed = false;
+			virtio_notify_used(&b->vdev, q);
+		}
+	}
+}
+
+static void blk_queue_notify(struct virtio_dev *dev, int q)
+{
+	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
+
+	process_queue(b, q);
+	signal_queues(b);
+}
+
+/* A request finished (device lock held). */
+static void blk_complete(void *arg, struct blk_io_req *r)
+{
+	struct virtio_blk *b = arg;
+	struct blk_slot *s = container_of(r, struct blk_slot, io);
+	uint8_t st = VIRTIO_BLK_S_OK;
+	uint32_t used = s->used;
+
+	if (r->res) {
+		bool dwz = s->type == VIRTIO_BLK_T_DISCARD || s->type == VIRTIO_BLK_T_WRITE_ZEROES;
+
+		used = 1;
+		if (dwz && r->res == -EOPNOTSUPP) {
+			/* The file system cannot: the guest's block layer falls back or gives up. */
+			st = VIRTIO_BLK_S_UNSUPP;
+		} else {
+			st = VIRTIO_BLK_S_IOERR;
+			STAT(b, io_errors, 1);
+			if (b->io_errors_logged++ < IO_ERRORS_LOGGED)
+				pr_warn("virtio-blk %s: I/O error: %s", b->path, strerror(-r->res));
+		}
+	} else if (s->type == VIRTIO_BLK_T_IN) {
+		STAT(b, bytes_read, s->bytes);
+	} else if (s->type == VIRTIO_BLK_T_OUT) {
+		STAT(b, bytes_written, s->bytes);
+	}
+	/* A queue the driver disabled meanwhile has no ring to push to. */
+	if (b->vdev.vqs[s->q].ready) {
+		*s->status = st;
+		virtio_push(&b->vdev, s->q, s->head, used);
+		b->queues[s->q].completed = true;
+	}
+	slot_put(b, s);
+}
+
+/* A request finished after a reset or at destruction: its buffers are no longer ours. */
+static void blk_forget(void *arg, struct blk_io_req *r)
+{
+	slot_put(arg, container_of(r, struct blk_slot, io));
+}
+
+/* Completions are waiting (event-loop thread, no lock held). */
+static void blk_ready(void *opaque)
+{
+	struct virtio_blk *b = opaque;
+	struct virtio_dev *dev = &b->vdev;
+
+	pthread_mutex_lock(&dev->lock);
+	blk_io_reap(b->io, blk_complete, b);
+	for (int q = 0; q < b->ops.num_queues; q++) {
+		if (!b->queues[q].throttled)
+			continue;
+		b->queues[q].throttled = false;
+		if (virtio_dev_ok(dev) && dev->vqs[q].ready)
+			process_queue(b, q);
+	}
+	signal_queues(b);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/* ---- device ops ---- */
+
+static void blk_config_written(struct virtio_dev *dev, uint32_t off, uint32_t len)
+{
+	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
+	const uint32_t wce_off = offsetof(struct virtio_blk_config, wce);
+
+	/* Only wce is writable, and only with CONFIG_WCE; the rest snaps back. */
+	if (off <= wce_off && wce_off - off < len && virtio_has_feature(dev, VIRTIO_BLK_F_CONFIG_WCE))
+		b->wce = b->config.wce ? 1 : 0;
+	b->config = b->config_init;
+	b->config.wce = b->wce;
+}
+
+static void blk_activate(struct virtio_dev *dev)
+{
+	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
+
+	/* A driver that cannot flush must get durable writes. */
+	if (!virtio_has_feature(dev, VIRTIO_BLK_F_FLUSH))
+		b->wce = 0;
+	b->config.wce = b->wce;
+}
+
+static void blk_reset(struct virtio_dev *dev)
+{
+	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
+
+	/* Wait for what is in flight: the guest may reuse its buffers as soon as the reset is
+	 * done. The requests are forgotten, not completed: the rings are gone. */
+	blk_io_drain(b->io, blk_forget, b);
+	for (int q = 0; q < b->ops.num_queues; q++)
+		b->queues[q].throttled = b->queues[q].completed = false;
+	b->config = b->config_init;
+	b->wce = b->config_init.wce;
+}
+
+/* The driver disables one queue: wait for everything in flight; the other queues' requests
+ * complete as usual, this queue's are dropped (blk_complete skips a queue that is not ready). */
+static void blk_queue_disable(struct virtio_dev *dev, int q)
+{
+	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
+
+	dev->vqs[q].ready = false;
+	blk_io_drain(b->io, blk_complete, b);
+	b->queues[q].throttled = b->queues[q].completed = false;
+	signal_queues(b);
+}
+
+static const struct virtio_dev_ops blk_ops_template = {
+	.name = "virtio-blk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.queue_max_size = BLK_QUEUE_SIZE,
+	.config_size = sizeof(struct virtio_blk_config),
+	.queue_notify = blk_queue_notify,
+	.config_written = blk_config_written,
+	.reset = blk_reset,
+	.queue_disable = blk_queue_disable,
+	.activate = blk_activate,
+};
+
+/* ---- construction ---- */
+
+static _Thread_local char why_buf[PATH_MAX + 160];
+
+static const char *whyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *whyf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why_buf, sizeof(why_buf), fmt, ap);
+	va_end(ap);
+	return why_buf;
+}
+
+static void blk_destroy(void *opaque)
+{
+	struct virtio_blk *b = opaque;
+
+	blk_io_destroy(b->io, blk_forget, b);
+	free(b->slots);
+	if (b->fd_buffered >= 0)
+		close(b->fd_buffered);
+	if (b->fd >= 0)
+		close(b->fd); /* releases the lock */
+	free(b->path);
+	virtio_dev_destroy(&b->vdev);
+	free(b);
+}
+
+/* Opens, locks and sizes the image. */
+static const char *open_image(struct virtio_blk *b, const struct blk_opts *o)
+{
+	int flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	struct stat st;
+	off_t size;
+
+	b->fd = open(o->path, flags | (o->cache == BLK_CACHE_NONE ? O_DIRECT : 0));
+	if (b->fd < 0 && errno == EINVAL && o->cache == BLK_CACHE_NONE)
+		return whyf("image %s: its file system does not support O_DIRECT (cache=none); "
+			    "use cache=writeback or writethrough", o->path);
+	if (b->fd < 0 && !o->ro && (errno == EACCES || errno == EROFS || errno == EPERM))
+		return whyf("cannot open image %s for writing: %s (add ,ro for a read-only disk)",
+			    o->path, strerror(errno));
+	if (b->fd < 0)
+		return whyf("cannot open image %s: %s", o->path, strerror(errno));
+	if (fstat(b->fd, &st) < 0)
+		return whyf("cannot stat image %s: %s", o->path, strerror(errno));
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return whyf("image %s is not a regular file or a block device", o->path);
+	/* Shared for a read-only disk, exclusive for a writable one: two VMs never write one image
+	 * (nor does one read it while another writes). */
+	if (flock(b->fd, (o->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			return whyf("image %s is in use by another process (locked)", o->path);
+		return whyf("cannot lock image %s: %s", o->path, strerror(errno));
+	}
+	/* A block device's size comes from seeking to its end, as a file's does. */
+	size = lseek(b->fd, 0, SEEK_END);
+	if (size < 0)
+		return whyf("cannot size image %s: %s", o->path, strerror(errno));
+	/* Capacity counts whole sectors: the tail of an image whose size is not a multiple of
+	 * 512 bytes is unreachable for the guest (neither read nor written). */
+	b->capacity = (uint64_t)size / SECTOR;
+	if (o->cache == BLK_CACHE_NONE) {
+		struct statx sx;
+
+		b->dio_align = 4096; /* when the kernel does not say: enough for any device */
+		if (statx(b->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+		    (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align)
+			b->dio_align = MAX(sx.stx_dio_offset_align, sx.stx_dio_mem_align);
+		b->fd_buffered = open(o->path, flags);
+		if (b->fd_buffered < 0)
+			return whyf("cannot open image %s: %s", o->path, strerror(errno));
+	}
+	return NULL;
+}
+
+struct virtio_dev *virtio_blk_create(struct vm *vm, const struct blk_opts *o, const char **why)
+{
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+	struct virtio_blk_config *c;
+	int nq = vm->ncpus < 1 ? 1 : MIN(vm->ncpus, VIRTIO_MAX_QUEUES);
+	uint64_t f;
+
+	if (!b) {
+		*why = "out of memory";
+		return NULL;
+	}
+	b->fd = b->fd_buffered = -1;
+	b->ro = o->ro;
+	b->path = strdup(o->path);
+	b->slots = calloc((size_t)nq * BLK_QUEUE_SIZE, sizeof(*b->slots));
+	if (!b->path || !b->slots) {
+		*why = "out of memory";
+		goto fail;
+	}
+	*why = open_image(b, o);
+	if (*why)
+		goto fail;
+	memcpy(b->serial, o->serial, MIN(strlen(o->serial), sizeof(b->serial)));
+
+	f = (1ULL << VIRTIO_BLK_F_SIZE_MAX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+	    (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
+	    (1ULL << VIRTIO_BLK_F_CONFIG_WCE) | (1ULL << VIRTIO_BLK_F_MQ);
+	f |= o->ro ? 1ULL << VIRTIO_BLK_F_RO
+		   : (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
+	b->ops = blk_ops_template;
+	b->ops.features = f;
+	b->ops.num_queues = (uint16_t)nq;
+
+	c = &b->config_init;
+	c->capacity = htole64(b->capacity);
+	c->size_max = htole32(BLK_SIZE_MAX);
+	c->seg_max = htole32(BLK_SEG_MAX);
+	/* 512 even with O_DIRECT on a 4 KiB device: the guest's view of an image (its partition
+	 * table) must not depend on the host; unaligned requests take the buffered path. */
+	c->blk_size = htole32(SECTOR);
+	c->wce = o->cache == BLK_CACHE_WRITETHROUGH ? 0 : 1;
+	c->num_queues = htole16((uint16_t)nq);
+	c->max_discard_sectors = htole32(BLK_DWZ_MAX_SECTORS);
+	c->max_discard_seg = htole32(BLK_DWZ_MAX_SEG);
+	c->discard_sector_alignment = htole32(BLK_DISCARD_ALIGN);
+	c->max_write_zeroes_sectors = htole32(BLK_DWZ_MAX_SECTORS);
+	c->max_write_zeroes_seg = htole32(BLK_DWZ_MAX_SEG);
+	c->write_zeroes_may_unmap = 1;
+	b->config = *c;
+	b->wce = c->wce;
+
+	for (int q = 0; q < nq; q++)
+		for (int i = BLK_QUEUE_SIZE - 1; i >= 0; i--) {
+			struct blk_slot *s = &b->slots[q * BLK_QUEUE_SIZE + i];
+
+			s->q = (uint8_t)q;
+			slot_put(b, s);
+		}
+	virtio_dev_init(&b->vdev, vm, &b->ops, &b->config);
+	if (blk_io_create(&b->io, &vm->loop, BLK_QUEUE_SIZE, blk_ready, b, why) < 0) {
+		*why = whyf("image %s: %s", o->path, *why);
+		virtio_dev_destroy(&b->vdev);
+		goto fail;
+	}
+	if (vm_add_device(vm, b, blk_destroy) < 0) {
+		*why = "too many devices";
+		blk_destroy(b);
+		return NULL;
+	}
+	pr_debug("virtio-blk: %s: %llu sectors, %d queue(s), %s, cache=%s%s", o->path,
+		 (unsigned long long)b->capacity, nq, blk_io_backend(b->io),
+		 o->cache == BLK_CACHE_NONE ? "none" : c->wce ? "writeback" : "writethrough",
+		 o->ro ? ", read-only" : "");
+	return &b->vdev;
+fail:
+	if (b->fd_buffered >= 0)
+		close(b->fd_buffered);
+	if (b->fd >= 0)
+		close(b->fd);
+	free(b->slots);
+	free(b->path);
+	free(b);
+	return NULL;
+}
+
+const struct virtio_blk_stats *virtio_blk_stats(const struct virtio_dev *dev)
+{
+	if (dev->ops->device_id != VIRTIO_ID_BLOCK)
+		return NULL;
+	return &container_of(dev, struct virtio_blk, vdev)->stats;
+}
+
+const char *virtio_blk_backend(const struct virtio_dev *dev)
+{
+	if (dev->ops->device_id != VIRTIO_ID_BLOCK)
+		return NULL;
+	return blk_io_backend(container_of(dev, struct virtio_blk, vdev)->io);
+}

@@ -1,0 +1,108 @@
+/* The driver side of a split virtqueue, simulated in guest RAM for the unit tests: lays out
+ * descriptors and rings as a guest driver would and reads back the used ring. Header-only, so
+ * that each test binary (every tests/unit source) can include it. */
+#ifndef MICA_TEST_VRING_DRIVER_H
+#define MICA_TEST_VRING_DRIVER_H
+
+#include <linux/virtio_ring.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "memory.h"
+
+struct drv {
+	struct guest_mem *mem;
+	uint16_t size;
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t avail_idx;     /* the driver's shadow of avail->idx */
+};
+
+/* Host pointer of guest RAM that the test itself lays out; aborts on a test bug. */
+static inline void *g2h(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	void *p = gpa_range(mem, gpa, len);
+
+	if (!p)
+		abort();
+	return p;
+}
+
+/* Guest RAM with an inaccessible page right after its end, so that a read or write past the
+ * end faults instead of landing in whatever the host mapped there. */
+static inline int test_guest_mem_init(struct guest_mem *mem, uint64_t size)
+{
+	int err = guest_mem_init(mem, size);
+
+	if (err)
+		return err;
+#ifdef MAP_FIXED_NOREPLACE
+	/* Best effort: if something else already lives there the guard is simply missing. */
+	void *g = mmap(mem->map + size, 4096, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	(void)g;
+#endif
+	return 0;
+}
+
+static inline void drv_init(struct drv *d, struct guest_mem *mem, uint16_t size, uint64_t desc,
+			    uint64_t avail, uint64_t used)
+{
+	memset(d, 0, sizeof(*d));
+	d->mem = mem;
+	d->size = size;
+	d->desc_gpa = desc;
+	d->avail_gpa = avail;
+	d->used_gpa = used;
+	d->desc = g2h(mem, desc, 16ULL * size);
+	d->avail = g2h(mem, avail, 6 + 2ULL * size);
+	d->used = g2h(mem, used, 6 + 8ULL * size);
+	memset(d->desc, 0, 16ULL * size);
+	memset(d->avail, 0, 6 + 2ULL * size);
+	memset(d->used, 0, 6 + 8ULL * size);
+}
+
+static inline void drv_desc(struct drv *d, uint16_t i, uint64_t addr, uint32_t len,
+			    uint16_t flags, uint16_t next)
+{
+	d->desc[i] = (struct vring_desc){ .addr = addr, .len = len, .flags = flags, .next = next };
+}
+
+/* A descriptor of an indirect table at table_gpa. */
+static inline void drv_table_desc(struct guest_mem *mem, uint64_t table_gpa, uint16_t i,
+				  uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+	struct vring_desc *t = g2h(mem, table_gpa + 16ULL * i, 16);
+
+	*t = (struct vring_desc){ .addr = addr, .len = len, .flags = flags, .next = next };
+}
+
+/* Makes head available and publishes the new index. */
+static inline void drv_post(struct drv *d, uint16_t head)
+{
+	d->avail->ring[d->avail_idx & (d->size - 1)] = head;
+	d->avail_idx++;
+	__atomic_store_n(&d->avail->idx, d->avail_idx, __ATOMIC_RELEASE);
+}
+
+static inline void drv_set_avail_idx(struct drv *d, uint16_t idx)
+{
+	d->avail_idx = idx;
+	d->avail->idx = idx;
+}
+
+static inline uint16_t *drv_used_event(struct drv *d)
+{
+	return &d->avail->ring[d->size];
+}
+
+static inline uint16_t *drv_avail_event(struct drv *d)
+{
+	return (uint16_t *)&d->used->ring[d->size];
+}
+
+#endif
