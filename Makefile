@@ -19,10 +19,10 @@ endif
 CPPFLAGS := -D_GNU_SOURCE -DMICA_VERSION='"$(VERSION)"' -Ivmm -Idevices -Idevices/virtio -Iboot
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -O2 -g $(SANFLAGS)
 LDFLAGS  := $(SANFLAGS)
-LDLIBS   := -lfdt -luring -lpthread -lm
+LDLIBS   := -lfdt -luring -lslirp -lpthread -lm
 
 # The VMM, minus main.c: also linked into the unit tests.
-CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c boot/*.c)
+CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c devices/net/*.c boot/*.c)
 CORE_SRCS := $(filter-out vmm/main.c,$(CORE_SRCS))
 CORE_OBJS := $(CORE_SRCS:%.c=$(OBJDIR)/%.o)
 MICA      := $(if $(filter 1,$(SAN)),$(BUILD)/mica-san,$(BUILD)/mica)
@@ -35,6 +35,7 @@ all: $(MICA)
 
 include guest/guest.mk
 include bench/bench.mk
+include tests/fuzz/fuzz.mk
 all: $(GUEST_BIN)
 
 $(MICA): $(OBJDIR)/vmm/main.o $(CORE_OBJS)
@@ -52,13 +53,13 @@ unit: $(UNIT_BINS)
 	@tests/run-unit $(UNIT_BINS)
 
 # Everything that needs KVM runs in one inner VM when this machine has no /dev/kvm.
-test: all $(UNIT_BINS)
+test: all $(UNIT_BINS) fuzz-build
 	@MICA=$(MICA) tests/run-all $(UNIT_BINS)
 
 bench: all
 	@scripts/with-kvm scripts/bench
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/mica $(BUILD)/mica-san $(BUILD)/guest $(BUILD)/bench
+	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/fuzz $(BUILD)/mica $(BUILD)/mica-san $(BUILD)/guest $(BUILD)/bench
 
 -include $(shell find $(OBJDIR) -name '*.d' 2>/dev/null)

@@ -251,4 +251,17 @@ noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void kmain(const void *fdt, unsigned cpu);
 noreturn void ap_main(unsigned cpu);
 
+/* ---- bootinfo.c: what the guest was started with, from either source ---- */
+enum boot_source {
+    BOOT_FDT, /* mica: 64-bit entry, rdi = flattened device tree (docs/boot-contract.md) */
+    BOOT_PVH, /* QEMU -kernel: 32-bit PVH entry (pvh.S), hvm_start_info; no FDT, one cpu */
+};
+bool bootinfo_init(const void *fdt);  /* false if neither source is valid */
+enum boot_source boot_source(void);
+const char *boot_cmdline(void);       /* NULL if none */
+bool boot_mem_range(unsigned idx, uint64_t *base, uint64_t *size); /* idx-th RAM range */
+unsigned boot_cpus(void);             /* >= 1 */
+bool boot_cpu_apic_id(unsigned cpu, uint32_t *apic_id); /* PVH: cpu 0 only, after bsp_apic_id */
+uint64_t boot_rsdp(void);             /* PVH: the ACPI RSDP's address, else 0 */
+
 #endif

@@ -1,6 +1,8 @@
 # mica-testguest: the bundled freestanding x86_64 test kernel (included by the top-level
 # Makefile, which defines CC and BUILD). Sources: every guest/*.c and guest/*.S; the registry
 # runs tests in link order, i.e. sorted by file name, then in declaration order within a file.
+# One ELF boots on both VMMs: mica starts every vCPU at e_entry (64-bit, rdi = FDT); QEMU's
+# `-kernel` starts the boot CPU at the PVH note's 32-bit entry (pvh.S; scripts/qemu-testguest).
 
 GUEST_BIN := $(BUILD)/guest/mica-testguest
 GUEST_OBJDIR := $(BUILD)/guest/obj

@@ -104,10 +104,9 @@ void kmain(const void *fdt, unsigned cpu)
     idt_init_this_cpu();
     console_init();
     printf("TAP version 13\n");
-    if (!fdt_init(fdt))
-        fatal("no valid boot-info device tree at %p", fdt);
-    int chosen = fdt_path("/chosen");
-    cmdline_init(chosen >= 0 ? fdt_prop_str(chosen, "bootargs") : NULL);
+    if (!bootinfo_init(fdt))
+        fatal("no valid boot info: no device tree at %p and no PVH start_info", fdt);
+    cmdline_init(boot_cmdline());
     mem_init();
     /* Mask the 8259s before LINT0: nothing may arrive as ExtINT (IRQs go via the IOAPIC). */
     outb(0x21, 0xff);

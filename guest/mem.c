@@ -1,4 +1,5 @@
-/* DMA/page allocator: a bump allocator over the FDT /memory ranges, above the guest image and
+/* DMA/page allocator: a bump allocator over the boot RAM ranges (FDT /memory or the PVH memory
+ * map: boot_mem_range), above the guest image and
  * 1 MiB and below the MMIO hole (only the first 4 GiB are mapped). Memory is never freed or
  * reused, so it is still as the VMM zeroed it: nothing is touched here (a first touch of a
  * page is expensive under nested virtualization). */
@@ -34,14 +35,9 @@ static void add_range(uint64_t base, uint64_t size)
 
 void mem_init(void)
 {
-    for (int n = fdt_next_node(0, NULL); n >= 0; n = fdt_next_node(n, NULL)) {
-        const char *dt = fdt_prop_str(n, "device_type");
-        if (!dt || strcmp(dt, "memory"))
-            continue;
-        uint64_t a, s;
-        for (int i = 0; fdt_reg(n, i, &a, &s); i++)
-            add_range(a, s);
-    }
+    uint64_t a, s;
+    for (unsigned i = 0; boot_mem_range(i, &a, &s); i++)
+        add_range(a, s);
 }
 
 void *alloc_aligned(size_t size, size_t align)

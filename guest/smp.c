@@ -42,37 +42,10 @@ void smp_init_bsp(void)
     __atomic_store_n(&bsp_ready, 1, __ATOMIC_SEQ_CST);
 }
 
-static int fdt_cpu_node(unsigned idx)
-{
-    int cpus = fdt_path("/cpus");
-    unsigned i = 0;
-    for (int n = cpus >= 0 ? fdt_first_child(cpus) : -1; n >= 0; n = fdt_next_sibling(n)) {
-        const char *dt = fdt_prop_str(n, "device_type");
-        if (!dt || strcmp(dt, "cpu"))
-            continue;
-        if (i++ == idx)
-            return n;
-    }
-    return -1;
-}
+/* The cpus the boot info lists (FDT /cpus; PVH: the boot CPU only). */
+unsigned smp_fdt_cpus(void) { return boot_cpus(); }
 
-unsigned smp_fdt_cpus(void)
-{
-    unsigned n = 0;
-    while (fdt_cpu_node(n) >= 0)
-        n++;
-    return n ? n : 1;
-}
-
-bool smp_fdt_apic_id(unsigned cpu, uint32_t *apic_id)
-{
-    uint64_t a;
-    int n = fdt_cpu_node(cpu);
-    if (n < 0 || !fdt_reg(n, 0, &a, NULL))
-        return false;
-    *apic_id = (uint32_t)a;
-    return true;
-}
+bool smp_fdt_apic_id(unsigned cpu, uint32_t *apic_id) { return boot_cpu_apic_id(cpu, apic_id); }
 
 static bool arrived(void *arg) { return __atomic_load_n(&((struct percpu *)arg)->arrived, __ATOMIC_SEQ_CST); }
 

@@ -1,6 +1,7 @@
 /* Entry (docs/boot-contract.md): long mode, paging on, IF=0, rdi = FDT, rsi = vCPU index,
  * rsp = 0. Every vCPU arrives here at once; each takes guest_stacks[rsi] (this_cpu() derives
- * the index back from rsp). Nothing is zeroed: the loader zero-fills .bss. */
+ * the index back from rsp). Nothing is zeroed: the loader zero-fills .bss. Under QEMU the boot
+ * CPU comes from the PVH entry (pvh.S) instead, in the same state with rdi = 0 (no FDT). */
 #define MAX_CPUS   64
 #define STACK_SIZE (16 * 1024)
 

@@ -274,6 +274,9 @@ TEST(cpus, test_cpus);
 
 static enum test_result test_bus(void)
 {
+    /* QEMU (recognised by the PVH boot path) reads unclaimed MMIO as 0, not all-ones: a
+     * difference between VMMs, not a fault in either. Its ports are still checked. */
+    bool qemu = boot_source() == BOOT_PVH;
     for (int pass = 0; pass < 2; pass++) {
         const char *when = pass ? " after writes" : "";
         uint8_t b = inb(UNCLAIMED_PORT);
@@ -282,6 +285,14 @@ static enum test_result test_bus(void)
         CHECK(b == 0xff, "inb 0x%x = 0x%x%s", UNCLAIMED_PORT, b, when);
         CHECK(w == 0xffff, "inw 0x%x = 0x%x%s", UNCLAIMED_PORT, w, when);
         CHECK(l == 0xffffffff, "inl 0x%x = 0x%x%s", UNCLAIMED_PORT, l, when);
+        if (qemu) {
+            if (pass)
+                return test_skip("MMIO part: QEMU (PVH boot) reads unclaimed MMIO as 0; ports passed");
+            outb(UNCLAIMED_PORT, 0x12);
+            outw(UNCLAIMED_PORT, 0x1234);
+            outl(UNCLAIMED_PORT, 0x12345678);
+            continue;
+        }
         uint8_t mb = mmio_read8(UNCLAIMED_MMIO);
         uint16_t mw = mmio_read16(UNCLAIMED_MMIO + 2);
         uint32_t ml = mmio_read32(UNCLAIMED_MMIO + 4);

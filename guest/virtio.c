@@ -1,18 +1,23 @@
-/* virtio-mmio front end: discovery from the FDT, device bring-up (both the version-2 and the
- * legacy version-1 register layouts), interrupts and split virtqueues.
+/* virtio front end: discovery (virtio-mmio slots from the FDT, then virtio-pci functions on bus
+ * 0), device bring-up through a per-transport ops table (virtio-mmio version 2 and legacy
+ * version 1 here; virtio-pci modern and legacy in virtio_pci.c), interrupts and split
+ * virtqueues.
  *
  * Register accesses are VM exits (expensive under nested virtualization): the hot paths touch
- * only memory (the rings) plus QueueNotify when the device wants a kick; the interrupt handler
- * reads InterruptStatus and writes InterruptACK once per interrupt. */
+ * only memory (the rings) plus the notify register when the device wants a kick; the mmio
+ * interrupt handler reads InterruptStatus and writes InterruptACK once per interrupt. */
 #include "virtio.h"
+#include "pci.h"
 
-#define MAX_SLOTS 11
+#define MAX_DEVS 16
 
-static struct vdev devs[MAX_SLOTS];
+static struct vdev devs[MAX_DEVS];
 static unsigned ndevs;
 static bool probed;
 
-static void vdev_irq(unsigned vector, void *ctx)
+/* ---- virtio-mmio transport (version 2 and legacy version 1) ---- */
+
+static void mmio_irq(unsigned vector, void *ctx)
 {
     (void)vector;
     struct vdev *d = ctx;
@@ -30,7 +35,86 @@ static void vdev_irq(unsigned vector, void *ctx)
         d->config_irqs++;
 }
 
-static const char *dev_name(uint32_t id)
+static uint8_t mmio_get_status(struct vdev *d) { return (uint8_t)vdev_read(d, VIRTIO_MMIO_STATUS); }
+static void mmio_set_status(struct vdev *d, uint8_t s) { vdev_write(d, VIRTIO_MMIO_STATUS, s); }
+
+static uint64_t mmio_device_features(struct vdev *d)
+{
+    vdev_write(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+    uint64_t f = vdev_read(d, VIRTIO_MMIO_DEVICE_FEATURES);
+    vdev_write(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+    f |= (uint64_t)vdev_read(d, VIRTIO_MMIO_DEVICE_FEATURES) << 32;
+    return f;
+}
+
+static void mmio_driver_features(struct vdev *d, uint64_t f)
+{
+    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)f);
+    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> 32));
+}
+
+static void mmio_feature_select(struct vdev *d, uint32_t sel)
+{
+    vdev_write(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
+    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, sel);
+}
+
+static uint32_t mmio_feature_word(struct vdev *d) { return vdev_read(d, VIRTIO_MMIO_DEVICE_FEATURES); }
+static void mmio_queue_select(struct vdev *d, uint32_t q) { vdev_write(d, VIRTIO_MMIO_QUEUE_SEL, q); }
+static uint32_t mmio_queue_max(struct vdev *d) { return vdev_read(d, VIRTIO_MMIO_QUEUE_NUM_MAX); }
+
+static bool mmio_queue_live(struct vdev *d)
+{
+    return vdev_read(d, vdev_legacy(d) ? VIRTIO_MMIO_QUEUE_PFN : VIRTIO_MMIO_QUEUE_READY) != 0;
+}
+
+static bool mmio_queue_activate(struct vdev *d, struct virtq *vq)
+{
+    uint64_t pa = virt_to_phys(vq->desc), a = virt_to_phys(vq->avail), u = virt_to_phys(vq->used);
+    vdev_write(d, VIRTIO_MMIO_QUEUE_NUM, vq->num);
+    if (vdev_legacy(d)) {
+        vdev_write(d, VIRTIO_MMIO_GUEST_PAGE_SIZE, PAGE_SIZE);
+        vdev_write(d, VIRTIO_MMIO_QUEUE_ALIGN, VQ_RING_ALIGN);
+        vdev_write(d, VIRTIO_MMIO_QUEUE_PFN, (uint32_t)(pa / PAGE_SIZE));
+        return true;
+    }
+    vdev_write(d, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)pa);
+    vdev_write(d, VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(pa >> 32));
+    vdev_write(d, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)a);
+    vdev_write(d, VIRTIO_MMIO_QUEUE_DRIVER_HIGH, (uint32_t)(a >> 32));
+    vdev_write(d, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)u);
+    vdev_write(d, VIRTIO_MMIO_QUEUE_DEVICE_HIGH, (uint32_t)(u >> 32));
+    vdev_write(d, VIRTIO_MMIO_QUEUE_READY, 1);
+    return true;
+}
+
+static void mmio_notify(struct virtq *vq) { vdev_write(vq->dev, VIRTIO_MMIO_QUEUE_NOTIFY, vq->index); }
+static uint32_t mmio_generation(struct vdev *d) { return vdev_read(d, VIRTIO_MMIO_CONFIG_GENERATION); }
+
+static uint32_t mmio_config_read(struct vdev *d, unsigned off, unsigned width)
+{
+    uintptr_t a = d->base + VIRTIO_MMIO_CONFIG + off;
+    return width == 1 ? mmio_read8(a) : width == 2 ? mmio_read16(a) : mmio_read32(a);
+}
+
+static uint32_t mmio_isr(struct vdev *d) { return vdev_read(d, VIRTIO_MMIO_INTERRUPT_STATUS); }
+static void mmio_isr_ack(struct vdev *d, uint32_t bits) { vdev_write(d, VIRTIO_MMIO_INTERRUPT_ACK, bits); }
+
+#define MMIO_OPS(n, leg, gen)                                                                        \
+    {                                                                                                \
+        .name = n, .legacy = leg, .get_status = mmio_get_status, .set_status = mmio_set_status,      \
+        .device_features = mmio_device_features, .driver_features = mmio_driver_features,            \
+        .feature_select = mmio_feature_select, .feature_word = mmio_feature_word,                    \
+        .queue_select = mmio_queue_select, .queue_max = mmio_queue_max, .queue_live = mmio_queue_live, \
+        .queue_activate = mmio_queue_activate, .notify = mmio_notify, .generation = gen,             \
+        .config_read = mmio_config_read, .isr = mmio_isr, .isr_ack = mmio_isr_ack,                   \
+    }
+static const struct vdev_ops mmio_ops = MMIO_OPS("mmio", false, mmio_generation);
+static const struct vdev_ops mmio_legacy_ops = MMIO_OPS("mmio-legacy", true, NULL);
+
+const char *virtio_dev_name(uint32_t id)
 {
     switch (id) {
     case VIRTIO_ID_CONSOLE: return "console";
@@ -42,19 +126,9 @@ static const char *dev_name(uint32_t id)
     }
 }
 
-static uint64_t read_device_features(const struct vdev *d)
+static void probe_mmio(void)
 {
-    vdev_write(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-    uint64_t f = vdev_read(d, VIRTIO_MMIO_DEVICE_FEATURES);
-    vdev_write(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-    f |= (uint64_t)vdev_read(d, VIRTIO_MMIO_DEVICE_FEATURES) << 32;
-    return f;
-}
-
-static void probe(void)
-{
-    probed = true;
-    for (int n = fdt_find_compatible(-1, "virtio,mmio"); n >= 0 && ndevs < MAX_SLOTS;
+    for (int n = fdt_find_compatible(-1, "virtio,mmio"); n >= 0 && ndevs < MAX_DEVS;
          n = fdt_find_compatible(n, "virtio,mmio")) {
         uint64_t base, size;
         uint32_t gsi;
@@ -66,6 +140,7 @@ static void probe(void)
         memset(d, 0, sizeof(*d));
         d->base = (uintptr_t)base;
         d->gsi = gsi;
+        d->irq_mode = VDEV_IRQ_PIN;
         uint32_t magic = vdev_read(d, VIRTIO_MMIO_MAGIC_VALUE);
         d->version = vdev_read(d, VIRTIO_MMIO_VERSION);
         d->device_id = vdev_read(d, VIRTIO_MMIO_DEVICE_ID);
@@ -75,20 +150,29 @@ static void probe(void)
         }
         if (d->device_id == 0) /* an empty slot */
             continue;
-        d->offered = read_device_features(d);
+        d->kind = d->version == 1 ? VDEV_MMIO_LEGACY : VDEV_MMIO;
+        d->ops = d->version == 1 ? &mmio_legacy_ops : &mmio_ops;
+        d->offered = d->ops->device_features(d);
         d->nqueues = d->device_id == VIRTIO_ID_CONSOLE ? 2 : d->device_id == VIRTIO_ID_RNG ? 1 : 0;
         d->vector = irq_alloc_vector();
         if (d->vector < 0) {
             printf("# virtio: out of interrupt vectors\n");
             break;
         }
-        irq_register((unsigned)d->vector, vdev_irq, d);
+        irq_register((unsigned)d->vector, mmio_irq, d);
         ioapic_route(gsi, (uint8_t)d->vector, bsp_apic_id, IOAPIC_EDGE);
         printf("# virtio: 0x%lx gsi %u vector 0x%x: %s (id %u) version %u vendor 0x%x features 0x%lx\n", base,
-               gsi, d->vector, dev_name(d->device_id), d->device_id, d->version,
+               gsi, d->vector, virtio_dev_name(d->device_id), d->device_id, d->version,
                vdev_read(d, VIRTIO_MMIO_VENDOR_ID), d->offered);
         ndevs++;
     }
+}
+
+static void probe(void)
+{
+    probed = true;
+    probe_mmio();
+    virtio_pci_probe(devs, &ndevs, MAX_DEVS);
 }
 
 struct vdev *virtio_find(uint32_t device_id, unsigned idx)
@@ -108,18 +192,44 @@ unsigned virtio_count(void)
     return ndevs;
 }
 
-uint8_t vdev_status(const struct vdev *d) { return (uint8_t)vdev_read(d, VIRTIO_MMIO_STATUS); }
+/* ---- transport-independent register access ---- */
+
+const char *vdev_transport_name(const struct vdev *d) { return d->ops->name; }
+uint8_t vdev_status(const struct vdev *d) { return d->ops->get_status((struct vdev *)d); }
+uint32_t vdev_config_read(struct vdev *d, unsigned off, unsigned width) { return d->ops->config_read(d, off, width); }
+bool vdev_has_generation(const struct vdev *d) { return d->ops->generation != NULL; }
+uint32_t vdev_generation(struct vdev *d) { return d->ops->generation ? d->ops->generation(d) : 0; }
+uint32_t vdev_isr(struct vdev *d) { return d->ops->isr(d); }
+void vdev_queue_select(struct vdev *d, uint32_t q) { d->ops->queue_select(d, q); }
+uint32_t vdev_queue_max(struct vdev *d) { return d->ops->queue_max(d); }
+bool vdev_queue_live(struct vdev *d) { return d->ops->queue_live(d); }
+void vdev_feature_select(struct vdev *d, uint32_t sel) { d->ops->feature_select(d, sel); }
+uint32_t vdev_feature_word(struct vdev *d) { return d->ops->feature_word(d); }
+
+void vdev_irq_mask(struct vdev *d, bool masked)
+{
+    if (d->irq_mode == VDEV_IRQ_MSIX) {
+        uint16_t c = vpci_msix_ctrl(d);
+        vpci_msix_ctrl_write(d, masked ? c | PCI_MSIX_MASKALL : c & (uint16_t)~PCI_MSIX_MASKALL);
+    } else if (masked) {
+        ioapic_mask(d->gsi);
+    } else {
+        ioapic_unmask(d->gsi);
+    }
+}
+
+/* ---- bring-up ---- */
 
 static void set_status(struct vdev *d, uint8_t s)
 {
     d->status = s;
-    vdev_write(d, VIRTIO_MMIO_STATUS, s);
+    d->ops->set_status(d, s);
 }
 
 void vdev_reset(struct vdev *d)
 {
     set_status(d, 0);
-    /* The reset is complete when Status reads 0 (4.2.3.1). */
+    /* The reset is complete when Status reads 0 (4.2.3.1, 4.1.4.3.2). */
     for (unsigned i = 0; i < 1000 && vdev_status(d) != 0; i++)
         sleep_ns(1000 * 1000);
     d->features = 0;
@@ -135,15 +245,14 @@ void vdev_begin(struct vdev *d)
     vdev_reset(d);
     set_status(d, VIRTIO_S_ACKNOWLEDGE);
     set_status(d, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER);
-    d->offered = read_device_features(d);
+    if (d->ops->begin)
+        d->ops->begin(d);
+    d->offered = d->ops->device_features(d);
 }
 
 bool vdev_set_features(struct vdev *d, uint64_t f)
 {
-    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)f);
-    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-    vdev_write(d, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> 32));
+    d->ops->driver_features(d, f);
     d->features = f;
     if (vdev_legacy(d)) /* no FEATURES_OK handshake in the legacy interface */
         return true;
@@ -159,14 +268,14 @@ bool vq_setup(struct vdev *d, unsigned q, uint16_t num)
 {
     if (q >= VDEV_MAX_QUEUES)
         return false;
-    vdev_write(d, VIRTIO_MMIO_QUEUE_SEL, q);
-    uint32_t max = vdev_read(d, VIRTIO_MMIO_QUEUE_NUM_MAX);
+    d->ops->queue_select(d, q);
+    uint32_t max = d->ops->queue_max(d);
     if (max == 0) {
-        printf("# virtio: queue %u: QueueNumMax 0 (no such queue)\n", q);
+        printf("# virtio: queue %u: maximum size 0 (no such queue)\n", q);
         return false;
     }
-    if (!vdev_legacy(d) && vdev_read(d, VIRTIO_MMIO_QUEUE_READY)) {
-        printf("# virtio: queue %u: QueueReady already 1\n", q);
+    if (!vdev_legacy(d) && d->ops->queue_live(d)) {
+        printf("# virtio: queue %u: already enabled\n", q);
         return false;
     }
     if (num == 0)
@@ -199,22 +308,9 @@ bool vq_setup(struct vdev *d, unsigned q, uint16_t num)
         vq->desc[i].next = (uint16_t)(i + 1);
     vq->free_head = 0;
     vq->num_free = num;
-
-    uint64_t pa = virt_to_phys(mem);
-    vdev_write(d, VIRTIO_MMIO_QUEUE_NUM, num);
-    if (vdev_legacy(d)) {
-        vdev_write(d, VIRTIO_MMIO_GUEST_PAGE_SIZE, PAGE_SIZE);
-        vdev_write(d, VIRTIO_MMIO_QUEUE_ALIGN, VQ_RING_ALIGN);
-        vdev_write(d, VIRTIO_MMIO_QUEUE_PFN, (uint32_t)(pa / PAGE_SIZE));
-    } else {
-        uint64_t a = pa + avail_off, u = pa + used_off;
-        vdev_write(d, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)pa);
-        vdev_write(d, VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(pa >> 32));
-        vdev_write(d, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)a);
-        vdev_write(d, VIRTIO_MMIO_QUEUE_DRIVER_HIGH, (uint32_t)(a >> 32));
-        vdev_write(d, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)u);
-        vdev_write(d, VIRTIO_MMIO_QUEUE_DEVICE_HIGH, (uint32_t)(u >> 32));
-        vdev_write(d, VIRTIO_MMIO_QUEUE_READY, 1);
+    if (!d->ops->queue_activate(d, vq)) {
+        vq->num = 0;
+        return false;
     }
     return true;
 }
@@ -226,7 +322,8 @@ bool vdev_up(struct vdev *d, uint64_t want, uint16_t num)
     vdev_begin(d);
     uint64_t f = d->offered & (want | BIT64(VIRTIO_F_VERSION_1));
     if (!vdev_set_features(d, f)) {
-        printf("# virtio: %s: features 0x%lx refused (offered 0x%lx)\n", dev_name(d->device_id), f, d->offered);
+        printf("# virtio: %s: features 0x%lx refused (offered 0x%lx)\n", virtio_dev_name(d->device_id), f,
+               d->offered);
         set_status(d, d->status | VIRTIO_S_FAILED);
         return false;
     }
@@ -312,7 +409,7 @@ int vq_add(struct virtq *vq, const struct vbuf *b, unsigned nout, unsigned nin, 
 void vq_notify(struct virtq *vq)
 {
     vq->kicks++;
-    vdev_write(vq->dev, VIRTIO_MMIO_QUEUE_NOTIFY, vq->index);
+    vq->dev->ops->notify(vq);
 }
 
 bool vq_kick(struct virtq *vq)

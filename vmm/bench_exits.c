@@ -229,14 +229,16 @@ static unsigned long long json_sum(const char *json, const char *key)
 
 static void cpu_model(char *buf, size_t len, bool *nested)
 {
-	char line[256];
+	char *line = NULL;
+	size_t cap = 0;
 	FILE *f = fopen("/proc/cpuinfo", "re");
 
 	snprintf(buf, len, "unknown CPU");
 	*nested = false;
 	if (!f)
 		return;
-	while (fgets(line, sizeof(line), f)) {
+	/* getline: the flags line is longer than any fixed buffer worth having. */
+	while (getline(&line, &cap, f) > 0) {
 		char *colon = strchr(line, ':');
 
 		if (!strncmp(line, "model name", 10) && colon) {
@@ -246,6 +248,7 @@ static void cpu_model(char *buf, size_t len, bool *nested)
 		if (!strncmp(line, "flags", 5) && strstr(line, " hypervisor"))
 			*nested = true;
 	}
+	free(line);
 	fclose(f);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "blk.h"
+#include "net.h"
 #include "util.h"
 
 #define MAX_MEM     (1024 * GiB)
@@ -39,6 +40,11 @@ void cli_usage(FILE *out)
 	      "                     pci-transitional\n"
 	      "  --disk PATH[,ro][,cache=writeback|writethrough|none][,serial=STR]\n"
 	      "                     a virtio-blk disk on a raw image; repeatable\n"
+	      "  --net user[,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,mac=MAC]\n"
+	      "  --net tap,ifname=NAME[,mac=MAC] | --net none\n"
+	      "                     a virtio-net device: libslirp user networking (no root\n"
+	      "                     needed; DHCP gives the guest 10.0.2.15, the host is\n"
+	      "                     10.0.2.2) or a tap interface; repeatable\n"
 	      "  --acpi on|off      ACPI tables for Linux guests (default on): MADT for SMP,\n"
 	      "                     DSDT with the devices, poweroff and reset\n"
 	      "  --balloon          add a virtio-balloon device (target set through --control)\n"
@@ -88,7 +94,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
 	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS, OPT_BENCH_DEVICES, OPT_TIME_EXITS,
-	       OPT_BALLOON, OPT_CONTROL, OPT_ACPI, OPT_DISK };
+	       OPT_BALLOON, OPT_CONTROL, OPT_ACPI, OPT_DISK, OPT_NET };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -102,6 +108,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "acpi", required_argument, NULL, OPT_ACPI },
 		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "net", required_argument, NULL, OPT_NET },
 		{ "time-exits", no_argument, NULL, OPT_TIME_EXITS },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
@@ -185,6 +192,17 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 			if (blk_parse_opts(optarg, &o, err, sizeof(err)))
 				return fail(msg, len, "--disk %s: %s", optarg, err);
 			c->disks[c->ndisks++] = optarg;
+			break;
+		}
+		case OPT_NET: {
+			struct net_opts o;
+			char err[256];
+
+			if (c->nnets == 4)
+				return fail(msg, len, "--net: at most 4 network devices");
+			if (net_parse_opts(optarg, &o, err, sizeof(err)))
+				return fail(msg, len, "%s", err);
+			c->nets[c->nnets++] = optarg;
 			break;
 		}
 		case OPT_ACPI:

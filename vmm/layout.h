@@ -11,7 +11,7 @@
  *   ...         .. MMIO_HOLE     RAM below 4 GiB
  *   0xc000_0000 .. 0xffff_ffff   MMIO hole (1 GiB), holding:
  *       0xc000_0000              PCI 32-bit BAR window (256 MiB)
- *       0xd000_0000              virtio-mmio slots, VIRTIO_MMIO_SLOT_SIZE each
+ *       0xd000_0000              virtio-mmio slots, VIRTIO_MMIO_SLOT_SIZE each (GSIs below)
  *       0xdf00_0000              exit-cost lab MMIO page (--bench-devices)
  *       0xe000_0000              PCI ECAM (MMCONFIG) window, 1 MiB per bus
  *       0xfec0_0000              IOAPIC
@@ -40,7 +40,9 @@
 #define PCI_MMIO32_SIZE     0x10000000ULL
 #define VIRTIO_MMIO_BASE    0xd0000000ULL
 #define VIRTIO_MMIO_SLOT_SIZE 0x1000ULL
-#define VIRTIO_MMIO_IRQ_BASE 5 /* slot n uses GSI 5 + n */
+/* The GSI of each virtio-mmio slot: ISA lines no legacy device of mica uses (not 0-4, 8 RTC,
+ * 12 PS/2 mouse), then IOAPIC pins 20-23 (16-19 carry PCI INTx). */
+#define VIRTIO_MMIO_GSIS { 5, 6, 7, 9, 10, 11, 13, 14, 15, 20, 21, 22, 23 }
 #define BENCH_MMIO_ADDR     0xdf000000ULL /* exit-cost lab: an MMIO page handled in userspace */
 #define PCI_ECAM_BASE       0xe0000000ULL
 #define PCI_ECAM_BUS_SIZE   0x100000ULL /* bus 0 only: 32 devices x 8 functions x 4 KiB */

@@ -7,6 +7,7 @@
 
 #include "bench_exits.h"
 #include "blk.h"
+#include "net.h"
 #include "boot.h"
 #include "cli.h"
 #include "control.h"
@@ -71,6 +72,21 @@ static int create_devices(struct vm *vm, struct console_sink *console, struct ua
 		if (!disk)
 			return -EINVAL;
 		err = virtio_attach(vm, disk);
+	}
+	for (int i = 0; i < vm->cfg.nnets && !err; i++) {
+		struct net_opts o;
+		char e[256];
+		struct virtio_dev *nic;
+
+		if (net_parse_opts(vm->cfg.nets[i], &o, e, sizeof(e)))
+			return -EINVAL; /* checked by the command line already */
+		if (o.kind == NET_NONE)
+			continue;
+		o.index = i;
+		nic = virtio_net_create(vm, &o, why);
+		if (!nic)
+			return -EINVAL;
+		err = virtio_attach(vm, nic);
 	}
 	for (int i = 0; i < vm->cfg.nrng && !err; i++) {
 		rng = virtio_rng_create(vm);

@@ -55,6 +55,8 @@ struct vm_config {
 	bool balloon;         /* --balloon: a virtio-balloon device */
 	const char *disks[8]; /* --disk SPEC, repeatable: virtio-blk devices */
 	int ndisks;
+	const char *nets[4];  /* --net SPEC, repeatable: virtio-net devices */
+	int nnets;
 	bool acpi;            /* ACPI tables for Linux (--acpi on, the default) */
 };
 

@@ -38,9 +38,9 @@ static void write_all(int fd, struct iovec *iov, int n)
 		ssize_t w = writev(fd, iov, n);
 
 		if (w < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR)
 				continue;
-			return;
+			return; /* gone, or non-blocking and full: drop rather than spin under the lock */
 		}
 		while (n > 0 && (size_t)w >= iov->iov_len) {
 			w -= iov->iov_len;
@@ -102,6 +102,7 @@ static size_t console_receive(void *opaque, const uint8_t *buf, size_t len)
 	struct virtio_console *c = opaque;
 	struct virtio_dev *dev = &c->vdev;
 	size_t done = 0;
+	bool pushed = false;
 
 	pthread_mutex_lock(&dev->lock);
 	while (done < len && virtio_dev_ok(dev) && dev->vqs[RX_QUEUE].ready &&
@@ -109,9 +110,10 @@ static size_t console_receive(void *opaque, const uint8_t *buf, size_t len)
 		uint64_t n = virtq_copy_to_writable(&c->req, buf + done, len - done);
 
 		virtio_push(dev, RX_QUEUE, c->req.head, (uint32_t)n);
+		pushed = true;
 		done += n;
 	}
-	if (done)
+	if (pushed)
 		virtio_notify_used(dev, RX_QUEUE);
 	pthread_mutex_unlock(&dev->lock);
 	return done;

@@ -23,7 +23,8 @@
 
 #define MMIO_MAGIC  0x74726976 /* "virt" */
 #define MMIO_VENDOR 0x6163696d /* "mica" */
-#define MMIO_MAX_SLOTS 11
+static const uint8_t slot_gsi[] = VIRTIO_MMIO_GSIS;
+#define MMIO_MAX_SLOTS (sizeof(slot_gsi) / sizeof(slot_gsi[0]))
 
 struct mmio_notify {
 	struct ev_handler h;
@@ -180,8 +181,10 @@ static void mmio_reg_write(struct virtio_mmio *m, uint64_t off, uint32_t v)
 		pthread_mutex_unlock(&dev->lock);
 		return;
 	case VIRTIO_MMIO_QUEUE_NOTIFY:
-		/* Only reached when no ioeventfd matched (e.g. a queue index out of range). */
-		atomic_fetch_add(&dev->stats.notifies_userspace, 1);
+		/* Only reached when no ioeventfd matched: a queue index out of range (ignored), or
+		 * an ioeventfd that could not be registered. */
+		if (v < dev->ops->num_queues)
+			atomic_fetch_add(&dev->stats.notifies_userspace, 1);
 		virtio_queue_notified(dev, (int)v);
 		return;
 	case VIRTIO_MMIO_INTERRUPT_ACK:
@@ -309,7 +312,8 @@ int virtio_mmio_attach(struct vm *vm, struct virtio_dev *dev, bool legacy)
 {
 	struct kvm_irqfd irqfd = { 0 };
 	struct virtio_mmio *m;
-	int slot = 0, err;
+	unsigned slot = 0;
+	int err;
 
 	for (int i = 0; i < vm->nplatform_devs; i++)
 		if (!strcmp(vm->platform_devs[i].compatible, "virtio,mmio"))
@@ -323,7 +327,7 @@ int virtio_mmio_attach(struct vm *vm, struct virtio_dev *dev, bool legacy)
 	m->vm = vm;
 	m->legacy = legacy;
 	m->base = VIRTIO_MMIO_BASE + slot * VIRTIO_MMIO_SLOT_SIZE;
-	m->gsi = VIRTIO_MMIO_IRQ_BASE + slot;
+	m->gsi = slot_gsi[slot];
 	m->irqfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	err = vm_add_device(vm, m, virtio_mmio_destroy);
 	if (err) {

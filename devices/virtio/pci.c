@@ -273,9 +273,13 @@ static void modern_write(void *opaque, uint64_t off, const void *data, uint32_t 
 	} else if (off >= VPCI_DEVCFG && off < VPCI_DEVCFG + VPCI_REGION) {
 		virtio_config_write(vp->dev, off - VPCI_DEVCFG, data, len);
 	} else if (off >= VPCI_NOTIFY && off < VPCI_NOTIFY + VPCI_REGION) {
-		/* Only when the ioeventfd did not catch it. */
-		atomic_fetch_add(&vp->dev->stats.notifies_userspace, 1);
-		virtio_queue_notified(vp->dev, (off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT);
+		/* Only when no ioeventfd caught it: a queue out of range (ignored), or none was
+		 * registered. */
+		uint64_t q = (off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT;
+
+		if (q < vp->dev->ops->num_queues)
+			atomic_fetch_add(&vp->dev->stats.notifies_userspace, 1);
+		virtio_queue_notified(vp->dev, (int)q);
 	} else if (off >= VPCI_MSIX_TABLE && off < VPCI_MSIX_TABLE + VPCI_REGION) {
 		msix_table_write(&vp->msix, off - VPCI_MSIX_TABLE, data, len);
 	}
@@ -360,7 +364,8 @@ static void legacy_write(void *opaque, uint64_t off, const void *data, uint32_t 
 		vp->queue_sel = v;
 		break;
 	case VIRTIO_PCI_QUEUE_NOTIFY:
-		atomic_fetch_add(&dev->stats.notifies_userspace, 1);
+		if (v < dev->ops->num_queues)
+			atomic_fetch_add(&dev->stats.notifies_userspace, 1);
 		virtio_queue_notified(dev, v);
 		break;
 	case VIRTIO_PCI_STATUS:

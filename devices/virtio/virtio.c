@@ -81,6 +81,7 @@ static void reset_locked(struct virtio_dev *dev)
 {
 	dev->status = 0;
 	dev->driver_features = 0;
+	dev->early_kicks = 0;
 	atomic_store(&dev->isr, 0);
 	for (int q = 0; q < dev->ops->num_queues; q++) {
 		dev->queue_size[q] = dev->ops->queue_max_size;
@@ -122,6 +123,17 @@ static void activate_locked(struct virtio_dev *dev)
 		dev->ops->activate(dev);
 }
 
+/* Serves the kicks a driver sent before DRIVER_OK; with the lock held, status DRIVER_OK. */
+static void serve_early_kicks(struct virtio_dev *dev)
+{
+	uint32_t pending = dev->early_kicks;
+
+	dev->early_kicks = 0;
+	for (int q = 0; q < dev->ops->num_queues; q++)
+		if ((pending & (1u << q)) && dev->vqs[q].ready && virtio_dev_ok(dev))
+			dev->ops->queue_notify(dev, q);
+}
+
 void virtio_set_status(struct virtio_dev *dev, uint8_t status)
 {
 	if (status == 0) {
@@ -141,6 +153,9 @@ void virtio_set_status(struct virtio_dev *dev, uint8_t status)
 		} else {
 			dev->status = status;
 			activate_locked(dev);
+			serve_early_kicks(dev);
+			/* Serving them may have found a violation: keep its NEEDS_RESET. */
+			status |= dev->status & VIRTIO_CONFIG_S_NEEDS_RESET;
 		}
 	}
 	dev->status = status;
@@ -199,6 +214,9 @@ void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready)
 		vq->desc_gpa = d, vq->avail_gpa = a, vq->used_gpa = u;
 	} else if (!dev->vqs[q].ready) {
 		dev->vqs[q].size = dev->queue_size[q];
+		/* A queue enabled again after DRIVER_OK keeps the negotiated ring features. */
+		dev->vqs[q].event_idx = virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX);
+		dev->vqs[q].indirect = virtio_has_feature(dev, VIRTIO_RING_F_INDIRECT_DESC);
 		if (virtq_enable(&dev->vqs[q], &dev->vm->mem, &why) < 0)
 			virtio_dev_fail_locked(dev, why);
 	}
@@ -210,12 +228,12 @@ void virtio_queue_notified(struct virtio_dev *dev, int q)
 	pthread_mutex_lock(&dev->lock);
 	if (q < 0 || q >= dev->ops->num_queues || !virtio_dev_ok(dev) || !dev->vqs[q].ready) {
 		atomic_fetch_add(&dev->stats.notifies_ignored, 1);
-		/* A driver part-way through initialization must not notify an enabled queue yet.
-		 * (Kicks sent before a reset were dropped by the reset; one that was already being
-		 * handled arrives with status 0, or with the queue not yet enabled again.) */
+		/* The spec says a driver must not notify before DRIVER_OK, but Linux's
+		 * virtio_balloon kicks its stats queue during probe: such a kick is held back and
+		 * served when DRIVER_OK arrives. (Kicks sent before a reset were dropped by it.) */
 		if (dev->status && !(dev->status & VIRTIO_CONFIG_S_DRIVER_OK) && q >= 0 &&
 		    q < dev->ops->num_queues && dev->vqs[q].ready)
-			virtio_dev_fail_locked(dev, "queue notified before DRIVER_OK");
+			dev->early_kicks |= 1u << q;
 		pthread_mutex_unlock(&dev->lock);
 		return;
 	}

@@ -73,6 +73,7 @@ struct virtio_dev {
 
 	uint8_t status;
 	uint64_t driver_features;
+	uint32_t early_kicks;         /* queues kicked before DRIVER_OK, served when it is set */
 	uint32_t config_generation;
 	atomic_uint isr;
 	uint8_t *config;              /* ops->config_size bytes, little-endian, owned by the model */

@@ -85,13 +85,21 @@ virtio_tests="virtio_rng virtio_rng_indirect virtio_console_out virtio_negotiati
 	virtio_event_idx virtio_hostile_notify_early virtio_hostile_loop virtio_hostile_beyond_ram
 	virtio_hostile_wrap virtio_hostile_nested_indirect virtio_hostile_readonly
 	virtio_hostile_avail_jump"
-for transport in mmio mmio-legacy; do
-	name=virtio-$transport
+pci_tests="pci_enum pci_bars pci_caps virtio_msix virtio_intx pci_hostile_beyond_bar
+	pci_hostile_readonly_common pci_hostile_queue_size_after_enable pci_hostile_queue_select_oob
+	pci_hostile_msix_vector_oob pci_hostile_mask_pending"
+for variant in mmio mmio-legacy pci pci-transitional pci-transitional:legacy; do
+	transport=${variant%%:*}
+	extra=""
+	[ "$variant" = pci-transitional:legacy ] && extra=" virtio_pci=legacy"
+	name=virtio-${variant/:/-}
 	run_mica $name run --kernel "$GUEST" --mem 64M --rng --console virtio --transport $transport \
-		--stats-json "$OUT/$name.json" --cmdline "tests=all"
+		--stats-json "$OUT/$name.json" --cmdline "tests=all$extra"
 	expect $name "status 0 with every guest test passing" \
 		test "$rc" = 0 -a -z "$(grep '^not ok' "$OUT/$name.txt")"
-	for t in $virtio_tests; do
+	tests=$virtio_tests
+	case $transport in pci*) tests="$tests $pci_tests" ;; esac
+	for t in $tests; do
 		expect "$name-$t" "guest test $t passed" has $name "^ok [0-9]* - $t\$"
 	done
 	expect "$name-console-output" "the guest's virtio-console line reached stdout" \
@@ -138,6 +146,53 @@ if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 		--cmdline "console=ttyS0 quiet loglevel=1 i8042.noaux i8042.nopnp mica.status=7"
 	expect linux-reaches-init "marker printed and status 7" \
 		test "$rc" = 7 -a -n "$(grep 'mica-linux: /init reached' "$OUT/linux-init.txt")"
+
+	# Linux drives every device, over each transport, with 1 and 2 vCPUs: rng, console (hvc0
+	# to stdout), blk (a pattern the host then finds in the image), balloon (the host inflates
+	# it through the control socket; the guest sees its free memory drop).
+	for variant in mmio:1 pci:2; do
+		transport=${variant%%:*} cpus=${variant##*:}
+		name=linux-devices-$transport
+		img=$(mktemp /tmp/mica-disk.XXXXXX) && truncate -s 64M "$img"
+		sock=$(mktemp -u /tmp/mica-ctl.XXXXXX)
+		# net: the guest takes a DHCP lease from slirp, talks TCP to a server here (slirp's
+		# 10.0.2.2 is this host's loopback) and answers on port 8080, forwarded from here.
+		tcp_port=$((20000 + RANDOM % 10000)) fwd_port=$((30000 + RANDOM % 10000))
+		python3 tests/integration/tcpserve.py $tcp_port "$OUT/$name.tcp" &
+		spid=$!
+		timeout -k 5 300 "$MICA" run --kernel build/linux/vmlinuz --initrd build/linux/initramfs.cpio.gz \
+			--mem 256M --cpus $cpus --transport $transport --rng --console virtio --balloon \
+			--disk "$img" --net user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080 --control "$sock" \
+			--timeout 240 --cmdline "console=ttyS0 quiet loglevel=1 mica.test=rng,console,blk,net,balloon mica.tcp=$tcp_port" \
+			>"$OUT/$name.out" 2>"$OUT/$name.err" </dev/null &
+		pid=$!
+		for _ in $(seq 1200); do
+			grep -q 'balloon waiting' "$OUT/$name.out" 2>/dev/null && break
+			kill -0 $pid 2>/dev/null || break
+			sleep 0.1
+		done
+		timeout 20 python3 tests/integration/tcpget.py $fwd_port >"$OUT/$name.fwd" 2>&1
+		python3 tests/integration/control.py "$sock" balloon 32 >"$OUT/$name.ctl" 2>&1
+		wait $pid; rc=$?
+		kill $spid 2>/dev/null; wait $spid 2>/dev/null
+		tr -d '\r' <"$OUT/$name.out" >"$OUT/$name.txt"
+		expect $name "all device checks passed in the guest (status 0)" \
+			test "$rc" = 0 -a -n "$(grep 'mica-linux: 0 check(s) failed' "$OUT/$name.txt")"
+		for t in rng console blk net balloon; do
+			expect "$name-$t" "the guest's $t check" has $name "mica-linux: ok $t"
+		done
+		expect "$name-dhcp" "a DHCP lease of 10.0.2.15 from slirp" has $name "mica-linux: lease 10.0.2.15/"
+		expect "$name-tcp-out" "the host's server heard the guest" grep -q '^ping-from-guest$' "$OUT/$name.tcp"
+		expect "$name-hostfwd" "a connection to the forwarded port reached the guest" \
+			grep -q '^hello-from-guest-8080$' "$OUT/$name.fwd"
+		expect "$name-hvc0" "hvc0 output reached mica's stdout" has $name "mica-linux: hello through hvc0"
+		pat=$(sed -n 's/.*mica-linux: blk pattern //p' "$OUT/$name.txt" | head -n 1)
+		expect "$name-image" "the guest's pattern is in the image on the host" \
+			test -n "$pat" -a "$(dd if="$img" bs=512 skip=8 count=1 2>/dev/null | head -n 1 | tr -d '\0')" = "$pat"
+		expect "$name-balloon-control" "the control socket accepted the target" \
+			grep -q '^ok target 32 MiB' "$OUT/$name.ctl"
+		rm -f "$img" "$sock"
+	done
 else
 	fail linux-reaches-init "build/linux is missing: scripts/get-linux-guest did not run"
 fi

@@ -1,0 +1,57 @@
+/* A network backend: where virtio-net's frames go and come from. The device model sees only
+ * this interface (it never knows slirp from tap); a backend sees only the device's port.
+ *
+ * Threads and locks: send(), configure() and set_rx_paused() are called with the device lock
+ * held, from the event-loop thread or (legacy PCI notifications) a vCPU thread. A backend calls
+ * port->receive() and port->flush() from the event-loop thread, either without the device lock
+ * or from inside its own send() (libslirp answers some frames at once); the port handles both. */
+#ifndef MICA_NET_BACKEND_H
+#define MICA_NET_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "net.h"
+
+struct evloop;
+struct net_backend;
+
+/* The device side, as a backend sees it. */
+struct net_port {
+	/* One frame from the network (preceded by the virtio-net header when be->vnet_hdr). */
+	void (*receive)(struct net_port *p, const void *frame, size_t len);
+	/* After a batch of receive() calls: interrupt the guest if anything was delivered. */
+	void (*flush)(struct net_port *p);
+};
+
+struct net_backend_ops {
+	/* One frame for the network: iov holds len bytes (with the virtio-net header first when
+	 * be->vnet_hdr). Must not block. Returns 0, or -errno when the frame was dropped. */
+	int (*send)(struct net_backend *be, const struct iovec *iov, int iovcnt, size_t len);
+	/* Optional: the driver's features are known (at DRIVER_OK): the header size in use and
+	 * the acked VIRTIO_NET_F_* bits (a backend with offloads enables the GUEST_* ones). */
+	void (*configure)(struct net_backend *be, size_t hdr_len, uint64_t features);
+	/* Optional: the device cannot hold more frames (paused) or can again. A backend that can
+	 * make the network wait (tap) stops reading meanwhile; the others let frames be dropped. */
+	void (*set_rx_paused)(struct net_backend *be, bool paused);
+	void (*destroy)(struct net_backend *be);
+};
+
+struct net_backend {
+	const struct net_backend_ops *ops;
+	const char *name;        /* "user", "tap", for messages */
+	bool vnet_hdr;           /* frames carry a virtio-net header both ways */
+	uint64_t offloads;       /* VIRTIO_NET_F_* offload bits it can serve (needs vnet_hdr) */
+	struct net_port *port;   /* set by the device before any frame flows */
+};
+
+/* --net user: libslirp on loop (10.0.2.0/24, host 10.0.2.2, DHCP from 10.0.2.15, DNS
+ * 10.0.2.3) with o's hostfwd rules. NULL with *why on failure. */
+struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts *o,
+				     const char **why);
+/* --net tap,ifname=NAME: an existing tap (or a new one, with CAP_NET_ADMIN). */
+struct net_backend *net_tap_create(struct evloop *loop, const char *ifname, const char **why);
+
+#endif

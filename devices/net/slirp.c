@@ -1,0 +1,567 @@
+/* --net user: libslirp, a user-space TCP/IP stack, on mica's event loop. No privileges.
+ *
+ * The guest network is 10.0.2.0/24: the host (gateway) 10.0.2.2, DNS 10.0.2.3, DHCP leases
+ * from 10.0.2.15. Frames are complete Ethernet frames both ways (no virtio-net header, no
+ * offloads).
+ *
+ * libslirp re-declares the sockets it wants polled every iteration, so the backend hooks into
+ * the loop (struct ev_hook): prepare() calls slirp_pollfds_fill() and brings the epoll set in
+ * line with what it asked for (add / mod / del against the previous iteration), and returns
+ * the time to the earliest timer; the handlers record what epoll reported; after() hands it to
+ * slirp_pollfds_poll(), runs the timers that expired, and flushes the device's interrupts.
+ *
+ * libslirp is not thread-safe: every call into it happens on the loop thread. A frame the
+ * device sends from another thread (a legacy PCI notification handled on a vCPU thread) is
+ * queued and injected by the loop, woken through an eventfd. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <slirp/libslirp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "evloop.h"
+#include "log.h"
+#include "util.h"
+
+#define SLIRP_MAX_FRAME (65550 + 14) /* what the device may send, Ethernet header included */
+#define DEFER_MAX 256                /* frames queued from other threads */
+#define GUEST_ERRORS_LOGGED 10
+
+struct slirp_fd {
+	struct ev_handler h;
+	int fd;
+	bool watched;        /* registered with the loop, for `events` */
+	uint32_t events;
+	uint32_t want;       /* what this iteration's fill asked for */
+	uint32_t revents;    /* what epoll reported since prepare() */
+	unsigned gen;        /* the iteration that last asked for it */
+	struct slirp_fd *next;
+};
+
+struct slirp_timer {
+	SlirpTimerId id;
+	void *cb_opaque;
+	bool armed;
+	int64_t expire_ms;
+	struct slirp_timer *next;
+};
+
+struct deferred {
+	size_t len;
+	uint8_t data[];
+};
+
+struct slirp_backend {
+	struct net_backend be;
+	struct evloop *loop;
+	Slirp *slirp;
+	struct ev_hook hook;
+
+	/* Loop thread only: */
+	struct slirp_fd *fds;          /* every fd slirp asked for lately */
+	struct slirp_fd **byfd;        /* fd -> entry */
+	int nbyfd;
+	struct slirp_fd **iter;        /* add_poll index -> entry, for this iteration */
+	int niter, cap_iter;
+	unsigned gen;
+	struct slirp_timer *timers;
+	unsigned long guest_errors;
+	uint8_t txbuf[SLIRP_MAX_FRAME];
+
+	/* Frames from other threads. */
+	pthread_mutex_t defer_lock;
+	struct deferred *defer[DEFER_MAX];
+	unsigned defer_head, defer_count;
+	struct ev_handler defer_h;     /* an eventfd */
+	atomic_bool loop_known;
+	pthread_t loop_thread;
+};
+
+static char why_buf[256];
+
+static uint32_t slirp_to_epoll(int ev)
+{
+	return (ev & SLIRP_POLL_IN ? EPOLLIN : 0) | (ev & SLIRP_POLL_OUT ? EPOLLOUT : 0) |
+	       (ev & SLIRP_POLL_PRI ? EPOLLPRI : 0);
+}
+
+static int epoll_to_slirp(uint32_t ev)
+{
+	return (ev & EPOLLIN ? SLIRP_POLL_IN : 0) | (ev & EPOLLOUT ? SLIRP_POLL_OUT : 0) |
+	       (ev & EPOLLPRI ? SLIRP_POLL_PRI : 0) | (ev & EPOLLERR ? SLIRP_POLL_ERR : 0) |
+	       (ev & EPOLLHUP ? SLIRP_POLL_HUP : 0);
+}
+
+/* ---- sockets ---- */
+
+static void fd_ready(struct ev_handler *h, uint32_t events)
+{
+	container_of(h, struct slirp_fd, h)->revents |= events;
+}
+
+static void fd_unwatch(struct slirp_backend *sb, struct slirp_fd *e)
+{
+	if (e->watched)
+		evloop_del(sb->loop, &e->h); /* fails harmlessly if the fd was closed */
+	e->watched = false;
+}
+
+static struct slirp_fd *fd_lookup(struct slirp_backend *sb, int fd)
+{
+	return fd >= 0 && fd < sb->nbyfd ? sb->byfd[fd] : NULL;
+}
+
+static int add_poll(int fd, int events, void *opaque)
+{
+	struct slirp_backend *sb = opaque;
+	struct slirp_fd *e;
+
+	if (fd < 0)
+		return -1;
+	if (fd >= sb->nbyfd) {
+		int n = MAX(fd + 1, sb->nbyfd * 2);
+		struct slirp_fd **b = realloc(sb->byfd, n * sizeof(*b));
+
+		if (!b)
+			return -1;
+		memset(b + sb->nbyfd, 0, (n - sb->nbyfd) * sizeof(*b));
+		sb->byfd = b;
+		sb->nbyfd = n;
+	}
+	if (sb->niter == sb->cap_iter) {
+		int n = sb->cap_iter ? sb->cap_iter * 2 : 16;
+		struct slirp_fd **it = realloc(sb->iter, n * sizeof(*it));
+
+		if (!it)
+			return -1;
+		sb->iter = it;
+		sb->cap_iter = n;
+	}
+	e = sb->byfd[fd];
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return -1;
+		e->fd = fd;
+		e->h.fn = fd_ready;
+		e->next = sb->fds;
+		sb->fds = e;
+		sb->byfd[fd] = e;
+	}
+	if (e->gen != sb->gen) {
+		e->gen = sb->gen;
+		e->want = 0;
+	}
+	e->want |= slirp_to_epoll(events);
+	sb->iter[sb->niter] = e;
+	return sb->niter++;
+}
+
+static int get_revents(int idx, void *opaque)
+{
+	struct slirp_backend *sb = opaque;
+
+	if (idx < 0 || idx >= sb->niter || !sb->iter[idx])
+		return 0;
+	return epoll_to_slirp(sb->iter[idx]->revents);
+}
+
+/* Brings the loop's epoll set in line with what this iteration's fill asked for. */
+static void sync_fds(struct slirp_backend *sb)
+{
+	struct slirp_fd **pe = &sb->fds;
+
+	while (*pe) {
+		struct slirp_fd *e = *pe;
+
+		if (e->gen != sb->gen) {
+			/* Not wanted any more: forget it (a socket that hung up must not keep
+			 * waking the loop). */
+			fd_unwatch(sb, e);
+			if (fd_lookup(sb, e->fd) == e)
+				sb->byfd[e->fd] = NULL;
+			*pe = e->next;
+			free(e);
+			continue;
+		}
+		e->revents = 0;
+		if (!e->watched || e->events != e->want) {
+			int err = e->watched ? evloop_mod(sb->loop, &e->h, e->want) : -ENOENT;
+
+			if (err == -ENOENT)
+				err = evloop_add(sb->loop, e->fd, e->want, &e->h);
+			if (err)
+				pr_debug("net user: cannot poll fd %d: %s", e->fd, strerror(-err));
+			e->watched = !err;
+			e->events = e->want;
+		}
+		pe = &e->next;
+	}
+}
+
+/* A socket was opened or is being closed: its fd number may come back as another socket,
+ * which epoll would not know (a closed fd leaves the epoll set). */
+static void forget_fd(int fd, void *opaque)
+{
+	struct slirp_backend *sb = opaque;
+	struct slirp_fd *e = fd_lookup(sb, fd);
+
+	if (e) {
+		fd_unwatch(sb, e);
+		e->revents = 0;
+	}
+}
+
+/* ---- timers ---- */
+
+static int64_t clock_ms(void)
+{
+	return (int64_t)(now_ns() / 1000000);
+}
+
+static void *timer_new_opaque(SlirpTimerId id, void *cb_opaque, void *opaque)
+{
+	struct slirp_backend *sb = opaque;
+	struct slirp_timer *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->id = id;
+	t->cb_opaque = cb_opaque;
+	t->next = sb->timers;
+	sb->timers = t;
+	return t;
+}
+
+static void timer_free(void *timer, void *opaque)
+{
+	struct slirp_backend *sb = opaque;
+
+	for (struct slirp_timer **pt = &sb->timers; *pt; pt = &(*pt)->next) {
+		if (*pt == timer) {
+			*pt = (*pt)->next;
+			free(timer);
+			return;
+		}
+	}
+}
+
+static void timer_mod(void *timer, int64_t expire_ms, void *opaque)
+{
+	struct slirp_timer *t = timer;
+
+	(void)opaque;
+	t->armed = true;
+	t->expire_ms = expire_ms;
+}
+
+/* Runs the expired timers; a callback may re-arm or free any timer, so rescan after each. */
+static void run_timers(struct slirp_backend *sb)
+{
+	int64_t now = clock_ms();
+	bool again = true;
+
+	while (again) {
+		again = false;
+		for (struct slirp_timer *t = sb->timers; t; t = t->next) {
+			if (t->armed && t->expire_ms <= now) {
+				t->armed = false;
+				slirp_handle_timer(sb->slirp, t->id, t->cb_opaque);
+				again = true;
+				break;
+			}
+		}
+	}
+}
+
+/* ---- other callbacks ---- */
+
+static ssize_t send_packet(const void *buf, size_t len, void *opaque)
+{
+	struct slirp_backend *sb = opaque;
+
+	if (sb->be.port)
+		sb->be.port->receive(sb->be.port, buf, len);
+	return (ssize_t)len;
+}
+
+static void guest_error(const char *msg, void *opaque)
+{
+	struct slirp_backend *sb = opaque;
+
+	if (sb->guest_errors < GUEST_ERRORS_LOGGED)
+		pr_warn("net user: guest error: %s", msg);
+	else if (sb->guest_errors == GUEST_ERRORS_LOGGED)
+		pr_warn("net user: more guest errors: no longer reported");
+	sb->guest_errors++;
+}
+
+static int64_t clock_get_ns(void *opaque)
+{
+	(void)opaque;
+	return (int64_t)now_ns();
+}
+
+static void notify(void *opaque)
+{
+	(void)opaque; /* after() runs every iteration: nothing to kick */
+}
+
+static const SlirpCb slirp_callbacks = {
+	.send_packet = send_packet,
+	.guest_error = guest_error,
+	.clock_get_ns = clock_get_ns,
+	.timer_free = timer_free,
+	.timer_mod = timer_mod,
+	.register_poll_fd = forget_fd,
+	.unregister_poll_fd = forget_fd,
+	.notify = notify,
+	.timer_new_opaque = timer_new_opaque,
+};
+
+/* ---- the loop hook ---- */
+
+static int slirp_prepare(struct ev_hook *hook)
+{
+	struct slirp_backend *sb = container_of(hook, struct slirp_backend, hook);
+	uint32_t timeout = UINT32_MAX;
+	int64_t now;
+
+	if (!atomic_load(&sb->loop_known)) {
+		sb->loop_thread = pthread_self();
+		atomic_store(&sb->loop_known, true);
+	}
+	sb->gen++;
+	sb->niter = 0;
+	slirp_pollfds_fill(sb->slirp, &timeout, add_poll, sb);
+	sync_fds(sb);
+
+	now = clock_ms();
+	for (struct slirp_timer *t = sb->timers; t; t = t->next) {
+		if (t->armed) {
+			int64_t d = t->expire_ms - now;
+
+			d = d < 0 ? 0 : d;
+			if (d < (int64_t)timeout)
+				timeout = (uint32_t)d;
+		}
+	}
+	return timeout > INT_MAX ? -1 : (int)timeout;
+}
+
+static void slirp_after(struct ev_hook *hook)
+{
+	struct slirp_backend *sb = container_of(hook, struct slirp_backend, hook);
+
+	slirp_pollfds_poll(sb->slirp, 0, get_revents, sb);
+	run_timers(sb);
+	if (sb->be.port)
+		sb->be.port->flush(sb->be.port);
+}
+
+/* ---- frames from the guest ---- */
+
+static bool on_loop_thread(struct slirp_backend *sb)
+{
+	return atomic_load(&sb->loop_known) && pthread_equal(pthread_self(), sb->loop_thread);
+}
+
+static void defer_ready(struct ev_handler *h, uint32_t events)
+{
+	struct slirp_backend *sb = container_of(h, struct slirp_backend, defer_h);
+	struct deferred *batch[DEFER_MAX];
+	unsigned n = 0;
+	uint64_t v;
+
+	(void)events;
+	if (read(h->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	pthread_mutex_lock(&sb->defer_lock);
+	while (sb->defer_count) {
+		batch[n++] = sb->defer[sb->defer_head];
+		sb->defer_head = (sb->defer_head + 1) % DEFER_MAX;
+		sb->defer_count--;
+	}
+	pthread_mutex_unlock(&sb->defer_lock);
+	for (unsigned i = 0; i < n; i++) {
+		slirp_input(sb->slirp, batch[i]->data, (int)batch[i]->len);
+		free(batch[i]);
+	}
+	if (n && sb->be.port)
+		sb->be.port->flush(sb->be.port);
+}
+
+static int slirp_send(struct net_backend *be, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct slirp_backend *sb = container_of(be, struct slirp_backend, be);
+	const uint8_t *frame = iov[0].iov_base;
+	struct deferred *d = NULL;
+	uint64_t one = 1;
+	bool queued = false;
+
+	if (len > sizeof(sb->txbuf))
+		return -EMSGSIZE;
+	if (on_loop_thread(sb)) {
+		if (iovcnt != 1) {
+			size_t off = 0;
+
+			for (int i = 0; i < iovcnt; i++) {
+				memcpy(sb->txbuf + off, iov[i].iov_base, iov[i].iov_len);
+				off += iov[i].iov_len;
+			}
+			frame = sb->txbuf;
+		}
+		slirp_input(sb->slirp, frame, (int)len);
+		return 0;
+	}
+	d = malloc(sizeof(*d) + len);
+	if (!d)
+		return -ENOMEM;
+	d->len = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(d->data + d->len, iov[i].iov_base, iov[i].iov_len);
+		d->len += iov[i].iov_len;
+	}
+	pthread_mutex_lock(&sb->defer_lock);
+	if (sb->defer_count < DEFER_MAX) {
+		sb->defer[(sb->defer_head + sb->defer_count++) % DEFER_MAX] = d;
+		queued = true;
+	}
+	pthread_mutex_unlock(&sb->defer_lock);
+	if (!queued) {
+		free(d);
+		return -ENOBUFS;
+	}
+	if (write(sb->defer_h.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return -errno; /* queued all the same: the next wake-up takes it */
+	return 0;
+}
+
+/* ---- life cycle ---- */
+
+static void slirp_destroy(struct net_backend *be)
+{
+	struct slirp_backend *sb = container_of(be, struct slirp_backend, be);
+
+	if (sb->slirp)
+		slirp_cleanup(sb->slirp);
+	while (sb->fds) {
+		struct slirp_fd *e = sb->fds;
+
+		fd_unwatch(sb, e);
+		sb->fds = e->next;
+		free(e);
+	}
+	while (sb->timers) {
+		struct slirp_timer *t = sb->timers;
+
+		sb->timers = t->next;
+		free(t);
+	}
+	while (sb->defer_count) {
+		free(sb->defer[sb->defer_head]);
+		sb->defer_head = (sb->defer_head + 1) % DEFER_MAX;
+		sb->defer_count--;
+	}
+	if (sb->defer_h.fn) {
+		evloop_del(sb->loop, &sb->defer_h);
+		close(sb->defer_h.fd);
+	}
+	/* The hook stays on the loop's list (evloop has no way to take it off): the loop must
+	 * not run again once the device is destroyed, as in vm_destroy(). */
+	pthread_mutex_destroy(&sb->defer_lock);
+	free(sb->byfd);
+	free(sb->iter);
+	free(sb);
+}
+
+static const struct net_backend_ops slirp_ops = {
+	.send = slirp_send,
+	.destroy = slirp_destroy,
+};
+
+static struct in_addr ip4(const char *s)
+{
+	struct in_addr a;
+
+	inet_pton(AF_INET, s, &a);
+	return a;
+}
+
+struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts *o,
+				     const char **why)
+{
+	struct slirp_backend *sb = calloc(1, sizeof(*sb));
+	SlirpConfig cfg = {
+		.version = 4,
+		.restricted = 0,
+		.in_enabled = true,
+		.vnetwork = ip4("10.0.2.0"),
+		.vnetmask = ip4("255.255.255.0"),
+		.vhost = ip4("10.0.2.2"),
+		.in6_enabled = false,
+		.vhostname = "mica",
+		.vdhcp_start = ip4("10.0.2.15"),
+		.vnameserver = ip4("10.0.2.3"),
+	};
+	int fd, err;
+
+	if (!sb) {
+		*why = "out of memory";
+		return NULL;
+	}
+	sb->be = (struct net_backend){ .ops = &slirp_ops, .name = "user" };
+	sb->loop = loop;
+	pthread_mutex_init(&sb->defer_lock, NULL);
+
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0) {
+		snprintf(why_buf, sizeof(why_buf), "net user: eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	sb->defer_h.fn = defer_ready;
+	err = evloop_add(loop, fd, EPOLLIN, &sb->defer_h);
+	if (err) {
+		close(fd);
+		sb->defer_h.fn = NULL;
+		snprintf(why_buf, sizeof(why_buf), "net user: epoll: %s", strerror(-err));
+		goto fail;
+	}
+
+	sb->slirp = slirp_new(&cfg, &slirp_callbacks, sb);
+	if (!sb->slirp) {
+		snprintf(why_buf, sizeof(why_buf), "net user: libslirp could not start");
+		goto fail;
+	}
+	for (int i = 0; i < o->nhostfwd; i++) {
+		const struct net_hostfwd *h = &o->hostfwd[i];
+
+		errno = 0;
+		if (slirp_add_hostfwd(sb->slirp, h->udp, h->host_addr, h->host_port,
+				      h->guest_addr, h->guest_port) < 0) {
+			char addr[INET_ADDRSTRLEN];
+
+			inet_ntop(AF_INET, &h->host_addr, addr, sizeof(addr));
+			snprintf(why_buf, sizeof(why_buf),
+				 "net user: cannot forward %s %s:%u (to guest port %u): %s",
+				 h->udp ? "udp" : "tcp", addr, h->host_port, h->guest_port,
+				 errno ? strerror(errno) : "refused by libslirp");
+			goto fail;
+		}
+	}
+	sb->hook.prepare = slirp_prepare;
+	sb->hook.after = slirp_after;
+	evloop_add_hook(loop, &sb->hook);
+	return &sb->be;
+fail:
+	*why = why_buf;
+	slirp_destroy(&sb->be);
+	return NULL;
+}

@@ -1,0 +1,217 @@
+/* --net tap,ifname=NAME: a Linux tap interface (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR).
+ *
+ * Frames carry a virtio-net header both ways, in the guest's own layout (TUNSETVNETHDRSZ to
+ * the header size the driver negotiated), so checksum and segmentation offloads pass through
+ * untouched: the device offers CSUM / HOST_TSO4/6 (the kernel takes such frames as they are)
+ * and GUEST_CSUM / GUEST_TSO4/6 (enabled with TUNSETOFFLOAD once the driver acks them).
+ *
+ * The fd is nonblocking and watched for EPOLLIN on the event loop, except while the device
+ * holds as many frames as it will (set_rx_paused): then the kernel queues (and in the end
+ * drops) them, and the loop does not spin. Opening needs CAP_NET_ADMIN, unless the interface
+ * already exists and belongs to the user (ip tuntap add NAME mode tap user USER). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_net.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "evloop.h"
+#include "log.h"
+#include "util.h"
+
+#define TAP_BATCH 64                      /* frames read per wake-up before others get a turn */
+#define TAP_BUF (12 + 65550 + 64)         /* header + the largest frame the device takes, and
+					   * some: a longer one shows as such and is dropped */
+
+struct tap_backend {
+	struct net_backend be;
+	struct evloop *loop;
+	struct ev_handler h;
+	int fd;
+	char ifname[IFNAMSIZ];
+	atomic_bool paused;
+	pthread_mutex_t watch_lock;       /* watched / dead, from any thread */
+	bool watched, dead;
+	uint8_t buf[TAP_BUF];
+};
+
+static char why_buf[256];
+
+static void set_watched(struct tap_backend *t, bool on)
+{
+	pthread_mutex_lock(&t->watch_lock);
+	on = on && !t->dead;
+	if (on != t->watched) {
+		int err = on ? evloop_add(t->loop, t->fd, EPOLLIN, &t->h) : evloop_del(t->loop, &t->h);
+
+		if (!err)
+			t->watched = on;
+		else
+			pr_warn("net tap %s: epoll: %s", t->ifname, strerror(-err));
+	}
+	pthread_mutex_unlock(&t->watch_lock);
+}
+
+static void tap_readable(struct ev_handler *h, uint32_t events)
+{
+	struct tap_backend *t = container_of(h, struct tap_backend, h);
+	struct net_port *port = t->be.port;
+	int got = 0;
+
+	(void)events;
+	for (int i = 0; i < TAP_BATCH && !atomic_load(&t->paused); i++) {
+		ssize_t r = read(t->fd, t->buf, sizeof(t->buf));
+
+		if (r < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			/* The interface went away (EBADFD) or worse: stop watching, or the loop
+			 * would spin on the error. */
+			pr_err("net tap %s: read: %s: no more frames from the network", t->ifname,
+			       strerror(errno));
+			pthread_mutex_lock(&t->watch_lock);
+			t->dead = true;
+			pthread_mutex_unlock(&t->watch_lock);
+			set_watched(t, false);
+			break;
+		}
+		if (r == 0 || !port)
+			continue;
+		port->receive(port, t->buf, (size_t)r);
+		got++;
+	}
+	if (got)
+		port->flush(port);
+}
+
+static int tap_send(struct net_backend *be, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct tap_backend *t = container_of(be, struct tap_backend, be);
+	ssize_t w;
+
+	(void)len;
+	do
+		w = writev(t->fd, iov, iovcnt);
+	while (w < 0 && errno == EINTR);
+	return w < 0 ? -errno : 0; /* EAGAIN: the interface's queue is full; the frame is lost */
+}
+
+static void tap_configure(struct net_backend *be, size_t hdr_len, uint64_t features)
+{
+	struct tap_backend *t = container_of(be, struct tap_backend, be);
+	int sz = (int)hdr_len;
+	unsigned off = 0;
+
+	if (features & (1ULL << VIRTIO_NET_F_GUEST_CSUM)) {
+		off |= TUN_F_CSUM;
+		if (features & (1ULL << VIRTIO_NET_F_GUEST_TSO4))
+			off |= TUN_F_TSO4;
+		if (features & (1ULL << VIRTIO_NET_F_GUEST_TSO6))
+			off |= TUN_F_TSO6;
+	}
+	if (ioctl(t->fd, TUNSETVNETHDRSZ, &sz) < 0)
+		pr_warn("net tap %s: TUNSETVNETHDRSZ %d: %s", t->ifname, sz, strerror(errno));
+	if (ioctl(t->fd, TUNSETOFFLOAD, off) < 0)
+		pr_warn("net tap %s: TUNSETOFFLOAD 0x%x: %s", t->ifname, off, strerror(errno));
+}
+
+static void tap_set_rx_paused(struct net_backend *be, bool paused)
+{
+	struct tap_backend *t = container_of(be, struct tap_backend, be);
+
+	atomic_store(&t->paused, paused);
+	set_watched(t, !paused);
+}
+
+static void tap_destroy(struct net_backend *be)
+{
+	struct tap_backend *t = container_of(be, struct tap_backend, be);
+
+	if (t->fd >= 0) {
+		set_watched(t, false);
+		close(t->fd);
+	}
+	pthread_mutex_destroy(&t->watch_lock);
+	free(t);
+}
+
+static const struct net_backend_ops tap_ops = {
+	.send = tap_send,
+	.configure = tap_configure,
+	.set_rx_paused = tap_set_rx_paused,
+	.destroy = tap_destroy,
+};
+
+struct net_backend *net_tap_create(struct evloop *loop, const char *ifname, const char **why)
+{
+	struct tap_backend *t = calloc(1, sizeof(*t));
+	struct ifreq ifr;
+	unsigned features = 0;
+	int sz = (int)sizeof(struct virtio_net_hdr_v1);
+
+	*why = why_buf;
+	if (!t) {
+		*why = "out of memory";
+		return NULL;
+	}
+	t->be = (struct net_backend){
+		.ops = &tap_ops,
+		.name = "tap",
+		.vnet_hdr = true,
+		.offloads = (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
+			    (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) |
+			    (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6),
+	};
+	t->loop = loop;
+	t->h.fn = tap_readable;
+	pthread_mutex_init(&t->watch_lock, NULL);
+	snprintf(t->ifname, sizeof(t->ifname), "%s", ifname);
+
+	t->fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (t->fd < 0) {
+		snprintf(why_buf, sizeof(why_buf), "cannot open tap %s: /dev/net/tun: %s (needs "
+			 "CAP_NET_ADMIN or an existing tap owned by you)", t->ifname, strerror(errno));
+		goto fail;
+	}
+	if (ioctl(t->fd, TUNGETFEATURES, &features) < 0 || !(features & IFF_VNET_HDR)) {
+		snprintf(why_buf, sizeof(why_buf), "cannot open tap %s: the kernel has no "
+			 "IFF_VNET_HDR", t->ifname);
+		goto fail;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	memcpy(ifr.ifr_name, t->ifname, sizeof(ifr.ifr_name));
+	if (ioctl(t->fd, TUNSETIFF, &ifr) < 0) {
+		snprintf(why_buf, sizeof(why_buf), "cannot open tap %s: %s (needs CAP_NET_ADMIN or "
+			 "an existing tap owned by you)", t->ifname,
+			 errno == EINVAL ? "not a tap interface (a tun, or another kind?)"
+					 : strerror(errno));
+		goto fail;
+	}
+	/* Until the driver says otherwise: the modern header, and no offloads towards it. */
+	if (ioctl(t->fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(t->fd, TUNSETOFFLOAD, 0U) < 0) {
+		snprintf(why_buf, sizeof(why_buf), "cannot set up tap %s: %s", t->ifname,
+			 strerror(errno));
+		goto fail;
+	}
+	set_watched(t, true);
+	if (!t->watched) {
+		snprintf(why_buf, sizeof(why_buf), "cannot watch tap %s on the event loop",
+			 t->ifname);
+		goto fail;
+	}
+	return &t->be;
+fail:
+	tap_destroy(&t->be);
+	return NULL;
+}

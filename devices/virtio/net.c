@@ -1,0 +1,716 @@
+/* virtio-net (device ID 1): one receiveq (0) and one transmitq (1), no control queue.
+ *
+ * Transmit: each chain is a virtio-net header and a frame; the frame goes to the backend (with
+ * the header kept when the backend speaks virtio-net headers itself, i.e. tap), the chain is
+ * returned at once, and the driver is interrupted once per batch.
+ *
+ * Receive: a frame from the backend goes into device-writable chains behind a header (several
+ * chains with VIRTIO_NET_F_MRG_RXBUF, num_buffers saying how many). When the driver has not
+ * posted enough buffers the frame waits in a bounded queue (NET_PENDING_MAX frames; beyond it
+ * frames are dropped and counted, and a backend that can wait is paused); the driver's next
+ * kick on queue 0 drains it. Frames are never truncated: one longer than the buffers the
+ * driver can ever offer is dropped and counted.
+ *
+ * The guest may be hostile: chains go through virtio_pop() (validated segments), every length
+ * is checked against the segments before anything is written, and a short or oversized
+ * transmit chain is dropped and counted, not a reason for a crash or a reset. */
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../net/backend.h"
+#include "devices.h"
+#include "log.h"
+#include "net.h"
+#include "util.h"
+#include "virtio.h"
+#include "vm.h"
+
+#define RX_QUEUE 0
+#define TX_QUEUE 1
+#define NET_QUEUE_SIZE 256
+#define NET_MTU 1500
+#define NET_MAX_FRAME 65550     /* bytes after the virtio-net header, either way */
+#define NET_MIN_FRAME 14        /* an Ethernet header */
+#define NET_PENDING_MAX 256     /* received frames waiting for buffers */
+#define NET_HDR_MAX 12          /* struct virtio_net_hdr_v1 / virtio_net_hdr_mrg_rxbuf */
+#define NET_NUM_BUFFERS_OFF 10  /* offsetof(struct virtio_net_hdr_v1, num_buffers) */
+
+#define F(bit) (1ULL << (bit))
+#define NET_BASE_FEATURES (F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) | F(VIRTIO_NET_F_MTU) | \
+			   F(VIRTIO_NET_F_MRG_RXBUF))
+#define NET_OFFLOAD_FEATURES (F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_GUEST_CSUM) | \
+			      F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_HOST_TSO6) | \
+			      F(VIRTIO_NET_F_GUEST_TSO4) | F(VIRTIO_NET_F_GUEST_TSO6))
+
+_Static_assert(sizeof(struct virtio_net_hdr_v1) == NET_HDR_MAX, "virtio-net header size");
+_Static_assert(sizeof(struct virtio_net_hdr_mrg_rxbuf) == NET_HDR_MAX, "mergeable header size");
+_Static_assert(offsetof(struct virtio_net_hdr_v1, num_buffers) == NET_NUM_BUFFERS_OFF,
+	       "num_buffers offset");
+
+struct pending_frame {
+	size_t len;
+	uint8_t data[];
+};
+
+struct net_counters {
+	atomic_ulong tx_packets, tx_bytes, tx_dropped_short, tx_dropped_too_big, tx_dropped_backend;
+	atomic_ulong rx_packets, rx_bytes, rx_dropped_full, rx_dropped_too_big, rx_dropped_not_ready;
+};
+
+struct virtio_net {
+	struct virtio_dev vdev;
+	struct virtio_dev_ops ops;          /* features depend on the backend */
+	struct virtio_net_config config;
+	struct net_backend *be;
+	struct net_port port;
+
+	/* Under the device lock: */
+	uint32_t hdr_len;                   /* 12 (VERSION_1 or MRG_RXBUF) or 10 (legacy) */
+	bool mrg;                           /* VIRTIO_NET_F_MRG_RXBUF negotiated */
+	bool rx_unsignalled;                /* receive chains pushed, no interrupt yet */
+	bool rx_paused;                     /* the backend was asked to stop reading */
+	struct pending_frame *pending[NET_PENDING_MAX];
+	unsigned pending_head, pending_count;
+	struct virtq_req tx_req, rx_req;    /* separate: a frame sent may be answered at once */
+	struct iovec iov[VIRTQ_MAX_SEGS];
+	uint16_t rx_heads[VIRTQ_MAX_SIZE];
+	uint32_t rx_lens[VIRTQ_MAX_SIZE];
+
+	struct net_counters st;
+};
+
+/* The device whose transmit path this thread is in (device lock held): a backend that answers
+ * a frame from inside send() (libslirp: ARP, DHCP) calls port->receive() on the same thread. */
+static _Thread_local struct virtio_net *tx_owner;
+
+static void count(atomic_ulong *c, unsigned long n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* ---- receive ---- */
+
+enum rx_result {
+	RX_DONE,     /* delivered */
+	RX_NOBUF,    /* not enough buffers posted: nothing consumed, the frame must wait */
+	RX_DROPPED,  /* dropped and counted */
+	RX_BROKEN,   /* the driver broke the rules: the device now needs a reset */
+};
+
+/* Writes bytes [off, off + len) of the stream hdr || payload into req's writable segments,
+ * from the start of the chain. The caller checked len <= req->write_len. */
+static void chain_write(struct virtq_req *req, const uint8_t *hdr, uint32_t hdr_len,
+			const uint8_t *payload, uint64_t off, uint32_t len)
+{
+	uint32_t done = 0;
+
+	for (int i = 0; i < req->nsegs && done < len; i++) {
+		uint8_t *dst = req->segs[i].hva;
+		uint32_t room = MIN(req->segs[i].len, len - done);
+
+		while (room) {
+			uint64_t s = off + done;
+			const uint8_t *src;
+			uint32_t k;
+
+			if (s < hdr_len) {
+				src = hdr + s;
+				k = MIN(room, hdr_len - (uint32_t)s);
+			} else {
+				src = payload + (s - hdr_len);
+				k = room;
+			}
+			memcpy(dst, src, k);
+			dst += k;
+			room -= k;
+			done += k;
+		}
+	}
+}
+
+/* Host address of byte off of req's writable segments (off < req->write_len). */
+static uint8_t *chain_byte(struct virtq_req *req, uint64_t off)
+{
+	for (int i = 0; i < req->nsegs; i++) {
+		if (off < req->segs[i].len)
+			return (uint8_t *)req->segs[i].hva + off;
+		off -= req->segs[i].len;
+	}
+	return NULL;
+}
+
+/* Gives back the last n chains popped and not pushed: the device has no use for them yet
+ * (virtq has no unpop; the chains are read and validated again when popped next time). */
+static void rx_unpop(struct virtio_net *n, uint16_t nchains)
+{
+	n->vdev.vqs[RX_QUEUE].last_avail -= nchains;
+}
+
+static bool rx_ready(struct virtio_net *n)
+{
+	return virtio_dev_ok(&n->vdev) && n->vdev.vqs[RX_QUEUE].ready;
+}
+
+/* Puts one frame (as the backend gave it) into receive chains. */
+static enum rx_result rx_one(struct virtio_net *n, const uint8_t *frame, size_t len)
+{
+	struct virtio_dev *dev = &n->vdev;
+	struct virtq *vq = &dev->vqs[RX_QUEUE];
+	struct virtq_req *req = &n->rx_req;
+	uint8_t hdr[NET_HDR_MAX] = { 0 };
+	uint32_t hl = n->hdr_len;
+	const uint8_t *payload = frame;
+	size_t plen = len;
+	uint64_t total, off = 0;
+	uint8_t *nb_lo = NULL, *nb_hi = NULL;
+	uint16_t nbufs = 0;
+	int err;
+
+	if (n->be->vnet_hdr) {
+		if (len < hl) {
+			count(&n->st.rx_dropped_not_ready, 1);
+			return RX_DROPPED;
+		}
+		memcpy(hdr, frame, hl);
+		payload += hl;
+		plen -= hl;
+	}
+	if (plen > NET_MAX_FRAME) {
+		count(&n->st.rx_dropped_too_big, 1);
+		return RX_DROPPED;
+	}
+	if (hl == NET_HDR_MAX) {
+		hdr[NET_NUM_BUFFERS_OFF] = 1; /* num_buffers, little-endian; patched below */
+		hdr[NET_NUM_BUFFERS_OFF + 1] = 0;
+	}
+	total = hl + plen;
+
+	if (!n->mrg) {
+		err = virtio_pop(dev, RX_QUEUE, req, VIRTQ_DEV_WRITES);
+		if (err)
+			return err == -ENOENT ? RX_NOBUF : RX_BROKEN;
+		if (req->write_len < total) {
+			/* The driver gets the buffer back empty (a length error to it). */
+			virtio_push(dev, RX_QUEUE, req->head, 0);
+			n->rx_unsignalled = true;
+			count(&n->st.rx_dropped_too_big, 1);
+			return RX_DROPPED;
+		}
+		chain_write(req, hdr, hl, payload, 0, (uint32_t)total);
+		virtio_push(dev, RX_QUEUE, req->head, (uint32_t)total);
+		goto done;
+	}
+
+	/* Mergeable buffers: as many chains as the frame needs; pushed only once all are in hand,
+	 * so that a frame waiting for buffers consumes none. */
+	while (off < total) {
+		uint32_t w;
+
+		if (nbufs == vq->size) {
+			/* Every buffer the ring can hold would not do (or the driver keeps re-posting
+			 * empty ones): the frame can never fit. */
+			rx_unpop(n, nbufs);
+			count(&n->st.rx_dropped_too_big, 1);
+			return RX_DROPPED;
+		}
+		err = virtio_pop(dev, RX_QUEUE, req, VIRTQ_DEV_WRITES);
+		if (err == -ENOENT) {
+			rx_unpop(n, nbufs);
+			return RX_NOBUF;
+		}
+		if (err)
+			return RX_BROKEN;
+		if (nbufs == 0) {
+			if (req->write_len < hl) {
+				/* The header must be in the first buffer. */
+				virtio_push(dev, RX_QUEUE, req->head, 0);
+				n->rx_unsignalled = true;
+				count(&n->st.rx_dropped_too_big, 1);
+				return RX_DROPPED;
+			}
+			nb_lo = chain_byte(req, NET_NUM_BUFFERS_OFF);
+			nb_hi = chain_byte(req, NET_NUM_BUFFERS_OFF + 1);
+		}
+		w = (uint32_t)MIN(req->write_len, total - off);
+		chain_write(req, hdr, hl, payload, off, w);
+		n->rx_heads[nbufs] = req->head;
+		n->rx_lens[nbufs] = w;
+		nbufs++;
+		off += w;
+	}
+	if (nb_lo && nb_hi) {
+		*nb_lo = (uint8_t)nbufs;
+		*nb_hi = (uint8_t)(nbufs >> 8);
+	}
+	for (uint16_t i = 0; i < nbufs; i++)
+		virtio_push(dev, RX_QUEUE, n->rx_heads[i], n->rx_lens[i]);
+done:
+	n->rx_unsignalled = true;
+	count(&n->st.rx_packets, 1);
+	count(&n->st.rx_bytes, plen);
+	return RX_DONE;
+}
+
+static void pending_clear(struct virtio_net *n)
+{
+	while (n->pending_count) {
+		free(n->pending[n->pending_head]);
+		n->pending_head = (n->pending_head + 1) % NET_PENDING_MAX;
+		n->pending_count--;
+	}
+	n->pending_head = 0;
+}
+
+static void set_paused(struct virtio_net *n, bool paused)
+{
+	if (n->rx_paused == paused)
+		return;
+	n->rx_paused = paused;
+	if (n->be->ops->set_rx_paused)
+		n->be->ops->set_rx_paused(n->be, paused);
+}
+
+/* Delivers waiting frames while buffers last. */
+static void rx_drain(struct virtio_net *n)
+{
+	while (n->pending_count && rx_ready(n)) {
+		struct pending_frame *p = n->pending[n->pending_head];
+		enum rx_result r = rx_one(n, p->data, p->len);
+
+		if (r == RX_NOBUF)
+			break;
+		if (r == RX_BROKEN) {
+			pending_clear(n);
+			break;
+		}
+		free(p);
+		n->pending_head = (n->pending_head + 1) % NET_PENDING_MAX;
+		n->pending_count--;
+	}
+	if (n->pending_count <= NET_PENDING_MAX / 2)
+		set_paused(n, false);
+}
+
+static void rx_signal(struct virtio_net *n)
+{
+	if (n->rx_unsignalled && n->vdev.vqs[RX_QUEUE].ready) {
+		n->rx_unsignalled = false;
+		virtio_notify_used(&n->vdev, RX_QUEUE);
+	}
+}
+
+static void port_receive(struct net_port *p, const void *frame, size_t len)
+{
+	struct virtio_net *n = container_of(p, struct virtio_net, port);
+	bool lock = tx_owner != n;
+	struct pending_frame *pf;
+
+	if (lock)
+		pthread_mutex_lock(&n->vdev.lock);
+	if (!virtio_dev_ok(&n->vdev)) {
+		count(&n->st.rx_dropped_not_ready, 1);
+		goto out;
+	}
+	if (n->pending_count)
+		rx_drain(n); /* keep the order */
+	if (!n->pending_count && n->vdev.vqs[RX_QUEUE].ready &&
+	    rx_one(n, frame, len) != RX_NOBUF)
+		goto out;
+	if (n->pending_count == NET_PENDING_MAX || !(pf = malloc(sizeof(*pf) + len))) {
+		count(&n->st.rx_dropped_full, 1);
+		goto out;
+	}
+	pf->len = len;
+	memcpy(pf->data, frame, len);
+	n->pending[(n->pending_head + n->pending_count) % NET_PENDING_MAX] = pf;
+	if (++n->pending_count == NET_PENDING_MAX)
+		set_paused(n, true);
+out:
+	if (lock)
+		pthread_mutex_unlock(&n->vdev.lock);
+}
+
+static void port_flush(struct net_port *p)
+{
+	struct virtio_net *n = container_of(p, struct virtio_net, port);
+	bool lock = tx_owner != n;
+
+	if (lock)
+		pthread_mutex_lock(&n->vdev.lock);
+	rx_signal(n);
+	if (lock)
+		pthread_mutex_unlock(&n->vdev.lock);
+}
+
+/* ---- transmit ---- */
+
+/* The chain's readable bytes from skip on, as an iovec. */
+static int tx_iov(struct virtio_net *n, const struct virtq_req *req, uint32_t skip)
+{
+	int niov = 0;
+
+	for (int i = 0; i < req->nsegs; i++) {
+		uint32_t len = req->segs[i].len;
+		uint8_t *base = req->segs[i].hva;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		n->iov[niov++] = (struct iovec){ base + skip, len - skip };
+		skip = 0;
+	}
+	return niov;
+}
+
+static void net_transmit(struct virtio_net *n)
+{
+	struct virtio_dev *dev = &n->vdev;
+	struct virtq_req *req = &n->tx_req;
+	uint32_t hl = n->hdr_len;
+	bool pushed = false;
+
+	tx_owner = n;
+	while (virtio_pop(dev, TX_QUEUE, req, VIRTQ_DEV_READS) == 0) {
+		uint16_t head = req->head;
+
+		if (req->read_len < hl + NET_MIN_FRAME) {
+			count(&n->st.tx_dropped_short, 1);
+		} else if (req->read_len - hl > NET_MAX_FRAME) {
+			count(&n->st.tx_dropped_too_big, 1);
+		} else {
+			uint32_t skip = n->be->vnet_hdr ? 0 : hl;
+			int niov = tx_iov(n, req, skip);
+
+			if (n->be->ops->send(n->be, n->iov, niov, req->read_len - skip) < 0) {
+				count(&n->st.tx_dropped_backend, 1);
+			} else {
+				count(&n->st.tx_packets, 1);
+				count(&n->st.tx_bytes, req->read_len - hl);
+			}
+		}
+		virtio_push(dev, TX_QUEUE, head, 0);
+		pushed = true;
+	}
+	tx_owner = NULL;
+	if (pushed)
+		virtio_notify_used(dev, TX_QUEUE);
+	rx_signal(n); /* frames the backend answered at once */
+}
+
+/* ---- virtio_dev_ops ---- */
+
+static void net_queue_notify(struct virtio_dev *dev, int q)
+{
+	struct virtio_net *n = container_of(dev, struct virtio_net, vdev);
+
+	if (q == TX_QUEUE) {
+		net_transmit(n);
+	} else if (q == RX_QUEUE) {
+		rx_drain(n); /* new receive buffers: waiting frames can go */
+		rx_signal(n);
+	}
+}
+
+static bool net_features_ok(struct virtio_dev *dev, uint64_t f)
+{
+	(void)dev;
+	/* Segmentation offloads need the matching checksum offload (virtio 1.1, 5.1.3.1). */
+	if ((f & (F(VIRTIO_NET_F_GUEST_TSO4) | F(VIRTIO_NET_F_GUEST_TSO6))) &&
+	    !(f & F(VIRTIO_NET_F_GUEST_CSUM)))
+		return false;
+	if ((f & (F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_HOST_TSO6))) &&
+	    !(f & F(VIRTIO_NET_F_CSUM)))
+		return false;
+	return true;
+}
+
+static void net_activate(struct virtio_dev *dev)
+{
+	struct virtio_net *n = container_of(dev, struct virtio_net, vdev);
+
+	n->mrg = virtio_has_feature(dev, VIRTIO_NET_F_MRG_RXBUF);
+	n->hdr_len = (virtio_has_feature(dev, VIRTIO_F_VERSION_1) || n->mrg) ?
+		     sizeof(struct virtio_net_hdr_v1) : sizeof(struct virtio_net_hdr);
+	if (n->be->ops->configure)
+		n->be->ops->configure(n->be, n->hdr_len, dev->driver_features);
+}
+
+static void net_reset(struct virtio_dev *dev)
+{
+	struct virtio_net *n = container_of(dev, struct virtio_net, vdev);
+
+	pending_clear(n);
+	n->rx_unsignalled = false;
+	n->mrg = false;
+	n->hdr_len = NET_HDR_MAX;
+	set_paused(n, false);
+}
+
+void virtio_net_get_stats(struct virtio_dev *dev, struct virtio_net_stats *s)
+{
+	struct virtio_net *n = container_of(dev, struct virtio_net, vdev);
+
+	s->tx_packets = atomic_load(&n->st.tx_packets);
+	s->tx_bytes = atomic_load(&n->st.tx_bytes);
+	s->tx_dropped_short = atomic_load(&n->st.tx_dropped_short);
+	s->tx_dropped_too_big = atomic_load(&n->st.tx_dropped_too_big);
+	s->tx_dropped_backend = atomic_load(&n->st.tx_dropped_backend);
+	s->rx_packets = atomic_load(&n->st.rx_packets);
+	s->rx_bytes = atomic_load(&n->st.rx_bytes);
+	s->rx_dropped_full = atomic_load(&n->st.rx_dropped_full);
+	s->rx_dropped_too_big = atomic_load(&n->st.rx_dropped_too_big);
+	s->rx_dropped_not_ready = atomic_load(&n->st.rx_dropped_not_ready);
+	pthread_mutex_lock(&dev->lock);
+	s->rx_pending = n->pending_count;
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/* ---- options ---- */
+
+static int fail(char *err, size_t errlen, const char *fmt, const char *arg)
+{
+	snprintf(err, errlen, fmt, arg);
+	return -EINVAL;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char tail;
+
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		   &tail) != 6 || strlen(s) != 17)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	return 0;
+}
+
+static int parse_port(const char *s, uint16_t *port, bool zero_ok)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > 65535 || (!zero_ok && v == 0))
+		return -EINVAL;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* "ADDR:PORT" with ADDR possibly empty; s is modified. */
+static int parse_addr_port(char *s, struct in_addr *addr, struct in_addr dflt, uint16_t *port,
+			   bool zero_ok)
+{
+	char *colon = strrchr(s, ':');
+
+	if (!colon)
+		return -EINVAL;
+	*colon = '\0';
+	if (!*s)
+		*addr = dflt;
+	else if (inet_pton(AF_INET, s, addr) != 1)
+		return -EINVAL;
+	return parse_port(colon + 1, port, zero_ok);
+}
+
+/* [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT */
+static int parse_hostfwd(char *s, struct net_hostfwd *h)
+{
+	char *colon = strchr(s, ':'), *dash;
+	struct in_addr any = { htonl(INADDR_ANY) }, guest;
+
+	if (!colon)
+		return -EINVAL;
+	*colon = '\0';
+	if (!strcmp(s, "udp"))
+		h->udp = true;
+	else if (strcmp(s, "tcp") && *s)
+		return -EINVAL;
+	s = colon + 1;
+	dash = strchr(s, '-');
+	if (!dash)
+		return -EINVAL;
+	*dash = '\0';
+	inet_pton(AF_INET, "10.0.2.15", &guest);
+	if (parse_addr_port(s, &h->host_addr, any, &h->host_port, true) < 0 ||
+	    parse_addr_port(dash + 1, &h->guest_addr, guest, &h->guest_port, false) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+int net_parse_opts(const char *spec, struct net_opts *o, char *err, size_t errlen)
+{
+	char buf[1024], *save = NULL, *tok;
+	bool ifname_set = false;
+
+	memset(o, 0, sizeof(*o));
+	if (strlen(spec) >= sizeof(buf))
+		return fail(err, errlen, "--net: the option string is too long%s", "");
+	strcpy(buf, spec);
+	tok = strtok_r(buf, ",", &save);
+	if (!tok)
+		return fail(err, errlen, "--net %s: give user, tap,ifname=NAME or none", spec);
+	if (!strcmp(tok, "user"))
+		o->kind = NET_USER;
+	else if (!strcmp(tok, "tap"))
+		o->kind = NET_TAP;
+	else if (!strcmp(tok, "none"))
+		o->kind = NET_NONE;
+	else
+		return fail(err, errlen, "--net %s: unknown network; give user, tap,ifname=NAME or none",
+			    tok);
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		char *val = strchr(tok, '=');
+
+		if (o->kind == NET_NONE)
+			return fail(err, errlen, "--net none takes no options (got '%s')", tok);
+		if (!val)
+			return fail(err, errlen, "--net: option '%s' needs a value (NAME=VALUE)", tok);
+		*val++ = '\0';
+		if (!strcmp(tok, "mac")) {
+			if (parse_mac(val, o->mac) < 0)
+				return fail(err, errlen, "--net: mac=%s: give six hex bytes, as "
+					    "52:54:00:12:34:56", val);
+			if (o->mac[0] & 1)
+				return fail(err, errlen, "--net: mac=%s is a multicast address (the "
+					    "first byte must be even)", val);
+			o->mac_set = true;
+		} else if (!strcmp(tok, "hostfwd") && o->kind == NET_USER) {
+			char copy[256];
+
+			snprintf(copy, sizeof(copy), "%s", val);
+			if (o->nhostfwd == NET_MAX_HOSTFWD)
+				return fail(err, errlen, "--net: too many hostfwd rules (at most %s)",
+					    "16");
+			if (parse_hostfwd(val, &o->hostfwd[o->nhostfwd]) < 0)
+				return fail(err, errlen, "--net: hostfwd=%s: give "
+					    "[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT", copy);
+			o->nhostfwd++;
+		} else if (!strcmp(tok, "ifname") && o->kind == NET_TAP) {
+			if (!*val || strlen(val) >= IFNAMSIZ || strchr(val, '/'))
+				return fail(err, errlen, "--net: ifname=%s: not a valid interface name",
+					    val);
+			strcpy(o->ifname, val);
+			ifname_set = true;
+		} else if (!strcmp(tok, "hostfwd") || !strcmp(tok, "ifname")) {
+			return fail(err, errlen, "--net: %s= is not an option of this network (hostfwd= "
+				    "is for user, ifname= for tap)", tok);
+		} else {
+			return fail(err, errlen, "--net: unknown option '%s' (give mac=, hostfwd= or "
+				    "ifname=)", tok);
+		}
+	}
+	if (o->kind == NET_TAP && !ifname_set)
+		return fail(err, errlen, "--net %s: give the interface: tap,ifname=NAME", "tap");
+	return 0;
+}
+
+/* ---- construction ---- */
+
+/* The default MAC: 52:54:00 and three bytes of a 32-bit FNV-1a hash of the kernel path (as
+ * given on the command line) and the NIC's index. Stable across runs of the same command line
+ * (a guest keeps its DHCP lease and its interface name); two VMs booting the same kernel path
+ * get the same address, so VMs sharing a bridge need ,mac=. */
+static void default_mac(const struct vm *vm, unsigned index, uint8_t mac[6])
+{
+	const char *k = vm->cfg.kernel ? vm->cfg.kernel : "";
+	uint32_t h = 2166136261u;
+
+	for (; *k; k++)
+		h = (h ^ (uint8_t)*k) * 16777619u;
+	for (int i = 0; i < 4; i++)
+		h = (h ^ (uint8_t)(index >> (8 * i))) * 16777619u;
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	mac[3] = (uint8_t)(h >> 16);
+	mac[4] = (uint8_t)(h >> 8);
+	mac[5] = (uint8_t)h;
+}
+
+static void net_destroy(void *opaque)
+{
+	struct virtio_net *n = opaque;
+
+	if (n->be)
+		n->be->ops->destroy(n->be);
+	pending_clear(n);
+	virtio_dev_destroy(&n->vdev);
+	free(n);
+}
+
+struct virtio_dev *virtio_net_create_with(struct vm *vm, const struct net_opts *o,
+					  struct net_backend *be, const char **why)
+{
+	struct virtio_net *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		be->ops->destroy(be);
+		*why = "out of memory";
+		return NULL;
+	}
+	n->be = be;
+	n->ops = (struct virtio_dev_ops){
+		.name = "virtio-net",
+		.device_id = VIRTIO_ID_NET,
+		.features = NET_BASE_FEATURES |
+			    (be->vnet_hdr ? be->offloads & NET_OFFLOAD_FEATURES : 0),
+		.num_queues = 2,
+		.queue_max_size = NET_QUEUE_SIZE,
+		/* Up to mtu: speed, duplex and RSS belong to features not offered. */
+		.config_size = offsetof(struct virtio_net_config, mtu) + sizeof(n->config.mtu),
+		.queue_notify = net_queue_notify,
+		.features_ok = net_features_ok,
+		.reset = net_reset,
+		.activate = net_activate,
+	};
+	if (o->mac_set)
+		memcpy(n->config.mac, o->mac, 6);
+	else
+		default_mac(vm, o->index, n->config.mac);
+	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
+	n->config.max_virtqueue_pairs = htole16(1);
+	n->config.mtu = htole16(NET_MTU);
+	n->hdr_len = NET_HDR_MAX;
+	n->port = (struct net_port){ .receive = port_receive, .flush = port_flush };
+	virtio_dev_init(&n->vdev, vm, &n->ops, &n->config);
+	be->port = &n->port;
+	if (vm_add_device(vm, n, net_destroy) < 0) {
+		net_destroy(n);
+		*why = "too many devices";
+		return NULL;
+	}
+	return &n->vdev;
+}
+
+struct virtio_dev *virtio_net_create(struct vm *vm, const struct net_opts *o, const char **why)
+{
+	struct net_backend *be = NULL;
+
+	switch (o->kind) {
+	case NET_NONE:
+		*why = "no network (--net none)";
+		return NULL;
+	case NET_USER:
+		be = net_slirp_create(&vm->loop, o, why);
+		break;
+	case NET_TAP:
+		be = net_tap_create(&vm->loop, o->ifname, why);
+		break;
+	}
+	if (!be)
+		return NULL;
+	return virtio_net_create_with(vm, o, be, why);
+}
