@@ -7,8 +7,10 @@
 struct vm;
 
 enum kernel_kind {
-	KERNEL_ELF,     /* an ELF64 kernel with mica's entry contract (the test guest) */
+	KERNEL_ELF,     /* an ELF64 kernel with mica's entry contract (the test guest): a MICA note */
 	KERNEL_BZIMAGE, /* Linux, x86 boot protocol, 64-bit entry */
+	KERNEL_PVH,     /* an ELF with a PVH entry note (Linux vmlinux built with CONFIG_PVH) */
+	KERNEL_VMLINUX, /* any other x86_64 ELF executable: Linux's 64-bit boot protocol */
 };
 
 /* Where and how the vCPUs enter the guest. */
@@ -17,7 +19,9 @@ struct boot_entry {
 	uint64_t rip;
 	uint64_t rsi;     /* bzImage: boot_params */
 	uint64_t rdi;     /* ELF: boot-info FDT */
-	int all_vcpus;    /* ELF: every vCPU starts at rip; bzImage: only the BSP */
+	uint64_t rbx;     /* PVH: hvm_start_info */
+	int protected32;  /* PVH: 32-bit protected mode, paging off */
+	int all_vcpus;    /* ELF: every vCPU starts at rip; Linux: only the BSP */
 	uint64_t image_end; /* first byte after the loaded image */
 };
 
@@ -45,8 +49,30 @@ int boot_load_kernel(struct vm *vm, const struct boot_file *kernel, const struct
 int boot_setup_vcpus(struct vm *vm, const struct boot_entry *entry);
 
 /* Per-format loaders, used by boot_load_kernel. */
-int elf_check(const struct boot_file *f, const char **why);
+/* Checks an ELF64 x86_64 executable and tells which kind it is (by its notes). */
+int elf_check(const struct boot_file *f, enum kernel_kind *kind, const char **why);
+/* Loads the PT_LOAD segments at their physical addresses; *end: the first byte after them. */
+int elf_load_segments(struct vm *vm, const struct boot_file *f, uint64_t *end, const char **why);
+/* The PVH entry point from the ELF's Xen note (0 if none). */
+uint64_t elf_pvh_entry(const struct boot_file *f);
 int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry, const char **why);
+int vmlinux_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
+		 const char *cmdline, struct boot_entry *entry, const char **why);
+int pvh_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
+	     const char *cmdline, struct boot_entry *entry, const char **why);
+
+/* Shared by the Linux loaders (linux.c). */
+struct setup_header;
+void linux_memory_map(struct vm *vm, void (*add)(void *ctx, uint64_t addr, uint64_t size,
+						  uint32_t type), void *ctx);
+int linux_write_cmdline(struct vm *vm, const char *cmdline, size_t max, const char **why);
+int linux_place_initrd(struct vm *vm, const struct boot_file *initrd, uint64_t kernel_end,
+		       uint64_t addr_max, uint64_t *addr, const char **why);
+int linux_firmware_tables(struct vm *vm, uint64_t *rsdp, const char **why);
+int linux_boot_params(struct vm *vm, const struct setup_header *h, size_t hdr_len,
+		      const struct boot_file *initrd, const char *cmdline, uint64_t kernel_end,
+		      const char **why);
+void linux_default_setup_header(struct setup_header *h);
 int bzimage_check(const struct boot_file *f, const char **why);
 int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
 		 const char *cmdline, struct boot_entry *entry, const char **why);

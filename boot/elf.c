@@ -1,4 +1,8 @@
-/* ELF64 kernels (the test guest): PT_LOAD segments copied to their physical addresses. */
+/* ELF64 kernels: PT_LOAD segments copied to their physical addresses. Which entry an ELF gets
+ * is told by its notes: a "MICA" note means mica's own contract (the test guest, see
+ * docs/boot-contract.md); a Xen PHYS32_ENTRY note means the PVH entry (a Linux vmlinux built
+ * with CONFIG_PVH); anything else is taken as a vmlinux for the 64-bit boot protocol. */
+#include <asm/bootparam.h>
 #include <elf.h>
 #include <errno.h>
 #include <string.h>
@@ -9,10 +13,59 @@
 #include "vm.h"
 
 #define ELF_MAX_PHDRS 64
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#define MICA_NOTE_ENTRY_CONTRACT 1
 
-int elf_check(const struct boot_file *f, const char **why)
+static const Elf64_Phdr *phdrs(const struct boot_file *f)
+{
+	return (const void *)(f->data + ((const Elf64_Ehdr *)f->data)->e_phoff);
+}
+
+/* Finds a note by owner and type in the PT_NOTE segments; returns its descriptor or NULL. */
+static const uint8_t *find_note(const struct boot_file *f, const char *owner, uint32_t type,
+				uint32_t *desc_len)
 {
 	const Elf64_Ehdr *eh = (const void *)f->data;
+	size_t olen = strlen(owner) + 1;
+
+	for (int i = 0; i < eh->e_phnum; i++) {
+		const Elf64_Phdr *p = &phdrs(f)[i];
+		uint64_t off, end;
+
+		if (p->p_type != PT_NOTE || p->p_offset > f->size || p->p_filesz > f->size - p->p_offset)
+			continue;
+		for (off = p->p_offset, end = p->p_offset + p->p_filesz; off + sizeof(Elf64_Nhdr) <= end;) {
+			const Elf64_Nhdr *n = (const void *)(f->data + off);
+			uint64_t name = off + sizeof(*n), desc = name + ALIGN_UP((uint64_t)n->n_namesz, 4);
+			uint64_t next = desc + ALIGN_UP((uint64_t)n->n_descsz, 4);
+
+			if (next > end || next <= off)
+				break;
+			if (n->n_type == type && n->n_namesz == olen && !memcmp(f->data + name, owner, olen)) {
+				*desc_len = n->n_descsz;
+				return f->data + desc;
+			}
+			off = next;
+		}
+	}
+	return NULL;
+}
+
+uint64_t elf_pvh_entry(const struct boot_file *f)
+{
+	uint32_t len = 0;
+	const uint8_t *d = find_note(f, "Xen", XEN_ELFNOTE_PHYS32_ENTRY, &len);
+	uint64_t entry = 0;
+
+	if (d && (len == 4 || len == 8))
+		memcpy(&entry, d, len);
+	return entry;
+}
+
+int elf_check(const struct boot_file *f, enum kernel_kind *kind, const char **why)
+{
+	const Elf64_Ehdr *eh = (const void *)f->data;
+	uint32_t len;
 
 	if (f->size < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0) {
 		*why = "not an ELF file";
@@ -33,20 +86,24 @@ int elf_check(const struct boot_file *f, const char **why)
 		*why = "a malformed ELF file (program headers)";
 		return -ENOEXEC;
 	}
+	if (find_note(f, "MICA", MICA_NOTE_ENTRY_CONTRACT, &len))
+		*kind = KERNEL_ELF;
+	else if (elf_pvh_entry(f))
+		*kind = KERNEL_PVH;
+	else
+		*kind = KERNEL_VMLINUX;
 	return 0;
 }
 
-int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry, const char **why)
+int elf_load_segments(struct vm *vm, const struct boot_file *f, uint64_t *end, const char **why)
 {
 	const Elf64_Ehdr *eh = (const void *)f->data;
-	const Elf64_Phdr *ph = (const void *)(f->data + eh->e_phoff);
 	uint64_t low_end = guest_mem_low_end(&vm->mem);
-	bool entry_loaded = false;
 	int nload = 0;
 
-	entry->image_end = 0;
+	*end = 0;
 	for (int i = 0; i < eh->e_phnum; i++) {
-		const Elf64_Phdr *p = &ph[i];
+		const Elf64_Phdr *p = &phdrs(f)[i];
 		uint8_t *dst;
 
 		if (p->p_type != PT_LOAD || p->p_memsz == 0)
@@ -63,22 +120,74 @@ int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry,
 			return -ERANGE;
 		}
 		memcpy(dst, f->data + p->p_offset, p->p_filesz);
-		/* Fresh anonymous RAM is already zero; clear bss anyway, cheaply, in case the
-		 * segment overlaps an earlier one. */
+		/* Fresh RAM is zero; clear bss anyway in case segments overlap. */
 		memset(dst + p->p_filesz, 0, p->p_memsz - p->p_filesz);
-		if (eh->e_entry >= p->p_vaddr && eh->e_entry - p->p_vaddr < p->p_memsz)
-			entry_loaded = true;
-		entry->image_end = MAX(entry->image_end, p->p_paddr + p->p_memsz);
+		*end = MAX(*end, p->p_paddr + p->p_memsz);
 		nload++;
 	}
-	if (!nload || !entry_loaded) {
-		*why = nload ? "the ELF entry point is not inside a loaded segment"
-			     : "the ELF file has no loadable segments";
+	if (!nload) {
+		*why = "the ELF file has no loadable segments";
+		return -ENOEXEC;
+	}
+	return 0;
+}
+
+/* Whether a physical address lies inside a loaded segment. */
+static bool loaded(const struct boot_file *f, uint64_t paddr, bool virt)
+{
+	const Elf64_Ehdr *eh = (const void *)f->data;
+
+	for (int i = 0; i < eh->e_phnum; i++) {
+		const Elf64_Phdr *p = &phdrs(f)[i];
+		uint64_t base = virt ? p->p_vaddr : p->p_paddr;
+
+		if (p->p_type == PT_LOAD && paddr >= base && paddr - base < p->p_memsz)
+			return true;
+	}
+	return false;
+}
+
+int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry, const char **why)
+{
+	const Elf64_Ehdr *eh = (const void *)f->data;
+	int err = elf_load_segments(vm, f, &entry->image_end, why);
+
+	if (err)
+		return err;
+	/* Identity-mapped: the entry's virtual address is where the code lies. */
+	if (!loaded(f, eh->e_entry, true)) {
+		*why = "the ELF entry point is not inside a loaded segment";
 		return -ENOEXEC;
 	}
 	entry->kind = KERNEL_ELF;
 	entry->rip = eh->e_entry;
 	entry->rdi = BOOTINFO_ADDR;
 	entry->all_vcpus = 1;
+	return 0;
+}
+
+/* A Linux vmlinux without a PVH note: its 64-bit entry (phys_startup_64, e_entry) with a
+ * boot_params built as for a bzImage, from a default setup header. */
+int vmlinux_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
+		 const char *cmdline, struct boot_entry *entry, const char **why)
+{
+	const Elf64_Ehdr *eh = (const void *)kernel->data;
+	struct setup_header h;
+	int err = elf_load_segments(vm, kernel, &entry->image_end, why);
+
+	if (err)
+		return err;
+	if (!loaded(kernel, eh->e_entry, false)) {
+		*why = "the vmlinux entry point is not inside a loaded segment";
+		return -ENOEXEC;
+	}
+	linux_default_setup_header(&h);
+	err = linux_boot_params(vm, &h, sizeof(h), initrd, cmdline, entry->image_end, why);
+	if (err)
+		return err;
+	entry->kind = KERNEL_VMLINUX;
+	entry->rip = eh->e_entry;
+	entry->rsi = ZERO_PAGE_ADDR;
+	entry->all_vcpus = 0;
 	return 0;
 }

@@ -63,8 +63,7 @@ int boot_detect(const struct boot_file *kernel, enum kernel_kind *kind, const ch
 	const char *elf_why = NULL, *bz_why = NULL;
 
 	if (kernel->size >= 4 && memcmp(kernel->data, "\177ELF", 4) == 0) {
-		*kind = KERNEL_ELF;
-		if (elf_check(kernel, &elf_why) == 0)
+		if (elf_check(kernel, kind, &elf_why) == 0)
 			return 0;
 		*why = elf_why;
 		return -ENOEXEC;
@@ -86,15 +85,23 @@ int boot_load_kernel(struct vm *vm, const struct boot_file *kernel, const struct
 	if (err)
 		return err;
 	memset(entry, 0, sizeof(*entry));
-	if (kind == KERNEL_ELF) {
+	switch (kind) {
+	case KERNEL_ELF:
 		if (initrd && initrd->data) {
-			*why = "--initrd is only for Linux kernels (bzImage)";
+			*why = "--initrd is only for Linux kernels (bzImage, vmlinux)";
 			return -EINVAL;
 		}
 		err = elf_load(vm, kernel, entry, why);
 		if (!err)
 			err = fdt_build_bootinfo(vm, vm->cfg.cmdline ? vm->cfg.cmdline : "", why);
 		return err;
+	case KERNEL_PVH:
+		return pvh_load(vm, kernel, initrd, vm->cfg.cmdline ? vm->cfg.cmdline : "", entry, why);
+	case KERNEL_VMLINUX:
+		return vmlinux_load(vm, kernel, initrd, vm->cfg.cmdline ? vm->cfg.cmdline : "", entry,
+				    why);
+	case KERNEL_BZIMAGE:
+		break;
 	}
 	return bzimage_load(vm, kernel, initrd, vm->cfg.cmdline, entry, why);
 }

@@ -24,11 +24,14 @@
 #define GDT_CODE64 0x00af9b000000ffffULL /* present, DPL 0, execute/read, L=1, G=1 */
 #define GDT_DATA   0x00cf93000000ffffULL /* present, DPL 0, read/write, D/B=1, G=1 */
 #define GDT_TSS    0x00008b0000000067ULL /* present, busy 64-bit TSS, limit 0x67 */
+#define GDT_CODE32 0x00cf9b000000ffffULL /* present, DPL 0, execute/read, D=1, G=1 (PVH) */
 #define TSS_SEL    0x20
+#define BOOT_CS32  0x28
+#define GDT_ENTRIES 6
 
 static int write_tables(struct vm *vm)
 {
-	uint64_t *gdt = gpa_range(&vm->mem, GDT_ADDR, 5 * 8);
+	uint64_t *gdt = gpa_range(&vm->mem, GDT_ADDR, GDT_ENTRIES * 8);
 	uint64_t *pml4 = gpa_range(&vm->mem, PML4_ADDR, 4096);
 	uint64_t *pdpt = gpa_range(&vm->mem, PDPT_ADDR, 4096);
 	uint64_t *pd = gpa_range(&vm->mem, PD_ADDR, 4 * 4096);
@@ -40,6 +43,7 @@ static int write_tables(struct vm *vm)
 	gdt[BOOT_CS / 8] = GDT_CODE64;
 	gdt[BOOT_DS / 8] = GDT_DATA;
 	gdt[TSS_SEL / 8] = GDT_TSS;
+	gdt[BOOT_CS32 / 8] = GDT_CODE32;
 	/* The first 4 GiB, RAM and MMIO hole alike, identity-mapped with 2 MiB pages. */
 	memset(pml4, 0, 4096);
 	memset(pdpt, 0, 4096);
@@ -67,11 +71,29 @@ static int vcpu_enter_long_mode(struct vcpu *vcpu, const struct boot_entry *entr
 
 	if (ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0)
 		return -errno;
+	if (entry->protected32) {
+		/* PVH: flat 32-bit protected mode, paging off; the kernel builds its own tables. */
+		s.cs = segment(BOOT_CS32, 11, 0, 1);
+		s.ds = s.es = s.fs = s.gs = s.ss = data;
+		s.tr = (struct kvm_segment){ .selector = TSS_SEL, .limit = 0x67, .type = 11, .present = 1 };
+		s.gdt.base = GDT_ADDR;
+		s.gdt.limit = GDT_ENTRIES * 8 - 1;
+		s.cr0 = CR0_PE | CR0_ET;
+		s.cr3 = 0;
+		s.cr4 = 0;
+		s.efer = 0;
+		if (ioctl(vcpu->fd, KVM_SET_SREGS, &s) < 0)
+			return -errno;
+		r.rflags = 2;
+		r.rip = entry->rip;
+		r.rbx = entry->rbx;
+		return ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0 ? -errno : 0;
+	}
 	s.cs = segment(BOOT_CS, 11, 1, 0);
 	s.ds = s.es = s.fs = s.gs = s.ss = data;
 	s.tr = (struct kvm_segment){ .selector = TSS_SEL, .limit = 0x67, .type = 11, .present = 1 };
 	s.gdt.base = GDT_ADDR;
-	s.gdt.limit = 5 * 8 - 1;
+	s.gdt.limit = GDT_ENTRIES * 8 - 1;
 	s.idt.base = 0;
 	s.idt.limit = 0;
 	s.cr0 = CR0_PE | CR0_ET | CR0_PG;

@@ -426,7 +426,7 @@ static bool setup_one(struct vdev *d, struct pci_func *f)
     if (!intx_attach(d))
         printf("# virtio-pci: 00:%02x.%u: no INTx vector\n", f->slot, f->fn);
     if (d->msix_table && !vdev_pci_use_msix(d, true))
-        printf("# virtio-pci: 00:%02x.%u: MSI-X did not enable (%u-entry table, control 0x%x): INTx\n", f->slot,
+        printf("# virtio-pci: 00:%02x.%u: MSI-X not usable (%u-entry table, control 0x%x): INTx\n", f->slot,
                f->fn, d->msix_nvec, vpci_msix_ctrl(d));
     if (d->irq_mode != VDEV_IRQ_MSIX && !vdev_pci_use_msix(d, false))
         return false;

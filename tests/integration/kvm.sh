@@ -62,6 +62,16 @@ tr -d '\r' <"$OUT/$name.out" >"$OUT/$name.txt"
 expect $name "the guest echoes the line mica read from stdin" \
 	test "$rc" = 0 -a -n "$(grep '^# received: mica-input-42' "$OUT/$name.txt")"
 
+# The test guest without its MICA note is just an ELF with a PVH note: mica then starts it
+# through the PVH entry (32-bit, hvm_start_info), as QEMU does; it finds its devices over PCI.
+pvhguest=$(mktemp /tmp/mica-guest.XXXXXX)
+python3 -c "import sys; d=bytearray(open(sys.argv[1],'rb').read()); i=d.find(b'MICA\\0'); d[i:i+4]=b'MICB'; open(sys.argv[2],'wb').write(d)" "$GUEST" "$pvhguest"
+run_mica guest-pvh run --kernel "$pvhguest" --mem 64M --rng --transport pci --cmdline "tests=serial,rtc,virtio_rng"
+expect guest-pvh "booted through PVH: start_info found, tests pass" \
+	test "$rc" = 0 -a -n "$(grep '^# boot: PVH, start_info' "$OUT/guest-pvh.txt")" \
+	-a -n "$(grep '^ok [0-9]* - virtio_rng' "$OUT/guest-pvh.txt")"
+rm -f "$pvhguest"
+
 # At a terminal: typed keys reach the guest in raw mode, Ctrl-A x quits with status 0, and the
 # terminal's settings are restored either way (ptyrun exits 99 if not).
 pty() { python3 tests/integration/ptyrun.py "$@"; }
@@ -146,6 +156,23 @@ if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 		--cmdline "console=ttyS0 quiet loglevel=1 i8042.noaux i8042.nopnp mica.status=7"
 	expect linux-reaches-init "marker printed and status 7" \
 		test "$rc" = 7 -a -n "$(grep 'mica-linux: /init reached' "$OUT/linux-init.txt")"
+
+	# The same kernel as an uncompressed vmlinux: through its PVH entry note, and (notes
+	# stripped) through the 64-bit boot protocol with a built boot_params.
+	if [ -f build/linux/vmlinux ]; then
+		nopvh=$(mktemp /tmp/mica-vmlinux.XXXXXX)
+		objcopy --remove-section .notes build/linux/vmlinux "$nopvh"
+		for variant in pvh:build/linux/vmlinux 64bit:$nopvh; do
+			name=linux-vmlinux-${variant%%:*}
+			LIMIT=300 run_mica $name run --kernel "${variant#*:}" --initrd build/linux/initramfs.cpio.gz \
+				--mem 256M --cpus 2 --timeout 240 --cmdline "console=ttyS0 quiet loglevel=1 mica.status=9"
+			expect $name "a vmlinux ELF reaches /init and reports 9" \
+				test "$rc" = 9 -a -n "$(grep 'mica-linux: /init reached' "$OUT/$name.txt")"
+		done
+		rm -f "$nopvh"
+	else
+		fail linux-vmlinux "build/linux/vmlinux is missing: scripts/get-linux-guest did not extract it"
+	fi
 
 	# Linux drives every device, over each transport, with 1 and 2 vCPUs: rng, console (hvc0
 	# to stdout), blk (a pattern the host then finds in the image), balloon (the host inflates

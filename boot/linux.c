@@ -1,0 +1,155 @@
+/* What every way of booting Linux shares: the command line (with virtio_mmio.device= entries
+ * when there is no ACPI), the e820 map, the initrd's place, and the firmware tables (ACPI, or
+ * an MP table with --acpi off). boot_params for the 64-bit boot protocol (bzImage, vmlinux) is
+ * built here too; the PVH entry (pvh.c) hands the same facts over in hvm_start_info. */
+#include <asm/bootparam.h>
+#include <asm/e820.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acpi.h"
+#include "boot.h"
+#include "layout.h"
+#include "pci.h"
+#include "util.h"
+#include "vm.h"
+
+#define LOADER_UNDEFINED 0xff
+#define HEAP_END         0xfe00
+#define DEFAULT_CMDLINE_MAX 2047
+
+/* Calls add(addr, size, e820 type) for each range of the guest's memory map, in order. */
+void linux_memory_map(struct vm *vm, void (*add)(void *ctx, uint64_t addr, uint64_t size,
+						  uint32_t type), void *ctx)
+{
+	add(ctx, 0, EBDA_START, E820_RAM);
+	/* The BIOS area, where the ACPI tables are. */
+	add(ctx, EBDA_START, HIGH_MEM_START - EBDA_START, E820_RESERVED);
+	add(ctx, HIGH_MEM_START, guest_mem_low_end(&vm->mem) - HIGH_MEM_START, E820_RAM);
+	/* The ECAM window: reserved, as firmware reports it, so Linux accepts the MCFG. */
+	if (vm->pci)
+		add(ctx, PCI_ECAM_BASE, PCI_ECAM_BUS_SIZE, E820_RESERVED);
+	if (vm->mem.nregions > 1)
+		add(ctx, vm->mem.regions[1].gpa, vm->mem.regions[1].size, E820_RAM);
+}
+
+static void add_e820(void *ctx, uint64_t addr, uint64_t size, uint32_t type)
+{
+	struct boot_params *bp = ctx;
+
+	if (bp->e820_entries < E820_MAX_ENTRIES_ZEROPAGE)
+		bp->e820_table[bp->e820_entries++] = (struct boot_e820_entry){ addr, size, type };
+}
+
+int linux_write_cmdline(struct vm *vm, const char *user, size_t max, const char **why)
+{
+	size_t len = strlen(user) + 1 + (size_t)vm->nplatform_devs * 64, n;
+	char *s = malloc(len), *dst;
+
+	if (!s) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	n = snprintf(s, len, "%s", user);
+	/* Without ACPI, kernels built with VIRTIO_MMIO_CMDLINE_DEVICES find the devices here. */
+	for (int i = 0; i < vm->nplatform_devs && !vm->cfg.acpi; i++) {
+		const struct vm_platform_dev *d = &vm->platform_devs[i];
+
+		if (!strcmp(d->compatible, "virtio,mmio"))
+			n += snprintf(s + n, len - n, " virtio_mmio.device=%lluK@0x%llx:%u",
+				      (unsigned long long)d->size / 1024, (unsigned long long)d->base,
+				      d->gsi);
+	}
+	dst = gpa_range(&vm->mem, CMDLINE_ADDR, n + 1);
+	if (n > max || n >= CMDLINE_MAX || !dst) {
+		free(s);
+		*why = "the --cmdline string is longer than this kernel accepts";
+		return -E2BIG;
+	}
+	memcpy(dst, s, n + 1);
+	free(s);
+	return 0;
+}
+
+int linux_place_initrd(struct vm *vm, const struct boot_file *initrd, uint64_t kernel_end,
+		       uint64_t addr_max, uint64_t *addr, const char **why)
+{
+	uint64_t limit = MIN(addr_max + 1, guest_mem_low_end(&vm->mem));
+
+	if (initrd->size > limit || (*addr = ALIGN_DOWN(limit - initrd->size, 4096)) <
+					    ALIGN_UP(kernel_end, 4096)) {
+		*why = "the initrd does not fit in guest RAM beside the kernel: give more --mem";
+		return -ENOMEM;
+	}
+	memcpy(gpa_range(&vm->mem, *addr, initrd->size), initrd->data, initrd->size);
+	return 0;
+}
+
+int linux_firmware_tables(struct vm *vm, uint64_t *rsdp, const char **why)
+{
+	struct acpi_info info;
+
+	*rsdp = 0;
+	if (!vm->cfg.acpi)
+		return mptable_build(vm, why);
+	pci_mmio64_window(vm, &info.pci_mmio64_start, &info.pci_mmio64_end);
+	return acpi_build(vm, &info, rsdp, why);
+}
+
+int linux_boot_params(struct vm *vm, const struct setup_header *h, size_t hdr_len,
+		      const struct boot_file *initrd, const char *cmdline, uint64_t kernel_end,
+		      const char **why)
+{
+	struct boot_params *bp = gpa_range(&vm->mem, ZERO_PAGE_ADDR, sizeof(*bp));
+	uint64_t rsdp;
+	int err;
+
+	err = linux_write_cmdline(vm, cmdline, h->cmdline_size ? h->cmdline_size : 255, why);
+	if (err)
+		return err;
+	memset(bp, 0, sizeof(*bp));
+	/* The setup header as the image has it, then the fields a boot loader fills in. */
+	memcpy(&bp->hdr, h, MIN(hdr_len, sizeof(bp->hdr)));
+	bp->hdr.type_of_loader = LOADER_UNDEFINED;
+	bp->hdr.loadflags |= CAN_USE_HEAP;
+	bp->hdr.loadflags &= ~QUIET_FLAG;
+	bp->hdr.heap_end_ptr = HEAP_END - 0x200;
+	bp->hdr.cmd_line_ptr = CMDLINE_ADDR;
+	bp->ext_cmd_line_ptr = 0;
+	bp->hdr.vid_mode = 0xffff; /* "normal" */
+	bp->hdr.code32_start = HIGH_MEM_START;
+	if (initrd && initrd->data) {
+		uint64_t addr;
+
+		err = linux_place_initrd(vm, initrd, kernel_end, h->initrd_addr_max, &addr, why);
+		if (err)
+			return err;
+		bp->hdr.ramdisk_image = (uint32_t)addr;
+		bp->hdr.ramdisk_size = (uint32_t)initrd->size;
+		bp->ext_ramdisk_image = addr >> 32;
+		bp->ext_ramdisk_size = initrd->size >> 32;
+	}
+	linux_memory_map(vm, add_e820, bp);
+	err = linux_firmware_tables(vm, &rsdp, why);
+	if (err)
+		return err;
+	bp->acpi_rsdp_addr = rsdp;
+	return 0;
+}
+
+/* An uncompressed vmlinux has no setup header: this is the one a boot loader would have read
+ * from the matching bzImage, with the values that matter for a 64-bit entry. */
+void linux_default_setup_header(struct setup_header *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->boot_flag = 0xaa55;
+	memcpy(&h->header, "HdrS", 4);
+	h->version = 0x020f;
+	h->loadflags = LOADED_HIGH;
+	h->kernel_alignment = 0x200000;
+	h->initrd_addr_max = 0x7fffffff;
+	h->cmdline_size = DEFAULT_CMDLINE_MAX;
+	h->xloadflags = XLF_KERNEL_64;
+}
