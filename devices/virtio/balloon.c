@@ -27,6 +27,7 @@ struct virtio_balloon {
 	struct virtio_dev vdev;
 	struct virtio_balloon_config config;
 	struct virtq_req req;
+	uint32_t target_pages;      /* the host's: a guest write to num_pages is undone */
 	uint64_t inflated_pages;    /* given back to the host, net of deflation */
 	uint64_t bad_pfns;          /* PFNs outside guest RAM, ignored */
 	bool stats_held;            /* the driver's stats buffer, kept until we want new stats */
@@ -133,10 +134,16 @@ static void balloon_reset(struct virtio_dev *dev)
 	b->config.actual = 0;
 }
 
-/* The driver writes `actual`; the target (num_pages) is the host's. */
+/* The driver writes `actual`; everything else in the config is the host's. */
 static void balloon_config_written(struct virtio_dev *dev, uint32_t off, uint32_t len)
 {
-	(void)dev, (void)off, (void)len;
+	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
+	uint32_t actual = b->config.actual;
+
+	(void)off, (void)len;
+	memset(&b->config, 0, sizeof(b->config));
+	b->config.num_pages = b->target_pages;
+	b->config.actual = actual;
 }
 
 static const struct virtio_dev_ops balloon_ops = {
@@ -167,7 +174,8 @@ static int cmd_balloon(void *opaque, const char *args, char *out, size_t len)
 			snprintf(out, len, "give a target in MiB, at most the guest's RAM");
 			return -EINVAL;
 		}
-		b->config.num_pages = (uint32_t)(mib * MiB / PAGE_4K);
+		b->target_pages = (uint32_t)(mib * MiB / PAGE_4K);
+		b->config.num_pages = b->target_pages;
 		virtio_config_changed(dev);
 	}
 	snprintf(out, len, "target %llu MiB, guest reports %llu MiB in the balloon, %llu MiB "
