@@ -149,6 +149,8 @@ uint64_t cycles_to_ns(uint64_t c);    /* 0 if the TSC frequency is unknown */
 uint64_t ns_to_cycles(uint64_t ns);   /* uses a 3 GHz guess if unknown (only for timeouts) */
 /* hlt (with the LAPIC timer as a wake-up) until cond(arg) or timeout; true if cond. */
 bool wait_until(bool (*cond)(void *), void *arg, uint64_t timeout_ns);
+/* Waits (halting, so pending interrupts come in) until *counter differs from `from`. */
+bool wait_count(volatile unsigned *counter, unsigned from, uint64_t timeout_ns);
 void sleep_ns(uint64_t ns);
 
 /* ---- intr.c: IDT, LAPIC, IOAPIC ---- */

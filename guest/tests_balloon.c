@@ -69,16 +69,6 @@ static bool wait_used(struct virtq *vq, uint16_t n, uint64_t timeout_ns)
     return poll_until(used_n, &w, timeout_ns, 50 * MS);
 }
 
-struct count_wait {
-    volatile unsigned *counter;
-    unsigned from;
-};
-
-static bool count_moved(void *arg)
-{
-    struct count_wait *w = arg;
-    return *w->counter != w->from;
-}
 
 /* Sends PFNs pfns[0..n) on vq (inflate or deflate), PFNS_PER_BUF per buffer, and waits for all
  * of them to come back used. */
@@ -205,8 +195,8 @@ static enum test_result test_virtio_balloon(void)
     if (boot_source() == BOOT_FDT)
         CHECK(nonzero == 0, "%u of %u deflated pages still hold the guest's data: the host did not discard them",
               nonzero, m);
-    struct count_wait cw = {&d->used_irqs, used0}; /* a pending interrupt comes in while we wait */
-    CHECK(wait_until(count_moved, &cw, IO_TIMEOUT), "buffers were used but no used-buffer interrupt arrived");
+    /* a pending interrupt comes in while we wait */
+    CHECK(wait_count(&d->used_irqs, used0, IO_TIMEOUT), "buffers were used but no used-buffer interrupt arrived");
 
     /* A fresh stats buffer for the host's next request. */
     if (have_stats) {

@@ -279,23 +279,12 @@ static bool wait_used(struct virtq *vq, uint64_t timeout_ns)
     return poll_until(used_any, &w, timeout_ns, this_cpu() == 0 ? 20 * MS : 200000);
 }
 
-struct count_wait {
-    volatile unsigned *counter;
-    unsigned from;
-};
-
-static bool count_moved(void *arg)
-{
-    struct count_wait *w = arg;
-    return *w->counter != w->from;
-}
 
 /* Interrupts are taken only while a wait hlts (a wait whose condition already holds never
  * enables them): wait for the counter to move, which lets a pending interrupt in. */
 static bool got_irq(volatile unsigned *counter, unsigned from)
 {
-    struct count_wait w = {counter, from};
-    return wait_until(count_moved, &w, IO_TIMEOUT);
+    return wait_count(counter, from, IO_TIMEOUT);
 }
 
 /* One request, synchronously, in slot 0. Returns false on a timeout or a bad used entry

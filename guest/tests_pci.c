@@ -57,22 +57,7 @@ static void bad_request(struct vdev *d)
         vq_notify(vq);
 }
 
-struct count_wait {
-    volatile unsigned *counter;
-    unsigned from;
-};
 
-static bool count_moved(void *arg)
-{
-    struct count_wait *w = arg;
-    return *w->counter != w->from;
-}
-
-static bool wait_count(volatile unsigned *c, unsigned from, uint64_t timeout)
-{
-    struct count_wait w = {c, from};
-    return wait_until(count_moved, &w, timeout);
-}
 
 /* One request (rng: 64 random bytes; console: a line), completion seen by polling the used
  * ring; the caller checks the interrupt side. */

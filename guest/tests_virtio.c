@@ -47,22 +47,11 @@ static enum test_result used_timeout(struct virtq *vq, const char *what, unsigne
                      vdev_isr(d));
 }
 
-struct count_wait {
-    volatile unsigned *counter;
-    unsigned from;
-};
-
-static bool count_moved(void *arg)
-{
-    struct count_wait *w = arg;
-    return *w->counter != w->from;
-}
 
 /* The used-buffer interrupt follows the used idx update: wait for it (bounded). */
 static bool got_used_irq(struct vdev *d, unsigned irq0)
 {
-    struct count_wait w = {&d->used_irqs, irq0};
-    return wait_until(count_moved, &w, IO_TIMEOUT);
+    return wait_count(&d->used_irqs, irq0, IO_TIMEOUT);
 }
 
 /* One rng request of len bytes (direct, or indirect in nseg pieces); checks the used length
@@ -388,9 +377,9 @@ static enum test_result test_virtio_console_size(void)
     uint16_t c0, r0, c1, r1;
     con_size(d, &g0, &c0, &r0);
     printf("# virtio_console_size: initial %ux%u generation %u\n", c0, r0, g0);
-    struct count_wait w = {&d->config_irqs, d->config_irqs};
+    unsigned cfg0 = d->config_irqs;
     printf("# virtio_console_size: waiting for a resize\n");
-    bool got = wait_until(count_moved, &w, 30000 * MS);
+    bool got = wait_count(&d->config_irqs, cfg0, 30000 * MS);
     CHECK(got, "no configuration-change interrupt within 30 s (generation now %u)",
           vdev_generation(d));
     con_size(d, &g1, &c1, &r1);
@@ -585,8 +574,7 @@ static enum test_result test_virtio_event_idx(void)
             CHECK(poll_until(has_used, vq, IO_TIMEOUT, 1 * MS), "request %u of %u never used (used idx %u)", i + 1,
                   AHEAD, vq_used_idx(vq));
         } else {
-            struct count_wait w = {&d->used_irqs, irq0};
-            CHECK(wait_until(count_moved, &w, IO_TIMEOUT), "no interrupt after crossing used_event %u (used idx %u)",
+            CHECK(wait_count(&d->used_irqs, irq0, IO_TIMEOUT), "no interrupt after crossing used_event %u (used idx %u)",
                   (uint16_t)(base + AHEAD - 1), vq_used_idx(vq));
         }
         uint32_t got = 0;
@@ -636,8 +624,7 @@ static enum test_result hostile(const char *name, bool console, inject_fn inject
     unsigned cfg0 = victim->config_irqs;
     const char *what = inject(victim);
     CHECK(what, "could not build the bad request");
-    struct count_wait w = {&victim->config_irqs, cfg0};
-    bool got = wait_until(count_moved, &w, IO_TIMEOUT);
+    bool got = wait_count(&victim->config_irqs, cfg0, IO_TIMEOUT);
     uint8_t st = vdev_status(victim);
     printf("# %s: %s: Status 0x%x, InterruptStatus seen 0x%x\n", name, what, st, victim->isr_seen);
     CHECK(got, "%s: no configuration-change interrupt within 2 s (Status 0x%x)", what, st);

@@ -88,3 +88,15 @@ static bool never(void *arg)
 }
 
 void sleep_ns(uint64_t ns) { wait_until(never, NULL, ns); }
+
+static bool count_moved(void *arg)
+{
+    const unsigned *const *w = arg;
+    return *(volatile const unsigned *)w[0] != *w[1];
+}
+
+bool wait_count(volatile unsigned *counter, unsigned from, uint64_t timeout_ns)
+{
+    const unsigned *w[2] = {(const unsigned *)counter, &from};
+    return wait_until(count_moved, w, timeout_ns);
+}

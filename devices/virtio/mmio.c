@@ -26,12 +26,6 @@
 static const uint8_t slot_gsi[] = VIRTIO_MMIO_GSIS;
 #define MMIO_MAX_SLOTS (sizeof(slot_gsi) / sizeof(slot_gsi[0]))
 
-struct mmio_notify {
-	struct ev_handler h;
-	struct virtio_mmio *m;
-	int queue;
-};
-
 struct virtio_mmio {
 	struct virtio_dev *dev;
 	struct vm *vm;
@@ -45,7 +39,7 @@ struct virtio_mmio {
 	uint32_t guest_page_size;        /* legacy */
 	uint32_t queue_align[VIRTIO_MAX_QUEUES]; /* legacy */
 	uint32_t queue_pfn[VIRTIO_MAX_QUEUES];   /* legacy */
-	struct mmio_notify notify[VIRTIO_MAX_QUEUES];
+	struct virtio_kick notify[VIRTIO_MAX_QUEUES];
 };
 
 static void mmio_interrupt(struct virtio_dev *dev, int queue)
@@ -61,11 +55,8 @@ static void mmio_interrupt(struct virtio_dev *dev, int queue)
 static void mmio_drop_notifications(struct virtio_dev *dev)
 {
 	struct virtio_mmio *m = dev->transport_priv;
-	uint64_t n;
 
-	for (int q = 0; q < dev->ops->num_queues; q++)
-		if (m->notify[q].h.fn && read(m->notify[q].h.fd, &n, sizeof(n)) < 0)
-			continue; /* EAGAIN: nothing pending */
+	virtio_kicks_drop(m->notify, dev->ops->num_queues);
 }
 
 static const struct virtio_transport_ops mmio_transport_ops = {
@@ -260,40 +251,20 @@ static void mmio_write(void *opaque, uint64_t off, const void *data, uint32_t le
 
 static const struct bus_ops mmio_bus_ops = { .read = mmio_read, .write = mmio_write };
 
-static void on_notify(struct ev_handler *h, uint32_t events)
-{
-	struct mmio_notify *n = container_of(h, struct mmio_notify, h);
-	uint64_t count;
-
-	(void)events;
-	if (read(h->fd, &count, sizeof(count)) == sizeof(count))
-		virtio_queue_notified(n->m->dev, n->queue);
-}
-
 static int setup_notify(struct virtio_mmio *m, int q)
 {
-	struct mmio_notify *n = &m->notify[q];
 	struct kvm_ioeventfd io = {
 		.datamatch = q,
 		.addr = m->base + VIRTIO_MMIO_QUEUE_NOTIFY,
 		.len = 4,
 		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
 	};
-	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	int err = virtio_kick_init(&m->notify[q], m->dev, q);
 
-	if (fd < 0)
-		return -errno;
-	io.fd = fd;
-	if (ioctl(m->vm->vm_fd, KVM_IOEVENTFD, &io) < 0) {
-		int err = -errno;
-
-		close(fd);
+	if (err)
 		return err;
-	}
-	n->m = m;
-	n->queue = q;
-	n->h.fn = on_notify;
-	return evloop_add(&m->vm->loop, fd, EPOLLIN, &n->h);
+	io.fd = m->notify[q].h.fd;
+	return ioctl(m->vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
 }
 
 static void virtio_mmio_destroy(void *opaque)
@@ -301,8 +272,7 @@ static void virtio_mmio_destroy(void *opaque)
 	struct virtio_mmio *m = opaque;
 
 	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++)
-		if (m->notify[q].h.fn)
-			close(m->notify[q].h.fd);
+		virtio_kick_close(&m->notify[q]);
 	if (m->irqfd >= 0)
 		close(m->irqfd);
 	free(m);

@@ -42,9 +42,7 @@
 #define VPCI_LEGACY_BAR_SIZE 0x100
 
 struct vpci_notify {
-	struct ev_handler h;
-	struct virtio_pci *vp;
-	int queue;
+	struct virtio_kick kick;
 	uint64_t mmio_addr;   /* where the modern ioeventfd is registered, 0 if not */
 	uint64_t pio_addr;    /* where the legacy one is, 0 if not */
 };
@@ -84,11 +82,9 @@ static void vpci_interrupt(struct virtio_dev *dev, int queue)
 static void vpci_drop_notifications(struct virtio_dev *dev)
 {
 	struct virtio_pci *vp = dev->transport_priv;
-	uint64_t n;
 
 	for (int q = 0; q < dev->ops->num_queues; q++)
-		if (vp->notify[q].h.fn && read(vp->notify[q].h.fd, &n, sizeof(n)) < 0)
-			continue; /* EAGAIN: nothing pending */
+		virtio_kicks_drop(&vp->notify[q].kick, 1);
 }
 
 static const struct virtio_transport_ops vpci_transport_ops = {
@@ -389,24 +385,14 @@ static const struct bus_ops legacy_ops = { .read = legacy_read, .write = legacy_
 
 /* ---- notifications ---- */
 
-static void on_notify(struct ev_handler *h, uint32_t events)
-{
-	struct vpci_notify *n = container_of(h, struct vpci_notify, h);
-	uint64_t count;
-
-	(void)events;
-	if (read(h->fd, &count, sizeof(count)) == sizeof(count))
-		virtio_queue_notified(n->vp->dev, n->queue);
-}
-
 static int ioeventfd(struct virtio_pci *vp, struct vpci_notify *n, uint64_t addr, bool pio, bool assign)
 {
-	struct kvm_ioeventfd io = { .addr = addr, .fd = n->h.fd };
+	struct kvm_ioeventfd io = { .addr = addr, .fd = n->kick.h.fd };
 
 	if (pio || !vp->vm->caps.ioeventfd_no_length) {
 		/* The driver writes the queue index (16 bits) to the notify address. */
 		io.len = 2;
-		io.datamatch = n->queue;
+		io.datamatch = n->kick.queue;
 		io.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0);
 	}
 	/* len 0 otherwise: any write there, KVM's fast MMIO path. */
@@ -517,8 +503,7 @@ static void vpci_destroy(void *opaque)
 	struct virtio_pci *vp = opaque;
 
 	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++)
-		if (vp->notify[q].h.fn)
-			close(vp->notify[q].h.fd);
+		virtio_kick_close(&vp->notify[q].kick);
 	msix_destroy(&vp->msix);
 	free(vp);
 }
@@ -551,15 +536,7 @@ int virtio_pci_attach(struct vm *vm, struct virtio_dev *dev, bool transitional)
 		pci_dev_init(&vp->pdev, vm, VPCI_VENDOR, 0x1040 + id, class_of(id), 1, VPCI_VENDOR, 0x1100,
 			     &vpci_pci_ops, vp);
 	for (int q = 0; q < dev->ops->num_queues; q++) {
-		struct vpci_notify *n = &vp->notify[q];
-		int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-
-		if (fd < 0)
-			return -errno;
-		n->vp = vp;
-		n->queue = q;
-		n->h.fn = on_notify;
-		err = evloop_add(&vm->loop, fd, EPOLLIN, &n->h);
+		err = virtio_kick_init(&vp->notify[q].kick, dev, q);
 		if (err)
 			return err;
 	}

@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <linux/virtio_config.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -221,6 +224,49 @@ void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready)
 			virtio_dev_fail_locked(dev, why);
 	}
 	pthread_mutex_unlock(&dev->lock);
+}
+
+static void on_kick(struct ev_handler *h, uint32_t events)
+{
+	struct virtio_kick *k = container_of(h, struct virtio_kick, h);
+	uint64_t count;
+
+	(void)events;
+	if (read(h->fd, &count, sizeof(count)) == sizeof(count))
+		virtio_queue_notified(k->dev, k->queue);
+}
+
+int virtio_kick_init(struct virtio_kick *k, struct virtio_dev *dev, int q)
+{
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), err;
+
+	if (fd < 0)
+		return -errno;
+	k->dev = dev;
+	k->queue = q;
+	k->h.fn = on_kick;
+	err = evloop_add(&dev->vm->loop, fd, EPOLLIN, &k->h);
+	if (err) {
+		close(fd);
+		k->h.fn = NULL;
+	}
+	return err;
+}
+
+void virtio_kick_close(struct virtio_kick *k)
+{
+	if (k->h.fn)
+		close(k->h.fd);
+	k->h.fn = NULL;
+}
+
+void virtio_kicks_drop(struct virtio_kick *kicks, int n)
+{
+	uint64_t count;
+
+	for (int q = 0; q < n; q++)
+		if (kicks[q].h.fn && read(kicks[q].h.fd, &count, sizeof(count)) < 0)
+			continue; /* EAGAIN: nothing pending */
 }
 
 void virtio_queue_notified(struct virtio_dev *dev, int q)

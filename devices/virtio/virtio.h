@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "evloop.h"
 #include "virtq.h"
 
 struct vm;
@@ -50,6 +51,15 @@ struct virtio_transport_ops {
 	/* The device is being reset: drop queue notifications not yet handled, so a kick sent
 	 * before the reset is not taken for one sent during the next initialization. */
 	void (*drop_notifications)(struct virtio_dev *dev);
+};
+
+/* A queue's notification eventfd, watched by the event loop. The transport registers it with
+ * KVM as an ioeventfd at its notify address; a kick then reaches virtio_queue_notified()
+ * without any exit to mica's vCPU threads. */
+struct virtio_kick {
+	struct ev_handler h;        /* h.fn is set once the eventfd exists */
+	struct virtio_dev *dev;
+	int queue;
 };
 
 struct virtio_stats {
@@ -100,6 +110,12 @@ void virtio_config_read(struct virtio_dev *dev, uint32_t off, void *data, uint32
 void virtio_config_write(struct virtio_dev *dev, uint32_t off, const void *data, uint32_t len);
 /* Enables or disables a queue whose size and addresses the transport has set. */
 void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready);
+
+/* Creates queue q's kick eventfd and adds it to the VM's event loop. */
+int virtio_kick_init(struct virtio_kick *k, struct virtio_dev *dev, int q);
+void virtio_kick_close(struct virtio_kick *k);
+/* Drops kicks of the device's queues not yet handled (a transport's drop_notifications). */
+void virtio_kicks_drop(struct virtio_kick *kicks, int n);
 
 /* A queue notification arrived (event-loop thread). */
 void virtio_queue_notified(struct virtio_dev *dev, int q);

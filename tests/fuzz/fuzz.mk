@@ -24,7 +24,7 @@ FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 FUZZ_SRCS_fuzz_virtq      := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c
 FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/stubs.c \
 			     devices/virtio/virtq.c devices/virtio/virtio.c devices/virtio/rng.c \
-			     devices/virtio/console.c vmm/log.c
+			     devices/virtio/console.c vmm/log.c vmm/evloop.c
 
 .PHONY: fuzz fuzz-smoke fuzz-build
 define fuzz_link
