@@ -39,13 +39,30 @@ int boot_file_open(struct boot_file *f, const char *path, const char **why)
 		close(fd);
 		return -ENOEXEC;
 	}
-	p = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	err = -errno;
-	close(fd);
+	/* Read, not mapped: one large read beats a page fault per 4 KiB of a file on a network
+	 * or 9p file system, and the copy is unmapped as soon as the kernel is in guest RAM. */
+	p = mmap(NULL, st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED) {
+		err = -errno;
+		close(fd);
 		*why = strerror(-err);
 		return err;
 	}
+	for (off_t done = 0; done < st.st_size;) {
+		ssize_t n = read(fd, (uint8_t *)p + done, st.st_size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? -errno : -EIO;
+			*why = n < 0 ? strerror(errno) : "the file shrank while being read";
+			munmap(p, st.st_size);
+			close(fd);
+			return err;
+		}
+		done += n;
+	}
+	close(fd);
 	f->data = p;
 	f->size = st.st_size;
 	return 0;
