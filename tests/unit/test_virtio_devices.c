@@ -74,14 +74,7 @@ static void attach(struct virtio_dev *dev)
 /* Rings of queue n at 1 MiB * (n + 1), as a transport would have been told. */
 static void setup_queue(struct virtio_dev *dev, int n)
 {
-	uint64_t base = 0x100000ULL * (n + 1);
-
-	dev->queue_size[n] = QSIZE;
-	drv_init(&q[n], &vm.mem, QSIZE, base, base + 0x1000, base + 0x2000);
-	dev->vqs[n].desc_gpa = q[n].desc_gpa;
-	dev->vqs[n].avail_gpa = q[n].avail_gpa;
-	dev->vqs[n].used_gpa = q[n].used_gpa;
-	virtio_queue_set_ready(dev, n, true);
+	drv_attach_queue(dev, &q[n], &vm.mem, n, QSIZE);
 }
 
 static void set_features(struct virtio_dev *dev, uint64_t f)

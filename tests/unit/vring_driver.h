@@ -105,4 +105,21 @@ static inline uint16_t *drv_avail_event(struct drv *d)
 	return (uint16_t *)&d->used->ring[d->size];
 }
 
+/* With the virtio core: queue n's rings at 1 MiB * (n + 1), told to the device as a transport
+ * would, and enabled. */
+#ifdef MICA_VIRTIO_H
+static inline void drv_attach_queue(struct virtio_dev *dev, struct drv *d, struct guest_mem *mem,
+				    int n, uint16_t size)
+{
+	uint64_t base = 0x100000ULL * (n + 1);
+
+	dev->queue_size[n] = size;
+	drv_init(d, mem, size, base, base + 0x1000, base + 0x2000);
+	dev->vqs[n].desc_gpa = d->desc_gpa;
+	dev->vqs[n].avail_gpa = d->avail_gpa;
+	dev->vqs[n].used_gpa = d->used_gpa;
+	virtio_queue_set_ready(dev, n, true);
+}
+#endif
+
 #endif
