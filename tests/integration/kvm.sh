@@ -45,20 +45,8 @@ expect guest-two-cpus "status 0 and APIC IDs 0 and 1 reported" \
 # Input on stdin reaches the guest's UART receiver. The line is sent once the guest says it
 # listens: input that arrives earlier is flushed by the guest's own FIFO reset, as on hardware.
 name=guest-serial-input
-fifo=$(mktemp -u /tmp/mica-test.XXXXXX) && mkfifo "$fifo"  # not on 9p: it has no FIFOs
-timeout -k 5 120 "$MICA" run --kernel "$GUEST" --mem 64M --cmdline "tests=serial_input" \
-	<"$fifo" >"$OUT/$name.out" 2>"$OUT/$name.err" &
-pid=$!
-exec 9>"$fifo"
-for _ in $(seq 600); do
-	grep -q 'serial_input: waiting' "$OUT/$name.out" 2>/dev/null && break
-	sleep 0.1
-done
-printf 'mica-input-42\n' >&9
-wait $pid; rc=$?
-exec 9>&-
-rm -f "$fifo"
-tr -d '\r' <"$OUT/$name.out" >"$OUT/$name.txt"
+type_when "$name" 'serial_input: waiting' 'mica-input-42' \
+	run --kernel "$GUEST" --mem 64M --cmdline "tests=serial_input"
 expect $name "the guest echoes the line mica read from stdin" \
 	test "$rc" = 0 -a -n "$(grep '^# received: mica-input-42' "$OUT/$name.txt")"
 
@@ -123,20 +111,8 @@ done
 
 # virtio-console input: a line on mica's stdin reaches the guest through the receiveq.
 name=virtio-console-in
-fifo=$(mktemp -u /tmp/mica-test.XXXXXX) && mkfifo "$fifo"
-timeout -k 5 120 "$MICA" run --kernel "$GUEST" --mem 64M --console virtio \
-	--cmdline "tests=virtio_console_in" <"$fifo" >"$OUT/$name.out" 2>"$OUT/$name.err" &
-pid=$!
-exec 9>"$fifo"
-for _ in $(seq 600); do
-	grep -q 'virtio_console_in: waiting' "$OUT/$name.out" 2>/dev/null && break
-	sleep 0.1
-done
-printf 'through-the-receiveq\n' >&9
-wait $pid; rc=$?
-exec 9>&-
-rm -f "$fifo"
-tr -d '\r' <"$OUT/$name.out" >"$OUT/$name.txt"
+type_when "$name" 'virtio_console_in: waiting' 'through-the-receiveq' \
+	run --kernel "$GUEST" --mem 64M --console virtio --cmdline "tests=virtio_console_in"
 expect $name "the guest received the line through virtio-console" \
 	test "$rc" = 0 -a -n "$(grep '^# received: through-the-receiveq' "$OUT/$name.txt")"
 

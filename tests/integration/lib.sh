@@ -41,3 +41,23 @@ expect() {
 
 has()     { grep -q -- "$2" "$OUT/$1.txt"; }
 has_err() { grep -q -- "$2" "$OUT/$1.err"; }
+
+# type_when NAME PATTERN LINE [mica args...]: runs mica with stdin on a FIFO and writes LINE to
+# it once PATTERN shows on mica's stdout (input sent earlier would be flushed by the guest's own
+# device reset, as on hardware). Leaves output and $rc as run_mica does.
+type_when() {
+	local name=$1 pattern=$2 line=$3 fifo pid; shift 3
+	fifo=$(mktemp -u /tmp/mica-test.XXXXXX) && mkfifo "$fifo" # not on 9p: it has no FIFOs
+	timeout -k 5 "${LIMIT:-120}" "$MICA" "$@" <"$fifo" >"$OUT/$name.out" 2>"$OUT/$name.err" &
+	pid=$!
+	exec 9>"$fifo"
+	for _ in $(seq 600); do
+		grep -q -- "$pattern" "$OUT/$name.out" 2>/dev/null && break
+		sleep 0.1
+	done
+	printf '%s\n' "$line" >&9
+	wait $pid; rc=$?
+	exec 9>&-
+	rm -f "$fifo"
+	tr -d '\r' <"$OUT/$name.out" >"$OUT/$name.txt"
+}
