@@ -87,11 +87,30 @@ int linux_place_initrd(struct vm *vm, const struct boot_file *initrd, uint64_t k
 	return 0;
 }
 
+/* The BIOS reset vector (f000:fff0). With hardware-reduced ACPI and no EFI, Linux's default
+ * reboot ends in machine_real_restart(), a jump there in real mode; firmware would reset the
+ * machine, and so does this: out 0xcf9 <- 6, then hlt. */
+static void write_reset_vector(struct vm *vm)
+{
+	static const uint8_t stub[] = {
+		0xb0, 0x06,             /* mov al, 6 */
+		0xba, 0xf9, 0x0c,       /* mov dx, 0xcf9 */
+		0xee,                   /* out dx, al */
+		0xf4,                   /* hlt */
+		0xeb, 0xfd,             /* jmp back to hlt */
+	};
+	uint8_t *dst = gpa_range(&vm->mem, 0xffff0, sizeof(stub));
+
+	if (dst)
+		memcpy(dst, stub, sizeof(stub));
+}
+
 int linux_firmware_tables(struct vm *vm, uint64_t *rsdp, const char **why)
 {
 	struct acpi_info info;
 
 	*rsdp = 0;
+	write_reset_vector(vm);
 	if (!vm->cfg.acpi)
 		return mptable_build(vm, why);
 	pci_mmio64_window(vm, &info.pci_mmio64_start, &info.pci_mmio64_end);
