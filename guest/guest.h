@@ -268,11 +268,10 @@ uint64_t boot_rsdp(void);             /* PVH: the ACPI RSDP's address, else 0 */
 
 /* ---- tests_blk.c: virtio stopgaps shared with tests_balloon.c, until virtio.c / virtio_pci.c
  * provide them (PCI queue MSI-X vectors for devices the probe gives none, a device-config
- * write, a queue beyond VDEV_MAX_QUEUES) ---- */
+ * write) ---- */
 struct vdev;
 struct virtq;
 bool xvdev_ensure_queue_vectors(struct vdev *d, unsigned nqueues);
 void xvdev_config_write32(struct vdev *d, unsigned off, uint32_t v);
-bool xvq_setup(struct vdev *d, struct virtq *vq, unsigned q, uint16_t num);
 
 #endif

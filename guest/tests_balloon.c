@@ -8,8 +8,7 @@
  * total-memory, available-memory) and waits up to 60 s for the host to hand it back (mica does
  * on `balloon-stats`); deflates half, writes `actual` again, and (mica) checks that the
  * deflated pages read zero: the host discarded them. A fresh stats buffer goes out at the end.
- * The queue setup beyond VDEV_MAX_QUEUES, the config write and the PCI queue vectors use the
- * stopgaps in tests_blk.c. */
+ * The config write and the PCI queue vectors use the stopgaps in tests_blk.c. */
 #include "virtio.h"
 
 #define MS 1000000UL
@@ -110,7 +109,6 @@ static enum test_result test_virtio_balloon(void)
     struct vdev *d = virtio_find(VIRTIO_ID_BALLOON, 0);
     if (!d)
         return test_skip("no virtio-balloon device (mica --balloon --control SOCK)");
-    static struct virtq statsq;
     uint8_t *mem = alloc_pages(TOUCH_PAGES);
     uint32_t *pfns = alloc_pages(TOUCH_PAGES * 4 / PAGE_SIZE);
     struct balloon_stat *stats = alloc_pages(1);
@@ -128,9 +126,9 @@ static enum test_result test_virtio_balloon(void)
     bool have_stats = d->features & BIT64(BALLOON_F_STATS_VQ);
     CHECK(vq_setup(d, 0, 0) && vq_setup(d, 1, 0), "inflate/deflate queue setup failed");
     if (have_stats)
-        CHECK(xvq_setup(d, &statsq, 2, 0), "stats queue setup failed");
+        CHECK(vq_setup(d, 2, 0), "stats queue setup failed");
     vdev_driver_ok(d);
-    struct virtq *inflq = &d->vq[0], *deflq = &d->vq[1];
+    struct virtq *inflq = &d->vq[0], *deflq = &d->vq[1], *statsq = &d->vq[2];
     printf("# virtio_balloon: %s, features offered 0x%lx, acked 0x%lx; touched %u MiB at 0x%lx in %lu ms\n",
            vdev_transport_name(d), d->offered, d->features, TOUCH_PAGES / 256, virt_to_phys(mem),
            touch_ns / 1000000);
@@ -166,14 +164,14 @@ static enum test_result test_virtio_balloon(void)
         uint64_t fb, tb;
         uint32_t len = fill_stats(stats, &fb, &tb);
         struct vbuf b = {virt_to_phys(stats), len};
-        CHECK(vq_add(&statsq, &b, 1, 0, stats, false) >= 0, "stats queue: no room");
-        vq_kick(&statsq);
+        CHECK(vq_add(statsq, &b, 1, 0, stats, false) >= 0, "stats queue: no room");
+        vq_kick(statsq);
         printf("# virtio_balloon: stats sent: free-memory %lu total-memory %lu available-memory %lu\n", fb, tb, fb);
-        CHECK(wait_used(&statsq, 1, HOST_TIMEOUT), "the stats buffer did not come back within 60 s (the host's "
+        CHECK(wait_used(statsq, 1, HOST_TIMEOUT), "the stats buffer did not come back within 60 s (the host's "
               "balloon-stats returns it)");
         void *tok;
         uint32_t ulen;
-        CHECK(vq_pop(&statsq, &tok, &ulen) && tok == stats, "stats queue: bad used entry");
+        CHECK(vq_pop(statsq, &tok, &ulen) && tok == stats, "stats queue: bad used entry");
         printf("# virtio_balloon: the host asked for new stats\n");
     } else {
         printf("# virtio_balloon: VIRTIO_BALLOON_F_STATS_VQ not offered\n");
@@ -202,8 +200,8 @@ static enum test_result test_virtio_balloon(void)
     if (have_stats) {
         uint64_t fb, tb;
         struct vbuf b = {virt_to_phys(stats), fill_stats(stats, &fb, &tb)};
-        CHECK(vq_add(&statsq, &b, 1, 0, stats, false) >= 0, "stats queue: no room");
-        vq_kick(&statsq);
+        CHECK(vq_add(statsq, &b, 1, 0, stats, false) >= 0, "stats queue: no room");
+        vq_kick(statsq);
     }
     return TEST_PASS;
 }

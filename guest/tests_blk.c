@@ -11,8 +11,7 @@
  *
  * Stopgaps (until guest/virtio.c and virtio_pci.c cover them; declared in guest.h): the probe
  * gives block and balloon devices no queue MSI-X vectors (it sizes them by its nqueues, which
- * only rng and console get), there is no device-config write, and vq_setup stops at
- * VDEV_MAX_QUEUES (2; the balloon's stats queue is queue 2). */
+ * only rng and console get), and there is no device-config write. */
 #include "pci.h"
 #include "virtio.h"
 
@@ -137,44 +136,6 @@ void xvdev_config_write32(struct vdev *d, unsigned off, uint32_t v)
         outl((uint16_t)(d->io + VPCI_L_CONFIG(d->irq_mode == VDEV_IRQ_MSIX) + off), v);
         break;
     }
-}
-
-/* vq_setup for a queue index beyond VDEV_MAX_QUEUES, into a virtq the caller owns (same ring
- * layout and the same transport activation as vq_setup). */
-bool xvq_setup(struct vdev *d, struct virtq *vq, unsigned q, uint16_t num)
-{
-    d->ops->queue_select(d, q);
-    uint32_t max = d->ops->queue_max(d);
-    if (max == 0) {
-        printf("# virtio: queue %u: maximum size 0 (no such queue)\n", q);
-        return false;
-    }
-    if (num == 0)
-        num = (uint16_t)(max < VQ_MAX_SIZE ? max : VQ_MAX_SIZE);
-    if (num > max || num > VQ_MAX_SIZE || (num & (num - 1)))
-        return false;
-    size_t avail_off = 16u * num, used_off = ALIGN_UP(avail_off + 6 + 2u * num, (size_t)VQ_RING_ALIGN);
-    size_t total = ALIGN_UP(used_off + 6 + 8u * num, (size_t)PAGE_SIZE);
-    uint8_t *mem = alloc_aligned(total, VQ_RING_ALIGN);
-    if (!mem)
-        return false;
-    memset(vq, 0, sizeof(*vq));
-    vq->dev = d;
-    vq->index = q;
-    vq->num = num;
-    vq->desc = (struct vring_desc *)mem;
-    vq->avail = (struct vring_avail *)(mem + avail_off);
-    vq->used = (struct vring_used *)(mem + used_off);
-    vq->event_idx = d->features & BIT64(VIRTIO_F_EVENT_IDX);
-    vq->indirect_ok = d->features & BIT64(VIRTIO_F_INDIRECT_DESC);
-    for (uint16_t i = 0; i < num; i++)
-        vq->desc[i].next = (uint16_t)(i + 1);
-    vq->num_free = num;
-    if (!d->ops->queue_activate(d, vq)) {
-        vq->num = 0;
-        return false;
-    }
-    return true;
 }
 
 /* ---- buffers: allocated once (first touches are slow under nested emulation) ---- */

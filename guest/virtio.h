@@ -119,7 +119,7 @@ struct virtq {
     void *token[VQ_MAX_SIZE];
 };
 
-#define VDEV_MAX_QUEUES 2
+#define VDEV_MAX_QUEUES 4 /* console 2, balloon 3 (with stats), blk up to 4 */
 #define VDEV_MAX_VECTORS (VDEV_MAX_QUEUES + 1) /* MSI-X: entry 0 config, 1 + q queue q */
 
 /* ---- virtio-pci (virtio 1.1, 4.1) ---- */
