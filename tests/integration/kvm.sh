@@ -189,9 +189,12 @@ if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 		sock=$(mktemp -u /tmp/mica-ctl.XXXXXX)
 		# net: the guest takes a DHCP lease from slirp, talks TCP to a server here (slirp's
 		# 10.0.2.2 is this host's loopback) and answers on port 8080, forwarded from here.
-		tcp_port=$((20000 + RANDOM % 10000)) fwd_port=$((30000 + RANDOM % 10000))
-		python3 tests/integration/tcpserve.py $tcp_port "$OUT/$name.tcp" &
+		fwd_port=$((30000 + RANDOM % 10000))
+		rm -f "$OUT/$name.port" "$OUT/$name.tcp"
+		python3 tests/integration/tcpserve.py "$OUT/$name.port" "$OUT/$name.tcp" &
 		spid=$!
+		for _ in $(seq 300); do [ -s "$OUT/$name.port" ] && break; sleep 0.1; done
+		tcp_port=$(cat "$OUT/$name.port" 2>/dev/null)
 		timeout -k 5 300 "$MICA" run --kernel build/linux/vmlinuz --initrd build/linux/initramfs.cpio.gz \
 			--mem 256M --cpus $cpus --transport $transport --rng --console virtio --balloon \
 			--disk "$img" --net user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080 --control "$sock" \
@@ -210,6 +213,7 @@ if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 		tr -d '\r' <"$OUT/$name.out" >"$OUT/$name.txt"
 		expect $name "all device checks passed in the guest (status 0)" \
 			test "$rc" = 0 -a -n "$(grep 'mica-linux: 0 check(s) failed' "$OUT/$name.txt")"
+		grep 'mica-linux: not ok' "$OUT/$name.txt" | sed 's/^/# /'
 		for t in cpus rng console blk net balloon; do
 			expect "$name-$t" "the guest's $t check" has $name "mica-linux: ok $t"
 		done
