@@ -266,12 +266,4 @@ unsigned boot_cpus(void);             /* >= 1 */
 bool boot_cpu_apic_id(unsigned cpu, uint32_t *apic_id); /* PVH: cpu 0 only, after bsp_apic_id */
 uint64_t boot_rsdp(void);             /* PVH: the ACPI RSDP's address, else 0 */
 
-/* ---- tests_blk.c: virtio stopgaps shared with tests_balloon.c, until virtio.c / virtio_pci.c
- * provide them (PCI queue MSI-X vectors for devices the probe gives none, a device-config
- * write) ---- */
-struct vdev;
-struct virtq;
-bool xvdev_ensure_queue_vectors(struct vdev *d, unsigned nqueues);
-void xvdev_config_write32(struct vdev *d, unsigned off, uint32_t v);
-
 #endif

@@ -73,71 +73,6 @@ struct blk_slot {
     uint32_t nsec;
 };
 
-/* ---- stopgaps shared with tests_balloon.c ---- */
-
-static void xmsix_irq(unsigned vector, void *ctx);
-
-struct xvec_ctx {
-    struct vdev *d;
-    unsigned entry;
-};
-
-/* PCI with MSI-X: make sure the queue entries 1 .. nqueues (those queue_entry() in virtio_pci.c
- * picks: 1 + q while it fits in the table and VDEV_MAX_VECTORS, else 1) have a CPU vector and a
- * programmed, unmasked table entry. The probe only did this for rng and console. */
-bool xvdev_ensure_queue_vectors(struct vdev *d, unsigned nqueues)
-{
-    static struct xvec_ctx ctxs[16];
-    static unsigned nctx;
-    if (!vdev_is_pci(d) || d->irq_mode != VDEV_IRQ_MSIX || !d->msix_table)
-        return true;
-    for (unsigned e = 1; e <= nqueues && e < VDEV_MAX_VECTORS && e < d->msix_nvec; e++) {
-        if (d->msix_vec[e] >= 0)
-            continue;
-        int v = irq_alloc_vector();
-        if (v < 0 || nctx == ARRAY_SIZE(ctxs))
-            return false;
-        ctxs[nctx] = (struct xvec_ctx){d, e};
-        irq_register((unsigned)v, xmsix_irq, &ctxs[nctx++]);
-        d->msix_vec[e] = v;
-        uintptr_t t = d->msix_table + e * PCI_MSIX_ENTRY_SIZE;
-        mmio_write32(t + 0, 0xfee00000u | (bsp_apic_id & 0xff) << 12); /* physical, dest = BSP */
-        mmio_write32(t + 4, 0);
-        mmio_write32(t + 8, (uint32_t)v);                                 /* fixed, edge */
-        mmio_write32(t + PCI_MSIX_ENTRY_CTRL, 0);                         /* unmasked */
-    }
-    return true;
-}
-
-/* As virtio_pci.c's handler for a queue entry: count only. */
-static void xmsix_irq(unsigned vector, void *ctx)
-{
-    (void)vector;
-    struct xvec_ctx *c = ctx;
-    struct vdev *d = c->d;
-    d->irq_cpu = this_cpu();
-    d->irqs++;
-    d->vec_irqs[c->entry]++;
-    d->used_irqs++;
-}
-
-/* A 32-bit write to the device-specific configuration, on any transport. */
-void xvdev_config_write32(struct vdev *d, unsigned off, uint32_t v)
-{
-    switch (d->kind) {
-    case VDEV_MMIO:
-    case VDEV_MMIO_LEGACY:
-        mmio_write32(d->base + VIRTIO_MMIO_CONFIG + off, v);
-        break;
-    case VDEV_PCI:
-        mmio_write32(d->devcfg + off, v);
-        break;
-    case VDEV_PCI_LEGACY:
-        outl((uint16_t)(d->io + VPCI_L_CONFIG(d->irq_mode == VDEV_IRQ_MSIX) + off), v);
-        break;
-    }
-}
-
 /* ---- buffers: allocated once (first touches are slow under nested emulation) ---- */
 
 static struct blk_slot slots[NSLOTS];
@@ -381,10 +316,6 @@ static bool stream_run(struct stream *st)
 
 static bool blk_up(struct vdev *d, uint64_t want, unsigned nq)
 {
-    if (!xvdev_ensure_queue_vectors(d, nq)) {
-        printf("# virtio-blk: no MSI-X vectors for %u queue(s)\n", nq);
-        return false;
-    }
     vdev_begin(d);
     if (!vdev_set_features(d, d->offered & (want | BIT64(VIRTIO_F_VERSION_1)))) {
         printf("# virtio-blk: features 0x%lx refused\n", d->offered & want);

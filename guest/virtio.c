@@ -99,6 +99,17 @@ static uint32_t mmio_config_read(struct vdev *d, unsigned off, unsigned width)
     return width == 1 ? mmio_read8(a) : width == 2 ? mmio_read16(a) : mmio_read32(a);
 }
 
+static void mmio_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v)
+{
+    uintptr_t a = d->base + VIRTIO_MMIO_CONFIG + off;
+    if (width == 1)
+        mmio_write8(a, (uint8_t)v);
+    else if (width == 2)
+        mmio_write16(a, (uint16_t)v);
+    else
+        mmio_write32(a, v);
+}
+
 static uint32_t mmio_isr(struct vdev *d) { return vdev_read(d, VIRTIO_MMIO_INTERRUPT_STATUS); }
 static void mmio_isr_ack(struct vdev *d, uint32_t bits) { vdev_write(d, VIRTIO_MMIO_INTERRUPT_ACK, bits); }
 
@@ -109,7 +120,7 @@ static void mmio_isr_ack(struct vdev *d, uint32_t bits) { vdev_write(d, VIRTIO_M
         .feature_select = mmio_feature_select, .feature_word = mmio_feature_word,                    \
         .queue_select = mmio_queue_select, .queue_max = mmio_queue_max, .queue_live = mmio_queue_live, \
         .queue_activate = mmio_queue_activate, .notify = mmio_notify, .generation = gen,             \
-        .config_read = mmio_config_read, .isr = mmio_isr, .isr_ack = mmio_isr_ack,                   \
+        .config_read = mmio_config_read, .config_write = mmio_config_write, .isr = mmio_isr, .isr_ack = mmio_isr_ack,                   \
     }
 static const struct vdev_ops mmio_ops = MMIO_OPS("mmio", false, mmio_generation);
 static const struct vdev_ops mmio_legacy_ops = MMIO_OPS("mmio-legacy", true, NULL);
@@ -197,6 +208,7 @@ unsigned virtio_count(void)
 const char *vdev_transport_name(const struct vdev *d) { return d->ops->name; }
 uint8_t vdev_status(const struct vdev *d) { return d->ops->get_status((struct vdev *)d); }
 uint32_t vdev_config_read(struct vdev *d, unsigned off, unsigned width) { return d->ops->config_read(d, off, width); }
+void vdev_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v) { d->ops->config_write(d, off, width, v); }
 bool vdev_has_generation(const struct vdev *d) { return d->ops->generation != NULL; }
 uint32_t vdev_generation(struct vdev *d) { return d->ops->generation ? d->ops->generation(d) : 0; }
 uint32_t vdev_isr(struct vdev *d) { return d->ops->isr(d); }

@@ -188,6 +188,7 @@ struct vdev_ops {
     void (*notify)(struct virtq *vq);
     uint32_t (*generation)(struct vdev *d);          /* NULL: none */
     uint32_t (*config_read)(struct vdev *d, unsigned off, unsigned width);
+    void (*config_write)(struct vdev *d, unsigned off, unsigned width, uint32_t v);
     uint32_t (*isr)(struct vdev *d);                 /* PCI: reading clears (and lowers INTx) */
     void (*isr_ack)(struct vdev *d, uint32_t bits);  /* NULL: the read acked */
     void (*begin)(struct vdev *d);                   /* NULL or: after DRIVER (config vector) */
@@ -245,6 +246,7 @@ const char *virtio_dev_name(uint32_t id);
 
 /* Transport-independent register access (for tests). */
 uint32_t vdev_config_read(struct vdev *d, unsigned off, unsigned width); /* device config */
+void vdev_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v);
 bool vdev_has_generation(const struct vdev *d);
 uint32_t vdev_generation(struct vdev *d);            /* 0 without one */
 uint32_t vdev_isr(struct vdev *d);                   /* PCI: the read clears it */

@@ -97,6 +97,17 @@ static uint32_t m_config_read(struct vdev *d, unsigned off, unsigned width)
     return width == 1 ? mmio_read8(a) : width == 2 ? mmio_read16(a) : mmio_read32(a);
 }
 
+static void m_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v)
+{
+    uintptr_t a = d->devcfg + off;
+    if (width == 1)
+        mmio_write8(a, (uint8_t)v);
+    else if (width == 2)
+        mmio_write16(a, (uint16_t)v);
+    else
+        mmio_write32(a, v);
+}
+
 static uint32_t m_isr(struct vdev *d) { return mmio_read8(d->isr_addr); }
 
 static void m_begin(struct vdev *d)
@@ -114,7 +125,8 @@ static const struct vdev_ops pci_modern_ops = {
     .device_features = m_device_features, .driver_features = m_driver_features,
     .feature_select = m_feature_select, .feature_word = m_feature_word, .queue_select = m_queue_select,
     .queue_max = m_queue_max, .queue_live = m_queue_live, .queue_activate = m_queue_activate,
-    .notify = m_notify, .generation = m_generation, .config_read = m_config_read, .isr = m_isr,
+    .notify = m_notify, .generation = m_generation, .config_read = m_config_read,
+    .config_write = m_config_write, .isr = m_isr,
     .begin = m_begin,
 };
 
@@ -159,6 +171,17 @@ static uint32_t l_config_read(struct vdev *d, unsigned off, unsigned width)
     return width == 1 ? inb(p) : width == 2 ? inw(p) : inl(p);
 }
 
+static void l_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v)
+{
+    uint16_t p = (uint16_t)(d->io + VPCI_L_CONFIG(d->irq_mode == VDEV_IRQ_MSIX) + off);
+    if (width == 1)
+        outb(p, (uint8_t)v);
+    else if (width == 2)
+        outw(p, (uint16_t)v);
+    else
+        outl(p, v);
+}
+
 static uint32_t l_isr(struct vdev *d) { return inb((uint16_t)(d->io + VPCI_L_ISR)); }
 
 static void l_begin(struct vdev *d)
@@ -176,7 +199,8 @@ static const struct vdev_ops pci_legacy_ops = {
     .device_features = l_device_features, .driver_features = l_driver_features,
     .feature_select = l_feature_select, .feature_word = l_feature_word, .queue_select = l_queue_select,
     .queue_max = l_queue_max, .queue_live = l_queue_live, .queue_activate = l_queue_activate,
-    .notify = l_notify, .generation = NULL, .config_read = l_config_read, .isr = l_isr, .begin = l_begin,
+    .notify = l_notify, .generation = NULL, .config_read = l_config_read,
+    .config_write = l_config_write, .isr = l_isr, .begin = l_begin,
 };
 
 /* ---- interrupts ---- */
@@ -414,7 +438,7 @@ static bool setup_one(struct vdev *d, struct pci_func *f)
         }
     }
     if (d->msix_table) {
-        for (unsigned e = 0; e < VDEV_MAX_VECTORS && e < d->msix_nvec && e <= d->nqueues; e++) {
+        for (unsigned e = 0; e < VDEV_MAX_VECTORS && e < d->msix_nvec && e <= d->hw_queues; e++) {
             int v = irq_alloc_vector();
             if (v < 0 || nvec_ctxs == ARRAY_SIZE(vec_ctxs))
                 break;
