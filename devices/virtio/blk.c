@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,10 +42,20 @@
 #define BLK_QUEUE_SIZE     256
 #define BLK_SEG_MAX        126          /* data segments per request (seg_max) */
 #define BLK_SIZE_MAX       (1U << 20)   /* bytes per data segment (size_max) */
-#define BLK_DWZ_MAX_SEG    BLK_IO_MAX_RANGES
+#define BLK_DWZ_MAX_SEG    8            /* ranges per discard / write-zeroes request */
 #define BLK_DWZ_MAX_SECTORS (1U << 22)  /* 2 GiB per discard / write-zeroes range */
 #define BLK_DISCARD_ALIGN  8            /* sectors: 4 KiB, the usual file system block */
 #define IO_ERRORS_LOGGED   10
+
+#define WZ_CHUNK           (64U << 10)  /* bytes of b->zeros: one iovec of a zero write */
+
+_Static_assert(2 * BLK_DWZ_MAX_SEG <= BLK_IO_MAX_RANGES, "punch + allocate per range must fit");
+
+/* How WRITE_ZEROES without UNMAP zeroes a range while keeping it allocated. Learned from the
+ * image's file system, once, on the first EOPNOTSUPP, and never undone: tmpfs cannot
+ * FALLOC_FL_ZERO_RANGE but punches holes (then fallocate re-allocates the range); 9p does
+ * neither, and gets plain writes from a shared read-only zero mapping. */
+enum wz_method { WZ_ZERO_RANGE, WZ_PUNCH_ALLOCATE, WZ_WRITE };
 
 #define HDR_SIZE sizeof(struct virtio_blk_outhdr)
 #define DWZ_SIZE sizeof(struct virtio_blk_discard_write_zeroes)
@@ -58,8 +69,15 @@ struct blk_slot {
 	uint32_t type;
 	uint16_t head;
 	uint8_t q;
-	struct blk_io_range ranges[BLK_DWZ_MAX_SEG];
+	struct blk_io_range ranges[BLK_IO_MAX_RANGES];
 	struct iovec iov[BLK_SEG_MAX];
+	/* WRITE_ZEROES without UNMAP: the guest's ranges, and how far they are done. */
+	struct blk_io_range wz[BLK_DWZ_MAX_SEG];
+	uint8_t nwz;
+	uint8_t wz_method;           /* enum wz_method this request now uses */
+	uint8_t wz_next;             /* WZ_WRITE: the range being written */
+	uint64_t wz_done;            /* WZ_WRITE: bytes of it written */
+	uint64_t wz_chunk;           /* WZ_WRITE: bytes of the write in flight */
 };
 
 struct blk_queue {
@@ -87,6 +105,9 @@ struct virtio_blk {
 	struct virtq_req req;
 	struct virtio_blk_stats stats;
 	unsigned long io_errors_logged;
+	enum wz_method wz_method;
+	const void *zeros;           /* WZ_CHUNK read-only zero bytes, mapped on first use */
+	bool resubmit;               /* a completion queued its request's next step */
 };
 
 #define STAT(b, field, n) atomic_fetch_add_explicit(&(b)->stats.field, (n), memory_order_relaxed)
@@ -233,6 +254,7 @@ static struct blk_slot *slot_get(struct virtio_blk *b, int q, const struct virtq
 	s->type = type;
 	s->used = 1;
 	s->bytes = 0;
+	s->nwz = 0;
 	memset(&s->io, 0, sizeof(s->io));
 	s->io.fd = b->fd;
 	return s;
@@ -311,6 +333,8 @@ static int do_rw(struct virtio_blk *b, int q, const struct virtq_req *req, uint8
 	return REQ_QUEUED;
 }
 
+static void wz_prepare(struct virtio_blk *b, struct blk_slot *s);
+
 static int do_discard_wz(struct virtio_blk *b, int q, const struct virtq_req *req,
 			 uint8_t *status, uint32_t type)
 {
@@ -368,13 +392,103 @@ static int do_discard_wz(struct virtio_blk *b, int q, const struct virtq_req *re
 	if (!nr)
 		return finish(b, q, req, status, VIRTIO_BLK_S_OK, 1, NULL);
 	s = slot_get(b, q, req, status, type);
-	memcpy(s->ranges, ranges, sizeof(ranges[0]) * (size_t)nr);
-	s->io.op = BLK_IO_FALLOCATE;
-	s->io.ranges = s->ranges;
-	s->io.nranges = nr;
-	s->io.sync_after = !b->wce;
+	if (discard) {
+		memcpy(s->ranges, ranges, sizeof(ranges[0]) * (size_t)nr);
+		s->io.op = BLK_IO_FALLOCATE;
+		s->io.ranges = s->ranges;
+		s->io.nranges = nr;
+		s->io.sync_after = !b->wce;
+	} else {
+		memcpy(s->wz, ranges, sizeof(ranges[0]) * (size_t)nr);
+		s->nwz = (uint8_t)nr;
+		s->wz_method = (uint8_t)b->wz_method;
+		s->wz_next = 0;
+		s->wz_done = 0;
+		wz_prepare(b, s);
+	}
 	blk_io_queue(b->io, &s->io);
 	return REQ_QUEUED;
+}
+
+/* Turns a write-zeroes request's ranges into the backend operation of its method: fallocate
+ * ranges (ZERO_RANGE; or punch-hole then allocate), or the next write of zeroes. An UNMAP
+ * range is a punched hole while the file system can punch. */
+static void wz_prepare(struct virtio_blk *b, struct blk_slot *s)
+{
+	int n = 0;
+
+	s->io = (struct blk_io_req){ .fd = b->fd, .sync_after = !b->wce };
+	if (s->wz_method == WZ_WRITE) {
+		const struct blk_io_range *r = &s->wz[s->wz_next];
+		uint64_t len = MIN(r->len - s->wz_done, (uint64_t)BLK_SEG_MAX * WZ_CHUNK);
+
+		for (uint64_t at = 0; at < len; at += WZ_CHUNK)
+			s->iov[n++] = (struct iovec){ (void *)b->zeros, MIN(WZ_CHUNK, len - at) };
+		s->io.op = BLK_IO_WRITE;
+		s->io.off = r->off + s->wz_done;
+		s->io.iov = s->iov;
+		s->io.niov = n;
+		s->io.len = len;
+		s->io.rw_flags = b->wce ? 0 : RWF_DSYNC;
+		s->io.fd = pick_fd(b, s);
+		s->wz_chunk = len;
+		return;
+	}
+	for (int i = 0; i < s->nwz; i++) {
+		const struct blk_io_range *r = &s->wz[i];
+
+		if (s->wz_method == WZ_ZERO_RANGE || (r->mode & FALLOC_FL_PUNCH_HOLE)) {
+			s->ranges[n++] = *r;
+		} else {
+			s->ranges[n++] = (struct blk_io_range){ r->off, r->len,
+								FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE };
+			s->ranges[n++] = (struct blk_io_range){ r->off, r->len, 0 };
+		}
+	}
+	s->io.op = BLK_IO_FALLOCATE;
+	s->io.ranges = s->ranges;
+	s->io.nranges = n;
+}
+
+/* A write-zeroes step completed. Returns true when the request goes on (queued again, for
+ * the caller to submit): after EOPNOTSUPP with the next method, or with its next write. */
+static bool wz_continue(struct virtio_blk *b, struct blk_slot *s)
+{
+	static const char *const method_name[] = { "fallocate zero-range", "punch-hole + allocate",
+						   "writes of zeroes" };
+
+	if (!s->nwz || !b->vdev.vqs[s->q].ready)
+		return false;
+	if (s->io.res == -EOPNOTSUPP && s->wz_method < WZ_WRITE) {
+		if (b->wz_method <= s->wz_method) {
+			b->wz_method = s->wz_method + 1;
+			pr_debug("virtio-blk %s: write-zeroes by %s", b->path, method_name[b->wz_method]);
+		}
+		if (b->wz_method == WZ_WRITE && !b->zeros) {
+			void *z = mmap(NULL, WZ_CHUNK, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			if (z == MAP_FAILED)
+				return false;
+			b->zeros = z;
+		}
+		s->wz_method = (uint8_t)b->wz_method;
+		s->wz_next = 0;
+		s->wz_done = 0;
+	} else if (!s->io.res && s->wz_method == WZ_WRITE) {
+		s->wz_done += s->wz_chunk;
+		if (s->wz_done == s->wz[s->wz_next].len) {
+			s->wz_next++;
+			s->wz_done = 0;
+		}
+		if (s->wz_next == s->nwz)
+			return false;
+	} else {
+		return false;
+	}
+	wz_prepare(b, s);
+	blk_io_queue(b->io, &s->io);
+	b->resubmit = true;
+	return true;
 }
 
 static int handle_request(struct virtio_blk *b, int q, struct virtq_req *req)
@@ -486,6 +600,8 @@ static void blk_complete(void *arg, struct blk_io_req *r)
 	uint8_t st = VIRTIO_BLK_S_OK;
 	uint32_t used = s->used;
 
+	if (wz_continue(b, s))
+		return;
 	if (r->res) {
 		bool dwz = s->type == VIRTIO_BLK_T_DISCARD || s->type == VIRTIO_BLK_T_WRITE_ZEROES;
 
@@ -527,6 +643,10 @@ static void blk_ready(void *opaque)
 
 	pthread_mutex_lock(&dev->lock);
 	blk_io_reap(b->io, blk_complete, b);
+	if (b->resubmit) {
+		b->resubmit = false;
+		blk_io_submit(b->io);
+	}
 	for (int q = 0; q < b->ops.num_queues; q++) {
 		if (!b->queues[q].throttled)
 			continue;
@@ -620,6 +740,8 @@ static void blk_destroy(void *opaque)
 
 	blk_io_destroy(b->io, blk_forget, b);
 	free(b->slots);
+	if (b->zeros)
+		munmap((void *)b->zeros, WZ_CHUNK);
 	if (b->fd_buffered >= 0)
 		close(b->fd_buffered);
 	if (b->fd >= 0)

@@ -32,8 +32,10 @@ struct blk_io_range {
 	int mode;         /* FALLOC_FL_* */
 };
 
-/* Most operations one request turns into (io_uring SQEs): the ranges plus a trailing fsync. */
-#define BLK_IO_MAX_RANGES 8
+/* Most operations one request turns into (io_uring SQEs): the ranges plus a trailing fsync.
+ * 16: virtio-blk's 8 write-zeroes ranges, each as punch-hole plus allocate where the file
+ * system cannot zero a range in place. */
+#define BLK_IO_MAX_RANGES 16
 #define BLK_IO_MAX_OPS (BLK_IO_MAX_RANGES + 1)
 
 struct blk_io_req {

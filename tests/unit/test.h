@@ -12,6 +12,10 @@ struct test_case {
 };
 
 extern int test_failed_checks;
+extern const char *test_skipped; /* set by TEST_SKIP: why the current test could not run */
+
+/* Ends the current test as skipped (reported "ok ... # SKIP why", counted apart). */
+#define TEST_SKIP(why) do { test_skipped = (why); return; } while (0)
 
 #define CHECK(cond) do { \
 	if (!(cond)) { \
@@ -37,17 +41,19 @@ static inline int run_tests(const char *suite, const struct test_case *tests, in
 	for (int i = 0; i < n; i++) {
 		int before = test_failed_checks;
 
+		test_skipped = NULL;
 		tests[i].fn();
 		if (test_failed_checks != before)
 			failed++;
-		printf("%s %d - %s: %s\n", test_failed_checks != before ? "not ok" : "ok", i + 1,
-		       suite, tests[i].name);
+		printf("%s %d - %s: %s%s%s\n", test_failed_checks != before ? "not ok" : "ok", i + 1,
+		       suite, tests[i].name, test_skipped ? " # SKIP " : "", test_skipped ? test_skipped : "");
 	}
 	return failed ? 1 : 0;
 }
 
 #define TEST_MAIN(suite, ...) \
 	int test_failed_checks; \
+	const char *test_skipped; \
 	int main(void) { \
 		static const struct test_case t[] = { __VA_ARGS__ }; \
 		return run_tests(suite, t, (int)(sizeof(t) / sizeof(t[0]))); \

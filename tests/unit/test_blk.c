@@ -9,7 +9,11 @@
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <stddef.h>
+#include <linux/magic.h>
 #include <sys/epoll.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "blk.h"
@@ -57,11 +61,13 @@ static void fake_interrupt(struct virtio_dev *dev, int queue)
 
 static const struct virtio_transport_ops fake_transport = { .interrupt = fake_interrupt };
 
+static const char *img_dir = "/tmp";
+
 static void make_image(off_t size)
 {
 	int fd;
 
-	strcpy(img, "/tmp/mica-blk-XXXXXX");
+	snprintf(img, sizeof(img), "%s/mica-blk-XXXXXX", img_dir);
 	fd = mkstemp(img);
 	if (fd < 0 || ftruncate(fd, size) < 0)
 		abort();
@@ -655,18 +661,13 @@ static void discard_write_zeroes(void)
 	r[0] = (struct virtio_blk_discard_write_zeroes){ .sector = 130, .num_sectors = 3 };
 	r[1] = (struct virtio_blk_discard_write_zeroes){
 		.sector = 300, .num_sectors = 20, .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP };
-	s = dwz(dev, VIRTIO_BLK_T_WRITE_ZEROES, r, 2);
-	if (s == VIRTIO_BLK_S_UNSUPP) {
-		printf("# SKIP write zeroes: fallocate(ZERO_RANGE) not supported on /tmp\n");
-	} else {
-		CHECK_EQ(s, VIRTIO_BLK_S_OK);
-		CHECK(file_zero(130 * 512, 3 * 512));
-		CHECK(file_zero(300 * 512, 20 * 512));
-		CHECK(!file_zero(129 * 512, 512));
-		CHECK(!file_zero(133 * 512, 512));
-		CHECK(!file_zero(299 * 512, 512));
-		CHECK(!file_zero(320 * 512, 512));
-	}
+	CHECK_EQ(dwz(dev, VIRTIO_BLK_T_WRITE_ZEROES, r, 2), VIRTIO_BLK_S_OK);
+	CHECK(file_zero(130 * 512, 3 * 512));
+	CHECK(file_zero(300 * 512, 20 * 512));
+	CHECK(!file_zero(129 * 512, 512));
+	CHECK(!file_zero(133 * 512, 512));
+	CHECK(!file_zero(299 * 512, 512));
+	CHECK(!file_zero(320 * 512, 512));
 	CHECK_EQ(atomic_load(&st->discards), 1);
 	CHECK_EQ(atomic_load(&st->write_zeroes), 1);
 
@@ -928,6 +929,83 @@ static void image_lock(void)
 	guest_mem_destroy(&vm.mem);
 }
 
+/* WRITE_ZEROES on an image in dir: every range reads back zero, plain ranges stay allocated
+ * (no hole), the data around them is untouched, and a second request, made with the method
+ * the first one settled on, works too. A range of 9 MiB takes several writes where the file
+ * system can only be written. */
+static void write_zeroes_in(const char *dir)
+{
+	const off_t size = 12 << 20;
+	const uint64_t big = 2048, nbig = 9 << 11; /* sectors: 1 MiB + 9 MiB */
+	struct virtio_blk_discard_write_zeroes r[3] = {
+		{ .sector = 1, .num_sectors = 3 },
+		{ .sector = 10, .num_sectors = 20, .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP },
+		{ .sector = big, .num_sectors = (uint32_t)nbig },
+	};
+	static uint8_t ones[1 << 20];
+	struct virtio_dev *dev;
+	struct stat st;
+	blkcnt_t blocks;
+	int fd;
+
+	img_dir = dir;
+	setup_vm(1);
+	make_image(size);
+	memset(ones, 0x5a, sizeof(ones));
+	fd = open(img, O_WRONLY);
+	for (off_t at = 0; at < size; at += (off_t)sizeof(ones))
+		CHECK(pwrite(fd, ones, sizeof(ones), at) == (ssize_t)sizeof(ones));
+	close(fd);
+	CHECK(stat(img, &st) == 0);
+	blocks = st.st_blocks ? st.st_blocks : 20; /* ramfs counts none */
+	dev = create("");
+	img_dir = "/tmp";
+	bring_up(dev, F_ALL);
+	CHECK_EQ(dwz(dev, VIRTIO_BLK_T_WRITE_ZEROES, r, 3), VIRTIO_BLK_S_OK);
+	CHECK(file_zero(512, 3 * 512) && file_zero(10 * 512, 20 * 512));
+	for (uint64_t s = big; s < big + nbig; s += 2048)
+		CHECK(file_zero((off_t)s * 512, 1 << 20));
+	CHECK(!file_zero(0, 512) && !file_zero(4 * 512, 512) && !file_zero(9 * 512, 512));
+	CHECK(!file_zero(30 * 512, 512) && !file_zero((off_t)(big - 1) * 512, 512));
+	CHECK(!file_zero((off_t)(big + nbig) * 512, 512));
+	/* Still allocated but for what UNMAP may have punched (st_blocks: 512-byte units). */
+	CHECK(stat(img, &st) == 0 && st.st_blocks >= blocks - 20);
+	r[0] = (struct virtio_blk_discard_write_zeroes){ .sector = 40, .num_sectors = 8 };
+	CHECK_EQ(dwz(dev, VIRTIO_BLK_T_WRITE_ZEROES, r, 1), VIRTIO_BLK_S_OK);
+	CHECK(file_zero(40 * 512, 8 * 512) && !file_zero(48 * 512, 512));
+	CHECK_EQ(atomic_load(&stats(dev)->write_zeroes), 2);
+	teardown();
+}
+
+/* ext4 (or whatever /tmp is) zeroes ranges in place. */
+static void write_zeroes_tmp(void) { write_zeroes_in("/tmp"); }
+
+/* tmpfs cannot FALLOC_FL_ZERO_RANGE: punch-hole then allocate. */
+static void write_zeroes_tmpfs(void)
+{
+	struct statfs sf;
+
+	if (statfs("/dev/shm", &sf) < 0 || sf.f_type != TMPFS_MAGIC)
+		TEST_SKIP("/dev/shm is not a tmpfs");
+	write_zeroes_in("/dev/shm");
+}
+
+/* ramfs has no fallocate at all: writes of zeroes. */
+static void write_zeroes_ramfs(void)
+{
+	char dir[] = "/tmp/mica-ramfs-XXXXXX";
+
+	if (!mkdtemp(dir))
+		TEST_SKIP("no temporary directory");
+	if (mount("mica-test", dir, "ramfs", 0, NULL) < 0) {
+		rmdir(dir);
+		TEST_SKIP("cannot mount a ramfs (needs root)");
+	}
+	write_zeroes_in(dir);
+	umount(dir);
+	rmdir(dir);
+}
+
 #define BOTH(fn) \
 	static void fn##_io_uring(void) { threads_backend = false; fn(); } \
 	static void fn##_threads(void) { threads_backend = true; fn(); }
@@ -939,6 +1017,9 @@ BOTH(bad_requests)
 BOTH(read_only)
 BOTH(get_id)
 BOTH(discard_write_zeroes)
+BOTH(write_zeroes_tmp)
+BOTH(write_zeroes_tmpfs)
+BOTH(write_zeroes_ramfs)
 BOTH(batching)
 BOTH(two_queues)
 BOTH(more_requests_than_slots)
@@ -957,6 +1038,9 @@ TEST_MAIN("virtio-blk",
 	  T2(read_only),
 	  T2(get_id),
 	  T2(discard_write_zeroes),
+	  T2(write_zeroes_tmp),
+	  T2(write_zeroes_tmpfs),
+	  T2(write_zeroes_ramfs),
 	  T2(batching),
 	  T2(two_queues),
 	  T2(more_requests_than_slots),
