@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <slirp/libslirp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +27,7 @@
 #include "backend.h"
 #include "evloop.h"
 #include "log.h"
+#include "slirp_lib.h"
 #include "util.h"
 
 #define SLIRP_MAX_FRAME (65550 + 14) /* what the device may send, Ethernet header included */
@@ -61,6 +61,7 @@ struct deferred {
 struct slirp_backend {
 	struct net_backend be;
 	struct evloop *loop;
+	struct slirp_lib lib;
 	Slirp *slirp;
 	struct ev_hook hook;
 
@@ -273,7 +274,7 @@ static void run_timers(struct slirp_backend *sb)
 		for (struct slirp_timer *t = sb->timers; t; t = t->next) {
 			if (t->armed && t->expire_ms <= now) {
 				t->armed = false;
-				slirp_handle_timer(sb->slirp, t->id, t->cb_opaque);
+				sb->lib.handle_timer(sb->slirp, t->id, t->cb_opaque);
 				again = true;
 				break;
 			}
@@ -340,7 +341,7 @@ static int slirp_prepare(struct ev_hook *hook)
 	}
 	sb->gen++;
 	sb->niter = 0;
-	slirp_pollfds_fill(sb->slirp, &timeout, add_poll, sb);
+	sb->lib.pollfds_fill(sb->slirp, &timeout, add_poll, sb);
 	sync_fds(sb);
 
 	now = clock_ms();
@@ -360,7 +361,7 @@ static void slirp_after(struct ev_hook *hook)
 {
 	struct slirp_backend *sb = container_of(hook, struct slirp_backend, hook);
 
-	slirp_pollfds_poll(sb->slirp, 0, get_revents, sb);
+	sb->lib.pollfds_poll(sb->slirp, 0, get_revents, sb);
 	run_timers(sb);
 	if (sb->be.port)
 		sb->be.port->flush(sb->be.port);
@@ -391,7 +392,7 @@ static void defer_ready(struct ev_handler *h, uint32_t events)
 	}
 	pthread_mutex_unlock(&sb->defer_lock);
 	for (unsigned i = 0; i < n; i++) {
-		slirp_input(sb->slirp, batch[i]->data, (int)batch[i]->len);
+		sb->lib.input(sb->slirp, batch[i]->data, (int)batch[i]->len);
 		free(batch[i]);
 	}
 	if (n && sb->be.port)
@@ -418,7 +419,7 @@ static int slirp_send(struct net_backend *be, const struct iovec *iov, int iovcn
 			}
 			frame = sb->txbuf;
 		}
-		slirp_input(sb->slirp, frame, (int)len);
+		sb->lib.input(sb->slirp, frame, (int)len);
 		return 0;
 	}
 	d = malloc(sizeof(*d) + len);
@@ -451,7 +452,7 @@ static void slirp_destroy(struct net_backend *be)
 	struct slirp_backend *sb = container_of(be, struct slirp_backend, be);
 
 	if (sb->slirp)
-		slirp_cleanup(sb->slirp);
+		sb->lib.cleanup(sb->slirp);
 	while (sb->fds) {
 		struct slirp_fd *e = sb->fds;
 
@@ -479,6 +480,7 @@ static void slirp_destroy(struct net_backend *be)
 	pthread_mutex_destroy(&sb->defer_lock);
 	free(sb->byfd);
 	free(sb->iter);
+	slirp_lib_close(&sb->lib);
 	free(sb);
 }
 
@@ -520,6 +522,8 @@ struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts 
 	sb->be = (struct net_backend){ .ops = &slirp_ops, .name = "user" };
 	sb->loop = loop;
 	pthread_mutex_init(&sb->defer_lock, NULL);
+	if (slirp_lib_open(&sb->lib, why_buf, sizeof(why_buf)) < 0)
+		goto fail;
 
 	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fd < 0) {
@@ -535,7 +539,7 @@ struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts 
 		goto fail;
 	}
 
-	sb->slirp = slirp_new(&cfg, &slirp_callbacks, sb);
+	sb->slirp = sb->lib.new_(&cfg, &slirp_callbacks, sb);
 	if (!sb->slirp) {
 		snprintf(why_buf, sizeof(why_buf), "net user: libslirp could not start");
 		goto fail;
@@ -544,7 +548,7 @@ struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts 
 		const struct net_hostfwd *h = &o->hostfwd[i];
 
 		errno = 0;
-		if (slirp_add_hostfwd(sb->slirp, h->udp, h->host_addr, h->host_port,
+		if (sb->lib.add_hostfwd(sb->slirp, h->udp, h->host_addr, h->host_port,
 				      h->guest_addr, h->guest_port) < 0) {
 			char addr[INET_ADDRSTRLEN];
 
