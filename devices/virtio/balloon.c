@@ -126,6 +126,16 @@ static void balloon_queue_notify(struct virtio_dev *dev, int q)
 		virtio_notify_used(dev, q);
 }
 
+/* The driver disables a queue: a stats buffer held from it is no longer the device's to
+ * give back (its ring is gone). */
+static void balloon_queue_disable(struct virtio_dev *dev, int q)
+{
+	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
+
+	if (q == STATS_Q)
+		b->stats_held = false;
+}
+
 static void balloon_reset(struct virtio_dev *dev)
 {
 	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
@@ -156,6 +166,7 @@ static const struct virtio_dev_ops balloon_ops = {
 	.queue_notify = balloon_queue_notify,
 	.config_written = balloon_config_written,
 	.reset = balloon_reset,
+	.queue_disable = balloon_queue_disable,
 };
 
 /* control: `balloon MIB` sets the target; `balloon` alone reports. */

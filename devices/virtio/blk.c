@@ -457,7 +457,7 @@ static bool wz_continue(struct virtio_blk *b, struct blk_slot *s)
 	static const char *const method_name[] = { "fallocate zero-range", "punch-hole + allocate",
 						   "writes of zeroes" };
 
-	if (!s->nwz || !b->vdev.vqs[s->q].ready)
+	if (!s->nwz || !virtio_dev_ok(&b->vdev) || !b->vdev.vqs[s->q].ready)
 		return false;
 	if (s->io.res == -EOPNOTSUPP && s->wz_method < WZ_WRITE) {
 		if (b->wz_method <= s->wz_method) {
@@ -620,8 +620,9 @@ static void blk_complete(void *arg, struct blk_io_req *r)
 	} else if (s->type == VIRTIO_BLK_T_OUT) {
 		STAT(b, bytes_written, s->bytes);
 	}
-	/* A queue the driver disabled meanwhile has no ring to push to. */
-	if (b->vdev.vqs[s->q].ready) {
+	/* A queue the driver disabled meanwhile has no ring to push to; a device that needs a
+	 * reset completes nothing. */
+	if (virtio_dev_ok(&b->vdev) && b->vdev.vqs[s->q].ready) {
 		*s->status = st;
 		virtio_push(&b->vdev, s->q, s->head, used);
 		b->queues[s->q].completed = true;

@@ -403,12 +403,16 @@ static unsigned pool_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
 
 static void pool_drain(struct blk_io *io, blk_io_done_fn done, void *arg)
 {
-	pool_submit(io);
-	pthread_mutex_lock(&io->lock);
-	while (io->outstanding)
-		pthread_cond_wait(&io->idle_cond, &io->lock);
-	pthread_mutex_unlock(&io->lock);
-	pool_reap(io, done, arg);
+	/* Until done() queues nothing more (a write-zeroes request's next step), as the io_uring
+	 * drain does. */
+	do {
+		pool_submit(io);
+		pthread_mutex_lock(&io->lock);
+		while (io->outstanding)
+			pthread_cond_wait(&io->idle_cond, &io->lock);
+		pthread_mutex_unlock(&io->lock);
+		pool_reap(io, done, arg);
+	} while (io->staged_head);
 }
 
 static int pool_start(struct blk_io *io)

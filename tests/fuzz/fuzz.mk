@@ -7,8 +7,10 @@
 # keeps what it finds in build/fuzz/corpus/NAME/; crashes are written to
 # build/fuzz/crash-NAME-*. Reproduce one with: build/fuzz/NAME build/fuzz/crash-NAME-...
 # The sources are compiled with clang here, not taken from the gcc objects; the targets link
-# only what they exercise (tests/fuzz/stubs.c stands in for the two symbols from vm.c and
-# term.c that the device models reference).
+# only what they exercise (tests/fuzz/stubs.c stands in for the symbols from vm.c, term.c
+# and control.c that the device models reference). fuzz_virtio_dev covers every device model
+# (rng, console, blk, net, balloon; one fuzz_dev_*.c each) and wraps a few functions at link
+# time to watch the devices (see tests/fuzz/fuzz_dev.h).
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
@@ -22,14 +24,19 @@ FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
 FUZZ_SRCS_fuzz_virtq      := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c
-FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/stubs.c \
+FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/fuzz_track.c \
+			     tests/fuzz/fuzz_dev_blk.c tests/fuzz/fuzz_dev_net.c \
+			     tests/fuzz/fuzz_dev_balloon.c tests/fuzz/stubs.c \
 			     devices/virtio/virtq.c devices/virtio/virtio.c devices/virtio/rng.c \
-			     devices/virtio/console.c vmm/log.c vmm/evloop.c
+			     devices/virtio/console.c devices/virtio/blk.c devices/virtio/blk_io.c \
+			     devices/virtio/net.c devices/virtio/balloon.c vmm/log.c vmm/evloop.c
+FUZZ_LIBS_fuzz_virtio_dev := -luring -Wl,--wrap=virtq_pop,--wrap=virtq_push,--wrap=madvise \
+			     -Wl,--wrap=blk_io_queue,--wrap=blk_io_reap,--wrap=blk_io_drain
 
 .PHONY: fuzz fuzz-smoke fuzz-build
 define fuzz_link
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lpthread
+	$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_LIBS_$(notdir $@)) -lpthread
 endef
 
 $(FUZZ_DIR)/fuzz_virtq: $(FUZZ_SRCS_fuzz_virtq) $(FUZZ_HDRS) tests/fuzz/fuzz.mk

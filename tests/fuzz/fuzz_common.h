@@ -23,7 +23,8 @@
 #define FUZZ_HIGH_SIZE (64 * 1024)
 #define FUZZ_TAIL_BASE (FUZZ_LOW_SIZE - 8192) /* where the device target's tail rings start */
 
-static struct guest_mem fuzz_mem __attribute__((unused));
+/* Weak: one instance shared by every file of a harness that includes this header. */
+__attribute__((weak)) struct guest_mem fuzz_mem;
 
 #define FUZZ_ASSERT(cond) do { \
 	if (!(cond)) { \

@@ -1,40 +1,55 @@
-/* libFuzzer target: the virtio device models (virtio-rng, virtio-console transmit/receive/
- * resize) through the real virtio core (status machine, feature negotiation, queue
- * enable/disable, pop/push/notify, DEVICE_NEEDS_RESET, reset), with a fake transport that
- * counts interrupts. Guest RAM contents come from the input as in fuzz_virtq.c; the queues'
- * rings are packed from gpa 0, queue after queue. Build and run with `make fuzz`.
+/* libFuzzer target: the virtio device models (rng, console, blk, net, balloon) through the real
+ * virtio core (status machine, feature negotiation, queue enable/disable, pop/push/notify,
+ * DEVICE_NEEDS_RESET, reset), with a fake transport that counts interrupts. Guest RAM contents
+ * come from the input as in fuzz_virtq.c; the queues' rings are packed from gpa 0, queue after
+ * queue. Each model's own operations and checks are in fuzz_dev_*.c (rng and console here).
+ * Build and run with `make fuzz`.
  *
  * Header:
- *   [0]      bit 0: device (0 rng, 1 console); bit 1 INDIRECT_DESC; bit 2 EVENT_IDX;
- *            bit 3 a legacy transport; bits 4-7: queue size 1 << (n % 9)
+ *   [0]      bit 0: the driver acks every feature the device offers (else the model's
+ *            choice); bit 1 INDIRECT_DESC; bit 2 EVENT_IDX; bit 3 a legacy transport;
+ *            bits 4-7: queue size 1 << (n % 9)
  *   [1]      bit 0 set: the driver also acks feature bit ([1] >> 1) % 64 (maybe not offered)
  *   [2]      bit 0: "tail" layout: the data ends at the end of the low region and the rings
  *            are packed from FUZZ_TAIL_BASE, so buffers can end right at the end of RAM
  *            (a device writing one byte too many then hits AddressSanitizer's redzone)
- *   [3]      reserved
+ *   [3]      bits 0-2: the device, n % 5: rng, console, blk, net, balloon; bits 3-7: the
+ *            model's options (see its file)
  *   [4..15]  operations, cycled (see run_op)
  *
  * Checks beyond the sanitizers: a guest violation always leaves DEVICE_NEEDS_RESET set; once
  * it is set nothing is completed, no queue interrupt is raised and the flag stays until a
- * reset; receive() never claims more than it was given. */
+ * reset (asynchronous completions, delivered in a step of their own, included); the device
+ * writes guest RAM only into writable buffers it holds and used rings, and pushes only chains
+ * it holds (fuzz_track.c); receive() never claims more than it was given; and each model's
+ * own (fuzz_dev_*.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/virtio_config.h>
 #include <unistd.h>
 
 #include "devices.h"
-#include "fuzz_common.h"
+#include "fuzz_dev.h"
 #include "log.h"
-#include "virtio.h"
-#include "vm.h"
 
 #define MAX_OPS 48
 
 static struct vm vm;
+static struct evloop loop;
 static int devnull = -1;
 static unsigned queue_irqs, config_irqs;
 static uint64_t used_gpa[VIRTIO_MAX_QUEUES], avail_gpa[VIRTIO_MAX_QUEUES];
 static uint64_t ring_base;
+static bool was_reset;                  /* in the current step */
+static unsigned long violations_at_reset;
+
+/* virtio-blk allocates about 1 MiB of request slots per device, so per input: a smaller
+ * quarantine than AddressSanitizer's 256 MiB keeps the run's memory modest. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "quarantine_size_mb=32";
+}
 
 static void fake_interrupt(struct virtio_dev *dev, int queue)
 {
@@ -47,12 +62,46 @@ static void fake_interrupt(struct virtio_dev *dev, int queue)
 
 static const struct virtio_transport_ops fake_transport = { .interrupt = fake_interrupt };
 
-static uint16_t used_idx(int q)
-{
-	uint16_t *p = gpa_range(&fuzz_mem, used_gpa[q] + 2, 2);
+/* ---- rng and console ---- */
 
-	return p ? *p : 0;
+static struct virtio_dev *rng_create(struct vm *v, uint8_t opt, uint64_t *features)
+{
+	(void)opt;
+	*features = 0;
+	return virtio_rng_create(v);
 }
+
+static struct virtio_dev *console_create(struct vm *v, uint8_t opt, uint64_t *features)
+{
+	(void)opt;
+	*features = 1ULL << 0; /* VIRTIO_CONSOLE_F_SIZE */
+	return virtio_console_create(v, devnull);
+}
+
+/* 0: terminal input of arg * 9 bytes; 1: a terminal resize. */
+static void console_op(struct virtio_dev *dev, int which, uint8_t arg)
+{
+	static const uint8_t text[32 * 9] = "the quick brown fox jumps over the lazy dog";
+	struct console_sink sink = virtio_console_sink(dev);
+
+	if (which == 0) {
+		size_t len = (size_t)arg * 9, got = sink.receive(sink.dev, text, len);
+
+		FUZZ_ASSERT(got <= len);
+	} else {
+		sink.resize(sink.dev, (uint16_t)(arg * 7), (uint16_t)(arg * 3));
+	}
+}
+
+static const struct fuzz_model model_rng = { .create = rng_create };
+static const struct fuzz_model model_console = {
+	.create = console_create, .op = console_op,
+};
+static const struct fuzz_model *const models[] = {
+	&model_rng, &model_console, &fuzz_model_blk, &fuzz_model_net, &fuzz_model_balloon,
+};
+
+/* ---- the driver ---- */
 
 static void bring_up(struct virtio_dev *dev, uint64_t features, uint16_t qsize, bool driver_ok)
 {
@@ -81,9 +130,17 @@ static void bring_up(struct virtio_dev *dev, uint64_t features, uint16_t qsize, 
 			       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
-/* One driver action. Returns true if it may legitimately clear DEVICE_NEEDS_RESET. */
-static bool run_op(struct virtio_dev *dev, bool console, uint8_t o, uint64_t features,
-		   uint16_t qsize)
+void fuzz_dev_reset(struct virtio_dev *dev)
+{
+	virtio_set_status(dev, 0);
+	fuzz_track_forget(-1);
+	was_reset = true;
+	violations_at_reset = atomic_load(&dev->stats.violations);
+}
+
+/* One driver action. */
+static void run_op(struct virtio_dev *dev, const struct fuzz_model *m, uint8_t o,
+		   uint64_t features, uint16_t qsize)
 {
 	int nq = dev->ops->num_queues, q = (o >> 3) % (nq + 1); /* nq: out of range */
 	uint8_t arg = o >> 3;
@@ -92,26 +149,16 @@ static bool run_op(struct virtio_dev *dev, bool console, uint8_t o, uint64_t fea
 	case 0: /* kick a queue (or a nonexistent one) */
 		virtio_queue_notified(dev, q);
 		break;
-	case 1: /* terminal input (console); a second kick otherwise */
-		if (console) {
-			static const uint8_t text[32 * 9] = "the quick brown fox jumps over the lazy dog";
-			struct console_sink sink = virtio_console_sink(dev);
-			size_t len = (size_t)arg * 9, got = sink.receive(sink.dev, text, len);
-
-			FUZZ_ASSERT(got <= len);
-		} else {
+	case 1: /* the model's first operation; a second kick without one */
+	case 2: /* the model's second operation */
+		if (m->op)
+			m->op(dev, (o & 7) - 1, arg);
+		else if ((o & 7) == 1)
 			virtio_queue_notified(dev, 0);
-		}
-		break;
-	case 2: /* terminal resize */
-		if (console) {
-			struct console_sink sink = virtio_console_sink(dev);
-
-			sink.resize(sink.dev, (uint16_t)(arg * 7), (uint16_t)(arg * 3));
-		}
 		break;
 	case 3: /* disable and re-enable a queue (indices start over) */
 		virtio_queue_set_ready(dev, q, false);
+		fuzz_track_forget(q);
 		virtio_queue_set_ready(dev, q, true);
 		break;
 	case 4: { /* a status write: any combination of the driver's bits (0: NEEDS_RESET) */
@@ -125,9 +172,9 @@ static bool run_op(struct virtio_dev *dev, bool console, uint8_t o, uint64_t fea
 		break;
 	}
 	case 5: /* reset and initialize again (odd arg: all but DRIVER_OK, so kicks come early) */
-		virtio_set_status(dev, 0);
+		fuzz_dev_reset(dev);
 		bring_up(dev, features, qsize, !(arg & 1));
-		return true;
+		break;
 	case 6: { /* config space access */
 		uint8_t buf[8] = { 0 };
 
@@ -141,20 +188,54 @@ static bool run_op(struct virtio_dev *dev, bool console, uint8_t o, uint64_t fea
 		if (q < nq) {
 			uint16_t *idx = gpa_range(&fuzz_mem, avail_gpa[q] + 2, 2);
 
-			if (idx)
+			if (idx) {
 				(*idx)++;
+				fuzz_track_driver_wrote(idx, 2);
+			}
 		}
 		break;
 	}
-	return false;
+}
+
+struct before {
+	bool broken;
+	unsigned long violations, pushes;
+	unsigned irqs;
+};
+
+static void note(struct virtio_dev *dev, struct before *b)
+{
+	was_reset = false;
+	b->broken = virtio_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET;
+	b->violations = atomic_load(&dev->stats.violations);
+	b->irqs = queue_irqs;
+	b->pushes = fuzz_track_pushes();
+}
+
+/* The status invariants across one step; returns true if the device broke or was reset in
+ * it. */
+static bool check_step(struct virtio_dev *dev, const struct before *b)
+{
+	unsigned long v = atomic_load(&dev->stats.violations);
+
+	/* A violation leaves the device in NEEDS_RESET, whatever the step was (unless the driver
+	 * reset the device after it). */
+	if (v != (was_reset ? violations_at_reset : b->violations))
+		FUZZ_ASSERT(virtio_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	if (b->broken && !was_reset) {
+		FUZZ_ASSERT(virtio_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+		FUZZ_ASSERT(queue_irqs == b->irqs);
+		FUZZ_ASSERT(fuzz_track_pushes() == b->pushes);
+	}
+	return v != b->violations || was_reset;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t h[16];
+	const struct fuzz_model *m;
 	struct virtio_dev *dev;
-	bool console;
-	uint64_t features = 1ULL << VIRTIO_F_VERSION_1;
+	uint64_t features = 1ULL << VIRTIO_F_VERSION_1, model_features;
 	uint16_t qsize;
 
 	if (size < 16)
@@ -169,56 +250,55 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (devnull < 0) {
 		devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-		FUZZ_ASSERT(devnull >= 0);
+		FUZZ_ASSERT(devnull >= 0 && evloop_init(&loop) == 0);
 		log_set_level(LOG_ERROR); /* guest errors are the point here, not news */
 	}
 	memset(&vm, 0, sizeof(vm));
 	vm.vm_fd = vm.kvm_fd = -1;
 	vm.mem = fuzz_mem;
+	vm.loop = loop;
 	queue_irqs = config_irqs = 0;
 
-	console = h[0] & 1;
-	dev = console ? virtio_console_create(&vm, devnull) : virtio_rng_create(&vm);
+	m = models[(h[3] & 7) % (sizeof(models) / sizeof(models[0]))];
+	dev = m->create(&vm, h[3] >> 3, &model_features);
 	FUZZ_ASSERT(dev);
 	dev->transport = &fake_transport;
 	dev->legacy = h[0] & 8;
+	features |= h[0] & 1 ? virtio_offered_features(dev) : model_features;
 	if (h[0] & 2)
 		features |= 1ULL << VIRTIO_RING_F_INDIRECT_DESC;
 	if (h[0] & 4)
 		features |= 1ULL << VIRTIO_RING_F_EVENT_IDX;
-	if (console)
-		features |= 1ULL << 0; /* VIRTIO_CONSOLE_F_SIZE */
 	if (h[1] & 1)
 		features |= 1ULL << ((h[1] >> 1) % 64);
 	qsize = 1u << ((h[0] >> 4) % 9);
+	fuzz_track_start(dev, m, used_gpa, qsize);
 	bring_up(dev, features, qsize, true);
 
 	for (int op = 0; op < MAX_OPS; op++) {
-		bool broken = virtio_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET;
-		unsigned long violations = atomic_load(&dev->stats.violations);
-		unsigned irqs = queue_irqs;
-		uint16_t used[VIRTIO_MAX_QUEUES];
+		struct before b;
+		bool disrupted;
 
-		for (int q = 0; q < dev->ops->num_queues; q++)
-			used[q] = used_idx(q);
-		bool reset = run_op(dev, console, h[4 + op % 12], features, qsize);
-
-		/* A violation leaves the device in NEEDS_RESET, whatever the operation was. */
-		if (atomic_load(&dev->stats.violations) != violations)
-			FUZZ_ASSERT(virtio_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
-		if (reset)
-			continue;
-		if (broken) {
-			FUZZ_ASSERT(virtio_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
-			FUZZ_ASSERT(queue_irqs == irqs);
-			for (int q = 0; q < dev->ops->num_queues; q++)
-				FUZZ_ASSERT(used_idx(q) == used[q]);
+		note(dev, &b);
+		run_op(dev, m, h[4 + op % 12], features, qsize);
+		disrupted = check_step(dev, &b);
+		if (m->settle) {
+			note(dev, &b);
+			m->settle(dev);
+			disrupted |= check_step(dev, &b);
 		}
+		fuzz_track_check_writes(false);
+		if (m->check)
+			m->check(dev, disrupted);
+		fuzz_track_next_op();
 	}
+	fuzz_track_check_writes(true);
 	while (vm.ndevices) {
 		struct vm_device *d = &vm.devices[--vm.ndevices];
 
 		d->destroy(d->dev);
 	}
+	if (m->finish)
+		m->finish();
 	return 0;
 }

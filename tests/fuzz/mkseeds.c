@@ -1,8 +1,10 @@
 /* Writes seed inputs for the fuzz targets: well-formed queues with chains of each shape
- * (single, readable-then-writable, indirect), for each ring layout and a few queue sizes, so
- * that the fuzzer starts from deep states and mutates from there instead of having to
- * discover a valid ring by itself. Usage: mkseeds DIR (writes DIR/fuzz_virtq/ and
- * DIR/fuzz_virtio_dev/). Built and run by tests/fuzz/fuzz.mk. */
+ * (single, readable-then-writable, indirect), for each ring layout and a few queue sizes, and
+ * for the device target valid requests of each device model (every virtio-blk request type,
+ * virtio-net frames both ways, balloon page lists and stats), so that the fuzzer starts from
+ * deep states and mutates from there instead of having to discover a valid ring by itself.
+ * Usage: mkseeds DIR (writes DIR/fuzz_virtq/ and DIR/fuzz_virtio_dev/). Built and run by
+ * tests/fuzz/fuzz.mk. */
 #include <errno.h>
 #include <linux/virtio_ring.h>
 #include <stdio.h>
@@ -159,8 +161,9 @@ static void device_seeds(void)
 				base = next;
 				/* Buffers after the rings, or ending right at the end of RAM. */
 				buf = tail ? FUZZ_LOW_SIZE - 0x600 : 0x1000;
-				h[0] = (uint8_t)(console | (feat & 1 ? 2 : 0) | (feat & 2 ? 4 : 0) | 3 << 4);
+				h[0] = (uint8_t)((feat & 1 ? 2 : 0) | (feat & 2 ? 4 : 0) | 3 << 4);
 				h[2] = (uint8_t)tail;
+				h[3] = (uint8_t)console;
 				for (int q = 0; q < 1 + console; q++)
 					next = fuzz_ring_layout((next + 15) & ~15ULL, 8, &d[q], &a[q], &u[q]);
 				/* Queue 0: writable buffers (rng requests, console receive buffers). */
@@ -191,6 +194,178 @@ static void device_seeds(void)
 	}
 }
 
+/* The rings of nq queues of size qsize for the device target, as it lays them out. */
+static void dev_rings(int nq, uint16_t qsize, uint64_t *d, uint64_t *a, uint64_t *u)
+{
+	uint64_t next = base;
+
+	for (int q = 0; q < nq; q++)
+		next = fuzz_ring_layout((next + 15) & ~15ULL, qsize, &d[q], &a[q], &u[q]);
+}
+
+/* A device-target header: model, its options, ring features, queue size 1 << qexp. */
+static void dev_header(uint8_t *h, int model, int opt, int feat, int qexp, int tail,
+		       const char *ops)
+{
+	memset(h, 0, 16);
+	h[0] = (uint8_t)((feat & 1 ? 2 : 0) | (feat & 2 ? 4 : 0) | qexp << 4);
+	h[2] = (uint8_t)tail;
+	h[3] = (uint8_t)(model | opt << 3);
+	memcpy(h + 4, ops, 12);
+}
+
+/* virtio-blk: one request of each type on queue 0 (size 32), then kicks, a disable with
+ * requests in flight, resets. */
+static void blk_seeds(void)
+{
+	static const int opts[] = { 0, 1, 2, 4, 8, 16 };
+	static const struct {
+		uint32_t type;
+		uint64_t sector;
+		uint32_t len;
+		bool w;
+	} reqs[] = {
+		{ 1, 1, 512, false },   /* OUT */
+		{ 0, 1, 1024, true },   /* IN */
+		{ 4, 0, 0, false },     /* FLUSH */
+		{ 8, 0, 20, true },     /* GET_ID */
+		{ 11, 0, 16, false },   /* DISCARD: one range */
+		{ 13, 0, 16, false },   /* WRITE_ZEROES: one range */
+		{ 1, 127, 1024, false },/* OUT of the last sector and one past it: refused */
+	};
+
+	for (int tail = 0; tail < 2; tail++) {
+		for (unsigned o = 0; o < sizeof(opts) / sizeof(opts[0]); o++) {
+			uint8_t h[16];
+			uint64_t d[1], a[1], u[1];
+			uint64_t hdrs, st;
+			uint16_t idx = 0, n = 0;
+
+			memset(img, 0, sizeof(img));
+			base = tail ? FUZZ_TAIL_BASE : 0;
+			hdrs = base + 0x400;
+			st = base + 0x500;
+			/* kick; disable q0 with requests in flight; kick; post one more; kick; reset;
+			 * kick; kick then reset; reset; kick; config read; kick */
+			dev_header(h, 2, opts[o], (int)o & 3, 5, tail,
+				   "\x00\x11\x00\x07\x00\x05\x00\x02\x05\x00\x26\x00");
+			dev_rings(1, 32, d, a, u);
+			for (uint16_t r = 0; r < sizeof(reqs) / sizeof(reqs[0]); r++) {
+				struct { uint32_t type, ioprio; uint64_t sector; } hdr = {
+					reqs[r].type, 0, reqs[r].sector };
+				uint16_t head = n;
+				/* Data from 4 KiB on; in the tail layout, each buffer ends 1 KiB * r before
+				 * the end of RAM. */
+				uint64_t dgpa = tail ? FUZZ_LOW_SIZE - 0x400ULL * r - reqs[r].len
+						     : 0x1000 + 0x400ULL * r;
+
+				put(hdrs + 32ULL * r, &hdr, 16);
+				if (reqs[r].type >= 11) { /* the range right after the header */
+					uint64_t range[2] = { 2 + r, 8 }; /* sector, num_sectors, flags 0 */
+
+					put(hdrs + 32ULL * r + 16, range, 16);
+					desc(d[0], n, hdrs + 32ULL * r, 32, VRING_DESC_F_NEXT, (uint16_t)(n + 1));
+					n++;
+				} else {
+					desc(d[0], n, hdrs + 32ULL * r, 16, VRING_DESC_F_NEXT, (uint16_t)(n + 1));
+					n++;
+					if (reqs[r].len) {
+						desc(d[0], n, dgpa, reqs[r].len,
+						     VRING_DESC_F_NEXT | (reqs[r].w ? VRING_DESC_F_WRITE : 0),
+						     (uint16_t)(n + 1));
+						n++;
+					}
+				}
+				desc(d[0], n, st + r, 1, VRING_DESC_F_WRITE, 0);
+				n++;
+				post(a[0], 32, &idx, head);
+			}
+			emit("fuzz_virtio_dev", h, sizeof(h));
+		}
+	}
+}
+
+/* virtio-net: four receive buffers, two transmit chains (header and frame apart, and in one
+ * buffer), frames of several sizes, answers, a drain of waiting frames, a reset. */
+static void net_seeds(void)
+{
+	for (int tail = 0; tail < 2; tail++) {
+		for (int opt = 0; opt < 4; opt++) {
+			for (int feat = 0; feat < 2; feat++) {
+				uint8_t h[16], frame[72] = { 0 };
+				uint64_t d[2], a[2], u[2], tx;
+				uint16_t idx[2] = { 0, 0 };
+
+				memset(img, 0, sizeof(img));
+				base = tail ? FUZZ_TAIL_BASE : 0;
+				tx = base + 0x400;
+				/* inject 1 frame; one of 1514 bytes; answer mode, kick tx; 4 frames (3
+				 * wait); post one more; kick rx; sends fail; reset; kick tx; one of 4000
+				 * bytes (several buffers, or dropped); one too big; disable/enable rx */
+				dev_header(h, 3, opt, feat, 3, tail,
+					   "\x01\x81\x32\x11\x07\x42\x0a\x05\x22\xa1\xe1\x03");
+				dev_rings(2, 8, d, a, u);
+				for (uint16_t i = 0; i < 4; i++) {
+					uint64_t b = tail ? FUZZ_LOW_SIZE - 1600ULL * (i + 1)
+							  : 0x1000 + 1600ULL * i;
+
+					desc(d[0], i, b, 1600, VRING_DESC_F_WRITE, 0);
+					post(a[0], 8, &idx[0], i);
+				}
+				for (int i = 0; i < 60; i++)
+					frame[12 + i] = (uint8_t)(i < 12 ? 0xff : i);
+				put(tx, frame, sizeof(frame));
+				desc(d[1], 0, tx, 12, VRING_DESC_F_NEXT, 1);
+				desc(d[1], 1, tx + 12, 60, 0, 0);
+				desc(d[1], 2, tx, 72, 0, 0);
+				post(a[1], 8, &idx[1], 0);
+				post(a[1], 8, &idx[1], 2);
+				emit("fuzz_virtio_dev", h, sizeof(h));
+			}
+		}
+	}
+}
+
+/* virtio-balloon: an inflate list (in RAM, beyond it, in the high region), one split across
+ * two buffers, a deflate list, a stats buffer; kicks, stats returned, a target set. */
+static void balloon_seeds(void)
+{
+	static const uint32_t pfns[8] = { 10, 11, 12, 0x40, 0x100000, 0x100001, 0xffffffff, 13 };
+	static const uint32_t split[4] = { 20, 21, 22, 0x10000f };
+	static const uint8_t stats[20] = { 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 4, 0, 0, 0, 16 };
+
+	for (int tail = 0; tail < 2; tail++) {
+		for (int feat = 0; feat < 4; feat++) {
+			uint8_t h[16];
+			uint64_t d[3], a[3], u[3], lists;
+			uint16_t idx[3] = { 0, 0, 0 };
+
+			memset(img, 0, sizeof(img));
+			base = tail ? FUZZ_TAIL_BASE : 0;
+			lists = base + 0x600;
+			/* kick inflate, deflate, stats; stats back; kick stats; target 0; post one
+			 * more inflate; kick inflate; report; disable/enable inflate; reset; kick */
+			dev_header(h, 4, 0, feat, 3, tail,
+				   "\x00\x08\x10\x01\x10\x0a\x07\x00\x02\x03\x05\x00");
+			dev_rings(3, 8, d, a, u);
+			put(lists, pfns, sizeof(pfns));
+			put(lists + 0x40, split, sizeof(split));
+			put(lists + 0x80, pfns, 8);
+			put(lists + 0xc0, stats, sizeof(stats));
+			desc(d[0], 0, lists, sizeof(pfns), 0, 0);
+			desc(d[0], 1, lists + 0x40, 6, VRING_DESC_F_NEXT, 2);
+			desc(d[0], 2, lists + 0x46, 10, 0, 0);
+			post(a[0], 8, &idx[0], 0);
+			post(a[0], 8, &idx[0], 1);
+			desc(d[1], 0, lists + 0x80, 8, 0, 0);
+			post(a[1], 8, &idx[1], 0);
+			desc(d[2], 0, lists + 0xc0, sizeof(stats), 0, 0);
+			post(a[2], 8, &idx[2], 0);
+			emit("fuzz_virtio_dev", h, sizeof(h));
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char path[512];
@@ -208,6 +383,9 @@ int main(int argc, char **argv)
 	nseeds = 0;
 	virtq_seeds();
 	device_seeds();
+	blk_seeds();
+	net_seeds();
+	balloon_seeds();
 	printf("mkseeds: %d seeds in %s\n", nseeds, dir);
 	return 0;
 }

@@ -614,6 +614,91 @@ static void get_id(void)
 	teardown();
 }
 
+/* Posts a chain on queue 0, kicks, waits for it; returns its status byte (at status slot i)
+ * and *used its used length. */
+static uint8_t chain_req(struct virtio_dev *dev, const struct seg *s, int n, int i, uint32_t *used)
+{
+	uint16_t target = (uint16_t)(used_idx(0) + 1);
+
+	*status_of(i) = 0xff;
+	post_chain(0, s, n);
+	virtio_queue_notified(dev, 0);
+	CHECK(run_until(0, target));
+	*used = q[0].used->ring[(target - 1) % QSIZE].len;
+	return *status_of(i);
+}
+
+/* Requests laid out in less usual ways: parsed by byte offsets wherever the descriptors cut. */
+static void request_layouts(void)
+{
+	struct virtio_dev *dev = setup(1, ",serial=0123456789abcdefghij");
+	const struct virtio_blk_stats *st = stats(dev);
+	struct virtio_blk_outhdr h = { .type = VIRTIO_BLK_T_OUT, .sector = 40 };
+	struct virtio_blk_discard_write_zeroes r[2] = {
+		{ .sector = 64, .num_sectors = 8 }, { .sector = 96, .num_sectors = 8 },
+	};
+	uint8_t *p = g2h(&vm.mem, DATA, 0x10000);
+	struct seg s[4];
+	uint32_t used;
+
+	bring_up(dev, F_ALL);
+	/* A header cut in two (4 + 12 bytes), then data. */
+	memcpy(p, &h, 16);
+	fill(DATA + 0x100, 512, 7);
+	s[0] = (struct seg){ DATA, 4, false };
+	s[1] = (struct seg){ DATA + 4, 12, false };
+	s[2] = (struct seg){ DATA + 0x100, 512, false };
+	s[3] = (struct seg){ status_gpa(0), 1, true };
+	CHECK_EQ(chain_req(dev, s, 4, 0, &used), VIRTIO_BLK_S_OK);
+	CHECK_EQ(used, 1);
+	CHECK(file_equals(40 * 512, DATA + 0x100, 512));
+
+	/* A read of nothing: header and status only. */
+	write_hdr(0, VIRTIO_BLK_T_IN, 40);
+	s[0] = (struct seg){ hdr_gpa(0), 16, false };
+	s[1] = (struct seg){ status_gpa(0), 1, true };
+	CHECK_EQ(chain_req(dev, s, 2, 0, &used), VIRTIO_BLK_S_OK);
+	CHECK_EQ(used, 1);
+
+	/* A flush with data, either way: the wrong direction. */
+	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_FLUSH, 0, DATA, 512, false, NULL), VIRTIO_BLK_S_IOERR);
+	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_FLUSH, 0, DATA, 512, true, NULL), VIRTIO_BLK_S_IOERR);
+	CHECK_EQ(atomic_load(&st->err_direction), 2);
+
+	/* GET_ID into 8 bytes: the first 8 of the serial, nothing after them. */
+	memset(p, 0xee, 32);
+	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_GET_ID, 0, DATA, 8, true, &used), VIRTIO_BLK_S_OK);
+	CHECK_EQ(used, 9);
+	CHECK(!memcmp(p, "01234567", 8));
+	CHECK(all_bytes(DATA + 8, 24, 0xee));
+	/* ... and with device-readable data after the header: the wrong direction. */
+	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_GET_ID, 0, DATA, 20, false, NULL), VIRTIO_BLK_S_IOERR);
+	CHECK_EQ(atomic_load(&st->err_direction), 3);
+
+	/* DISCARD whose header and two ranges are cut at odd places (20 + 28 bytes). */
+	fill(DATA + 0x1000, 0x10000 - 0x1000, 3);
+	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_OUT, 64, DATA + 0x1000, 0x8000, false, NULL),
+		 VIRTIO_BLK_S_OK);
+	h = (struct virtio_blk_outhdr){ .type = VIRTIO_BLK_T_DISCARD };
+	memcpy(p, &h, 16);
+	memcpy(p + 16, r, sizeof(r));
+	s[0] = (struct seg){ DATA, 20, false };
+	s[1] = (struct seg){ DATA + 20, 28, false };
+	s[2] = (struct seg){ status_gpa(0), 1, true };
+	CHECK_EQ(chain_req(dev, s, 3, 0, &used), VIRTIO_BLK_S_OK);
+	CHECK(file_zero(64 * 512, 8 * 512));
+	CHECK(file_zero(96 * 512, 8 * 512));
+	CHECK(!file_zero(72 * 512, 512));
+	CHECK(!file_zero(104 * 512, 512));
+	/* ... and with more than the status byte device-writable: the wrong direction. */
+	s[2] = (struct seg){ DATA + 0x800, 512, true };
+	s[3] = (struct seg){ status_gpa(0), 1, true };
+	CHECK_EQ(chain_req(dev, s, 4, 0, &used), VIRTIO_BLK_S_IOERR);
+	CHECK_EQ(atomic_load(&st->err_direction), 4);
+	CHECK(!(virtio_get_status(dev) & S_RESET));
+	teardown();
+}
+
 /* Posts a DISCARD or WRITE_ZEROES with n ranges (at hdr slot i); returns the status. */
 static uint8_t dwz(struct virtio_dev *dev, uint32_t type,
 		   const struct virtio_blk_discard_write_zeroes *r, int n)
@@ -1016,6 +1101,7 @@ BOTH(shared_segments)
 BOTH(bad_requests)
 BOTH(read_only)
 BOTH(get_id)
+BOTH(request_layouts)
 BOTH(discard_write_zeroes)
 BOTH(write_zeroes_tmp)
 BOTH(write_zeroes_tmpfs)
@@ -1037,6 +1123,7 @@ TEST_MAIN("virtio-blk",
 	  T2(bad_requests),
 	  T2(read_only),
 	  T2(get_id),
+	  T2(request_layouts),
 	  T2(discard_write_zeroes),
 	  T2(write_zeroes_tmp),
 	  T2(write_zeroes_tmpfs),

@@ -64,6 +64,9 @@ struct test_backend {
 	uint8_t frames[TB_MAX][4096];
 	int pauses, resumes;
 	bool paused;
+	int configures;
+	size_t hdr_len;         /* as configure() said */
+	uint64_t features;
 };
 
 static int tb_send(struct net_backend *be, const struct iovec *iov, int iovcnt, size_t len)
@@ -94,6 +97,15 @@ static void tb_paused(struct net_backend *be, bool paused)
 		t->resumes++;
 }
 
+static void tb_configure(struct net_backend *be, size_t hdr_len, uint64_t features)
+{
+	struct test_backend *t = container_of(be, struct test_backend, be);
+
+	t->configures++;
+	t->hdr_len = hdr_len;
+	t->features = features;
+}
+
 static void tb_destroy(struct net_backend *be)
 {
 	free(container_of(be, struct test_backend, be));
@@ -101,6 +113,7 @@ static void tb_destroy(struct net_backend *be)
 
 static const struct net_backend_ops tb_ops = {
 	.send = tb_send,
+	.configure = tb_configure,
 	.set_rx_paused = tb_paused,
 	.destroy = tb_destroy,
 };
@@ -131,7 +144,9 @@ static void teardown(void)
 	guest_mem_destroy(&vm.mem);
 }
 
-static struct virtio_dev *net_setup(void)
+/* A device on the test backend; vnet_hdr: frames carry a virtio-net header both ways, as with
+ * tap, and the backend can serve `offloads`. */
+static struct virtio_dev *net_setup_backend(bool vnet_hdr, uint64_t offloads)
 {
 	struct net_opts o;
 	char err[128];
@@ -143,12 +158,18 @@ static struct virtio_dev *net_setup(void)
 	tb = calloc(1, sizeof(*tb));
 	if (!tb)
 		abort();
-	tb->be = (struct net_backend){ .ops = &tb_ops, .name = "test" };
+	tb->be = (struct net_backend){ .ops = &tb_ops, .name = "test", .vnet_hdr = vnet_hdr,
+				       .offloads = offloads };
 	dev = virtio_net_create_with(&vm, &o, &tb->be, &why);
 	if (!dev)
 		abort();
 	dev->transport = &fake_transport;
 	return dev;
+}
+
+static struct virtio_dev *net_setup(void)
+{
+	return net_setup_backend(false, 0);
 }
 
 static void setup_queue(struct virtio_dev *dev, int n)
@@ -567,6 +588,84 @@ static void legacy_header(void)
 	teardown();
 }
 
+/* A backend that speaks virtio-net headers (tap): the header goes through both ways (only
+ * num_buffers is the device's), offloads are offered, the backend learns the header size. */
+static void vnet_hdr_backend(void)
+{
+	const uint64_t offloads = (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
+				  (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO4);
+	struct virtio_dev *dev = net_setup_backend(true, offloads | (1ULL << VIRTIO_NET_F_GUEST_UFO));
+	struct net_port *port = tb->be.port;
+	struct virtio_net_hdr_v1 hdr = {
+		.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+		.hdr_len = 54, .gso_size = 1448, .csum_start = 34, .csum_offset = 16,
+		.num_buffers = 0x7777,
+	};
+	static uint8_t frame[HDR + 100];
+	struct virtio_net_stats st;
+	uint64_t offered = virtio_offered_features(dev);
+
+	CHECK_EQ(offered & offloads, offloads);
+	CHECK(!(offered & (1ULL << VIRTIO_NET_F_GUEST_UFO))); /* not one the device knows */
+	/* Segmentation offloads without their checksum offload: FEATURES_OK refused. */
+	virtio_set_status(dev, S_ACK | S_DRV);
+	virtio_set_driver_features(dev, 0, (uint32_t)(F_V1 | (1ULL << VIRTIO_NET_F_GUEST_TSO4)));
+	virtio_set_driver_features(dev, 1, (uint32_t)(F_V1 >> 32));
+	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
+	CHECK(!(virtio_get_status(dev) & S_FOK));
+	virtio_set_status(dev, 0);
+	virtio_set_status(dev, S_ACK | S_DRV);
+	virtio_set_driver_features(dev, 0, (uint32_t)(F_V1 | (1ULL << VIRTIO_NET_F_HOST_TSO4)));
+	virtio_set_driver_features(dev, 1, (uint32_t)(F_V1 >> 32));
+	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
+	CHECK(!(virtio_get_status(dev) & S_FOK));
+	virtio_set_status(dev, 0);
+	CHECK_EQ(tb->configures, 0);
+
+	bring_up(dev, F_V1 | F_MRG | offloads);
+	CHECK_EQ(tb->configures, 1);
+	CHECK_EQ(tb->hdr_len, HDR);
+	CHECK_EQ(tb->features, F_V1 | F_MRG | offloads);
+
+	/* Transmit: the backend gets the header too. */
+	memcpy(frame, &hdr, HDR);
+	pattern(frame + HDR, 60, 4);
+	memcpy(g2h(&vm.mem, tx_gpa(0), HDR + 60), frame, HDR + 60);
+	drv_desc(&q[TXQ], 0, tx_gpa(0), 5, VRING_DESC_F_NEXT, 1); /* the header cut in two */
+	drv_desc(&q[TXQ], 1, tx_gpa(0) + 5, HDR - 5 + 60, 0, 0);
+	drv_post(&q[TXQ], 0);
+	virtio_queue_notified(dev, TXQ);
+	CHECK_EQ(tb->nframes, 1);
+	CHECK_EQ(tb->lens[0], HDR + 60);
+	CHECK(!memcmp(tb->frames[0], frame, HDR + 60));
+	virtio_net_get_stats(dev, &st);
+	CHECK_EQ(st.tx_bytes, 60);
+
+	/* Receive: the backend's header, num_buffers set by the device. */
+	hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+	memcpy(frame, &hdr, HDR);
+	pattern(frame + HDR, 100, 5);
+	post_rx(0, 1526);
+	port->receive(port, frame, HDR + 100);
+	port->flush(port);
+	CHECK_EQ(q[RXQ].used->idx, 1);
+	CHECK_EQ(q[RXQ].used->ring[0].len, HDR + 100);
+	CHECK(!memcmp(rx_buf(0), frame, 10));
+	CHECK_EQ(num_buffers(rx_buf(0)), 1);
+	CHECK(!memcmp(rx_buf(0) + HDR, frame + HDR, 100));
+	/* A frame shorter than its header: dropped and counted, no buffer used. */
+	post_rx(1, 1526);
+	port->receive(port, frame, HDR - 1);
+	port->flush(port);
+	CHECK_EQ(q[RXQ].used->idx, 1);
+	virtio_net_get_stats(dev, &st);
+	CHECK_EQ(st.rx_dropped_not_ready, 1);
+	CHECK_EQ(st.rx_packets, 1);
+	CHECK_EQ(st.rx_bytes, 100);
+	CHECK(!(virtio_get_status(dev) & S_RESET));
+	teardown();
+}
+
 static void parse_options(void)
 {
 	struct net_opts o;
@@ -884,6 +983,7 @@ TEST_MAIN("net",
 	  T(rx_pending_bound),
 	  T(rx_hostile_buffers),
 	  T(legacy_header),
+	  T(vnet_hdr_backend),
 	  T(parse_options),
 	  T(slirp_arp_dhcp_hostfwd),
 	  T(slirp_hostfwd_conflict))

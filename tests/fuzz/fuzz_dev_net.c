@@ -1,0 +1,250 @@
+/* virtio-net in the device target, on a fake backend that checks every frame the device
+ * transmits and injects received frames when the operations say so.
+ *
+ * Options: bit 0 the backend speaks virtio-net headers (as tap, with every offload); bit 1 the
+ * driver leaves out MRG_RXBUF; bits 2-3 the backend's starting mode (see operation 1).
+ * Operations: 0: the backend receives 1 << (arg & 3) frames of size class arg >> 2 (8 bytes to
+ *             one byte more than the device takes), then flushes;
+ *             1: the backend's mode becomes arg & 3 (bit 0: send() fails, bit 1: send()
+ *             answers each frame at once with a received one, as libslirp does), then
+ *             (arg & 4) a kick of the transmit queue and (arg & 8) of the receive queue.
+ *
+ * Every received frame is self-describing: after the header (the backend's own when it speaks
+ * headers) come its length, a sequence number and a pattern. Checks beyond the sanitizers:
+ *   - transmit: send() gets exactly the chain's readable bytes after the header (with it when
+ *     the backend speaks headers), between 14 and 65550 bytes of frame, in guest RAM;
+ *   - receive: every frame delivered (one chain, or num_buffers chains with MRG_RXBUF) holds
+ *     the header and the whole frame, exactly: never truncated, never padded, in sequence
+ *     (skipped when the driver's buffers overlap, where one write may clobber another);
+ *   - every frame the backend hands over is delivered, waiting, or dropped and counted
+ *     (unless a reset or a violation threw the waiting ones away);
+ *   - the backend is paused only while more than half the waiting queue is full, and
+ *     always when it is full. */
+#include <errno.h>
+#include <linux/virtio_net.h>
+
+#include "../../devices/net/backend.h"
+#include "fuzz_dev.h"
+#include "net.h"
+
+#define NET_MAX_FRAME   65550
+#define NET_PENDING_MAX 256
+#define HDR_MAX         12
+#define F(bit)          (1ULL << (bit))
+
+struct fake_backend {
+	struct net_backend be;
+	int mode;                 /* bit 0: sends fail; bit 1: sends are answered at once */
+	bool paused;
+	size_t hdr_len;           /* as configure() said */
+	bool mrg;
+};
+
+static struct fake_backend fb;
+static uint32_t next_seq, min_seq;    /* next frame to inject; lowest the next delivery may have */
+static unsigned long injected, injected_before;
+static struct virtio_net_stats before;
+static uint8_t frame[HDR_MAX + NET_MAX_FRAME + 1];
+static uint8_t stream[HDR_MAX + NET_MAX_FRAME + 1], sent[HDR_MAX + NET_MAX_FRAME + 1];
+
+static uint32_t le32_at(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint8_t pattern(uint32_t seq, uint32_t i)
+{
+	return (uint8_t)(seq * 13 + i);
+}
+
+/* One frame from the network; size class 0-7. */
+static void inject(int cls)
+{
+	static const uint32_t payload_len[8] = { 8, 20, 60, 200, 1514, 4000, NET_MAX_FRAME,
+						 NET_MAX_FRAME + 1 };
+	uint32_t hl = fb.be.vnet_hdr ? (uint32_t)fb.hdr_len : 0, plen = payload_len[cls];
+	uint8_t *p = frame + hl;
+
+	for (uint32_t i = 0; i < hl; i++)
+		frame[i] = (uint8_t)(0xa0 + i);
+	memcpy(p, &plen, 4);
+	memcpy(p + 4, &next_seq, 4);
+	for (uint32_t i = 8; i < plen; i++)
+		p[i] = pattern(next_seq, i);
+	next_seq++;
+	injected++;
+	/* Class 0 with headers: shorter than the header, which the device must drop. */
+	fb.be.port->receive(fb.be.port, frame, cls == 0 && hl ? hl - 1 : hl + plen);
+}
+
+static int fb_send(struct net_backend *be, const struct iovec *iov, int iovcnt, size_t len)
+{
+	const struct fuzz_chain *c = fuzz_track_last_live(1);
+	uint32_t hl = (uint32_t)fb.hdr_len, skip = be->vnet_hdr ? 0 : hl;
+	size_t got = 0, frame_len = len - (be->vnet_hdr ? hl : 0);
+
+	FUZZ_ASSERT(iovcnt >= 1 && iovcnt <= VIRTQ_MAX_SEGS && len <= sizeof(sent));
+	for (int i = 0; i < iovcnt; i++) {
+		FUZZ_ASSERT(fuzz_in_ram(iov[i].iov_base, iov[i].iov_len));
+		FUZZ_ASSERT(iov[i].iov_len <= len - got);
+		memcpy(sent + got, iov[i].iov_base, iov[i].iov_len);
+		got += iov[i].iov_len;
+	}
+	FUZZ_ASSERT(got == len);
+	FUZZ_ASSERT(frame_len >= 14 && frame_len <= NET_MAX_FRAME);
+	if (c) { /* the chain being sent: exactly its readable bytes after skip */
+		FUZZ_ASSERT(c->read_len == skip + len);
+		FUZZ_ASSERT(fuzz_chain_bytes(c, false, skip, stream, len) == len);
+		FUZZ_ASSERT(!memcmp(stream, sent, len));
+	}
+	if (fb.mode & 2)
+		inject(2);
+	return fb.mode & 1 ? -EIO : 0;
+}
+
+static void fb_configure(struct net_backend *be, size_t hdr_len, uint64_t features)
+{
+	(void)be;
+	FUZZ_ASSERT(hdr_len == 10 || hdr_len == HDR_MAX);
+	fb.hdr_len = hdr_len;
+	fb.mrg = features & F(VIRTIO_NET_F_MRG_RXBUF);
+}
+
+static void fb_set_rx_paused(struct net_backend *be, bool paused)
+{
+	(void)be;
+	FUZZ_ASSERT(paused != fb.paused); /* told only of changes */
+	fb.paused = paused;
+}
+
+static void fb_destroy(struct net_backend *be)
+{
+	(void)be; /* static */
+}
+
+static const struct net_backend_ops fb_ops = {
+	.send = fb_send,
+	.configure = fb_configure,
+	.set_rx_paused = fb_set_rx_paused,
+	.destroy = fb_destroy,
+};
+
+static struct virtio_dev *net_create(struct vm *vm, uint8_t opt, uint64_t *features)
+{
+	struct net_opts o = { .kind = NET_USER, .mac_set = true, .mac = { 0x52, 0x54, 0, 1, 2, 3 } };
+	const char *why = NULL;
+	struct virtio_dev *dev;
+
+	fb = (struct fake_backend){
+		.be = { .ops = &fb_ops, .name = "fuzz", .vnet_hdr = opt & 1,
+			.offloads = opt & 1 ? ~0ULL : 0 },
+		.mode = (opt >> 2) & 3,
+		.hdr_len = HDR_MAX,
+	};
+	next_seq = min_seq = 0;
+	injected = injected_before = 0;
+	memset(&before, 0, sizeof(before));
+	dev = virtio_net_create_with(vm, &o, &fb.be, &why);
+	FUZZ_ASSERT(dev);
+	*features = virtio_offered_features(dev) & 0xffffff; /* the device-specific bits */
+	if (opt & 2)
+		*features &= ~F(VIRTIO_NET_F_MRG_RXBUF);
+	return dev;
+}
+
+static void net_op(struct virtio_dev *dev, int which, uint8_t arg)
+{
+	if (which == 0) {
+		for (int i = 0; i < 1 << (arg & 3); i++)
+			inject(arg >> 2);
+		fb.be.port->flush(fb.be.port);
+		return;
+	}
+	fb.mode = arg & 3;
+	if (arg & 4)
+		virtio_queue_notified(dev, 1);
+	if (arg & 8)
+		virtio_queue_notified(dev, 0);
+}
+
+/* The frames delivered on the receive queue in this operation, checked; returns how many. */
+static unsigned long check_delivered(void)
+{
+	uint32_t hl = (uint32_t)fb.hdr_len;
+	unsigned long frames = 0;
+	const struct fuzz_chain *c;
+
+	for (unsigned i = 0; (c = fuzz_track_pushed(0, i));) {
+		uint64_t len = 0;
+		uint16_t nb = 1;
+		uint32_t plen, seq;
+
+		if (!c->written) { /* an empty buffer given back: a frame dropped */
+			i++;
+			continue;
+		}
+		FUZZ_ASSERT(c->written >= hl);
+		if (fb.mrg) {
+			fuzz_chain_bytes(c, true, 0, stream, HDR_MAX);
+			nb = (uint16_t)(stream[10] | stream[11] << 8);
+		}
+		FUZZ_ASSERT(nb >= 1);
+		for (unsigned k = 0; k < nb; k++, i++) {
+			const struct fuzz_chain *b = fuzz_track_pushed(0, i);
+
+			FUZZ_ASSERT(b && len + b->written <= sizeof(stream));
+			len += fuzz_chain_bytes(b, true, 0, stream + len, b->written);
+		}
+		/* The header: the backend's, or zeros; num_buffers says how many chains. */
+		for (uint32_t k = 0; k < hl; k++) {
+			uint8_t want = fb.be.vnet_hdr ? (uint8_t)(0xa0 + k) : 0;
+
+			if (hl == HDR_MAX && k == 10)
+				want = (uint8_t)nb;
+			else if (hl == HDR_MAX && k == 11)
+				want = (uint8_t)(nb >> 8);
+			FUZZ_ASSERT(stream[k] == want);
+		}
+		FUZZ_ASSERT(len >= hl + 8);
+		plen = le32_at(stream + hl);
+		seq = le32_at(stream + hl + 4);
+		FUZZ_ASSERT(len == hl + (uint64_t)plen); /* the whole frame, and nothing more */
+		FUZZ_ASSERT(seq >= min_seq && seq < next_seq);
+		min_seq = seq + 1;
+		for (uint32_t k = 8; k < plen; k++)
+			FUZZ_ASSERT(stream[hl + k] == pattern(seq, k));
+		frames++;
+	}
+	return frames;
+}
+
+static void net_check(struct virtio_dev *dev, bool disrupted)
+{
+	struct virtio_net_stats s;
+	unsigned long dropped, frames;
+	bool aliased = fuzz_track_aliased();
+
+	frames = aliased ? 0 : check_delivered();
+	virtio_net_get_stats(dev, &s);
+	dropped = s.rx_dropped_full + s.rx_dropped_too_big + s.rx_dropped_not_ready -
+		  (before.rx_dropped_full + before.rx_dropped_too_big + before.rx_dropped_not_ready);
+	if (!disrupted) {
+		FUZZ_ASSERT(injected - injected_before + before.rx_pending ==
+			    s.rx_packets - before.rx_packets + dropped + s.rx_pending);
+		if (!aliased)
+			FUZZ_ASSERT(frames == s.rx_packets - before.rx_packets);
+	}
+	FUZZ_ASSERT(s.rx_pending <= NET_PENDING_MAX);
+	if (fb.paused)
+		FUZZ_ASSERT(s.rx_pending > NET_PENDING_MAX / 2);
+	if (s.rx_pending == NET_PENDING_MAX)
+		FUZZ_ASSERT(fb.paused);
+	before = s;
+	injected_before = injected;
+}
+
+const struct fuzz_model fuzz_model_net = {
+	.create = net_create,
+	.op = net_op,
+	.check = net_check,
+};
