@@ -235,3 +235,4 @@ fi
 
 # The test guest's own block and balloon drivers, over every transport.
 tests/integration/guest_devices.sh
+tests/integration/guest_net.sh
