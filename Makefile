@@ -1,7 +1,7 @@
 # mica: one Makefile for the VMM, the test guest, the tests and the benchmarks.
 #   make            build/mica and build/guest/mica-testguest
 #   make test       unit tests, then integration tests through scripts/with-kvm
-#   make bench      benchmarks (through scripts/with-kvm), table on stdout, JSON in build/bench/
+#   make bench      benchmarks (KVM ones through scripts/with-kvm), JSON in build/bench/
 #   make SAN=1 ...  the same with AddressSanitizer and UBSan (objects in build/san/)
 
 CC      ?= gcc
@@ -19,7 +19,7 @@ endif
 CPPFLAGS := -D_GNU_SOURCE -DMICA_VERSION='"$(VERSION)"' -Ivmm -Idevices -Idevices/virtio -Iboot
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -O2 -g $(SANFLAGS)
 LDFLAGS  := $(SANFLAGS)
-LDLIBS   := -lfdt -luring -lslirp -lpthread -lm
+LDLIBS   := -lfdt -luring -lpthread
 
 # The VMM, minus main.c: also linked into the unit tests.
 CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c devices/net/*.c boot/*.c)
@@ -56,8 +56,9 @@ unit: $(UNIT_BINS)
 test: all $(UNIT_BINS) fuzz-build
 	@MICA=$(MICA) tests/run-all $(UNIT_BINS)
 
+# Host-only sections run here, the others through scripts/with-kvm (scripts/bench decides).
 bench: all
-	@scripts/with-kvm scripts/bench
+	@scripts/bench
 
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/fuzz $(BUILD)/mica $(BUILD)/mica-san $(BUILD)/guest $(BUILD)/bench

@@ -16,8 +16,9 @@ bench_die() {
     exit 1
 }
 
-# bench_build_tools: compiles bench/*.c into $BENCH_BIN when missing or older than their
-# sources (bench/bench.mk does the same from make, on the host: faster than in the inner VM).
+# bench_build_tools: compiles the standalone bench/*.c into $BENCH_BIN when missing or older
+# than their sources (bench/bench.mk does the same from make, on the host: faster than in the
+# inner VM). bench/blkhost.c links the VMM's objects: its section has make build it.
 bench_build_tools() {
     local cc=${CC:-cc} flags=(-std=c11 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE)
     mkdir -p "$BENCH_BIN"
@@ -32,6 +33,7 @@ bench_build_tools() {
     _bench_cc benchrun bench/benchrun.c
     _bench_cc firstrun.so bench/firstrun.c -shared -fPIC
     _bench_cc minilaunch bench/minilaunch.c -lfdt
+    _bench_cc netsink bench/netsink.c
 }
 
 # bench_json_str STRING: STRING as a JSON string literal.

@@ -7,8 +7,7 @@
  * touched region (256 per buffer), writes `actual`; sends a stats buffer (free-memory,
  * total-memory, available-memory) and waits up to 60 s for the host to hand it back (mica does
  * on `balloon-stats`); deflates half, writes `actual` again, and (mica) checks that the
- * deflated pages read zero: the host discarded them. A fresh stats buffer goes out at the end.
- * The config write and the PCI queue vectors use the stopgaps in tests_blk.c. */
+ * deflated pages read zero: the host discarded them. A fresh stats buffer goes out at the end. */
 #include "virtio.h"
 
 #define MS 1000000UL

@@ -1,77 +1,26 @@
 /* virtio-blk (device ID 2): a whole-disk write / flush / read-back with a pattern the host can
  * check in the image file afterwards, the error statuses (beyond the end, partial sectors,
  * unknown types), GET_ID, DISCARD / WRITE_ZEROES, a read-only disk, and two queues driven
- * concurrently from two vCPUs (MQ).
+ * concurrently from two vCPUs (MQ). The driver itself is blk.c.
  * mica: --disk IMG[,ro][,serial=S] (any --transport); cmdline blk_serial=S (GET_ID must return
  * it), blk_seed=N (the pattern's seed, 0-255; default: from the TSC), blk_sectors=N (the
  * capacity to expect). A missing device SKIPs.
  *
  * The pattern (virtio_blk, virtio_blk_mq): sector k holds "mica-blk sector %08u" (k, 24 bytes,
- * no NUL), then byte i (24 <= i < 512) = (k * 13 + i * 7 + seed) & 0xff.
- *
- * Stopgaps (until guest/virtio.c and virtio_pci.c cover them; declared in guest.h): the probe
- * gives block and balloon devices no queue MSI-X vectors (it sizes them by its nqueues, which
- * only rng and console get), and there is no device-config write. */
-#include "pci.h"
-#include "virtio.h"
+ * no NUL), then byte i (24 <= i < 512) = (k * 13 + i * 7 + seed) & 0xff. */
+#include "blk.h"
 
 #define MS 1000000UL
-#define IO_TIMEOUT (5000 * MS)
+#define IO_TIMEOUT BLK_IO_TIMEOUT_NS
 
-#ifndef VIRTIO_ID_BLOCK
-#define VIRTIO_ID_BLOCK 2
-#endif
-
-#define BLK_F_SIZE_MAX     1
-#define BLK_F_SEG_MAX      2
-#define BLK_F_RO           5
-#define BLK_F_BLK_SIZE     6
-#define BLK_F_FLUSH        9
-#define BLK_F_MQ           12
-#define BLK_F_DISCARD      13
-#define BLK_F_WRITE_ZEROES 14
-
-#define BLK_T_IN           0
-#define BLK_T_OUT          1
-#define BLK_T_FLUSH        4
-#define BLK_T_GET_ID       8
-#define BLK_T_DISCARD      11
-#define BLK_T_WRITE_ZEROES 13
-
-#define BLK_S_OK     0
-#define BLK_S_IOERR  1
-#define BLK_S_UNSUPP 2
-
-/* struct virtio_blk_config offsets */
-#define BCFG_CAPACITY        0
-#define BCFG_SIZE_MAX        8
-#define BCFG_SEG_MAX         12
-#define BCFG_BLK_SIZE        20
-#define BCFG_NUM_QUEUES      34
-#define BCFG_DISCARD_ALIGN   44
-#define BCFG_WZ_MAY_UNMAP    56
-
-#define BLK_WZ_FLAG_UNMAP    1
-
-#define SECTOR       512u
 #define REQ_SECTORS  128u          /* 64 KiB per request */
 #define NSLOTS       8             /* requests in flight (4 per queue in the MQ test) */
 #define MAX_SECTORS  (64u << 11)   /* 64 MiB: the whole-disk tests stop there */
 #define PAT_HEAD     24            /* "mica-blk sector %08u" */
 
-struct blk_hdr {
-    uint32_t type;
-    uint32_t ioprio;
-    uint64_t sector;
-};
-
-struct blk_slot {
-    struct blk_hdr *hdr;
-    volatile uint8_t *status;
-    uint8_t *buf;                  /* REQ_SECTORS * SECTOR bytes */
-    uint64_t sector;
-    uint32_t nsec;
-};
+#define BLK_FEATURES                                                                                    \
+    (BIT64(BLK_F_SIZE_MAX) | BIT64(BLK_F_SEG_MAX) | BIT64(BLK_F_BLK_SIZE) | BIT64(BLK_F_FLUSH) |         \
+     BIT64(BLK_F_RO))
 
 /* ---- buffers: allocated once (first touches are slow under nested emulation) ---- */
 
@@ -82,23 +31,14 @@ static bool blk_mem(void)
 {
     if (misc)
         return true;
-    uint8_t *small = alloc_pages(1), *data = alloc_pages((size_t)NSLOTS * REQ_SECTORS * SECTOR / PAGE_SIZE);
-    misc = alloc_pages(4);
-    if (!small || !data || !misc) {
-        misc = NULL;
+    if (!blk_slots_alloc(slots, NSLOTS, REQ_SECTORS * SECTOR))
         return false;
-    }
-    for (unsigned i = 0; i < NSLOTS; i++) {
-        slots[i].hdr = (struct blk_hdr *)(small + i * 64);
-        slots[i].status = small + i * 64 + 32;
-        slots[i].buf = data + (size_t)i * REQ_SECTORS * SECTOR;
-    }
-    return true;
+    misc = alloc_pages(4);
+    return misc != NULL;
 }
 
-static uint64_t pa(const volatile void *p) { return virt_to_phys((const void *)p); }
-
-static struct vdev *blk(void) { return virtio_find(VIRTIO_ID_BLOCK, 0); }
+static struct vdev *blk(void) { return blk_find(); }
+static bool ro_disk(struct vdev *d) { return blk_ro(d); }
 
 static uint32_t pattern_seed(void)
 {
@@ -143,39 +83,6 @@ static bool has_prefix(const uint8_t *p, uint64_t k)
 
 /* ---- requests ---- */
 
-/* Queues one request in slot s: header, optional device-readable data, optional
- * device-writable data, status byte. */
-static bool blk_add(struct virtq *vq, struct blk_slot *s, uint32_t type, uint64_t sector, const void *out,
-                    uint32_t out_len, void *in, uint32_t in_len)
-{
-    struct vbuf b[4];
-    unsigned n = 0, nout;
-    *s->hdr = (struct blk_hdr){type, 0, sector};
-    *s->status = 0xff;
-    b[n++] = (struct vbuf){pa(s->hdr), sizeof(struct blk_hdr)};
-    if (out_len)
-        b[n++] = (struct vbuf){pa(out), out_len};
-    nout = n;
-    if (in_len)
-        b[n++] = (struct vbuf){pa(in), in_len};
-    b[n++] = (struct vbuf){pa(s->status), 1};
-    return vq_add(vq, b, nout, n - nout, s, false) >= 0;
-}
-
-struct used_wait {
-    struct virtq *vq;
-};
-
-static bool used_any(void *arg) { return vq_has_used(((struct used_wait *)arg)->vq); }
-
-/* Waits for a used entry: interrupts reach the BSP only, so an AP re-checks every 200 us. */
-static bool wait_used(struct virtq *vq, uint64_t timeout_ns)
-{
-    struct used_wait w = {vq};
-    return poll_until(used_any, &w, timeout_ns, this_cpu() == 0 ? 20 * MS : 200000);
-}
-
-
 /* Interrupts are taken only while a wait hlts (a wait whose condition already holds never
  * enables them): wait for the counter to move, which lets a pending interrupt in. */
 static bool got_irq(volatile unsigned *counter, unsigned from)
@@ -194,7 +101,7 @@ static bool blk_one(struct virtq *vq, uint32_t type, uint64_t sector, const void
         return false;
     }
     vq_kick(vq);
-    if (!wait_used(vq, IO_TIMEOUT)) {
+    if (!blk_wait_used(vq, IO_TIMEOUT)) {
         snprintf(err, errlen, "request type %u sector %lu: no completion within 5 s (queue %u used idx %u, "
                  "Status 0x%x)", type, sector, vq->index, vq_used_idx(vq), vdev_status(vq->dev));
         return false;
@@ -216,129 +123,60 @@ static bool blk_one(struct virtq *vq, uint32_t type, uint64_t sector, const void
     } while (0)
 
 /* A stream of whole-sector reads or writes over [first, first + count) on one queue, up to
- * nslots requests in flight. Writes carry the pattern; reads are checked against it. Runs on
- * any CPU: failures go to err, nothing is printed. */
+ * nslots requests in flight (a blk_job). Writes carry the pattern; reads are checked against
+ * it. Runs on any CPU: failures go to err, nothing is printed. */
 struct stream {
-    struct virtq *vq;
-    struct blk_slot *slots;
-    unsigned nslots;
+    struct blk_job job;
     bool write;
     uint32_t seed;
-    uint64_t first, count;
-    uint64_t t0, t1;               /* TSC at start and end */
-    unsigned requests;
-    bool ok;
-    char err[160];
+    uint64_t first, count, next;
 };
+
+static int stream_next(struct blk_job *j, struct blk_slot *s)
+{
+    struct stream *st = (struct stream *)j;
+    uint64_t end = st->first + st->count;
+    if (st->next >= end)
+        return -1;
+    s->sector = st->next;
+    s->nsec = (uint32_t)(end - st->next < REQ_SECTORS ? end - st->next : REQ_SECTORS);
+    if (st->write)
+        for (uint32_t k = 0; k < s->nsec; k++)
+            fill_sector(s->buf + k * SECTOR, st->next + k, st->seed);
+    st->next += s->nsec;
+    return st->write ? BLK_T_OUT : BLK_T_IN;
+}
+
+static bool stream_check(struct blk_job *j, struct blk_slot *s)
+{
+    struct stream *st = (struct stream *)j;
+    if (st->write)
+        return true;
+    for (uint32_t k = 0; k < s->nsec; k++) {
+        int at = check_sector(s->buf + k * SECTOR, s->sector + k, st->seed);
+        if (at >= 0) {
+            snprintf(j->err, sizeof(j->err), "queue %u: sector %lu differs at byte %d: 0x%02x, expected the "
+                     "pattern", j->vq->index, s->sector + k, at, s->buf[k * SECTOR + (unsigned)at]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A stream over [first, first + count) in nslots of the slots. */
+static void stream_init(struct stream *st, struct virtq *vq, struct blk_slot *sl, unsigned nslots, bool write,
+                        uint32_t seed, uint64_t first, uint64_t count)
+{
+    *st = (struct stream){.job = {.vq = vq, .slots = sl, .depth = nslots, .next = stream_next,
+                                  .done = stream_check},
+                          .write = write, .seed = seed, .first = first, .count = count};
+}
 
 static bool stream_run(struct stream *st)
 {
-    struct virtq *vq = st->vq;
-    bool busy[NSLOTS] = {false};
-    uint64_t next = st->first, end = st->first + st->count;
-    unsigned inflight = 0;
-    bool added = false;
-    st->t0 = rdtsc();
-    st->ok = false;
-    while (next < end || inflight) {
-        for (unsigned i = 0; i < st->nslots && next < end; i++) {
-            if (busy[i])
-                continue;
-            struct blk_slot *s = &st->slots[i];
-            s->sector = next;
-            s->nsec = (uint32_t)(end - next < REQ_SECTORS ? end - next : REQ_SECTORS);
-            uint32_t len = s->nsec * SECTOR;
-            if (st->write)
-                for (uint32_t k = 0; k < s->nsec; k++)
-                    fill_sector(s->buf + k * SECTOR, next + k, st->seed);
-            bool ok = st->write ? blk_add(vq, s, BLK_T_OUT, next, s->buf, len, NULL, 0)
-                                : blk_add(vq, s, BLK_T_IN, next, NULL, 0, s->buf, len);
-            if (!ok) {
-                snprintf(st->err, sizeof(st->err), "queue %u: no room for a request (num_free %u)", vq->index,
-                         vq->num_free);
-                return false;
-            }
-            busy[i] = true;
-            added = true;
-            inflight++;
-            st->requests++;
-            next += s->nsec;
-        }
-        if (added)
-            vq_kick(vq);
-        added = false;
-        if (!wait_used(vq, IO_TIMEOUT)) {
-            snprintf(st->err, sizeof(st->err), "queue %u: %u request(s) outstanding for 5 s (used idx %u, "
-                     "avail idx %u)", vq->index, inflight, vq_used_idx(vq), vq->avail_idx);
-            return false;
-        }
-        void *tok;
-        uint32_t used;
-        while (vq_pop(vq, &tok, &used)) {
-            struct blk_slot *s = tok;
-            unsigned i = (unsigned)(s - st->slots);
-            if (i >= st->nslots || !busy[i]) {
-                snprintf(st->err, sizeof(st->err), "queue %u: used entry %p is not an outstanding request",
-                         vq->index, tok);
-                return false;
-            }
-            uint32_t want = st->write ? 1 : s->nsec * SECTOR + 1;
-            if (*s->status != BLK_S_OK || used != want) {
-                snprintf(st->err, sizeof(st->err), "queue %u: %s of sectors %lu+%u: status %u, used len %u "
-                         "(expected 0, %u)", vq->index, st->write ? "write" : "read", s->sector, s->nsec,
-                         *s->status, used, want);
-                return false;
-            }
-            if (!st->write)
-                for (uint32_t k = 0; k < s->nsec; k++) {
-                    int at = check_sector(s->buf + k * SECTOR, s->sector + k, st->seed);
-                    if (at >= 0) {
-                        snprintf(st->err, sizeof(st->err), "queue %u: sector %lu differs at byte %d: 0x%02x, "
-                                 "expected the pattern", vq->index, s->sector + k, at,
-                                 s->buf[k * SECTOR + (unsigned)at]);
-                        return false;
-                    }
-                }
-            busy[i] = false;
-            inflight--;
-        }
-    }
-    st->t1 = rdtsc();
-    st->ok = true;
-    return true;
+    st->next = st->first;
+    return blk_job_run(&st->job);
 }
-
-/* ---- bring-up and config ---- */
-
-#define BLK_FEATURES                                                                                    \
-    (BIT64(BLK_F_SIZE_MAX) | BIT64(BLK_F_SEG_MAX) | BIT64(BLK_F_BLK_SIZE) | BIT64(BLK_F_FLUSH) |         \
-     BIT64(BLK_F_RO))
-
-static bool blk_up(struct vdev *d, uint64_t want, unsigned nq)
-{
-    vdev_begin(d);
-    if (!vdev_set_features(d, d->offered & (want | BIT64(VIRTIO_F_VERSION_1)))) {
-        printf("# virtio-blk: features 0x%lx refused\n", d->offered & want);
-        return false;
-    }
-    for (unsigned q = 0; q < nq; q++)
-        if (!vq_setup(d, q, 0))
-            return false;
-    vdev_driver_ok(d);
-    return true;
-}
-
-static uint64_t blk_capacity(struct vdev *d)
-{
-    for (;;) {
-        uint32_t g = vdev_generation(d);
-        uint64_t c = vdev_config_read(d, BCFG_CAPACITY, 4) | (uint64_t)vdev_config_read(d, BCFG_CAPACITY + 4, 4) << 32;
-        if (vdev_generation(d) == g)
-            return c;
-    }
-}
-
-static bool ro_disk(struct vdev *d) { return d->offered & BIT64(BLK_F_RO); }
 
 /* ---- virtio_blk: pattern over the whole disk, FLUSH, read back ---- */
 static enum test_result test_virtio_blk(void)
@@ -381,11 +219,10 @@ static enum test_result test_virtio_blk(void)
     uint32_t seed = pattern_seed();
     unsigned irq0 = d->used_irqs;
     static struct stream st;
-    st = (struct stream){.vq = vq, .slots = slots, .nslots = NSLOTS, .write = true, .seed = seed, .first = 0,
-                         .count = n};
-    CHECK(stream_run(&st), "write: %s", st.err);
-    uint64_t tw = st.t1 - st.t0;
-    unsigned reqs = st.requests;
+    stream_init(&st, vq, slots, NSLOTS, true, seed, 0, n);
+    CHECK(stream_run(&st), "write: %s", st.job.err);
+    uint64_t tw = st.job.t1 - st.job.t0;
+    unsigned reqs = st.job.requests;
     uint8_t status;
     uint32_t used;
     if (d->features & BIT64(BLK_F_FLUSH)) {
@@ -394,14 +231,13 @@ static enum test_result test_virtio_blk(void)
     } else {
         printf("# virtio_blk: FLUSH not offered\n");
     }
-    st = (struct stream){.vq = vq, .slots = slots, .nslots = NSLOTS, .write = false, .seed = seed, .first = 0,
-                         .count = n};
-    CHECK(stream_run(&st), "read back: %s", st.err);
-    uint64_t tr = st.t1 - st.t0;
+    stream_init(&st, vq, slots, NSLOTS, false, seed, 0, n);
+    CHECK(stream_run(&st), "read back: %s", st.job.err);
+    uint64_t tr = st.job.t1 - st.job.t0;
     CHECK(got_irq(&d->used_irqs, irq0), "requests completed but no used-buffer interrupt arrived");
     printf("# virtio_blk: wrote %lu sectors, pattern seed %u\n", n, seed);
     printf("# virtio_blk: %u + %u requests of up to %u KiB, %u in flight; write %lu us, read %lu us, %u used "
-           "interrupts, %u kicks (%u suppressed)\n", reqs, st.requests, REQ_SECTORS * SECTOR / 1024, NSLOTS,
+           "interrupts, %u kicks (%u suppressed)\n", reqs, st.job.requests, REQ_SECTORS * SECTOR / 1024, NSLOTS,
            cycles_to_ns(tw) / 1000, cycles_to_ns(tr) / 1000, d->used_irqs - irq0, vq->kicks, vq->kicks_suppressed);
     return TEST_PASS;
 }
@@ -618,9 +454,8 @@ static enum test_result test_virtio_blk_ro(void)
     const char *seed_s = cmdline_get("blk_seed");
     if (seed_s) {
         static struct stream st;
-        st = (struct stream){.vq = vq, .slots = slots, .nslots = NSLOTS, .write = false, .seed = pattern_seed(),
-                             .first = 0, .count = n};
-        CHECK(stream_run(&st), "read: %s", st.err);
+        stream_init(&st, vq, slots, NSLOTS, false, pattern_seed(), 0, n);
+        CHECK(stream_run(&st), "read: %s", st.job.err);
         with = n;
     } else {
         for (uint64_t k = 0; k < n; k += REQ_SECTORS) {
@@ -653,14 +488,14 @@ static void mq_worker(void *arg)
     st->write = false;
     if (!stream_run(st))
         return;
-    uint64_t t0 = st->t0;
+    uint64_t t0 = st->job.t0;
     st->seed = seed;
     st->write = true;
     if (!stream_run(st))
         return;
     st->write = false;
     stream_run(st);
-    st->t0 = t0;
+    st->job.t0 = t0;
 }
 
 static enum test_result test_virtio_blk_mq(void)
@@ -687,25 +522,24 @@ static enum test_result test_virtio_blk_mq(void)
     uint64_t half = n / 2;
     uint32_t seed = pattern_seed();
     static struct stream st[2];
-    st[0] = (struct stream){.vq = &d->vq[0], .slots = slots, .nslots = NSLOTS / 2, .seed = seed, .first = 0,
-                            .count = half};
-    st[1] = (struct stream){.vq = &d->vq[1], .slots = slots + NSLOTS / 2, .nslots = NSLOTS / 2, .seed = seed,
-                            .first = half, .count = n - half};
+    stream_init(&st[0], &d->vq[0], slots, NSLOTS / 2, false, seed, 0, half);
+    stream_init(&st[1], &d->vq[1], slots + NSLOTS / 2, NSLOTS / 2, false, seed, half, n - half);
     unsigned irq0 = d->used_irqs;
     CHECK(smp_call_async(1, mq_worker, &st[1]), "cpu 1 did not take the call");
     mq_worker(&st[0]);
     bool back = smp_call_wait(1, 60000 * MS);
     CHECK(back, "cpu 1 did not finish queue 1 within 60 s (used idx %u)", vq_used_idx(&d->vq[1]));
-    CHECK(st[0].ok, "cpu 0: %s", st[0].err);
-    CHECK(st[1].ok, "cpu 1: %s", st[1].err);
+    CHECK(st[0].job.ok, "cpu 0: %s", st[0].job.err);
+    CHECK(st[1].job.ok, "cpu 1: %s", st[1].job.err);
     CHECK(vq_used_idx(&d->vq[0]) && vq_used_idx(&d->vq[1]), "a queue saw no completions");
     CHECK(got_irq(&d->used_irqs, irq0), "no used-buffer interrupt");
     /* Overlap: both streams ran at the same time (informational: one may simply be faster). */
-    uint64_t s = st[0].t0 > st[1].t0 ? st[0].t0 : st[1].t0, e = st[0].t1 < st[1].t1 ? st[0].t1 : st[1].t1;
+    const struct blk_job *j0 = &st[0].job, *j1 = &st[1].job;
+    uint64_t s = j0->t0 > j1->t0 ? j0->t0 : j1->t0, e = j0->t1 < j1->t1 ? j0->t1 : j1->t1;
     printf("# virtio_blk_mq: %u queues offered; cpu 0 -> queue 0 sectors 0+%lu (%u requests), cpu 1 -> queue 1 "
-           "sectors %lu+%lu (%u requests); overlap %lu us of %lu / %lu us\n", nq, half, st[0].requests, half,
-           n - half, st[1].requests, e > s ? cycles_to_ns(e - s) / 1000 : 0, cycles_to_ns(st[0].t1 - st[0].t0) / 1000,
-           cycles_to_ns(st[1].t1 - st[1].t0) / 1000);
+           "sectors %lu+%lu (%u requests); overlap %lu us of %lu / %lu us\n", nq, half, j0->requests, half,
+           n - half, j1->requests, e > s ? cycles_to_ns(e - s) / 1000 : 0, cycles_to_ns(j0->t1 - j0->t0) / 1000,
+           cycles_to_ns(j1->t1 - j1->t0) / 1000);
     if (vdev_is_pci(d) && d->irq_mode == VDEV_IRQ_MSIX)
         printf("# virtio_blk_mq: MSI-X entries 1, 2: %u, %u interrupts\n", d->vec_irqs[1], d->vec_irqs[2]);
     return TEST_PASS;
