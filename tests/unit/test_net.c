@@ -18,6 +18,7 @@
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
+#include "fake_transport.h"
 #include "vring_driver.h"
 
 #define RAM   (16 * 1024 * 1024ULL)
@@ -40,18 +41,7 @@
 
 static struct vm vm;
 static struct drv q[2];
-static int irqs[VIRTIO_MAX_QUEUES + 1]; /* [0]: config, [1 + n]: queue n */
 static const uint8_t guest_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
-
-static void fake_interrupt(struct virtio_dev *dev, int queue)
-{
-	(void)dev;
-	if (queue < -1 || queue >= VIRTIO_MAX_QUEUES)
-		abort();
-	irqs[queue + 1]++;
-}
-
-static const struct virtio_transport_ops fake_transport = { .interrupt = fake_interrupt };
 
 /* ---- a backend that records what the device sends ---- */
 

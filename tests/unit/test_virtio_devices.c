@@ -15,6 +15,7 @@
 #include "util.h"
 #include "virtio.h"
 #include "vm.h"
+#include "fake_transport.h"
 #include "vring_driver.h"
 
 #define RAM   (16 * 1024 * 1024ULL)
@@ -33,17 +34,6 @@
 
 static struct vm vm;
 static struct drv q[VIRTIO_MAX_QUEUES];
-static int irqs[VIRTIO_MAX_QUEUES + 1]; /* [0]: config (-1), [1 + n]: queue n */
-
-static void fake_interrupt(struct virtio_dev *dev, int queue)
-{
-	(void)dev;
-	if (queue < -1 || queue >= VIRTIO_MAX_QUEUES)
-		abort();
-	irqs[queue + 1]++;
-}
-
-static const struct virtio_transport_ops fake_transport = { .interrupt = fake_interrupt };
 
 static void setup_vm(void)
 {
