@@ -54,6 +54,28 @@ static inline void mmio_write16(uintptr_t a, uint16_t v) { __asm__ volatile("mov
 static inline void mmio_write32(uintptr_t a, uint32_t v) { __asm__ volatile("movl %0, (%1)" ::"r"(v), "r"(a) : "memory"); }
 static inline void mmio_write64(uintptr_t a, uint64_t v) { __asm__ volatile("movq %0, (%1)" ::"r"(v), "r"(a) : "memory"); }
 
+/* One access of width 1, 2 or 4 bytes (device configuration fields). */
+static inline uint32_t mmio_read_w(uintptr_t a, unsigned w) { return w == 1 ? mmio_read8(a) : w == 2 ? mmio_read16(a) : mmio_read32(a); }
+static inline void mmio_write_w(uintptr_t a, unsigned w, uint32_t v)
+{
+    if (w == 1)
+        mmio_write8(a, (uint8_t)v);
+    else if (w == 2)
+        mmio_write16(a, (uint16_t)v);
+    else
+        mmio_write32(a, v);
+}
+static inline uint32_t in_w(uint16_t p, unsigned w) { return w == 1 ? inb(p) : w == 2 ? inw(p) : inl(p); }
+static inline void out_w(uint16_t p, unsigned w, uint32_t v)
+{
+    if (w == 1)
+        outb(p, (uint8_t)v);
+    else if (w == 2)
+        outw(p, (uint16_t)v);
+    else
+        outl(p, v);
+}
+
 static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
     __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));

@@ -52,7 +52,7 @@ static uint32_t cf8_read(unsigned bus, unsigned slot, unsigned fn, unsigned off,
     spin_lock(&cf8_lock);
     outl(CF8, cf8_addr(bus, slot, fn, off));
     uint16_t port = (uint16_t)(CFC + (off & 3));
-    uint32_t v = len == 1 ? inb(port) : len == 2 ? inw(port) : inl(port);
+    uint32_t v = in_w(port, len);
     spin_unlock(&cf8_lock);
     return v;
 }
@@ -62,12 +62,7 @@ static void cf8_write(unsigned bus, unsigned slot, unsigned fn, unsigned off, un
     spin_lock(&cf8_lock);
     outl(CF8, cf8_addr(bus, slot, fn, off));
     uint16_t port = (uint16_t)(CFC + (off & 3));
-    if (len == 1)
-        outb(port, (uint8_t)v);
-    else if (len == 2)
-        outw(port, (uint16_t)v);
-    else
-        outl(port, v);
+    out_w(port, len, v);
     spin_unlock(&cf8_lock);
 }
 
@@ -99,7 +94,7 @@ static uint32_t cfg_read(const struct pci_func *f, unsigned off, unsigned len)
     if (!ecam)
         return cf8_read(f->bus, f->slot, f->fn, off, len);
     uintptr_t a = ecam_addr(f->bus, f->slot, f->fn, off);
-    return len == 1 ? mmio_read8(a) : len == 2 ? mmio_read16(a) : mmio_read32(a);
+    return mmio_read_w(a, len);
 }
 
 static void cfg_write(const struct pci_func *f, unsigned off, unsigned len, uint32_t v)
@@ -108,13 +103,7 @@ static void cfg_write(const struct pci_func *f, unsigned off, unsigned len, uint
         cf8_write(f->bus, f->slot, f->fn, off, len, v);
         return;
     }
-    uintptr_t a = ecam_addr(f->bus, f->slot, f->fn, off);
-    if (len == 1)
-        mmio_write8(a, (uint8_t)v);
-    else if (len == 2)
-        mmio_write16(a, (uint16_t)v);
-    else
-        mmio_write32(a, v);
+    mmio_write_w(ecam_addr(f->bus, f->slot, f->fn, off), len, v);
 }
 
 uint32_t pci_read32(const struct pci_func *f, unsigned off) { return cfg_read(f, off, 4); }

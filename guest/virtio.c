@@ -95,19 +95,12 @@ static uint32_t mmio_generation(struct vdev *d) { return vdev_read(d, VIRTIO_MMI
 
 static uint32_t mmio_config_read(struct vdev *d, unsigned off, unsigned width)
 {
-    uintptr_t a = d->base + VIRTIO_MMIO_CONFIG + off;
-    return width == 1 ? mmio_read8(a) : width == 2 ? mmio_read16(a) : mmio_read32(a);
+    return mmio_read_w(d->base + VIRTIO_MMIO_CONFIG + off, width);
 }
 
 static void mmio_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v)
 {
-    uintptr_t a = d->base + VIRTIO_MMIO_CONFIG + off;
-    if (width == 1)
-        mmio_write8(a, (uint8_t)v);
-    else if (width == 2)
-        mmio_write16(a, (uint16_t)v);
-    else
-        mmio_write32(a, v);
+    mmio_write_w(d->base + VIRTIO_MMIO_CONFIG + off, width, v);
 }
 
 static uint32_t mmio_isr(struct vdev *d) { return vdev_read(d, VIRTIO_MMIO_INTERRUPT_STATUS); }

@@ -91,22 +91,9 @@ static bool m_queue_activate(struct vdev *d, struct virtq *vq)
 static void m_notify(struct virtq *vq) { mmio_write16(vq->notify_addr, (uint16_t)vq->index); }
 static uint32_t m_generation(struct vdev *d) { return mmio_read8(d->common + VPCI_CFG_GEN); }
 
-static uint32_t m_config_read(struct vdev *d, unsigned off, unsigned width)
-{
-    uintptr_t a = d->devcfg + off;
-    return width == 1 ? mmio_read8(a) : width == 2 ? mmio_read16(a) : mmio_read32(a);
-}
+static uint32_t m_config_read(struct vdev *d, unsigned off, unsigned width) { return mmio_read_w(d->devcfg + off, width); }
 
-static void m_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v)
-{
-    uintptr_t a = d->devcfg + off;
-    if (width == 1)
-        mmio_write8(a, (uint8_t)v);
-    else if (width == 2)
-        mmio_write16(a, (uint16_t)v);
-    else
-        mmio_write32(a, v);
-}
+static void m_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v) { mmio_write_w(d->devcfg + off, width, v); }
 
 static uint32_t m_isr(struct vdev *d) { return mmio_read8(d->isr_addr); }
 
@@ -165,22 +152,11 @@ static bool l_queue_activate(struct vdev *d, struct virtq *vq)
 
 static void l_notify(struct virtq *vq) { outw((uint16_t)(vq->dev->io + VPCI_L_QUEUE_NOTIFY), (uint16_t)vq->index); }
 
-static uint32_t l_config_read(struct vdev *d, unsigned off, unsigned width)
-{
-    uint16_t p = (uint16_t)(d->io + VPCI_L_CONFIG(d->irq_mode == VDEV_IRQ_MSIX) + off);
-    return width == 1 ? inb(p) : width == 2 ? inw(p) : inl(p);
-}
+/* The legacy device configuration follows the MSI-X vector registers only while MSI-X is on. */
+static uint16_t l_config_port(struct vdev *d, unsigned off) { return (uint16_t)(d->io + VPCI_L_CONFIG(d->irq_mode == VDEV_IRQ_MSIX) + off); }
+static uint32_t l_config_read(struct vdev *d, unsigned off, unsigned width) { return in_w(l_config_port(d, off), width); }
 
-static void l_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v)
-{
-    uint16_t p = (uint16_t)(d->io + VPCI_L_CONFIG(d->irq_mode == VDEV_IRQ_MSIX) + off);
-    if (width == 1)
-        outb(p, (uint8_t)v);
-    else if (width == 2)
-        outw(p, (uint16_t)v);
-    else
-        outl(p, v);
-}
+static void l_config_write(struct vdev *d, unsigned off, unsigned width, uint32_t v) { out_w(l_config_port(d, off), width, v); }
 
 static uint32_t l_isr(struct vdev *d) { return inb((uint16_t)(d->io + VPCI_L_ISR)); }
 
