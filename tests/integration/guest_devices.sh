@@ -6,10 +6,7 @@
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 
-if [ ! -w /dev/kvm ]; then
-	fail kvm-available "/dev/kvm is not usable here; run this through scripts/with-kvm"
-	exit 1
-fi
+require_kvm
 
 # Images and sockets outside the tree: under scripts/with-kvm the tree is 9p, which has no
 # sockets and cannot punch holes; /tmp there is tmpfs.

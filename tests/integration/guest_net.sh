@@ -9,10 +9,7 @@
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 
-if [ ! -w /dev/kvm ]; then
-	fail kvm-available "/dev/kvm is not usable here; run this through scripts/with-kvm"
-	exit 1
-fi
+require_kvm
 
 DIR=$(mktemp -d /tmp/mica-guest-net.XXXXXX)
 pids=()

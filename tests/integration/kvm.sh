@@ -5,10 +5,7 @@
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 
-if [ ! -w /dev/kvm ]; then
-	fail kvm-available "/dev/kvm is not usable here; run this through scripts/with-kvm"
-	exit 1
-fi
+require_kvm
 
 # The test guest runs its self-tests; their TAP lines reach stdout; all passing means status 0.
 run_mica guest-all run --kernel "$GUEST" --mem 64M --cmdline "tests=all"

@@ -39,6 +39,14 @@ expect() {
 	fi
 }
 
+# require_kvm: a script that needs KVM ends here, with one not-ok line, where there is none.
+require_kvm() {
+	if [ ! -w /dev/kvm ]; then
+		fail kvm-available "/dev/kvm is not usable here; run this through scripts/with-kvm"
+		exit 1
+	fi
+}
+
 has()     { grep -q -- "$2" "$OUT/$1.txt"; }
 has_err() { grep -q -- "$2" "$OUT/$1.err"; }
 
