@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "boot.h"
+#include "kvm.h"
+#include "log.h"
 #include "vm.h"
 
 int boot_file_open(struct boot_file *f, const char *path, const char **why)
@@ -101,6 +103,9 @@ int boot_load_kernel(struct vm *vm, const struct boot_file *kernel, const struct
 
 	if (err)
 		return err;
+	if ((kind == KERNEL_BZIMAGE || kind == KERNEL_VMLINUX) && kvm_is_pvm())
+		pr_warn("/dev/kvm here is PVM's (kvm_pvm): it boots only PVM-aware Linux kernels, and "
+			"an unmodified one hangs early; use scripts/with-kvm");
 	memset(entry, 0, sizeof(*entry));
 	switch (kind) {
 	case KERNEL_ELF:

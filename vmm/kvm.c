@@ -64,3 +64,8 @@ int kvm_open(int *kvm_fd, struct kvm_caps *caps, const char **why)
 	*kvm_fd = fd;
 	return 0;
 }
+
+bool kvm_is_pvm(void)
+{
+	return access("/sys/module/kvm_pvm", F_OK) == 0;
+}

@@ -2,6 +2,7 @@
 #ifndef MICA_KVM_H
 #define MICA_KVM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct kvm_caps {
@@ -13,5 +14,8 @@ struct kvm_caps {
 /* Opens /dev/kvm and checks the API version and the capabilities mica needs. On failure returns
  * -errno and sets *why to one line saying what is wrong and what to do. */
 int kvm_open(int *kvm_fd, struct kvm_caps *caps, const char **why);
+/* Whether /dev/kvm is PVM's (module kvm_pvm, found inside some cloud VMs): a KVM without
+ * hardware virtualisation that runs simple guests but only PVM-aware Linux kernels. */
+bool kvm_is_pvm(void);
 
 #endif
