@@ -93,10 +93,12 @@ int stats_write_json(const struct vm *vm, const struct run_times *t, const char 
 			continue;
 		fprintf(f, "%s\n    { \"backend\": \"%s\", \"reads\": %lu, \"writes\": %lu, "
 			   "\"flushes\": %lu, \"bytes_read\": %lu, \"bytes_written\": %lu, "
-			   "\"batches\": %lu, \"errors\": %lu, \"unsupported\": %lu }",
+			   "\"batches\": %lu, \"merged\": %lu, \"errors\": %lu, "
+			   "\"unsupported\": %lu }",
 			n++ ? "," : "", virtio_blk_backend(vm->virtio_devs[i]), atomic_load(&b->reads),
 			atomic_load(&b->writes), atomic_load(&b->flushes), atomic_load(&b->bytes_read),
 			atomic_load(&b->bytes_written), atomic_load(&b->batches),
+			atomic_load(&b->merged),
 			atomic_load(&b->err_header) + atomic_load(&b->err_direction) +
 				atomic_load(&b->err_length) + atomic_load(&b->err_range) +
 				atomic_load(&b->err_segments) + atomic_load(&b->err_read_only) +

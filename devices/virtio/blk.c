@@ -8,6 +8,11 @@
  * come back on the event loop, which writes the status bytes, pushes the used entries and
  * interrupts at most once per queue per batch.
  *
+ * Reads (or writes) of one batch that continue one another are merged into one backend
+ * operation (up to BLK_SEG_MAX iovecs and BLK_MERGE_MAX bytes), as QEMU does: one syscall and
+ * one completion where a sequential stream would have made several, and the whole run signalled
+ * at once. Each merged request keeps its own slot and completes with the merged result.
+ *
  * Each queue has queue-size request slots, allocated once, holding the iovec array and the
  * fallocate ranges: nothing is allocated per request. A queue that runs out of slots (a driver
  * may re-post descriptors still in flight) or of backend room stops popping and resumes when
@@ -42,6 +47,7 @@
 #define BLK_QUEUE_SIZE     256
 #define BLK_SEG_MAX        126          /* data segments per request (seg_max) */
 #define BLK_SIZE_MAX       (1U << 20)   /* bytes per data segment (size_max) */
+#define BLK_MERGE_MAX      (4U << 20)   /* bytes of one merged read or write */
 #define BLK_DWZ_MAX_SEG    8            /* ranges per discard / write-zeroes request */
 #define BLK_DWZ_MAX_SECTORS (1U << 22)  /* 2 GiB per discard / write-zeroes range */
 #define BLK_DISCARD_ALIGN  8            /* sectors: 4 KiB, the usual file system block */
@@ -63,6 +69,8 @@ enum wz_method { WZ_ZERO_RANGE, WZ_PUNCH_ALLOCATE, WZ_WRITE };
 struct blk_slot {
 	struct blk_io_req io;
 	struct blk_slot *next_free;
+	struct blk_slot *merged;     /* the requests merged into this one, in queue order; each
+				      * one's io is unused (this one's iov holds all the data) */
 	uint8_t *status;             /* the request's last device-writable byte */
 	uint32_t used;               /* bytes written into the guest on success, status included */
 	uint64_t bytes;              /* data bytes transferred, for statistics */
@@ -103,6 +111,9 @@ struct virtio_blk {
 	struct blk_slot *slots;
 	struct blk_queue queues[VIRTIO_MAX_QUEUES];
 	struct virtq_req req;
+	/* While a queue is processed: the last read or write, held back from the backend so
+	 * that the requests continuing it can be merged into it; the tail of its merged list. */
+	struct blk_slot *pending, **pending_tail;
 	struct virtio_blk_stats stats;
 	unsigned long io_errors_logged;
 	enum wz_method wz_method;
@@ -255,6 +266,7 @@ static struct blk_slot *slot_get(struct virtio_blk *b, int q, const struct virtq
 	s->used = 1;
 	s->bytes = 0;
 	s->nwz = 0;
+	s->merged = NULL;
 	memset(&s->io, 0, sizeof(s->io));
 	s->io.fd = b->fd;
 	return s;
@@ -266,6 +278,56 @@ static void slot_put(struct virtio_blk *b, struct blk_slot *s)
 
 	s->next_free = bq->free;
 	bq->free = s;
+}
+
+/* Puts a slot and those merged into it. */
+static void slot_put_all(struct virtio_blk *b, struct blk_slot *s)
+{
+	while (s) {
+		struct blk_slot *next = s->merged;
+
+		slot_put(b, s);
+		s = next;
+	}
+}
+
+/* Hands the held-back read or write to the backend. */
+static void pending_flush(struct virtio_blk *b)
+{
+	if (b->pending) {
+		blk_io_queue(b->io, &b->pending->io);
+		b->pending = NULL;
+	}
+}
+
+/* Queues a request, after the one held back: the backend sees them in the queue's order. */
+static void slot_queue(struct virtio_blk *b, struct blk_slot *s)
+{
+	pending_flush(b);
+	blk_io_queue(b->io, &s->io);
+}
+
+/* Merges a prepared read or write into the held-back one when it continues it (same
+ * operation, descriptor and flags; the next byte of the image), else holds it back in its
+ * place. A merged request's iovecs are copied after the pending one's. */
+static void slot_hold(struct virtio_blk *b, struct blk_slot *s)
+{
+	struct blk_slot *p = b->pending;
+
+	if (p && p->io.op == s->io.op && p->io.fd == s->io.fd && p->io.rw_flags == s->io.rw_flags &&
+	    p->io.off + p->io.len == s->io.off && p->io.niov + s->io.niov <= BLK_SEG_MAX &&
+	    p->io.len + s->io.len <= BLK_MERGE_MAX) {
+		memcpy(p->iov + p->io.niov, s->iov, sizeof(s->iov[0]) * (size_t)s->io.niov);
+		p->io.niov += s->io.niov;
+		p->io.len += s->io.len;
+		*b->pending_tail = s;
+		b->pending_tail = &s->merged;
+		STAT(b, merged, 1);
+		return;
+	}
+	pending_flush(b);
+	b->pending = s;
+	b->pending_tail = &s->merged;
 }
 
 /* cache=none: O_DIRECT takes only aligned offsets, lengths and buffers; the rest goes through
@@ -329,7 +391,7 @@ static int do_rw(struct virtio_blk *b, int q, const struct virtq_req *req, uint8
 	s->io.rw_flags = write && !b->wce ? RWF_DSYNC : 0;
 	s->io.fd = pick_fd(b, s);
 	s->used = write ? 1 : (uint32_t)MIN(len + 1, UINT32_MAX);
-	blk_io_queue(b->io, &s->io);
+	slot_hold(b, s);
 	return REQ_QUEUED;
 }
 
@@ -406,7 +468,7 @@ static int do_discard_wz(struct virtio_blk *b, int q, const struct virtq_req *re
 		s->wz_done = 0;
 		wz_prepare(b, s);
 	}
-	blk_io_queue(b->io, &s->io);
+	slot_queue(b, s);
 	return REQ_QUEUED;
 }
 
@@ -523,7 +585,7 @@ static int handle_request(struct virtio_blk *b, int q, struct virtq_req *req)
 		STAT(b, flushes, 1);
 		s = slot_get(b, q, req, status, type);
 		s->io.op = BLK_IO_FSYNC;
-		blk_io_queue(b->io, &s->io);
+		slot_queue(b, s);
 		return REQ_QUEUED;
 	}
 	case VIRTIO_BLK_T_GET_ID: {
@@ -546,9 +608,10 @@ static int handle_request(struct virtio_blk *b, int q, struct virtq_req *req)
 	}
 }
 
-/* Pops and starts requests until the queue is empty or out of slots or backend room; one
- * submission for all of them. */
-static void process_queue(struct virtio_blk *b, int q)
+/* Pops and prepares requests until the queue is empty or out of slots or backend room (one
+ * more operation than a request needs: the held-back read or write). Returns whether any
+ * reached the backend, which has them submitted by run_io(). */
+static bool pop_requests(struct virtio_blk *b, int q)
 {
 	struct blk_queue *bq = &b->queues[q];
 	bool queued = false;
@@ -556,8 +619,8 @@ static void process_queue(struct virtio_blk *b, int q)
 	for (;;) {
 		int r;
 
-		if (!bq->free || !blk_io_has_room(b->io, BLK_IO_MAX_OPS)) {
-			bq->throttled = true; /* resumed by blk_ready() */
+		if (!bq->free || !blk_io_has_room(b->io, BLK_IO_MAX_OPS + 1)) {
+			bq->throttled = true; /* resumed by run_io() */
 			break;
 		}
 		if (virtio_pop(&b->vdev, q, &b->req, VIRTQ_DEV_BOTH))
@@ -568,10 +631,10 @@ static void process_queue(struct virtio_blk *b, int q)
 		else if (r == REQ_BROKEN)
 			break;
 	}
-	if (queued) {
-		blk_io_submit(b->io);
+	pending_flush(b);
+	if (queued)
 		STAT(b, batches, 1);
-	}
+	return queued;
 }
 
 static void signal_queues(struct virtio_blk *b)
@@ -584,28 +647,53 @@ static void signal_queues(struct virtio_blk *b)
 	}
 }
 
+static void blk_complete(void *arg, struct blk_io_req *r);
+
+/* Submits what is queued, completes at once what is already done (a read from the page cache
+ * completes within the submission), and restarts the queues that stopped for want of room,
+ * until no step queues anything new; then signals each queue that completed something, once. */
+static void run_io(struct virtio_blk *b)
+{
+	bool queued;
+
+	do {
+		b->resubmit = false;
+		blk_io_submit_reap(b->io, blk_complete, b);
+		queued = b->resubmit;
+		for (int q = 0; q < b->ops.num_queues; q++) {
+			if (!b->queues[q].throttled)
+				continue;
+			b->queues[q].throttled = false;
+			if (virtio_dev_ok(&b->vdev) && b->vdev.vqs[q].ready)
+				queued |= pop_requests(b, q);
+		}
+	} while (queued);
+	signal_queues(b);
+}
+
 static void blk_queue_notify(struct virtio_dev *dev, int q)
 {
 	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
 
-	process_queue(b, q);
-	signal_queues(b);
+	pop_requests(b, q);
+	run_io(b);
 }
 
-/* A request finished (device lock held). */
+/* A request finished (device lock held): it and those merged into it complete. */
 static void blk_complete(void *arg, struct blk_io_req *r)
 {
 	struct virtio_blk *b = arg;
 	struct blk_slot *s = container_of(r, struct blk_slot, io);
+	/* A queue the driver disabled meanwhile has no ring to push to; a device that needs a
+	 * reset completes nothing. */
+	bool push = virtio_dev_ok(&b->vdev) && b->vdev.vqs[s->q].ready;
 	uint8_t st = VIRTIO_BLK_S_OK;
-	uint32_t used = s->used;
 
 	if (wz_continue(b, s))
 		return;
 	if (r->res) {
 		bool dwz = s->type == VIRTIO_BLK_T_DISCARD || s->type == VIRTIO_BLK_T_WRITE_ZEROES;
 
-		used = 1;
 		if (dwz && r->res == -EOPNOTSUPP) {
 			/* The file system cannot: the guest's block layer falls back or gives up. */
 			st = VIRTIO_BLK_S_UNSUPP;
@@ -615,48 +703,37 @@ static void blk_complete(void *arg, struct blk_io_req *r)
 			if (b->io_errors_logged++ < IO_ERRORS_LOGGED)
 				pr_warn("virtio-blk %s: I/O error: %s", b->path, strerror(-r->res));
 		}
-	} else if (s->type == VIRTIO_BLK_T_IN) {
-		STAT(b, bytes_read, s->bytes);
-	} else if (s->type == VIRTIO_BLK_T_OUT) {
-		STAT(b, bytes_written, s->bytes);
 	}
-	/* A queue the driver disabled meanwhile has no ring to push to; a device that needs a
-	 * reset completes nothing. */
-	if (virtio_dev_ok(&b->vdev) && b->vdev.vqs[s->q].ready) {
-		*s->status = st;
-		virtio_push(&b->vdev, s->q, s->head, used);
+	for (struct blk_slot *m = s; m; m = m->merged) {
+		if (!r->res && m->type == VIRTIO_BLK_T_IN)
+			STAT(b, bytes_read, m->bytes);
+		else if (!r->res && m->type == VIRTIO_BLK_T_OUT)
+			STAT(b, bytes_written, m->bytes);
+		if (push) {
+			*m->status = st;
+			virtio_push(&b->vdev, m->q, m->head, r->res ? 1 : m->used);
+		}
+	}
+	if (push)
 		b->queues[s->q].completed = true;
-	}
-	slot_put(b, s);
+	slot_put_all(b, s);
 }
 
 /* A request finished after a reset or at destruction: its buffers are no longer ours. */
 static void blk_forget(void *arg, struct blk_io_req *r)
 {
-	slot_put(arg, container_of(r, struct blk_slot, io));
+	slot_put_all(arg, container_of(r, struct blk_slot, io));
 }
 
 /* Completions are waiting (event-loop thread, no lock held). */
 static void blk_ready(void *opaque)
 {
 	struct virtio_blk *b = opaque;
-	struct virtio_dev *dev = &b->vdev;
 
-	pthread_mutex_lock(&dev->lock);
+	pthread_mutex_lock(&b->vdev.lock);
 	blk_io_reap(b->io, blk_complete, b);
-	if (b->resubmit) {
-		b->resubmit = false;
-		blk_io_submit(b->io);
-	}
-	for (int q = 0; q < b->ops.num_queues; q++) {
-		if (!b->queues[q].throttled)
-			continue;
-		b->queues[q].throttled = false;
-		if (virtio_dev_ok(dev) && dev->vqs[q].ready)
-			process_queue(b, q);
-	}
-	signal_queues(b);
-	pthread_mutex_unlock(&dev->lock);
+	run_io(b);
+	pthread_mutex_unlock(&b->vdev.lock);
 }
 
 /* ---- device ops ---- */

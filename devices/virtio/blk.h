@@ -40,6 +40,7 @@ struct virtio_blk_stats {
 	atomic_ulong reads, writes, flushes, get_ids, discards, write_zeroes;
 	atomic_ulong bytes_read, bytes_written;
 	atomic_ulong batches;          /* submissions to the backend (one per notify batch) */
+	atomic_ulong merged;           /* reads and writes merged into the one before them */
 	atomic_ulong err_header;       /* shorter than the 16-byte header */
 	atomic_ulong err_direction;    /* data in the wrong direction for the type */
 	atomic_ulong err_length;       /* not whole sectors (or not whole discard ranges) */

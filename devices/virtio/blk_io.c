@@ -7,6 +7,7 @@
 #include <liburing.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -213,14 +214,14 @@ static bool uring_cqe(struct blk_io *io, struct blk_io_req *r, int res, bool *re
 	return --r->pending == 0;
 }
 
-static unsigned uring_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
+/* Calls done for the requests failed early and those whose CQEs are in the ring. */
+static unsigned uring_collect(struct blk_io *io, blk_io_done_fn done, void *arg)
 {
 	struct blk_io_req *head = NULL, **tail = &head;
 	struct io_uring_cqe *cqe;
 	unsigned cqhead, seen = 0, n;
 	bool resubmit = false;
 
-	clear_efd(io);
 	n = deliver_failed(io, done, arg);
 	io_uring_for_each_cqe(&io->ring, cqhead, cqe) {
 		struct blk_io_req *r = io_uring_cqe_get_data(cqe);
@@ -244,6 +245,33 @@ static unsigned uring_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
 		done(arg, r);
 		n++;
 	}
+	return n;
+}
+
+static unsigned uring_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
+{
+	clear_efd(io);
+	return uring_collect(io, done, arg);
+}
+
+/* Submits and collects what completed meanwhile with the ring's eventfd disabled (a store to
+ * the shared CQ flags, no syscall): what is reaped here need not wake the loop. */
+static unsigned uring_submit_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
+{
+	unsigned n;
+
+	io_uring_cq_eventfd_toggle(&io->ring, false);
+	if (io_uring_sq_ready(&io->ring))
+		io_uring_submit(&io->ring);
+	n = uring_collect(io, done, arg);
+	io_uring_cq_eventfd_toggle(&io->ring, true);
+	/* A CQE posted between the collect and the toggle signalled nothing: look once more.
+	 * The kernel publishes the CQ tail, then takes a lock (a full barrier on x86) before it
+	 * reads the flags; this fence orders our flag store before our tail load the same way,
+	 * so one of the two sides sees the other. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (io_uring_cq_ready(&io->ring))
+		n += uring_collect(io, done, arg);
 	return n;
 }
 
@@ -379,12 +407,12 @@ static void pool_submit(struct blk_io *io)
 	io->staged_head = io->staged_tail = NULL;
 }
 
-static unsigned pool_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
+/* Calls done for the requests failed early and those the workers finished. */
+static unsigned pool_collect(struct blk_io *io, blk_io_done_fn done, void *arg)
 {
 	struct blk_io_req *r;
 	unsigned n;
 
-	clear_efd(io);
 	n = deliver_failed(io, done, arg);
 	pthread_mutex_lock(&io->lock);
 	r = io->done_head;
@@ -399,6 +427,12 @@ static unsigned pool_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
 		r = next;
 	}
 	return n;
+}
+
+static unsigned pool_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
+{
+	clear_efd(io);
+	return pool_collect(io, done, arg);
 }
 
 static void pool_drain(struct blk_io *io, blk_io_done_fn done, void *arg)
@@ -582,6 +616,15 @@ void blk_io_submit(struct blk_io *io)
 	} else {
 		pool_submit(io);
 	}
+}
+
+unsigned blk_io_submit_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
+{
+	if (io->uring)
+		return uring_submit_reap(io, done, arg);
+	/* The workers' wake-up of the loop, if any, stays: that reap then finds nothing. */
+	pool_submit(io);
+	return pool_collect(io, done, arg);
 }
 
 unsigned blk_io_reap(struct blk_io *io, blk_io_done_fn done, void *arg)

@@ -1,9 +1,9 @@
 /* virtio-blk in the device target: the real blk.c and blk_io.c (thread pool, as with
  * MICA_BLK_NO_URING=1) over a small raw image in a memfd, opened by its /proc/self/fd path.
  * Completions are delivered deterministically: after each operation the target runs the
- * event loop until every request handed to blk_io has come back (counted through
- * -Wl,--wrap=blk_io_queue,--wrap=blk_io_reap,--wrap=blk_io_drain: one done() call per
- * request queued; a request queued again from its completion counts once more).
+ * event loop until every request handed to blk_io has come back (counted by wrapping
+ * blk_io_queue, blk_io_reap, blk_io_submit_reap and blk_io_drain with -Wl,--wrap: one done()
+ * call per request queued; a request queued again from its completion counts once more).
  *
  * Options: bit 0 read-only; bits 1-2 cache: writeback, writethrough, none (writeback where
  * the memfd takes no O_DIRECT), writeback; bit 3 two queues; bit 4 the driver leaves out
@@ -41,6 +41,7 @@ static unsigned inflight; /* requests queued to blk_io whose done() has not run 
 
 void __real_blk_io_queue(struct blk_io *io, struct blk_io_req *r);
 unsigned __real_blk_io_reap(struct blk_io *io, blk_io_done_fn done, void *arg);
+unsigned __real_blk_io_submit_reap(struct blk_io *io, blk_io_done_fn done, void *arg);
 void __real_blk_io_drain(struct blk_io *io, blk_io_done_fn done, void *arg);
 
 static blk_io_done_fn device_done; /* the device's completion callback, counted below */
@@ -62,6 +63,12 @@ unsigned __wrap_blk_io_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
 {
 	device_done = done;
 	return __real_blk_io_reap(io, counted_done, arg);
+}
+
+unsigned __wrap_blk_io_submit_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
+{
+	device_done = done;
+	return __real_blk_io_submit_reap(io, counted_done, arg);
 }
 
 void __wrap_blk_io_drain(struct blk_io *io, blk_io_done_fn done, void *arg)
