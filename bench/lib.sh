@@ -110,3 +110,29 @@ bench_cell() {
     awk -v s="$scale" -v m="${stats% *}" -v n="${stats#* }" 'BEGIN {
         f = s == 1 ? "%.0f (%.0f)" : "%.1f (%.1f)"; printf f "\n", m / s, n / s }'
 }
+
+# bench_us: microseconds since the epoch (builtins only: cheap enough to call per line).
+bench_us() { local t=${EPOCHREALTIME//[.,]/}; echo "$((10#$t))"; }
+
+# bench_follow PID FD DEADLINE_US OUT HANDLER: follows a VMM's output, line by line from FD,
+# until EOF (returns 0) or the deadline (kills PID, returns 1). Each line, its CR stripped, is
+# passed to HANDLER (which sees the caller's locals: bash scopes dynamically) and then
+# appended to OUT.
+bench_follow() {
+    local pid=$1 fd=$2 deadline=$3 out=$4 handler=$5 line left
+    while :; do
+        left=$((deadline - $(bench_us)))
+        if ((left <= 0)); then
+            kill -KILL "$pid" 2>/dev/null
+            return 1
+        fi
+        IFS= read -r -t "$((left / 1000000 + 1))" -u "$fd" line || {
+            (($? > 128)) && continue # read's own timeout: look at the deadline again
+            [[ -n $line ]] && printf '%s\n' "$line" >>"$out"
+            return 0 # EOF: the VMM has exited
+        }
+        line=${line%$'\r'}
+        "$handler" "$line"
+        printf '%s\n' "$line" >>"$out"
+    done
+}

@@ -60,8 +60,6 @@ bb_cmd() { # VMM BASE: sets cmd=(the command line of one run)
     esac
 }
 
-bb_us() { local t=${EPOCHREALTIME//[.,]/}; echo "$((10#$t))"; }
-
 # bb_sample PID WHAT W OUT: appends "WHAT W STAT VALUE" lines for KVM's counters (builtins).
 bb_sample() {
     local d='' dir s v
@@ -120,9 +118,18 @@ bb_device_kv() {
         }' "$1" | grep -v '^dev\.device='
 }
 
+# bb_on_line LINE (bench_follow's handler, in bb_run's scope): at each of the guest's window
+# marks, samples KVM's counters, then lets the guest go on.
+bb_on_line() {
+    if [[ $1 =~ ^#\ bench_blk:\ mark\ (start|end)\ ([0-9]+)$ ]]; then
+        bb_sample "$pid" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "$base.samples"
+        printf g >&"$wr"
+    fi
+}
+
 # bb_run VMM N: one boot; leaves $BENCH_TMP/blk.VMM.N.{kv,out,err,samples}
 bb_run() {
-    local vmm=$1 n=$2 base=$BENCH_TMP/blk.$1.$2 cmd ofifo ififo pid rd wr line t0 deadline left rc=0
+    local vmm=$1 n=$2 base=$BENCH_TMP/blk.$1.$2 cmd ofifo ififo pid rd wr t0 rc=0
     local timed_out=0 ok=1 w
     bb_cmd "$vmm" "$base"
     ofifo=$base.ofifo ififo=$base.ififo
@@ -130,30 +137,11 @@ bb_run() {
     mkfifo "$ofifo" "$ififo"
     : >"$base.samples"
     exec {wr}<>"$ififo"
-    t0=$(bb_us)
+    t0=$(bench_us)
     "${cmd[@]}" <"$ififo" >"$ofifo" 2>"$base.err" &
     pid=$!
     exec {rd}<"$ofifo"
-    deadline=$((t0 + bb_timeout * 1000000))
-    while :; do
-        left=$((deadline - $(bb_us)))
-        if ((left <= 0)); then
-            timed_out=1
-            kill -KILL "$pid" 2>/dev/null
-            break
-        fi
-        IFS= read -r -t "$((left / 1000000 + 1))" -u "$rd" line || {
-            (($? > 128)) && continue
-            [[ -n $line ]] && printf '%s\n' "$line" >>"$base.out"
-            break
-        }
-        line=${line%$'\r'}
-        if [[ $line =~ ^#\ bench_blk:\ mark\ (start|end)\ ([0-9]+)$ ]]; then
-            bb_sample "$pid" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "$base.samples"
-            printf g >&"$wr"
-        fi
-        printf '%s\n' "$line" >>"$base.out"
-    done
+    bench_follow "$pid" "$rd" $((t0 + bb_timeout * 1000000)) "$base.out" bb_on_line || timed_out=1
     exec {rd}<&- {wr}>&-
     wait "$pid" || rc=$?
     rm -f "$ofifo" "$ififo"
@@ -162,7 +150,7 @@ bb_run() {
     fi
     {
         echo "exit=$rc"
-        echo "wall_ms=$((($(bb_us) - t0) / 1000))"
+        echo "wall_ms=$((($(bench_us) - t0) / 1000))"
         bb_kv "$base.out" "$base.samples"
         bb_device_kv "$base.stats.json"
         ((timed_out)) && echo "timeout=1"

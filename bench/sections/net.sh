@@ -57,8 +57,6 @@ nt_cmd() { # VMM PORT [STATS_JSON]: sets cmd=(the command line) and nt_cmdline
     esac
 }
 
-nt_us() { local t=${EPOCHREALTIME//[.,]/}; echo "$((10#$t))"; }
-
 # nt_sample PID TAG: KVM statistics and CPU ticks as TAG_key=value lines (builtins only).
 nt_sample() {
     local pid=$1 tag=$2 d='' dir s v line f
@@ -85,9 +83,21 @@ nt_sample() {
     echo "${tag}_vcpu_ticks=$v"
 }
 
+# nt_on_line LINE (bench_follow's handler, in nt_run's scope): samples the counters when the
+# guest starts sending and when it is done.
+nt_on_line() {
+    if ((!started)) && [[ $1 == *"mica-linux: bench net start"* ]]; then
+        nt_sample "$pid" start >>"$base.samples"
+        started=1
+    elif ((started && !finished)) && [[ $1 == *"mica-linux: bench net done"* ]]; then
+        nt_sample "$pid" end >>"$base.samples"
+        finished=1
+    fi
+}
+
 # nt_run VMM N: one run; leaves $BENCH_TMP/net.VMM.N.{kv,out,err,sink}
 nt_run() {
-    local vmm=$1 n=$2 base=$BENCH_TMP/net.$1.$2 cmd fifo pid spid rd line t0 deadline left port
+    local vmm=$1 n=$2 base=$BENCH_TMP/net.$1.$2 cmd fifo pid spid rd t0 port
     local rc=0 timed_out=0 ok=1 started=0 finished=0
     rm -f "$base".{port,sink,out,err,samples,json,mica}
     "$BENCH_BIN/netsink" "$base.port" "$nt_timeout" >"$base.sink" 2>"$base.sink.err" &
@@ -98,32 +108,11 @@ nt_run() {
     fifo=$base.fifo
     rm -f "$fifo"
     mkfifo "$fifo"
-    t0=$(nt_us)
+    t0=$(bench_us)
     "${cmd[@]}" <"/dev/null" >"$fifo" 2>"$base.err" &
     pid=$!
     exec {rd}<"$fifo"
-    deadline=$((t0 + nt_timeout * 1000000))
-    while :; do
-        left=$((deadline - $(nt_us)))
-        if ((left <= 0)); then
-            timed_out=1
-            kill -KILL "$pid" 2>/dev/null
-            break
-        fi
-        IFS= read -r -t "$((left / 1000000 + 1))" -u "$rd" line || {
-            (($? > 128)) && continue
-            [[ -n $line ]] && printf '%s\n' "$line" >>"$base.out"
-            break # EOF: the VMM has exited
-        }
-        if ((!started)) && [[ $line == *"mica-linux: bench net start"* ]]; then
-            nt_sample "$pid" start >>"$base.samples"
-            started=1
-        elif ((started && !finished)) && [[ $line == *"mica-linux: bench net done"* ]]; then
-            nt_sample "$pid" end >>"$base.samples"
-            finished=1
-        fi
-        printf '%s\n' "$line" >>"$base.out"
-    done
+    bench_follow "$pid" "$rd" $((t0 + nt_timeout * 1000000)) "$base.out" nt_on_line || timed_out=1
     exec {rd}<&-
     wait "$pid" || rc=$?
     rm -f "$fifo"
@@ -134,7 +123,7 @@ nt_run() {
     [[ -f $base.json ]] && sed -n "$nt_stats_sed" "$base.json" >"$base.mica"
     {
         echo "exit=$rc"
-        echo "exit_us=$(($(nt_us) - t0))"
+        echo "exit_us=$(($(bench_us) - t0))"
         cat "$base.sink" "$base.samples" "$base.mica" 2>/dev/null
         awk -F= -v tck="$nt_tck" -v stats="${nt_stats[*]}" '
             { v[$1] = $2 }
