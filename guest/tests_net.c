@@ -27,25 +27,17 @@
 
 static struct net nt;
 
-static struct vdev *net_dev(void) { return virtio_find(VIRTIO_ID_NET, 0); }
+#define TRY(expr)                                  \
+    do {                                           \
+        enum test_result try_r_ = (expr);          \
+        if (try_r_ != TEST_PASS)                   \
+            return try_r_;                         \
+    } while (0)
 
-static bool up(const char *name, struct vdev *d, bool mrg, uint32_t buf_size, bool post_rx)
+static uint16_t cmdline_port(const char *key)
 {
-    struct net_opts o = {mrg, buf_size, post_rx};
-    if (!net_init(&nt, d, &o))
-        return false;
-    printf("# %s: %s, features offered 0x%lx acked 0x%lx, header %u bytes, MRG_RXBUF %s, %u rx buffers of %u "
-           "bytes, MAC " MAC_FMT "\n", name, vdev_transport_name(d), d->offered, d->features, nt.hdr_len,
-           nt.mrg ? "on" : "off", nt.nrx_bufs, nt.rx_buf_size, MAC_ARGS(nt.mac));
-    return true;
-}
-
-static void report(const char *name, struct vdev *d, unsigned irqs0)
-{
-    struct net_stats *s = &nt.st;
-    printf("# %s: rx %u frames (%u merged, at most %u buffers), tx %u, ARP requests answered %u, bad %u, "
-           "ignored %u, used-buffer interrupts %u\n", name, s->rx_frames, s->rx_merged, s->rx_max_bufs,
-           s->tx_frames, s->arp_requests_answered, s->rx_bad, s->rx_ignored, d->used_irqs - irqs0);
+    uint64_t p = cmdline_get_u64(key, 0);
+    return p <= 65535 ? (uint16_t)p : 0;
 }
 
 /* DHCP, with slirp's well-known answer. */
@@ -62,6 +54,44 @@ static enum test_result lease(const char *name)
     return TEST_PASS;
 }
 
+struct opening {
+    struct vdev *d;
+    uint16_t port;   /* the host-side peer's, from the command line */
+    unsigned irqs0;  /* used-buffer interrupts before the test */
+};
+
+/* How every test opens: the device (else SKIP); the port port_key names on the command line,
+ * when the test has a host-side peer (else SKIP, saying what the port is for: peer); the
+ * device up, with receive buffers of small_buf bytes if MRG_RXBUF is offered and small_buf is
+ * not 0 (else full-size ones), posted at once if post_rx; slirp's DHCP lease if dhcp. */
+static enum test_result open_net(const char *name, const char *port_key, const char *peer, uint32_t small_buf,
+                                 bool post_rx, bool dhcp, struct opening *o)
+{
+    o->d = virtio_find(VIRTIO_ID_NET, 0);
+    if (!o->d)
+        return test_skip("no virtio-net device (mica --net user)");
+    o->port = port_key ? cmdline_port(port_key) : 0;
+    if (port_key && !o->port)
+        return test_skip("no %s=PORT (%s)", port_key, peer);
+    o->irqs0 = o->d->used_irqs;
+    bool mrg = small_buf && (o->d->offered & BIT64(VIRTIO_NET_F_MRG_RXBUF));
+    struct net_opts opts = {mrg, mrg ? small_buf : NET_RX_BUF_MAX, post_rx};
+    CHECK(net_init(&nt, o->d, &opts), "bring-up: %s", nt.err);
+    printf("# %s: %s, features offered 0x%lx acked 0x%lx, header %u bytes, MRG_RXBUF %s, %u rx buffers of %u "
+           "bytes, MAC " MAC_FMT "\n", name, vdev_transport_name(o->d), o->d->offered, o->d->features,
+           nt.hdr_len, nt.mrg ? "on" : "off", nt.nrx_bufs, nt.rx_buf_size, MAC_ARGS(nt.mac));
+    return dhcp ? lease(name) : TEST_PASS;
+}
+
+static void report(const char *name, struct vdev *d, unsigned irqs0)
+{
+    struct net_stats *s = &nt.st;
+    printf("# %s: rx %u frames (%u merged, at most %u buffers), tx %u, ARP requests answered %u, bad %u, "
+           "ignored %u, used-buffer interrupts %u\n", name, s->rx_frames, s->rx_merged, s->rx_max_bufs,
+           s->tx_frames, s->arp_requests_answered, s->rx_bad, s->rx_ignored, d->used_irqs - irqs0);
+}
+
+
 static bool parse_mac(const char *s, uint8_t mac[6])
 {
     if (strlen(s) != 17)
@@ -76,19 +106,12 @@ static bool parse_mac(const char *s, uint8_t mac[6])
     return true;
 }
 
-static uint16_t cmdline_port(const char *key)
-{
-    uint64_t p = cmdline_get_u64(key, 0);
-    return p <= 65535 ? (uint16_t)p : 0;
-}
-
 static enum test_result test_virtio_net(void)
 {
-    struct vdev *d = net_dev();
-    if (!d)
-        return test_skip("no virtio-net device (mica --net user)");
-    unsigned irqs0 = d->used_irqs;
-    CHECK(up("virtio_net", d, false, NET_RX_BUF_MAX, true), "bring-up: %s", nt.err);
+    struct opening o;
+    TRY(open_net("virtio_net", NULL, NULL, 0, true, false, &o));
+    struct vdev *d = o.d;
+    unsigned irqs0 = o.irqs0;
     CHECK(d->features & BIT64(VIRTIO_NET_F_MAC), "VIRTIO_NET_F_MAC not offered (0x%lx)", d->offered);
     const char *want = cmdline_get("net_mac");
     if (want) {
@@ -111,9 +134,7 @@ static enum test_result test_virtio_net(void)
         if (mtu < 1500)
             max_ping = mtu - 28u;
     }
-    enum test_result r = lease("virtio_net");
-    if (r != TEST_PASS)
-        return r;
+    TRY(lease("virtio_net"));
 
     uint8_t gw[6];
     CHECK(net_arp_resolve(&nt, GATEWAY, gw), "ARP: %s", nt.err);
@@ -138,17 +159,11 @@ TEST(virtio_net, test_virtio_net);
 
 static enum test_result test_virtio_net_udp(void)
 {
-    struct vdev *d = net_dev();
-    uint16_t port = cmdline_port("net_udp");
-    if (!d)
-        return test_skip("no virtio-net device (mica --net user)");
-    if (!port)
-        return test_skip("no net_udp=PORT (a UDP echo server on the host's loopback: tests/integration/udpecho.py)");
-    unsigned irqs0 = d->used_irqs;
-    CHECK(up("virtio_net_udp", d, false, NET_RX_BUF_MAX, true), "bring-up: %s", nt.err);
-    enum test_result r = lease("virtio_net_udp");
-    if (r != TEST_PASS)
-        return r;
+    struct opening o;
+    TRY(open_net("virtio_net_udp", "net_udp", "a UDP echo server on the host's loopback: tests/integration/udpecho.py",
+                 0, true, true, &o));
+    struct vdev *d = o.d;
+    uint16_t port = o.port;
     const uint16_t lport = 40007;
     static uint8_t msg[1400];
     unsigned count = 8;
@@ -168,7 +183,7 @@ static enum test_result test_virtio_net_udp(void)
     }
     printf("# virtio_net_udp: %u datagrams (40 to %u bytes) echoed by 10.0.2.2:%u\n", count, 40 + (count - 1) * 180,
            port);
-    report("virtio_net_udp", d, irqs0);
+    report("virtio_net_udp", d, o.irqs0);
     CHECK(nt.st.rx_bad == 0, "%u received frames were malformed", nt.st.rx_bad);
     return TEST_PASS;
 }
@@ -176,18 +191,11 @@ TEST(virtio_net_udp, test_virtio_net_udp);
 
 static enum test_result test_virtio_net_tcp(void)
 {
-    struct vdev *d = net_dev();
-    uint16_t port = cmdline_port("net_tcp");
-    if (!d)
-        return test_skip("no virtio-net device (mica --net user)");
-    if (!port)
-        return test_skip("no net_tcp=PORT (a TCP server on the host's loopback: tests/integration/tcpserve.py)");
-    unsigned irqs0 = d->used_irqs;
-    bool mrg = d->offered & BIT64(VIRTIO_NET_F_MRG_RXBUF);
-    CHECK(up("virtio_net_tcp", d, true, mrg ? 1024 : NET_RX_BUF_MAX, true), "bring-up: %s", nt.err);
-    enum test_result r = lease("virtio_net_tcp");
-    if (r != TEST_PASS)
-        return r;
+    struct opening o;
+    TRY(open_net("virtio_net_tcp", "net_tcp", "a TCP server on the host's loopback: tests/integration/tcpserve.py",
+                 1024, true, true, &o));
+    struct vdev *d = o.d;
+    uint16_t port = o.port;
     CHECK(net_tcp_connect(&nt, GATEWAY, port, 41007), "connect to 10.0.2.2:%u: %s", port, nt.err);
     char line[64];
     int len = snprintf(line, sizeof(line), "mica-tcp %s\n", vdev_transport_name(d));
@@ -199,7 +207,7 @@ static enum test_result test_virtio_net_tcp(void)
     CHECK(net_tcp_close(&nt), "close: %s", nt.err);
     printf("# virtio_net_tcp: sent \"mica-tcp %s\" to 10.0.2.2:%u, received \"pong-from-host\" and FIN, closed\n",
            vdev_transport_name(d), port);
-    report("virtio_net_tcp", d, irqs0);
+    report("virtio_net_tcp", d, o.irqs0);
     CHECK(nt.st.rx_bad == 0, "%u received frames were malformed", nt.st.rx_bad);
     return TEST_PASS;
 }
@@ -207,17 +215,11 @@ TEST(virtio_net_tcp, test_virtio_net_tcp);
 
 static enum test_result test_virtio_net_tcp_server(void)
 {
-    struct vdev *d = net_dev();
-    uint16_t port = cmdline_port("net_listen");
-    if (!d)
-        return test_skip("no virtio-net device (mica --net user,hostfwd=tcp::HOSTPORT-:PORT)");
-    if (!port)
-        return test_skip("no net_listen=PORT (the guest port of a hostfwd rule)");
-    unsigned irqs0 = d->used_irqs;
-    CHECK(up("virtio_net_tcp_server", d, false, NET_RX_BUF_MAX, true), "bring-up: %s", nt.err);
-    enum test_result r = lease("virtio_net_tcp_server");
-    if (r != TEST_PASS)
-        return r;
+    struct opening o;
+    TRY(open_net("virtio_net_tcp_server", "net_listen",
+                 "the guest port of a hostfwd rule: mica --net user,hostfwd=tcp::HOSTPORT-:PORT", 0, true, true, &o));
+    struct vdev *d = o.d;
+    uint16_t port = o.port;
     uint8_t gw[6];
     CHECK(net_arp_resolve(&nt, GATEWAY, gw), "ARP: %s", nt.err); /* forwarded connections come from there */
     net_tcp_listen(&nt, port);
@@ -231,7 +233,7 @@ static enum test_result test_virtio_net_tcp_server(void)
     CHECK(net_tcp_close(&nt), "close: %s", nt.err);
     printf("# virtio_net_tcp_server: sent \"mica-tcp-server %s %u\", received %u bytes and FIN, closed\n",
            vdev_transport_name(d), port, nt.tcp.rx_len);
-    report("virtio_net_tcp_server", d, irqs0);
+    report("virtio_net_tcp_server", d, o.irqs0);
     CHECK(nt.st.rx_bad == 0, "%u received frames were malformed", nt.st.rx_bad);
     return TEST_PASS;
 }
@@ -252,12 +254,10 @@ static bool two_arp_replies(struct net *n, void *arg)
 static enum test_result test_virtio_net_norx(void)
 {
     static unsigned runs;
-    struct vdev *d = net_dev();
-    if (!d)
-        return test_skip("no virtio-net device (mica --net user)");
-    unsigned irqs0 = d->used_irqs;
-    bool mrg = d->offered & BIT64(VIRTIO_NET_F_MRG_RXBUF);
-    CHECK(up("virtio_net_norx", d, true, mrg ? 256 : NET_RX_BUF_MAX, false), "bring-up: %s", nt.err);
+    struct opening o;
+    TRY(open_net("virtio_net_norx", NULL, NULL, 256, false, false, &o));
+    struct vdev *d = o.d;
+    unsigned irqs0 = o.irqs0;
 
     /* From 0.0.0.0, so that slirp does not learn our MAC from them (it learns only from ARP and DHCP). */
     CHECK(net_arp_request(&nt, GATEWAY) && net_arp_request(&nt, DNS), "send: %s", nt.err);
