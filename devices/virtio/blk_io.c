@@ -79,14 +79,6 @@ static void wake_loop(struct blk_io *io)
 		return; /* saturated: the loop is being woken anyway */
 }
 
-static void clear_efd(struct blk_io *io)
-{
-	uint64_t v;
-
-	if (read(io->efd, &v, sizeof(v)) < 0)
-		return; /* EAGAIN: nothing was signalled */
-}
-
 static void fail_early(struct blk_io *io, struct blk_io_req *r, int err)
 {
 	r->res = err;
@@ -248,11 +240,6 @@ static unsigned uring_collect(struct blk_io *io, blk_io_done_fn done, void *arg)
 	return n;
 }
 
-static unsigned uring_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
-{
-	clear_efd(io);
-	return uring_collect(io, done, arg);
-}
 
 /* Submits and collects what completed meanwhile with the ring's eventfd disabled (a store to
  * the shared CQ flags, no syscall): what is reaped here need not wake the loop. */
@@ -280,7 +267,7 @@ static void uring_drain(struct blk_io *io, blk_io_done_fn done, void *arg)
 	for (;;) {
 		int err;
 
-		uring_reap(io, done, arg);
+		uring_collect(io, done, arg);
 		if (!io->inflight_ops)
 			break;
 		err = io_uring_submit_and_wait(&io->ring, 1);
@@ -429,11 +416,6 @@ static unsigned pool_collect(struct blk_io *io, blk_io_done_fn done, void *arg)
 	return n;
 }
 
-static unsigned pool_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
-{
-	clear_efd(io);
-	return pool_collect(io, done, arg);
-}
 
 static void pool_drain(struct blk_io *io, blk_io_done_fn done, void *arg)
 {
@@ -445,7 +427,7 @@ static void pool_drain(struct blk_io *io, blk_io_done_fn done, void *arg)
 		while (io->outstanding)
 			pthread_cond_wait(&io->idle_cond, &io->lock);
 		pthread_mutex_unlock(&io->lock);
-		pool_reap(io, done, arg);
+		pool_collect(io, done, arg);
 	} while (io->staged_head);
 }
 
@@ -556,7 +538,9 @@ int blk_io_create(struct blk_io **out, struct evloop *loop, unsigned depth, blk_
 		}
 	}
 	io->h.fn = on_event;
-	err = evloop_add(loop, io->efd, EPOLLIN, &io->h);
+	/* Edge-triggered: every signal of the eventfd (each one a kernel or worker write) is one
+	 * event, so the counter is never read back: one syscall fewer per wake-up. */
+	err = evloop_add(loop, io->efd, EPOLLIN | EPOLLET, &io->h);
 	if (err) {
 		*why = "cannot watch the I/O eventfd";
 		if (io->uring)
@@ -629,7 +613,7 @@ unsigned blk_io_submit_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
 
 unsigned blk_io_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
 {
-	return io->uring ? uring_reap(io, done, arg) : pool_reap(io, done, arg);
+	return io->uring ? uring_collect(io, done, arg) : pool_collect(io, done, arg);
 }
 
 void blk_io_drain(struct blk_io *io, blk_io_done_fn done, void *arg)
