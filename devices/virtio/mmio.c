@@ -52,16 +52,8 @@ static void mmio_interrupt(struct virtio_dev *dev, int queue)
 		pr_debug("%s: irqfd write failed: %s", dev->ops->name, strerror(errno));
 }
 
-static void mmio_drop_notifications(struct virtio_dev *dev)
-{
-	struct virtio_mmio *m = dev->transport_priv;
-
-	virtio_kicks_drop(m->notify, dev->ops->num_queues);
-}
-
 static const struct virtio_transport_ops mmio_transport_ops = {
 	.interrupt = mmio_interrupt,
-	.drop_notifications = mmio_drop_notifications,
 };
 
 static bool queue_selected(const struct virtio_mmio *m)

@@ -79,17 +79,8 @@ static void vpci_interrupt(struct virtio_dev *dev, int queue)
 	pci_set_intx(&vp->pdev, 1);
 }
 
-static void vpci_drop_notifications(struct virtio_dev *dev)
-{
-	struct virtio_pci *vp = dev->transport_priv;
-
-	for (int q = 0; q < dev->ops->num_queues; q++)
-		virtio_kicks_drop(&vp->notify[q].kick, 1);
-}
-
 static const struct virtio_transport_ops vpci_transport_ops = {
 	.interrupt = vpci_interrupt,
-	.drop_notifications = vpci_drop_notifications,
 };
 
 static uint8_t isr_read_clear(struct virtio_pci *vp)

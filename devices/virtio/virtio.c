@@ -92,8 +92,6 @@ static void reset_locked(struct virtio_dev *dev)
 	}
 	if (dev->ops->reset)
 		dev->ops->reset(dev);
-	if (dev->transport && dev->transport->drop_notifications)
-		dev->transport->drop_notifications(dev);
 }
 
 void virtio_reset(struct virtio_dev *dev)
@@ -229,11 +227,9 @@ void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready)
 static void on_kick(struct ev_handler *h, uint32_t events)
 {
 	struct virtio_kick *k = container_of(h, struct virtio_kick, h);
-	uint64_t count;
 
 	(void)events;
-	if (read(h->fd, &count, sizeof(count)) == sizeof(count))
-		virtio_queue_notified(k->dev, k->queue);
+	virtio_queue_notified(k->dev, k->queue);
 }
 
 int virtio_kick_init(struct virtio_kick *k, struct virtio_dev *dev, int q)
@@ -245,7 +241,10 @@ int virtio_kick_init(struct virtio_kick *k, struct virtio_dev *dev, int q)
 	k->dev = dev;
 	k->queue = q;
 	k->h.fn = on_kick;
-	err = evloop_add(&dev->vm->loop, fd, EPOLLIN, &k->h);
+	/* Edge-triggered: every kick (an eventfd signal from KVM's ioeventfd) is one event, so
+	 * the counter is never read back: one syscall fewer per notification. A kick arriving
+	 * while its handler runs is one more event, and at worst one idle pass. */
+	err = evloop_add(&dev->vm->loop, fd, EPOLLIN | EPOLLET, &k->h);
 	if (err) {
 		close(fd);
 		k->h.fn = NULL;
@@ -260,15 +259,6 @@ void virtio_kick_close(struct virtio_kick *k)
 	k->h.fn = NULL;
 }
 
-void virtio_kicks_drop(struct virtio_kick *kicks, int n)
-{
-	uint64_t count;
-
-	for (int q = 0; q < n; q++)
-		if (kicks[q].h.fn && read(kicks[q].h.fd, &count, sizeof(count)) < 0)
-			continue; /* EAGAIN: nothing pending */
-}
-
 void virtio_queue_notified(struct virtio_dev *dev, int q)
 {
 	pthread_mutex_lock(&dev->lock);
@@ -276,7 +266,8 @@ void virtio_queue_notified(struct virtio_dev *dev, int q)
 		atomic_fetch_add(&dev->stats.notifies_ignored, 1);
 		/* The spec says a driver must not notify before DRIVER_OK, but Linux's
 		 * virtio_balloon kicks its stats queue during probe: such a kick is held back and
-		 * served when DRIVER_OK arrives. (Kicks sent before a reset were dropped by it.) */
+		 * served when DRIVER_OK arrives. (A kick sent just before a reset may arrive here too:
+		 * it is then served as one more, spurious, notification, which a device tolerates.) */
 		if (dev->status && !(dev->status & VIRTIO_CONFIG_S_DRIVER_OK) && q >= 0 &&
 		    q < dev->ops->num_queues && dev->vqs[q].ready)
 			dev->early_kicks |= 1u << q;

@@ -48,9 +48,6 @@ struct virtio_dev_ops {
 struct virtio_transport_ops {
 	/* Deliver an interrupt for `queue` (used buffers) or, with queue -1, a config change. */
 	void (*interrupt)(struct virtio_dev *dev, int queue);
-	/* The device is being reset: drop queue notifications not yet handled, so a kick sent
-	 * before the reset is not taken for one sent during the next initialization. */
-	void (*drop_notifications)(struct virtio_dev *dev);
 };
 
 /* A queue's notification eventfd, watched by the event loop. The transport registers it with
@@ -114,8 +111,6 @@ void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready);
 /* Creates queue q's kick eventfd and adds it to the VM's event loop. */
 int virtio_kick_init(struct virtio_kick *k, struct virtio_dev *dev, int q);
 void virtio_kick_close(struct virtio_kick *k);
-/* Drops kicks of the device's queues not yet handled (a transport's drop_notifications). */
-void virtio_kicks_drop(struct virtio_kick *kicks, int n);
 
 /* A queue notification arrived (event-loop thread). */
 void virtio_queue_notified(struct virtio_dev *dev, int q);
