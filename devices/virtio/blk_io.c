@@ -240,7 +240,6 @@ static unsigned uring_collect(struct blk_io *io, blk_io_done_fn done, void *arg)
 	return n;
 }
 
-
 /* Submits and collects what completed meanwhile with the ring's eventfd disabled (a store to
  * the shared CQ flags, no syscall): what is reaped here need not wake the loop. */
 static unsigned uring_submit_reap(struct blk_io *io, blk_io_done_fn done, void *arg)
@@ -416,7 +415,6 @@ static unsigned pool_collect(struct blk_io *io, blk_io_done_fn done, void *arg)
 	return n;
 }
 
-
 static void pool_drain(struct blk_io *io, blk_io_done_fn done, void *arg)
 {
 	/* Until done() queues nothing more (a write-zeroes request's next step), as the io_uring
@@ -590,16 +588,6 @@ void blk_io_queue(struct blk_io *io, struct blk_io_req *r)
 		uring_queue(io, r);
 	else
 		pool_queue(io, r);
-}
-
-void blk_io_submit(struct blk_io *io)
-{
-	if (io->uring) {
-		if (io_uring_sq_ready(&io->ring))
-			io_uring_submit(&io->ring);
-	} else {
-		pool_submit(io);
-	}
 }
 
 unsigned blk_io_submit_reap(struct blk_io *io, blk_io_done_fn done, void *arg)

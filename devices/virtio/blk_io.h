@@ -74,13 +74,11 @@ const char *blk_io_backend(const struct blk_io *io);
 
 /* Whether a request of nops operations fits now (else retry after a reap). */
 bool blk_io_has_room(const struct blk_io *io, unsigned nops);
-/* Prepares a request; nothing reaches the kernel or the workers before blk_io_submit(). */
+/* Prepares a request; nothing reaches the kernel or the workers before blk_io_submit_reap(). */
 void blk_io_queue(struct blk_io *io, struct blk_io_req *r);
-/* Hands every queued request over at once: one io_uring_submit, or one wake-up of the pool. */
-void blk_io_submit(struct blk_io *io);
-/* blk_io_submit(), then calls done for every request already complete (a read served from
- * the page cache completes within the submission) without a trip through the event loop;
- * returns how many. */
+/* Hands every queued request over at once (one io_uring_submit, or one wake-up of the pool),
+ * then calls done for every request already complete (a read served from the page cache
+ * completes within the submission) without a trip through the event loop; returns how many. */
 unsigned blk_io_submit_reap(struct blk_io *io, blk_io_done_fn done, void *arg);
 /* Calls done for every completed request; returns how many. */
 unsigned blk_io_reap(struct blk_io *io, blk_io_done_fn done, void *arg);
