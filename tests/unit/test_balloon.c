@@ -157,16 +157,6 @@ static void send_pfns(struct virtio_dev *dev, int qn, int slot, const uint32_t *
 	virtio_queue_notified(dev, qn);
 }
 
-static bool all_bytes(uint64_t gpa, uint64_t len, uint8_t v)
-{
-	const uint8_t *p = g2h(&vm.mem, gpa, len);
-
-	for (uint64_t i = 0; i < len; i++)
-		if (p[i] != v)
-			return false;
-	return true;
-}
-
 /* ---- tests ---- */
 
 /* Listed pages are given back to the host (they read as zero afterwards), contiguous or not;
@@ -186,10 +176,10 @@ static void inflate_and_deflate(void)
 	CHECK_EQ(q[INFLATE].used->ring[0].id, 0);
 	CHECK_EQ(q[INFLATE].used->ring[0].len, 0);
 	CHECK_EQ(irqs[1 + INFLATE], 1);
-	CHECK(all_bytes(PAGES, 4096, 0));
-	CHECK(all_bytes(PAGES + 4096, 4096, 0xaa));
-	CHECK(all_bytes(PAGES + 0x3fe000, 4096, 0));
-	CHECK(all_bytes(PAGES + 0x3ff000, 4096, 0xaa));
+	CHECK(guest_bytes_all(&vm.mem, PAGES, 4096, 0));
+	CHECK(guest_bytes_all(&vm.mem, PAGES + 4096, 4096, 0xaa));
+	CHECK(guest_bytes_all(&vm.mem, PAGES + 0x3fe000, 4096, 0));
+	CHECK(guest_bytes_all(&vm.mem, PAGES + 0x3ff000, 4096, 0xaa));
 	ctl("balloon", reply, sizeof(reply));
 	CHECK(strstr(reply, "ok ") == reply);
 	CHECK(strstr(reply, "2 MiB released to the host"));
@@ -205,7 +195,7 @@ static void inflate_and_deflate(void)
 	next_desc[INFLATE] = 3;
 	virtio_queue_notified(dev, INFLATE);
 	CHECK_EQ(q[INFLATE].used->idx, 2);
-	CHECK(all_bytes(PAGES + 0x400000, 0x100000, 0));
+	CHECK(guest_bytes_all(&vm.mem, PAGES + 0x400000, 0x100000, 0));
 	ctl("balloon", reply, sizeof(reply));
 	CHECK(strstr(reply, "3 MiB released to the host"));
 
@@ -232,9 +222,9 @@ static void pfns_outside_ram(void)
 	memset(g2h(&vm.mem, RAM - 4096, 4096), 0xaa, 4096);
 	send_pfns(dev, INFLATE, 0, pfns, sizeof(pfns) / 4);
 	CHECK_EQ(q[INFLATE].used->idx, 1);
-	CHECK(all_bytes(PAGES, 4096, 0));
-	CHECK(all_bytes(PAGES + 4096, 4096, 0xaa));
-	CHECK(all_bytes(RAM - 4096, 4096, 0xaa));
+	CHECK(guest_bytes_all(&vm.mem, PAGES, 4096, 0));
+	CHECK(guest_bytes_all(&vm.mem, PAGES + 4096, 4096, 0xaa));
+	CHECK(guest_bytes_all(&vm.mem, RAM - 4096, 4096, 0xaa));
 	/* A trailing partial PFN (2 bytes) is ignored too. */
 	post(INFLATE, LISTS, 6, 0);
 	virtio_queue_notified(dev, INFLATE);

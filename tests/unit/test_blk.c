@@ -261,16 +261,6 @@ static void fill(uint64_t gpa, uint32_t len, uint32_t seed)
 		p[i] = (uint8_t)(i * 7 + seed + (i >> 9));
 }
 
-static bool all_bytes(uint64_t gpa, uint32_t len, uint8_t v)
-{
-	const uint8_t *p = g2h(&vm.mem, gpa, len);
-
-	for (uint32_t i = 0; i < len; i++)
-		if (p[i] != v)
-			return false;
-	return true;
-}
-
 static bool file_equals(off_t off, uint64_t gpa, uint32_t len)
 {
 	uint8_t *buf = malloc(len);
@@ -599,8 +589,8 @@ static void get_id(void)
 		 VIRTIO_BLK_S_OK);
 	CHECK_EQ(used, VIRTIO_BLK_ID_BYTES + 1);
 	CHECK(!memcmp(g2h(&vm.mem, DATA, 11), "mica-disk-0", 11));
-	CHECK(all_bytes(DATA + 11, 9, 0));      /* zero-padded */
-	CHECK(all_bytes(DATA + 20, 12, 0xee));  /* and no further */
+	CHECK(guest_bytes_all(&vm.mem, DATA + 11, 9, 0));      /* zero-padded */
+	CHECK(guest_bytes_all(&vm.mem, DATA + 20, 12, 0xee));  /* and no further */
 	teardown();
 }
 
@@ -660,7 +650,7 @@ static void request_layouts(void)
 	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_GET_ID, 0, DATA, 8, true, &used), VIRTIO_BLK_S_OK);
 	CHECK_EQ(used, 9);
 	CHECK(!memcmp(p, "01234567", 8));
-	CHECK(all_bytes(DATA + 8, 24, 0xee));
+	CHECK(guest_bytes_all(&vm.mem, DATA + 8, 24, 0xee));
 	/* ... and with device-readable data after the header: the wrong direction. */
 	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_GET_ID, 0, DATA, 20, false, NULL), VIRTIO_BLK_S_IOERR);
 	CHECK_EQ(atomic_load(&st->err_direction), 3);
@@ -725,11 +715,11 @@ static void discard_write_zeroes(void)
 		CHECK_EQ(s, VIRTIO_BLK_S_OK);
 		memset(g2h(&vm.mem, DATA, 0x10000), 0xff, 0x10000);
 		CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_IN, 0, DATA, 0x10000, true, NULL), VIRTIO_BLK_S_OK);
-		CHECK(!all_bytes(DATA, 8 * 512, 0));
-		CHECK(all_bytes(DATA + 8 * 512, 16 * 512, 0));
-		CHECK(!all_bytes(DATA + 24 * 512, 40 * 512, 0));
-		CHECK(all_bytes(DATA + 64 * 512, 8 * 512, 0));
-		CHECK(!all_bytes(DATA + 72 * 512, 512, 0));
+		CHECK(!guest_bytes_all(&vm.mem, DATA, 8 * 512, 0));
+		CHECK(guest_bytes_all(&vm.mem, DATA + 8 * 512, 16 * 512, 0));
+		CHECK(!guest_bytes_all(&vm.mem, DATA + 24 * 512, 40 * 512, 0));
+		CHECK(guest_bytes_all(&vm.mem, DATA + 64 * 512, 8 * 512, 0));
+		CHECK(!guest_bytes_all(&vm.mem, DATA + 72 * 512, 512, 0));
 		CHECK(file_zero(8 * 512, 16 * 512));
 	}
 	/* WRITE_ZEROES, plain (ZERO_RANGE) and with UNMAP (punch). */

@@ -94,16 +94,6 @@ static uint64_t buf_gpa(int i)
 	return BUF + 0x10000ULL * i;
 }
 
-static bool all_bytes(uint64_t gpa, uint32_t len, uint8_t v)
-{
-	const uint8_t *p = g2h(&vm.mem, gpa, len);
-
-	for (uint32_t i = 0; i < len; i++)
-		if (p[i] != v)
-			return false;
-	return true;
-}
-
 /* ---- virtio-rng and the core ---- */
 
 static struct virtio_dev *rng_setup(void)
@@ -196,12 +186,12 @@ static void rng_fills_buffers(void)
 	}
 	CHECK_EQ(d->used->ring[4].id, 4);
 	CHECK_EQ(d->used->ring[4].len, 80);
-	CHECK(!all_bytes(buf_gpa(2), 100, 0));
-	CHECK(!all_bytes(buf_gpa(3), 4096, 0));
-	CHECK(!all_bytes(buf_gpa(4), 32, 0));
-	CHECK(!all_bytes(buf_gpa(5), 48, 0));
+	CHECK(!guest_bytes_all(&vm.mem, buf_gpa(2), 100, 0));
+	CHECK(!guest_bytes_all(&vm.mem, buf_gpa(3), 4096, 0));
+	CHECK(!guest_bytes_all(&vm.mem, buf_gpa(4), 32, 0));
+	CHECK(!guest_bytes_all(&vm.mem, buf_gpa(5), 48, 0));
 	CHECK(memcmp(g2h(&vm.mem, buf_gpa(2), 16), g2h(&vm.mem, buf_gpa(1), 16), 16));
-	CHECK(all_bytes(buf_gpa(0) + 1, 64, 0)); /* nothing beyond the 1-byte buffer */
+	CHECK(guest_bytes_all(&vm.mem, buf_gpa(0) + 1, 64, 0)); /* nothing beyond the 1-byte buffer */
 	CHECK_EQ(irqs[1], 1);            /* one interrupt for the batch */
 	CHECK_EQ(irqs[0], 0);
 	CHECK(atomic_load(&dev->isr) & VIRTIO_ISR_QUEUE);
@@ -217,7 +207,7 @@ static void rng_fills_buffers(void)
 	virtio_queue_notified(dev, 0);
 	CHECK_EQ(d->used->idx, 6);
 	CHECK_EQ(d->used->ring[5].len, 0x10000);
-	CHECK(all_bytes(buf_gpa(6) + 0x10000, 0x20000, 0));
+	CHECK(guest_bytes_all(&vm.mem, buf_gpa(6) + 0x10000, 0x20000, 0));
 	CHECK_EQ(irqs[1], 2);
 
 	/* Pool refills: over 64 KiB of requests in one batch. */
@@ -227,7 +217,7 @@ static void rng_fills_buffers(void)
 	}
 	virtio_queue_notified(dev, 0);
 	CHECK_EQ(d->used->idx, 9);
-	CHECK(!all_bytes(buf_gpa(9) + 0x8000, 0x1000, 0));
+	CHECK(!guest_bytes_all(&vm.mem, buf_gpa(9) + 0x8000, 0x1000, 0));
 	CHECK_EQ(irqs[1], 3);
 	CHECK_EQ(irqs[0], 0);
 	CHECK(!(virtio_get_status(dev) & S_RESET));
@@ -292,7 +282,7 @@ static void rng_malformed_chain_needs_reset(void)
 	virtio_queue_notified(dev, 0);
 	check_broken(dev, 0);
 	CHECK_EQ(irqs[1], 0);
-	CHECK(all_bytes(buf_gpa(0), 8, 0));
+	CHECK(guest_bytes_all(&vm.mem, buf_gpa(0), 8, 0));
 
 	/* Broken stays broken: valid buffers are not consumed, no more interrupts. */
 	drv_desc(d, 1, buf_gpa(1), 8, VRING_DESC_F_WRITE, 0);
@@ -300,7 +290,7 @@ static void rng_malformed_chain_needs_reset(void)
 	virtio_queue_notified(dev, 0);
 	check_broken(dev, 0);
 	CHECK_EQ(irqs[1], 0);
-	CHECK(all_bytes(buf_gpa(1), 8, 0));
+	CHECK(guest_bytes_all(&vm.mem, buf_gpa(1), 8, 0));
 	/* Neither the driver's status writes nor a second violation clear or repeat it. */
 	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
 	check_broken(dev, 0);
@@ -354,14 +344,14 @@ static void notify_before_driver_ok(void)
 	CHECK(!(virtio_get_status(dev) & S_RESET));
 	CHECK_EQ(d->used->idx, 0);              /* nothing consumed yet */
 	CHECK_EQ(dev->vqs[0].last_avail, 0);
-	CHECK(all_bytes(buf_gpa(0), 8, 0));
+	CHECK(guest_bytes_all(&vm.mem, buf_gpa(0), 8, 0));
 	CHECK_EQ(irqs[0] + irqs[1], 0);
 	CHECK_EQ(atomic_load(&dev->stats.notifies_ignored), 2);
 
 	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
 	CHECK_EQ(d->used->idx, 1);              /* served at DRIVER_OK */
 	CHECK_EQ(d->used->ring[0].len, 8);
-	CHECK(!all_bytes(buf_gpa(0), 8, 0));
+	CHECK(!guest_bytes_all(&vm.mem, buf_gpa(0), 8, 0));
 	CHECK_EQ(irqs[1], 1);
 	CHECK(virtio_dev_ok(dev));
 	teardown();

@@ -5,6 +5,7 @@
 #define MICA_TEST_VRING_DRIVER_H
 
 #include <linux/virtio_ring.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,18 @@ static inline void *g2h(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 	if (!p)
 		abort();
 	return p;
+}
+
+/* Whether every byte of guest RAM [gpa, gpa + len) is v. */
+static inline bool guest_bytes_all(const struct guest_mem *mem, uint64_t gpa, uint64_t len,
+				   uint8_t v)
+{
+	const uint8_t *p = g2h(mem, gpa, len);
+
+	for (uint64_t i = 0; i < len; i++)
+		if (p[i] != v)
+			return false;
+	return true;
 }
 
 /* Guest RAM with an inaccessible page right after its end, so that a read or write past the
