@@ -50,11 +50,7 @@ static int ctl_fd = -1;
 /* The driver's side of bring-up: every feature, the three queues, DRIVER_OK. */
 static void driver_up(struct virtio_dev *dev)
 {
-	virtio_set_status(dev, S_ACK);
-	virtio_set_status(dev, S_ACK | S_DRV);
-	virtio_set_driver_features(dev, 0, (uint32_t)F_ALL);
-	virtio_set_driver_features(dev, 1, (uint32_t)(F_ALL >> 32));
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
+	CHECK(drv_negotiate(dev, F_ALL));
 	for (int n = 0; n < 3; n++)
 		drv_attach_queue(dev, &q[n], &vm.mem, n, QSIZE);
 	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);

@@ -128,12 +128,7 @@ static void setup_queue(struct virtio_dev *dev, int n)
 
 static void bring_up(struct virtio_dev *dev, uint64_t features)
 {
-	virtio_set_status(dev, S_ACK);
-	virtio_set_status(dev, S_ACK | S_DRV);
-	virtio_set_driver_features(dev, 0, (uint32_t)features);
-	virtio_set_driver_features(dev, 1, (uint32_t)(features >> 32));
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(virtio_get_status(dev) & S_FOK);
+	CHECK(drv_negotiate(dev, features));
 	for (int n = 0; n < dev->ops->num_queues; n++) {
 		setup_queue(dev, n);
 		next_desc[n] = 0;

@@ -169,12 +169,7 @@ static void setup_queue(struct virtio_dev *dev, int n)
 
 static void bring_up(struct virtio_dev *dev, uint64_t features)
 {
-	virtio_set_status(dev, S_ACK);
-	virtio_set_status(dev, S_ACK | S_DRV);
-	virtio_set_driver_features(dev, 0, (uint32_t)features);
-	virtio_set_driver_features(dev, 1, (uint32_t)(features >> 32));
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(virtio_get_status(dev) & S_FOK);
+	CHECK(drv_negotiate(dev, features));
 	setup_queue(dev, RXQ);
 	setup_queue(dev, TXQ);
 	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
@@ -598,17 +593,9 @@ static void vnet_hdr_backend(void)
 	CHECK_EQ(offered & offloads, offloads);
 	CHECK(!(offered & (1ULL << VIRTIO_NET_F_GUEST_UFO))); /* not one the device knows */
 	/* Segmentation offloads without their checksum offload: FEATURES_OK refused. */
-	virtio_set_status(dev, S_ACK | S_DRV);
-	virtio_set_driver_features(dev, 0, (uint32_t)(F_V1 | (1ULL << VIRTIO_NET_F_GUEST_TSO4)));
-	virtio_set_driver_features(dev, 1, (uint32_t)(F_V1 >> 32));
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(!(virtio_get_status(dev) & S_FOK));
+	CHECK(!drv_negotiate(dev, F_V1 | (1ULL << VIRTIO_NET_F_GUEST_TSO4)));
 	virtio_set_status(dev, 0);
-	virtio_set_status(dev, S_ACK | S_DRV);
-	virtio_set_driver_features(dev, 0, (uint32_t)(F_V1 | (1ULL << VIRTIO_NET_F_HOST_TSO4)));
-	virtio_set_driver_features(dev, 1, (uint32_t)(F_V1 >> 32));
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(!(virtio_get_status(dev) & S_FOK));
+	CHECK(!drv_negotiate(dev, F_V1 | (1ULL << VIRTIO_NET_F_HOST_TSO4)));
 	virtio_set_status(dev, 0);
 	CHECK_EQ(tb->configures, 0);
 

@@ -76,11 +76,7 @@ static void set_features(struct virtio_dev *dev, uint64_t f)
 /* The driver's initialization sequence up to DRIVER_OK. */
 static void bring_up(struct virtio_dev *dev, uint64_t features)
 {
-	virtio_set_status(dev, S_ACK);
-	virtio_set_status(dev, S_ACK | S_DRV);
-	set_features(dev, features);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(virtio_get_status(dev) & S_FOK);
+	CHECK(drv_negotiate(dev, features));
 	for (int n = 0; n < dev->ops->num_queues; n++) {
 		setup_queue(dev, n);
 		CHECK(dev->vqs[n].ready);

@@ -133,6 +133,20 @@ static inline void drv_attach_queue(struct virtio_dev *dev, struct drv *d, struc
 	dev->vqs[n].used_gpa = d->used_gpa;
 	virtio_queue_set_ready(dev, n, true);
 }
+
+/* The driver's acknowledgement and feature negotiation: ACKNOWLEDGE, DRIVER, the features,
+ * FEATURES_OK. Returns whether the device kept FEATURES_OK. */
+static inline bool drv_negotiate(struct virtio_dev *dev, uint64_t features)
+{
+	const uint8_t ack_drv = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+
+	virtio_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	virtio_set_status(dev, ack_drv);
+	virtio_set_driver_features(dev, 0, (uint32_t)features);
+	virtio_set_driver_features(dev, 1, (uint32_t)(features >> 32));
+	virtio_set_status(dev, ack_drv | VIRTIO_CONFIG_S_FEATURES_OK);
+	return virtio_get_status(dev) & VIRTIO_CONFIG_S_FEATURES_OK;
+}
 #endif
 
 #endif
