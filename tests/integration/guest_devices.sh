@@ -76,15 +76,6 @@ else
 	skip $name "no pattern seed from the mmio run"
 fi
 
-# wait_for FILE REGEX SECONDS
-wait_for() {
-	local i
-	for i in $(seq $(($3 * 10))); do
-		grep -q -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 ctl() { python3 tests/integration/control.py "$@"; }
 

@@ -20,15 +20,6 @@ MAC=52:54:00:12:34:56
 UDP_LOG=$OUT/guest-net.udp
 variants=(mmio mmio-legacy pci pci-transitional:legacy)
 
-# wait_for FILE REGEX SECONDS
-wait_for() {
-	local i
-	for i in $(seq $(($3 * 10))); do
-		grep -q -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # matches FILE ERE: a line of FILE matches ERE.
 matches() {
 	local l

@@ -47,6 +47,16 @@ require_kvm() {
 	fi
 }
 
+# wait_for FILE REGEX SECONDS: whether a line of FILE matches REGEX within SECONDS.
+wait_for() {
+	local i
+	for i in $(seq $(($3 * 10))); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 has()     { grep -q -- "$2" "$OUT/$1.txt"; }
 has_err() { grep -q -- "$2" "$OUT/$1.err"; }
 
