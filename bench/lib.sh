@@ -136,3 +136,44 @@ bench_follow() {
         printf '%s\n' "$line" >>"$out"
     done
 }
+
+# KVM's per-VM statistics in debugfs: one directory PID-FD per VM.
+BENCH_KVMDBG=/sys/kernel/debug/kvm
+
+# bench_need_kvm_stats SECTION: mounts debugfs if need be; the section dies without KVM's
+# statistics.
+bench_need_kvm_stats() {
+    if [[ ! -d $BENCH_KVMDBG ]]; then
+        mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null ||
+            bench_log "$1: cannot mount debugfs at /sys/kernel/debug (root?)"
+    fi
+    [[ -d $BENCH_KVMDBG ]] || bench_die "$1: no $BENCH_KVMDBG: KVM's exit statistics are needed"
+}
+
+# bench_kvm_read PID STAT...: sets bench_kvm_dir to the debugfs directory of PID's VM ("" when
+# it has none) and bench_kvm=(STAT=VALUE...) for the STATs found there. Builtins only: it runs
+# while a guest waits for the sample.
+bench_kvm_read() {
+    local pid=$1 dir s v
+    shift
+    bench_kvm_dir='' bench_kvm=()
+    for dir in "$BENCH_KVMDBG/$pid"-*; do [[ -d $dir ]] && bench_kvm_dir=$dir && break; done
+    [[ -n $bench_kvm_dir ]] || return 0
+    for s in "$@"; do
+        v=''
+        [[ -r $bench_kvm_dir/$s ]] && read -r v <"$bench_kvm_dir/$s"
+        [[ -n $v ]] && bench_kvm+=("$s=$v")
+    done
+}
+
+# bench_runs RUN VMM...: one discarded warm-up run (number 0) per VMM, then BENCH_RUNS measured
+# ones, VMMs interleaved: RUN VMM N for each. Returns 1 when any run failed.
+bench_runs() {
+    local run=$1 v i fail=0
+    shift
+    for v in "$@"; do "$run" "$v" 0 || fail=1; done # warm-up: page cache, loaders
+    for ((i = 1; i <= BENCH_RUNS; i++)); do
+        for v in "$@"; do "$run" "$v" "$i" || fail=1; done
+    done
+    return "$fail"
+}

@@ -37,7 +37,6 @@ read -ra bb_vmms <<<"${BENCH_BLK_VMMS:-mica-pci mica-mmio qemu-pci}"
 bb_cmdline="tests=bench_blk blk_sync=1${BENCH_BLK_CMDLINE:+ $BENCH_BLK_CMDLINE}"
 bb_img=$BENCH_TMP/blk.img
 bb_json=$BENCH_OUT/blk.json
-bb_kvmdbg=/sys/kernel/debug/kvm
 # KVM statistics sampled at every mark (debugfs file names; missing ones are skipped).
 bb_stats=(exits io_exits mmio_exits halt_exits irq_exits irq_window_exits nmi_window_exits
     signal_exits request_irq_exits insn_emulation irq_injections halt_wakeup)
@@ -62,14 +61,10 @@ bb_cmd() { # VMM BASE: sets cmd=(the command line of one run)
 
 # bb_sample PID WHAT W OUT: appends "WHAT W STAT VALUE" lines for KVM's counters (builtins).
 bb_sample() {
-    local d='' dir s v
-    for dir in "$bb_kvmdbg/$1"-*; do [[ -d $dir ]] && d=$dir && break; done
-    [[ -n $d ]] || return 0
-    for s in "${bb_stats[@]}"; do
-        v=''
-        [[ -r $d/$s ]] && read -r v <"$d/$s"
-        [[ -n $v ]] && printf '%s %s %s %s\n' "$2" "$3" "$s" "$v" >>"$4"
-    done
+    local kv
+    bench_kvm_read "$1" "${bb_stats[@]}"
+    # shellcheck disable=SC2154 # bench_kvm(_dir): set by bench_kvm_read (bench/lib.sh)
+    for kv in "${bench_kvm[@]}"; do printf '%s %s %s %s\n' "$2" "$3" "${kv%%=*}" "${kv#*=}"; done >>"$4"
 }
 
 # bb_kv OUT SAMPLES: key=value results of one run: WORKLOAD.KEY for the guest's figures and,
@@ -175,11 +170,7 @@ for v in "${bb_vmms[@]}"; do
         bench_die "blk: $bb_qemu not found (apt-get install qemu-system-x86)"
 done
 [[ -r $GUEST ]] || bench_die "blk: $GUEST is missing: run make first"
-if [[ ! -d $bb_kvmdbg ]]; then
-    mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null ||
-        bench_log "blk: cannot mount debugfs at /sys/kernel/debug (root?)"
-fi
-[[ -d $bb_kvmdbg ]] || bench_die "blk: no $bb_kvmdbg: KVM's exit statistics are needed"
+bench_need_kvm_stats blk
 dd if=/dev/zero of="$bb_img" bs=1M count="$bb_img_mib" status=none ||
     bench_die "blk: cannot write the $bb_img_mib MiB image $bb_img"
 
@@ -190,10 +181,7 @@ if [[ " ${bb_vmms[*]}" != *" mica-"* ]]; then
 fi
 bench_log "blk: $BENCH_RUNS runs each of ${bb_vmms[*]}, ${bb_img_mib} MiB image, '$bb_cmdline'"
 bb_fail=0
-for v in "${bb_vmms[@]}"; do bb_run "$v" 0 || bb_fail=1; done # warm-up: page cache, loaders
-for ((i = 1; i <= BENCH_RUNS; i++)); do
-    for v in "${bb_vmms[@]}"; do bb_run "$v" "$i" || bb_fail=1; done
-done
+bench_runs bb_run "${bb_vmms[@]}" || bb_fail=1
 
 # The measured runs' results, tagged by VMM (file names blk.VMM.N.kv).
 bb_files=()

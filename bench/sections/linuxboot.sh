@@ -33,7 +33,6 @@ read -ra lb_vmms <<<"${BENCH_LINUXBOOT_VMMS:-mica microvm q35}"
 lb_marker='mica-linux: /init reached'
 lb_json=$BENCH_OUT/linuxboot.json
 lb_shim=$PWD/$BENCH_BIN/firstrun.so
-lb_kvmdbg=/sys/kernel/debug/kvm
 # KVM statistics read at /init (debugfs file names). The first six are distinct exit reasons;
 # the rest are further events (signal_exits/request_irq_exits: returns to userspace).
 lb_stats=(exits io_exits mmio_exits halt_exits irq_exits irq_window_exits nmi_window_exits
@@ -69,19 +68,12 @@ lb_mono_offset() {
 
 # lb_sample PID BASE: the at-/init sample (builtins only). Writes BASE.stats, .status, .smaps.
 lb_sample() {
-    local pid=$1 base=$2 d='' dir s v lines
-    for dir in "$lb_kvmdbg/$pid"-*; do [[ -d $dir ]] && d=$dir && break; done
-    if [[ -n $d ]]; then
-        lines=()
-        for s in "${lb_stats[@]}"; do
-            v=''
-            [[ -r $d/$s ]] && read -r v <"$d/$s"
-            [[ -n $v ]] && lines+=("$s=$v")
-        done
-    fi
+    local pid=$1 base=$2
+    bench_kvm_read "$pid" "${lb_stats[@]}"
     mapfile -t lb_status_lines </proc/"$pid"/status 2>/dev/null || lb_status_lines=()
     mapfile -t lb_smaps_lines </proc/"$pid"/smaps 2>/dev/null || lb_smaps_lines=()
-    [[ -n $d ]] && printf '%s\n' "kvm_dir=${d##*/}" "${lines[@]}" >"$base.stats"
+    # shellcheck disable=SC2154 # bench_kvm(_dir): set by bench_kvm_read (bench/lib.sh)
+    [[ -n $bench_kvm_dir ]] && printf '%s\n' "kvm_dir=${bench_kvm_dir##*/}" "${bench_kvm[@]}" >"$base.stats"
     printf '%s\n' "${lb_status_lines[@]}" >"$base.status"
     printf '%s\n' "${lb_smaps_lines[@]}" >"$base.smaps"
 }
@@ -202,11 +194,7 @@ for v in "${lb_vmms[@]}"; do
     [[ $v == mica ]] || command -v "$lb_qemu" >/dev/null ||
         bench_die "linuxboot: $lb_qemu not found (apt-get install qemu-system-x86)"
 done
-if [[ ! -d $lb_kvmdbg ]]; then
-    mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null ||
-        bench_log "linuxboot: cannot mount debugfs at /sys/kernel/debug (root?): no exit counts"
-fi
-[[ -d $lb_kvmdbg ]] || bench_die "linuxboot: no $lb_kvmdbg: KVM's exit statistics are needed"
+bench_need_kvm_stats linuxboot
 # The kernel's version string (bzImage header: kernel_version at 0x20e, +0x200).
 lb_kver=$(o=$(od -An -tu2 -j $((0x20e)) -N2 "$lb_kernel" | tr -d ' ') &&
     dd if="$lb_kernel" bs=1 skip=$((o + 0x200)) count=160 2>/dev/null | tr '\0' '\n' | head -n 1)
@@ -214,10 +202,7 @@ lb_krel=${lb_kver%% *}
 
 bench_log "linuxboot: $BENCH_RUNS runs each of ${lb_vmms[*]}, Linux ${lb_krel:-?}, ${lb_mem} MiB, '$lb_cmdline'"
 lb_fail=0
-for v in "${lb_vmms[@]}"; do lb_run "$v" 0 || lb_fail=1; done # warm-up: page cache, loader
-for ((i = 1; i <= BENCH_RUNS; i++)); do
-    for v in "${lb_vmms[@]}"; do lb_run "$v" "$i" || lb_fail=1; done
-done
+bench_runs lb_run "${lb_vmms[@]}" || lb_fail=1
 
 # Files of the measured runs, per VMM: lb_files_VMM=(...). (No process substitution: the inner
 # VM of scripts/with-kvm has no /dev/fd.)

@@ -33,7 +33,6 @@ nt_timeout=${BENCH_NET_TIMEOUT:-300}
 nt_qemu=${QEMU:-qemu-system-x86_64}
 read -ra nt_vmms <<<"${BENCH_NET_VMMS:-mica-mmio mica-pci q35}"
 nt_json=$BENCH_OUT/net.json
-nt_kvmdbg=/sys/kernel/debug/kvm
 nt_stats=(exits io_exits mmio_exits halt_exits irq_exits irq_window_exits nmi_window_exits
     signal_exits insn_emulation halt_wakeup)
 nt_tck=$(getconf CLK_TCK)
@@ -59,15 +58,10 @@ nt_cmd() { # VMM PORT [STATS_JSON]: sets cmd=(the command line) and nt_cmdline
 
 # nt_sample PID TAG: KVM statistics and CPU ticks as TAG_key=value lines (builtins only).
 nt_sample() {
-    local pid=$1 tag=$2 d='' dir s v line f
-    for dir in "$nt_kvmdbg/$pid"-*; do [[ -d $dir ]] && d=$dir && break; done
-    if [[ -n $d ]]; then
-        for s in "${nt_stats[@]}"; do
-            v=''
-            [[ -r $d/$s ]] && read -r v <"$d/$s"
-            [[ -n $v ]] && echo "${tag}_$s=$v"
-        done
-    fi
+    local pid=$1 tag=$2 kv s v line f
+    bench_kvm_read "$pid" "${nt_stats[@]}"
+    # shellcheck disable=SC2154 # bench_kvm(_dir): set by bench_kvm_read (bench/lib.sh)
+    for kv in "${bench_kvm[@]}"; do echo "${tag}_$kv"; done
     read -r line <"/proc/$pid/stat" || return 0
     read -ra f <<<"${line##*) }" # f[0] is field 3 (state)
     echo "${tag}_utime=${f[11]}"
@@ -180,11 +174,7 @@ for v in "${nt_vmms[@]}"; do
     [[ $v != q35 ]] || command -v "$nt_qemu" >/dev/null ||
         bench_die "net: $nt_qemu not found (apt-get install qemu-system-x86)"
 done
-if [[ ! -d $nt_kvmdbg ]]; then
-    mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null ||
-        bench_log "net: cannot mount debugfs at /sys/kernel/debug (root?)"
-fi
-[[ -d $nt_kvmdbg ]] || bench_die "net: no $nt_kvmdbg: KVM's exit statistics are needed"
+bench_need_kvm_stats net
 
 bench_log "net: $nt_runs runs each of ${nt_vmms[*]}, $nt_bytes bytes guest -> host per run"
 nt_fail=0
