@@ -83,12 +83,16 @@ static enum test_result open_net(const char *name, const char *port_key, const c
     return dhcp ? lease(name) : TEST_PASS;
 }
 
-static void report(const char *name, struct vdev *d, unsigned irqs0)
+/* Prints what the driver counted (interrupts since irqs0) and checks that no received frame was
+ * malformed. */
+static enum test_result report(const char *name, struct vdev *d, unsigned irqs0)
 {
     struct net_stats *s = &nt.st;
     printf("# %s: rx %u frames (%u merged, at most %u buffers), tx %u, ARP requests answered %u, bad %u, "
            "ignored %u, used-buffer interrupts %u\n", name, s->rx_frames, s->rx_merged, s->rx_max_bufs,
            s->tx_frames, s->arp_requests_answered, s->rx_bad, s->rx_ignored, d->used_irqs - irqs0);
+    CHECK(s->rx_bad == 0, "%u received frames were malformed (length, checksum, num_buffers)", s->rx_bad);
+    return TEST_PASS;
 }
 
 
@@ -149,8 +153,7 @@ static enum test_result test_virtio_net(void)
     CHECK(net_ping(&nt, DNS, 100, 56), "ping 10.0.2.3: %s", nt.err);
     printf("# virtio_net: %u echo replies from 10.0.2.2 (0 to %u bytes), 1 from 10.0.2.3\n",
            (unsigned)ARRAY_SIZE(sizes), max_ping);
-    report("virtio_net", d, irqs0);
-    CHECK(nt.st.rx_bad == 0, "%u received frames were malformed (length, checksum, num_buffers)", nt.st.rx_bad);
+    TRY(report("virtio_net", d, irqs0));
     /* interrupts are taken only while a wait halts: one may still be pending */
     CHECK(wait_count(&d->used_irqs, irqs0, 5 * S), "frames arrived but no used-buffer interrupt did");
     return TEST_PASS;
@@ -183,8 +186,7 @@ static enum test_result test_virtio_net_udp(void)
     }
     printf("# virtio_net_udp: %u datagrams (40 to %u bytes) echoed by 10.0.2.2:%u\n", count, 40 + (count - 1) * 180,
            port);
-    report("virtio_net_udp", d, o.irqs0);
-    CHECK(nt.st.rx_bad == 0, "%u received frames were malformed", nt.st.rx_bad);
+    TRY(report("virtio_net_udp", d, o.irqs0));
     return TEST_PASS;
 }
 TEST(virtio_net_udp, test_virtio_net_udp);
@@ -207,8 +209,7 @@ static enum test_result test_virtio_net_tcp(void)
     CHECK(net_tcp_close(&nt), "close: %s", nt.err);
     printf("# virtio_net_tcp: sent \"mica-tcp %s\" to 10.0.2.2:%u, received \"pong-from-host\" and FIN, closed\n",
            vdev_transport_name(d), port);
-    report("virtio_net_tcp", d, o.irqs0);
-    CHECK(nt.st.rx_bad == 0, "%u received frames were malformed", nt.st.rx_bad);
+    TRY(report("virtio_net_tcp", d, o.irqs0));
     return TEST_PASS;
 }
 TEST(virtio_net_tcp, test_virtio_net_tcp);
@@ -233,8 +234,7 @@ static enum test_result test_virtio_net_tcp_server(void)
     CHECK(net_tcp_close(&nt), "close: %s", nt.err);
     printf("# virtio_net_tcp_server: sent \"mica-tcp-server %s %u\", received %u bytes and FIN, closed\n",
            vdev_transport_name(d), port, nt.tcp.rx_len);
-    report("virtio_net_tcp_server", d, o.irqs0);
-    CHECK(nt.st.rx_bad == 0, "%u received frames were malformed", nt.st.rx_bad);
+    TRY(report("virtio_net_tcp_server", d, o.irqs0));
     return TEST_PASS;
 }
 TEST_DESTRUCTIVE(virtio_net_tcp_server, test_virtio_net_tcp_server);
@@ -285,8 +285,7 @@ static enum test_result test_virtio_net_norx(void)
               nt.st.rx_max_bufs);
     printf("# virtio_net_norx: ARP request for %u.%u.%u.%u answered; 1472-byte echo reply in %u buffer(s)\n",
            IP4_ARGS(nt.ip), nt.st.rx_max_bufs);
-    report("virtio_net_norx", d, irqs0);
-    CHECK(nt.st.rx_bad == 0, "%u received frames were malformed", nt.st.rx_bad);
+    TRY(report("virtio_net_norx", d, irqs0));
     return TEST_PASS;
 }
 TEST(virtio_net_norx, test_virtio_net_norx);
