@@ -16,14 +16,14 @@ OBJDIR  := $(BUILD)/obj
 SANFLAGS :=
 endif
 
-CPPFLAGS := -D_GNU_SOURCE -DMICA_VERSION='"$(VERSION)"' -Ivmm -Idevices -Idevices/virtio -Iboot
+CPPFLAGS := -D_GNU_SOURCE -DMICA_VERSION='"$(VERSION)"' -I.
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -O2 -g $(SANFLAGS)
 LDFLAGS  := $(SANFLAGS)
 LDLIBS   := -lfdt -luring -lpthread
 
-# The VMM, minus main.c: also linked into the unit tests.
-CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c devices/net/*.c boot/*.c)
-CORE_SRCS := $(filter-out vmm/main.c,$(CORE_SRCS))
+# The VMM, minus cmd/main.c: also linked into the unit tests.
+CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c devices/net/*.c boot/*.c cmd/*.c)
+CORE_SRCS := $(filter-out cmd/main.c,$(CORE_SRCS))
 CORE_OBJS := $(CORE_SRCS:%.c=$(OBJDIR)/%.o)
 MICA      := $(if $(filter 1,$(SAN)),$(BUILD)/mica-san,$(BUILD)/mica)
 
@@ -38,7 +38,7 @@ include bench/bench.mk
 include tests/fuzz/fuzz.mk
 all: $(GUEST_BIN)
 
-$(MICA): $(OBJDIR)/vmm/main.o $(CORE_OBJS)
+$(MICA): $(OBJDIR)/cmd/main.o $(CORE_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(OBJDIR)/%.o: %.c
@@ -47,7 +47,7 @@ $(OBJDIR)/%.o: %.c
 
 $(OBJDIR)/tests/%: tests/unit/%.c $(CORE_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 unit: $(UNIT_BINS)
 	@tests/run-unit $(UNIT_BINS)

@@ -6,7 +6,7 @@
 BENCH_BIN_DIR := $(BUILD)/bench/bin
 BENCH_TOOLS := $(BENCH_BIN_DIR)/benchrun $(BENCH_BIN_DIR)/firstrun.so $(BENCH_BIN_DIR)/minilaunch \
 	$(BENCH_BIN_DIR)/netsink $(BENCH_BIN_DIR)/blkhost
-BENCH_CFLAGS := -std=c11 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE -Ibench
+BENCH_CFLAGS := -std=c11 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE -I.
 
 bench: $(BENCH_TOOLS)
 
@@ -28,4 +28,4 @@ $(BENCH_BIN_DIR)/netsink: bench/netsink.c
 
 $(BENCH_BIN_DIR)/blkhost: bench/blkhost.c tests/unit/vring_driver.h $(CORE_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(CORE_OBJS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(CORE_OBJS) $(LDLIBS)

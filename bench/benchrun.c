@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "firstrun.h"
+#include "bench/firstrun.h"
 
 struct pre_exec {
 	int64_t mono_ns, cpu_ns;

@@ -43,12 +43,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "blk.h"
-#include "log.h"
-#include "util.h"
-#include "virtio.h"
-#include "vm.h"
-#include "vring_driver.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/virtio.h"
+#include "tests/unit/vring_driver.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define QSIZE      256
 #define MAX_QD     64

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "firstrun.h"
+#include "bench/firstrun.h"
 
 static struct firstrun_rec rec;
 static unsigned long ncalls;

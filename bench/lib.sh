@@ -27,7 +27,7 @@ bench_build_tools() {
         shift 2
         if [[ ! -x $out || $src -nt $out || bench/firstrun.h -nt $out ]]; then
             bench_log "building $out"
-            "$cc" "${flags[@]}" -Ibench -o "$out" "$src" "$@" || bench_die "cannot build $out"
+            "$cc" "${flags[@]}" -I. -o "$out" "$src" "$@" || bench_die "cannot build $out"
         fi
     }
     _bench_cc benchrun bench/benchrun.c

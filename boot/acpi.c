@@ -10,11 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "acpi.h"
-#include "aml.h"
-#include "layout.h"
-#include "util.h"
-#include "vm.h"
+#include "boot/acpi.h"
+#include "boot/aml.h"
+#include "vmm/layout.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define ACPI_BASE       0xe0000ULL
 #define ACPI_END        0x100000ULL

@@ -1,4 +1,4 @@
-#include "aml.h"
+#include "boot/aml.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -5,10 +5,10 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "boot.h"
-#include "layout.h"
-#include "util.h"
-#include "vm.h"
+#include "boot/boot.h"
+#include "vmm/layout.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define SETUP_HEADER_OFFSET 0x1f1
 #define BZ_MAGIC_OFFSET     0x202  /* "HdrS" */

@@ -7,10 +7,10 @@
 #include <errno.h>
 #include <string.h>
 
-#include "boot.h"
-#include "layout.h"
-#include "util.h"
-#include "vm.h"
+#include "boot/boot.h"
+#include "vmm/layout.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define ELF_MAX_PHDRS 64
 #define XEN_ELFNOTE_PHYS32_ENTRY 18

@@ -3,9 +3,9 @@
 #include <libfdt.h>
 #include <stdio.h>
 
-#include "boot.h"
-#include "layout.h"
-#include "vm.h"
+#include "boot/boot.h"
+#include "vmm/layout.h"
+#include "vmm/vm.h"
 
 /* Stops at the first libfdt error, keeping it. */
 #define FDT_TRY(expr) do { if (!err) err = (expr); } while (0)

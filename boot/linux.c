@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "acpi.h"
-#include "boot.h"
-#include "layout.h"
-#include "pci.h"
-#include "util.h"
-#include "vm.h"
+#include "boot/acpi.h"
+#include "boot/boot.h"
+#include "devices/pci.h"
+#include "vmm/layout.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define LOADER_UNDEFINED 0xff
 #define HEAP_END         0xfe00

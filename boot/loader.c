@@ -6,10 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "boot.h"
-#include "kvm.h"
-#include "log.h"
-#include "vm.h"
+#include "boot/boot.h"
+#include "vmm/kvm.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
 
 int boot_file_open(struct boot_file *f, const char *path, const char **why)
 {

@@ -4,10 +4,10 @@
 #include <errno.h>
 #include <string.h>
 
-#include "boot.h"
-#include "layout.h"
-#include "util.h"
-#include "vm.h"
+#include "boot/boot.h"
+#include "vmm/layout.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define MP_MAX_SIZE (HIGH_MEM_START - EBDA_START - 0x400) /* below the ACPI area's start */
 #define MP_APIC_VERSION 0x14

@@ -5,10 +5,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "boot.h"
-#include "layout.h"
-#include "util.h"
-#include "vm.h"
+#include "boot/boot.h"
+#include "vmm/layout.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define PVH_MAGIC 0x336ec578
 #define PVH_MODLIST_OFF 0x100

@@ -4,10 +4,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "boot.h"
-#include "layout.h"
-#include "vcpu.h"
-#include "vm.h"
+#include "boot/boot.h"
+#include "vmm/layout.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
 
 #define PTE_P   (1ULL << 0)
 #define PTE_RW  (1ULL << 1)

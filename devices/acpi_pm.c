@@ -1,11 +1,11 @@
 /* The ACPI hardware-reduced sleep registers named in the FADT (boot/acpi.c): writing SLP_TYP 5
  * with SLP_EN to the sleep control register powers the machine off, so `poweroff` in a Linux
  * guest ends the VM with status 0. (Reset goes through port 0xcf9, devices/pci.c.) */
-#include "acpi.h"
-#include "bus.h"
-#include "legacy.h"
-#include "log.h"
-#include "vm.h"
+#include "boot/acpi.h"
+#include "devices/legacy.h"
+#include "vmm/bus.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
 
 static void pm_read(void *opaque, uint64_t off, void *data, uint32_t len)
 {

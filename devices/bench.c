@@ -10,11 +10,11 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "bus.h"
-#include "layout.h"
-#include "legacy.h"
-#include "util.h"
-#include "vm.h"
+#include "devices/legacy.h"
+#include "vmm/bus.h"
+#include "vmm/layout.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 struct bench_dev {
 	struct ev_handler eventfd_h;

@@ -1,10 +1,10 @@
 /* The debug-exit port (0x501): a guest writes its status and the VM ends with it, so test guests
  * and CI images can report a verdict. Writes wider than a byte use the low byte. */
-#include "bus.h"
-#include "layout.h"
-#include "legacy.h"
-#include "log.h"
-#include "vm.h"
+#include "devices/legacy.h"
+#include "vmm/bus.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
 
 static void debug_exit_write(void *opaque, uint64_t off, const void *data, uint32_t len)
 {

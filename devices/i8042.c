@@ -6,11 +6,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "bus.h"
-#include "layout.h"
-#include "legacy.h"
-#include "log.h"
-#include "vm.h"
+#include "devices/legacy.h"
+#include "vmm/bus.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
 
 #define STR_OBF   0x01 /* output buffer full */
 #define STR_SYS   0x04 /* system flag: self-test passed */

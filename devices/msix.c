@@ -1,4 +1,4 @@
-#include "msix.h"
+#include "devices/msix.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -8,10 +8,10 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "irq.h"
-#include "log.h"
-#include "pci.h"
-#include "vm.h"
+#include "devices/pci.h"
+#include "vmm/irq.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
 
 #define MSIX_CAP_LEN 12
 

@@ -1,14 +1,14 @@
-#include "pci.h"
+#include "devices/pci.h"
 
 #include <errno.h>
 #include <linux/pci_regs.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "layout.h"
-#include "log.h"
-#include "util.h"
-#include "vm.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define PCI_CF8 0xcf8
 #define PCI_CFC 0xcfc

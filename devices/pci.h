@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "bus.h"
+#include "vmm/bus.h"
 
 struct vm;
 struct pci_dev;

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "bus.h"
-#include "layout.h"
-#include "legacy.h"
-#include "vm.h"
+#include "devices/legacy.h"
+#include "vmm/bus.h"
+#include "vmm/layout.h"
+#include "vmm/vm.h"
 
 enum {
 	CMOS_SECONDS = 0x00, CMOS_MINUTES = 0x02, CMOS_HOURS = 0x04, CMOS_WEEKDAY = 0x06,

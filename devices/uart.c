@@ -1,4 +1,4 @@
-#include "uart.h"
+#include "devices/uart.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bus.h"
-#include "log.h"
-#include "vm.h"
+#include "vmm/bus.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
 
 enum {
 	REG_RBR_THR_DLL = 0, REG_IER_DLM = 1, REG_IIR_FCR = 2, REG_LCR = 3,

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "console.h"
+#include "vmm/console.h"
 
 struct vm;
 struct uart;

@@ -1,4 +1,4 @@
-#include "control.h"
+#include "vmm/control.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,9 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "util.h"
-#include "vm.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define CONTROL_MAX_COMMANDS 16
 #define CONTROL_MAX_CLIENTS 8

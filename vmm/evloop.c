@@ -1,4 +1,4 @@
-#include "evloop.h"
+#include "vmm/evloop.h"
 
 #include <errno.h>
 #include <stdint.h>

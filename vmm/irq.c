@@ -1,11 +1,11 @@
-#include "irq.h"
+#include "vmm/irq.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 
-#include "vm.h"
+#include "vmm/vm.h"
 
 static int commit(struct vm *vm)
 {

@@ -1,4 +1,4 @@
-#include "kvm.h"
+#include "vmm/kvm.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,11 +1,11 @@
-#include "memory.h"
+#include "vmm/memory.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "layout.h"
-#include "util.h"
+#include "vmm/layout.h"
+#include "vmm/util.h"
 
 int guest_mem_init(struct guest_mem *mem, uint64_t ram_size)
 {

@@ -1,4 +1,4 @@
-#include "stats.h"
+#include "vmm/stats.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -7,10 +7,10 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 
-#include "blk.h"
-#include "vcpu.h"
-#include "virtio.h"
-#include "vm.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
 
 /* Resident memory of mica itself: all of it minus what the guest's RAM mapping holds. */
 static void rss_kib(const struct vm *vm, unsigned long *total, unsigned long *guest)

@@ -1,4 +1,4 @@
-#include "term.h"
+#include "vmm/term.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,9 +10,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "util.h"
-#include "vm.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define CTRL_A 0x01
 

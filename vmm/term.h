@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <termios.h>
 
-#include "console.h"
-#include "evloop.h"
+#include "vmm/console.h"
+#include "vmm/evloop.h"
 
 struct vm;
 

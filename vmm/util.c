@@ -1,4 +1,4 @@
-#include "util.h"
+#include "vmm/util.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-#include "vcpu.h"
+#include "vmm/vcpu.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -10,8 +10,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "vm.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
 
 #define CPUID_HYPERVISOR_BIT (1u << 31) /* leaf 1 ECX: "running under a hypervisor" */
 #define CPUID_KVM_SIGNATURE_LEAF 0x40000000

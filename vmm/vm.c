@@ -1,4 +1,4 @@
-#include "vm.h"
+#include "vmm/vm.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -11,10 +11,10 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "layout.h"
-#include "log.h"
-#include "util.h"
-#include "vcpu.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vcpu.h"
 
 static int get_supported_cpuid(struct vm *vm)
 {

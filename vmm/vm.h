@@ -7,11 +7,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "bus.h"
-#include "evloop.h"
-#include "irq.h"
-#include "kvm.h"
-#include "memory.h"
+#include "vmm/bus.h"
+#include "vmm/evloop.h"
+#include "vmm/irq.h"
+#include "vmm/kvm.h"
+#include "vmm/memory.h"
 
 struct vcpu;
 struct kvm_cpuid2;

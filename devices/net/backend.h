@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "net.h"
+#include "devices/virtio/net.h"
 
 struct evloop;
 struct net_backend;

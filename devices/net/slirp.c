@@ -24,11 +24,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "evloop.h"
-#include "log.h"
-#include "slirp_lib.h"
-#include "util.h"
+#include "devices/net/backend.h"
+#include "devices/net/slirp_lib.h"
+#include "vmm/evloop.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
 
 #define SLIRP_MAX_FRAME (65550 + 14) /* what the device may send, Ethernet header included */
 #define DEFER_MAX 256                /* frames queued from other threads */

@@ -1,5 +1,5 @@
 /* See slirp_lib.h. */
-#include "slirp_lib.h"
+#include "devices/net/slirp_lib.h"
 
 #include <dlfcn.h>
 #include <errno.h>

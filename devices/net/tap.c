@@ -24,10 +24,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "evloop.h"
-#include "log.h"
-#include "util.h"
+#include "devices/net/backend.h"
+#include "vmm/evloop.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
 
 #define TAP_BATCH 64                      /* frames read per wake-up before others get a turn */
 #define TAP_BUF (12 + 65550 + 64)         /* header + the largest frame the device takes, and

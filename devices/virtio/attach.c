@@ -1,10 +1,10 @@
 /* One place that knows the transports: a device model is handed to the one --transport chose. */
 #include <errno.h>
 
-#include "devices.h"
-#include "mmio.h"
-#include "virtio_pci.h"
-#include "vm.h"
+#include "devices/virtio/devices.h"
+#include "devices/virtio/mmio.h"
+#include "devices/virtio/virtio_pci.h"
+#include "vmm/vm.h"
 
 int virtio_attach(struct vm *vm, struct virtio_dev *dev)
 {

@@ -11,12 +11,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "control.h"
-#include "devices.h"
-#include "log.h"
-#include "util.h"
-#include "virtio.h"
-#include "vm.h"
+#include "devices/virtio/devices.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/control.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define INFLATE_Q 0
 #define DEFLATE_Q 1

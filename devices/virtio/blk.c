@@ -20,7 +20,7 @@
  *
  * Reset waits for everything in flight (the kernel may still be writing into buffers the guest
  * is about to reuse) and writes nothing back. */
-#include "blk.h"
+#include "devices/virtio/blk.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -36,12 +36,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blk_io.h"
-#include "devices.h"
-#include "log.h"
-#include "util.h"
-#include "virtio.h"
-#include "vm.h"
+#include "devices/virtio/blk_io.h"
+#include "devices/virtio/devices.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define SECTOR             512ULL
 #define BLK_QUEUE_SIZE     256

@@ -1,6 +1,6 @@
 /* virtio-blk's I/O backend: io_uring, or a thread pool when io_uring is unavailable. See
  * blk_io.h for the contract. */
-#include "blk_io.h"
+#include "devices/virtio/blk_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,9 +14,9 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "evloop.h"
-#include "log.h"
-#include "util.h"
+#include "vmm/evloop.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
 
 #define POOL_THREADS 4
 

@@ -9,12 +9,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "devices.h"
-#include "log.h"
-#include "term.h"
-#include "util.h"
-#include "virtio.h"
-#include "vm.h"
+#include "devices/virtio/devices.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/log.h"
+#include "vmm/term.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define RX_QUEUE 0
 #define TX_QUEUE 1

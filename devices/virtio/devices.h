@@ -2,8 +2,8 @@
 #ifndef MICA_VIRTIO_DEVICES_H
 #define MICA_VIRTIO_DEVICES_H
 
-#include "console.h"
-#include "vm.h"
+#include "vmm/console.h"
+#include "vmm/vm.h"
 
 struct vm;
 struct virtio_dev;

@@ -2,7 +2,7 @@
  * Queue notifications go to an ioeventfd with the queue index as datamatch, so they wake the
  * event loop without ever exiting to mica's vCPU threads; interrupts go out through an irqfd
  * on the slot's GSI. */
-#include "mmio.h"
+#include "devices/virtio/mmio.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -14,12 +14,12 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "bus.h"
-#include "layout.h"
-#include "log.h"
-#include "util.h"
-#include "virtio.h"
-#include "vm.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/bus.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define MMIO_MAGIC  0x74726976 /* "virt" */
 #define MMIO_VENDOR 0x6163696d /* "mica" */

@@ -24,13 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../net/backend.h"
-#include "devices.h"
-#include "log.h"
-#include "net.h"
-#include "util.h"
-#include "virtio.h"
-#include "vm.h"
+#include "devices/net/backend.h"
+#include "devices/virtio/devices.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define RX_QUEUE 0
 #define TX_QUEUE 1

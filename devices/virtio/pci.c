@@ -6,7 +6,7 @@
  *   0x4000 MSI-X table     0x5000 MSI-X PBA
  * Each queue's notify address is a zero-length ioeventfd (KVM's fast MMIO path: no instruction
  * decode, no exit to mica) or, where KVM lacks that, a 2-byte datamatch ioeventfd. */
-#include "virtio_pci.h"
+#include "devices/virtio/virtio_pci.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -20,12 +20,12 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "pci.h"
-#include "log.h"
-#include "msix.h"
-#include "util.h"
-#include "virtio.h"
-#include "vm.h"
+#include "devices/msix.h"
+#include "devices/pci.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define VPCI_VENDOR     0x1af4
 #define VPCI_MODERN_BAR 4

@@ -6,11 +6,11 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "devices.h"
-#include "log.h"
-#include "util.h"
-#include "virtio.h"
-#include "vm.h"
+#include "devices/virtio/devices.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define RNG_POOL_SIZE (64 * 1024)
 #define RNG_MAX_PER_REQUEST (64 * 1024) /* larger buffers get this much; used len says so */

@@ -1,4 +1,4 @@
-#include "virtio.h"
+#include "devices/virtio/virtio.h"
 
 #include <errno.h>
 #include <linux/virtio_config.h>
@@ -7,9 +7,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "util.h"
-#include "vm.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define TRANSPORT_FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | \
 			    (1ULL << VIRTIO_RING_F_EVENT_IDX))

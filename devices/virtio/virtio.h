@@ -13,8 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "evloop.h"
-#include "virtq.h"
+#include "devices/virtio/virtq.h"
+#include "vmm/evloop.h"
 
 struct vm;
 struct virtio_dev;

@@ -1,9 +1,9 @@
-#include "virtq.h"
+#include "devices/virtio/virtq.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include "util.h"
+#include "vmm/util.h"
 
 #define VRING_DESC_SIZE sizeof(struct vring_desc)
 

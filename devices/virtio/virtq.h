@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "memory.h"
+#include "vmm/memory.h"
 
 #define VIRTQ_MAX_SIZE 256
 #define VIRTQ_MAX_SEGS VIRTQ_MAX_SIZE

@@ -17,7 +17,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_CFLAGS  := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_CPPFLAGS := -Ivmm -Idevices -Idevices/virtio -Iboot -Itests/fuzz
+FUZZ_CPPFLAGS := -I.
 FUZZ_HDRS    := $(wildcard vmm/*.h devices/*.h devices/virtio/*.h tests/fuzz/*.h)
 
 FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev

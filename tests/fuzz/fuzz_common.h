@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memory.h"
+#include "vmm/memory.h"
 
 #define FUZZ_LOW_SIZE  (256 * 1024)
 #define FUZZ_HIGH_GPA  0x100000000ULL

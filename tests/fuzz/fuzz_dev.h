@@ -15,9 +15,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fuzz_common.h"
-#include "virtio.h"
-#include "vm.h"
+#include "devices/virtio/virtio.h"
+#include "tests/fuzz/fuzz_common.h"
+#include "vmm/vm.h"
 
 /* One chain the device popped, as virtq_pop() handed it over. */
 struct fuzz_chain {

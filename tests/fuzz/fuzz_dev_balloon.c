@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <sys/mman.h>
 
-#include "devices.h"
-#include "fuzz_dev.h"
+#include "devices/virtio/devices.h"
+#include "tests/fuzz/fuzz_dev.h"
 
 #define PAGE       4096ULL
 #define LOW_PAGES  (FUZZ_LOW_SIZE / PAGE)

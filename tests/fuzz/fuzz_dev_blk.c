@@ -26,9 +26,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blk.h"
-#include "blk_io.h"
-#include "fuzz_dev.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/blk_io.h"
+#include "tests/fuzz/fuzz_dev.h"
 
 #define IMG_SECTORS 128
 #define IMG_TAIL    100

@@ -23,9 +23,9 @@
 #include <errno.h>
 #include <linux/virtio_net.h>
 
-#include "../../devices/net/backend.h"
-#include "fuzz_dev.h"
-#include "net.h"
+#include "devices/net/backend.h"
+#include "devices/virtio/net.h"
+#include "tests/fuzz/fuzz_dev.h"
 
 #define NET_MAX_FRAME   65550
 #define NET_PENDING_MAX 256

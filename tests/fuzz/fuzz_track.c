@@ -3,9 +3,9 @@
  * core's calls come here first. */
 #include <stdlib.h>
 
-#include "fuzz_dev.h"
-#include "util.h"
-#include "virtq.h"
+#include "devices/virtio/virtq.h"
+#include "tests/fuzz/fuzz_dev.h"
+#include "vmm/util.h"
 
 #define MAX_CHAINS 2048
 #define MAX_SEGS   (64 * 1024)

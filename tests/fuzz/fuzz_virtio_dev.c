@@ -28,9 +28,9 @@
 #include <linux/virtio_config.h>
 #include <unistd.h>
 
-#include "devices.h"
-#include "fuzz_dev.h"
-#include "log.h"
+#include "devices/virtio/devices.h"
+#include "tests/fuzz/fuzz_dev.h"
+#include "vmm/log.h"
 
 #define MAX_OPS 48
 

@@ -29,8 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "fuzz_common.h"
-#include "virtq.h"
+#include "devices/virtio/virtq.h"
+#include "tests/fuzz/fuzz_common.h"
 
 #define MAX_OPS 64
 #define MAX_OUTSTANDING 1024

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "fuzz_common.h"
+#include "tests/fuzz/fuzz_common.h"
 
 #define IMG 8192
 

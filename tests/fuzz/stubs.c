@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../devices/net/backend.h"
-#include "console.h"
-#include "control.h"
-#include "fuzz_dev.h"
-#include "vm.h"
+#include "devices/net/backend.h"
+#include "tests/fuzz/fuzz_dev.h"
+#include "vmm/console.h"
+#include "vmm/control.h"
+#include "vmm/vm.h"
 
 static struct {
 	const char *name;

@@ -5,7 +5,7 @@
 
 #include <stdlib.h>
 
-#include "virtio.h"
+#include "devices/virtio/virtio.h"
 
 static int irqs[VIRTIO_MAX_QUEUES + 1]; /* [0]: config (-1), [1 + n]: queue n */
 

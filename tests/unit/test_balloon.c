@@ -12,15 +12,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "control.h"
-#include "devices.h"
-#include "log.h"
-#include "test.h"
-#include "util.h"
-#include "virtio.h"
-#include "vm.h"
-#include "fake_transport.h"
-#include "vring_driver.h"
+#include "devices/virtio/devices.h"
+#include "devices/virtio/virtio.h"
+#include "tests/unit/fake_transport.h"
+#include "tests/unit/test.h"
+#include "tests/unit/vring_driver.h"
+#include "vmm/control.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
 
 #define RAM     (16 * 1024 * 1024ULL)
 #define QSIZE   16

@@ -1,8 +1,8 @@
 /* The address-space bus: registration, overlap refusal, dispatch by range, unclaimed accesses. */
 #include <errno.h>
 
-#include "bus.h"
-#include "test.h"
+#include "tests/unit/test.h"
+#include "vmm/bus.h"
 
 struct dev {
 	uint64_t last_off;

@@ -2,10 +2,10 @@
  * ioctl goes to a closed descriptor; interrupt state is observed through IIR). */
 #include <unistd.h>
 
-#include "bus.h"
-#include "test.h"
-#include "uart.h"
-#include "vm.h"
+#include "devices/uart.h"
+#include "tests/unit/test.h"
+#include "vmm/bus.h"
+#include "vmm/vm.h"
 
 #define BASE 0x3f8
 

@@ -1,10 +1,10 @@
 /* Size parsing and the guest-physical range check every guest address goes through. */
 #include <errno.h>
 
-#include "layout.h"
-#include "memory.h"
-#include "test.h"
-#include "util.h"
+#include "tests/unit/test.h"
+#include "vmm/layout.h"
+#include "vmm/memory.h"
+#include "vmm/util.h"
 
 static void sizes(void)
 {

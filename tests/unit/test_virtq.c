@@ -4,10 +4,10 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include "test.h"
-#include "util.h"
-#include "virtq.h"
-#include "vring_driver.h"
+#include "devices/virtio/virtq.h"
+#include "tests/unit/test.h"
+#include "tests/unit/vring_driver.h"
+#include "vmm/util.h"
 
 #define RAM      (16 * 1024 * 1024ULL)
 #define DESC     0x10000ULL

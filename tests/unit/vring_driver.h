@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "memory.h"
+#include "vmm/memory.h"
 
 struct drv {
 	struct guest_mem *mem;

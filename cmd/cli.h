@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "vm.h"
+#include "vmm/vm.h"
 
 enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION };
 

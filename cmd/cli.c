@@ -1,4 +1,4 @@
-#include "cli.h"
+#include "cmd/cli.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blk.h"
-#include "net.h"
-#include "util.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
+#include "vmm/util.h"
 
 #define MAX_MEM     (1024 * GiB)
 #define MIN_MEM     (4 * MiB)

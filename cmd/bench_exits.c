@@ -3,7 +3,7 @@
  * the floor, a raw KVM loop in this file that answers the same exits with no bus, no device
  * model and no locks. The table shows both and their ratio, plus mica's own userspace time per
  * handled exit; JSON goes to build/bench/exits.json. */
-#include "bench_exits.h"
+#include "cmd/bench_exits.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -19,12 +19,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "boot.h"
-#include "layout.h"
-#include "log.h"
-#include "util.h"
-#include "vcpu.h"
-#include "vm.h"
+#include "boot/boot.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
 
 #define FLOOR_PCI_NOTIFY (PCI_MMIO32_START + 0x3000)
 #define DEFAULT_GUEST "build/guest/mica-testguest"
