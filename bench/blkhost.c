@@ -48,7 +48,8 @@
 #include "tests/unit/vring_driver.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
+#include "vmm/evloop.h"
+#include "vmm/memory.h"
 
 #define QSIZE      256
 #define MAX_QD     64
@@ -247,9 +248,14 @@ static void raw_uring(const struct params *p, int fd, uint8_t *buf, struct offse
 
 /* ---- device: the driver side and the loop ---- */
 
-static struct vm vm;
+/* Guest RAM and the event loop: what a VM gives a device model. */
+static struct {
+	struct guest_mem mem;
+	struct evloop loop;
+	struct virtio_env env;
+} vm;
+static int kick_fd = -1;  /* queue 0's kick eventfd, which KVM would signal */
 static struct drv q;
-static struct virtio_kick kick;
 static int irqfd = -1;
 static uint64_t irqs;
 
@@ -272,34 +278,33 @@ static struct virtio_dev *device_create(const struct params *p)
 		     (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
 		     (1ULL << VIRTIO_BLK_F_FLUSH) | (1ULL << VIRTIO_RING_F_EVENT_IDX);
 	uint8_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
-	char spec[PATH_MAX + 32], err[256];
+	char spec[PATH_MAX + 32];
+	struct err e;
 	struct blk_opts o;
 	struct virtio_dev *dev;
-	const char *why = NULL;
 
 	if (p->threads)
 		setenv("MICA_BLK_NO_URING", "1", 1);
 	else
 		unsetenv("MICA_BLK_NO_URING");
 	snprintf(spec, sizeof(spec), "%s,cache=%s", p->file, p->direct ? "none" : "writeback");
-	if (blk_parse_opts(spec, &o, err, sizeof(err)) < 0)
-		die("--file: %s", err);
-	dev = virtio_blk_create(&vm, &o, &why);
-	if (!dev)
-		die("virtio_blk_create: %s", why);
+	if (blk_parse_opts(spec, &o, &e) < 0)
+		die("--file: %s", e.msg);
+	o.num_queues = 1;
+	if (virtio_blk_create(&vm.env, &o, &dev, &e))
+		die("virtio_blk_create: %s", e.msg);
 	if (strcmp(virtio_blk_backend(dev), p->threads ? "threads" : "io_uring"))
 		die("the device runs the %s backend", virtio_blk_backend(dev));
 	dev->transport = &bench_transport;
-	virtio_set_status(dev, s);
-	virtio_set_driver_features(dev, 0, (uint32_t)f);
-	virtio_set_driver_features(dev, 1, (uint32_t)(f >> 32));
-	virtio_set_status(dev, s |= VIRTIO_CONFIG_S_FEATURES_OK);
-	if (!(virtio_get_status(dev) & VIRTIO_CONFIG_S_FEATURES_OK))
+	drv_set_status(dev, s);
+	drv_set_features_word(dev, 0, (uint32_t)f);
+	drv_set_features_word(dev, 1, (uint32_t)(f >> 32));
+	drv_set_status(dev, s |= VIRTIO_CONFIG_S_FEATURES_OK);
+	if (!(drv_get_status(dev) & VIRTIO_CONFIG_S_FEATURES_OK))
 		die("the device refused the features");
 	drv_attach_queue(dev, &q, &vm.mem, 0, QSIZE);
-	virtio_set_status(dev, s | VIRTIO_CONFIG_S_DRIVER_OK);
-	if (virtio_kick_init(&kick, dev, 0) < 0)
-		die("cannot create the kick eventfd");
+	drv_set_status(dev, s | VIRTIO_CONFIG_S_DRIVER_OK);
+	kick_fd = virtio_kick_fd(dev, 0);
 	irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (irqfd < 0)
 		die("eventfd: %s", strerror(errno));
@@ -334,7 +339,7 @@ static void maybe_kick(uint16_t old, struct result *r)
 			      old))
 		return;
 	r->kicks++;
-	if (write(kick.h.fd, &one, sizeof(one)) < 0)
+	if (write(kick_fd, &one, sizeof(one)) < 0)
 		die("kick: %s", strerror(errno));
 }
 
@@ -472,12 +477,11 @@ int main(int argc, char **argv)
 		die("cannot count syscalls (perf tracepoint %s: %s; mount tracefs, run as root)",
 		    tracepoints[0], strerror(errno));
 
-	vm.vm_fd = vm.kvm_fd = -1;
-	vm.ncpus = 1;
 	log_set_level(LOG_WARN);
 	if (guest_mem_init(&vm.mem, DATA + (uint64_t)p.qd * p.bs + 2 * MiB) < 0 ||
 	    evloop_init(&vm.loop) < 0)
 		die("cannot set up guest RAM and the event loop");
+	vm.env = (struct virtio_env){ .mem = &vm.mem, .loop = &vm.loop };
 	buf = g2h(&vm.mem, DATA, (uint64_t)p.qd * p.bs);
 	for (uint64_t i = 0; i < (uint64_t)p.qd * p.bs; i++)
 		buf[i] = (uint8_t)(i * 7 + (i >> 12)); /* faulted in, and not zero */
@@ -529,13 +533,7 @@ int main(int argc, char **argv)
 			n -= r.kicks;
 		printf("%s_per_op=%.3f\n", tp_keys[i], (double)n / (double)r.ops);
 	}
-	if (dev) {
-		while (vm.ndevices) {
-			struct vm_device *dv = &vm.devices[--vm.ndevices];
-
-			dv->destroy(dv->dev);
-		}
-		virtio_kick_close(&kick);
-	}
+	if (dev)
+		virtio_dev_free(dev);
 	return 0;
 }

@@ -173,8 +173,8 @@ static void dsdt_pci(struct aml *a, const struct acpi_info *info)
 
 static void dsdt_virtio_mmio(struct aml *a, struct vm *vm)
 {
-	for (int i = 0, n = 0; i < vm->nplatform_devs; i++) {
-		const struct vm_platform_dev *d = &vm->platform_devs[i];
+	for (int i = 0, n = 0; i < vm->machine.nplatform_devs; i++) {
+		const struct machine_platform_dev *d = &vm->machine.platform_devs[i];
 		char name[5];
 
 		if (strcmp(d->compatible, "virtio,mmio"))
@@ -204,7 +204,7 @@ static uint64_t build_dsdt(struct acpi_writer *w, const struct acpi_info *info)
 	aml_scope(&a, "\\_SB_");
 	dsdt_uart(&a);
 	dsdt_rtc(&a);
-	if (w->vm->pci)
+	if (w->vm->machine.pci)
 		dsdt_pci(&a, info);
 	dsdt_virtio_mmio(&a, w->vm);
 	aml_end(&a);
@@ -289,7 +289,7 @@ static uint64_t build_mcfg(struct acpi_writer *w)
 	return emit_table(w, t, sizeof(t), "MCFG", 1);
 }
 
-int acpi_build(struct vm *vm, const struct acpi_info *info, uint64_t *rsdp_addr, const char **why)
+int acpi_build(struct vm *vm, const struct acpi_info *info, uint64_t *rsdp_addr, struct err *e)
 {
 	struct acpi_writer w = { .vm = vm, .next = ACPI_BASE + 64 /* the RSDP goes first */ };
 	uint64_t dsdt, xsdt_addr, tables[3];
@@ -301,14 +301,12 @@ int acpi_build(struct vm *vm, const struct acpi_info *info, uint64_t *rsdp_addr,
 	dsdt = build_dsdt(&w, info);
 	tables[ntables++] = build_fadt(&w, dsdt);
 	tables[ntables++] = build_madt(&w);
-	if (vm->pci)
+	if (vm->machine.pci)
 		tables[ntables++] = build_mcfg(&w);
 	memcpy(xsdt + 36, tables, ntables * 8);
 	xsdt_addr = emit_table(&w, xsdt, 36 + ntables * 8, "XSDT", 1);
-	if (w.error) {
-		*why = "the ACPI tables do not fit in the BIOS area";
-		return w.error;
-	}
+	if (w.error)
+		return err_set(e, w.error, "the ACPI tables do not fit in the BIOS area");
 	memcpy(rsdp, "RSD PTR ", 8);
 	memcpy(rsdp + 9, ACPI_OEM_ID, 6);
 	rsdp[15] = 2; /* ACPI 2.0+ */

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "vmm/err.h"
+
 struct vm;
 
 #define ACPI_SLEEP_CONTROL_PORT 0x600
@@ -17,7 +19,7 @@ struct acpi_info {
 	uint64_t pci_mmio64_start, pci_mmio64_end; /* the 64-bit PCI window */
 };
 
-/* Writes the tables into guest memory; returns 0 and the RSDP's address, or -errno with why. */
-int acpi_build(struct vm *vm, const struct acpi_info *info, uint64_t *rsdp_addr, const char **why);
+/* Writes the tables into guest memory; returns 0 and the RSDP's address, or -errno with e. */
+int acpi_build(struct vm *vm, const struct acpi_info *info, uint64_t *rsdp_addr, struct err *e);
 
 #endif

@@ -2,7 +2,10 @@
 #ifndef MICA_BOOT_H
 #define MICA_BOOT_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "vmm/err.h"
 
 struct vm;
 
@@ -11,6 +14,16 @@ enum kernel_kind {
 	KERNEL_BZIMAGE, /* Linux, x86 boot protocol, 64-bit entry */
 	KERNEL_PVH,     /* an ELF with a PVH entry note (Linux vmlinux built with CONFIG_PVH) */
 	KERNEL_VMLINUX, /* any other x86_64 ELF executable: Linux's 64-bit boot protocol */
+};
+
+/* What the boot loaders and firmware tables are told beyond the machine itself. */
+struct boot_config {
+	const char *cmdline;        /* NULL: empty */
+	bool acpi;                  /* ACPI tables (else an MP table and virtio_mmio.device=) */
+	/* The exit-cost lab: the FDT's bench node lists the probes; the floor VM of `mica bench
+	 * exits` also gives the guest bare notify addresses (0: none). */
+	bool bench_probes;
+	uint64_t bench_mmio_notify, bench_pci_notify;
 };
 
 /* Where and how the vCPUs enter the guest. */
@@ -32,53 +45,54 @@ struct boot_file {
 	uint64_t size;
 };
 
-/* Maps a file. Returns 0, or -errno with *why naming the problem for the user. */
-int boot_file_open(struct boot_file *f, const char *path, const char **why);
+/* Maps a file. Returns 0, or -errno with e naming the problem for the user. */
+int boot_file_open(struct boot_file *f, const char *path, struct err *e);
 void boot_file_close(struct boot_file *f);
 
 /* Detects the kernel's kind without loading it, so a wrong file is reported before any VM
- * exists. Returns 0, or -ENOEXEC with *why. */
-int boot_detect(const struct boot_file *kernel, enum kernel_kind *kind, const char **why);
+ * exists. Returns 0, or -ENOEXEC with e saying why. */
+int boot_detect(const struct boot_file *kernel, enum kernel_kind *kind, struct err *e);
 
 /* Loads the kernel (and the initrd, command line and boot information) into guest RAM.
- * Returns 0, or -errno with *why naming the problem for the user. */
-int boot_load_kernel(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
-		     struct boot_entry *entry, const char **why);
+ * Returns 0, or -errno with e naming the problem for the user. */
+int boot_load_kernel(struct vm *vm, const struct boot_config *bc, const struct boot_file *kernel,
+		     const struct boot_file *initrd, struct boot_entry *entry, struct err *e);
 
 /* Writes the GDT and identity page tables, and puts every vCPU in 64-bit mode at the entry. */
 int boot_setup_vcpus(struct vm *vm, const struct boot_entry *entry);
 
 /* Per-format loaders, used by boot_load_kernel. */
 /* Checks an ELF64 x86_64 executable and tells which kind it is (by its notes). */
-int elf_check(const struct boot_file *f, enum kernel_kind *kind, const char **why);
+int elf_check(const struct boot_file *f, enum kernel_kind *kind, struct err *e);
 /* Loads the PT_LOAD segments at their physical addresses; *end: the first byte after them. */
-int elf_load_segments(struct vm *vm, const struct boot_file *f, uint64_t *end, const char **why);
+int elf_load_segments(struct vm *vm, const struct boot_file *f, uint64_t *end, struct err *e);
 /* The PVH entry point from the ELF's Xen note (0 if none). */
 uint64_t elf_pvh_entry(const struct boot_file *f);
-int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry, const char **why);
+int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry, struct err *e);
 int vmlinux_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
-		 const char *cmdline, struct boot_entry *entry, const char **why);
+		 const struct boot_config *bc, struct boot_entry *entry, struct err *e);
 int pvh_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
-	     const char *cmdline, struct boot_entry *entry, const char **why);
+	     const struct boot_config *bc, struct boot_entry *entry, struct err *e);
 
 /* Shared by the Linux loaders (linux.c). */
 struct setup_header;
 void linux_memory_map(struct vm *vm, void (*add)(void *ctx, uint64_t addr, uint64_t size,
 						  uint32_t type), void *ctx);
-int linux_write_cmdline(struct vm *vm, const char *cmdline, size_t max, const char **why);
+int linux_write_cmdline(struct vm *vm, const struct boot_config *bc, size_t max, struct err *e);
 int linux_place_initrd(struct vm *vm, const struct boot_file *initrd, uint64_t kernel_end,
-		       uint64_t addr_max, uint64_t *addr, const char **why);
-int linux_firmware_tables(struct vm *vm, uint64_t *rsdp, const char **why);
+		       uint64_t addr_max, uint64_t *addr, struct err *e);
+int linux_firmware_tables(struct vm *vm, const struct boot_config *bc, uint64_t *rsdp,
+			  struct err *e);
 int linux_boot_params(struct vm *vm, const struct setup_header *h, size_t hdr_len,
-		      const struct boot_file *initrd, const char *cmdline, uint64_t kernel_end,
-		      const char **why);
+		      const struct boot_file *initrd, const struct boot_config *bc, uint64_t kernel_end,
+		      struct err *e);
 void linux_default_setup_header(struct setup_header *h);
-int bzimage_check(const struct boot_file *f, const char **why);
+int bzimage_check(const struct boot_file *f, struct err *e);
 int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
-		 const char *cmdline, struct boot_entry *entry, const char **why);
+		 const struct boot_config *bc, struct boot_entry *entry, struct err *e);
 /* Builds the MP table (for --acpi off) at the start of the EBDA. */
-int mptable_build(struct vm *vm, const char **why);
+int mptable_build(struct vm *vm, struct err *e);
 /* Builds the boot-info flattened device tree at BOOTINFO_ADDR. */
-int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why);
+int fdt_build_bootinfo(struct vm *vm, const struct boot_config *bc, struct err *e);
 
 #endif

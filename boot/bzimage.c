@@ -21,36 +21,30 @@ static const struct setup_header *bz_header(const struct boot_file *f)
 	return (const void *)(f->data + SETUP_HEADER_OFFSET);
 }
 
-int bzimage_check(const struct boot_file *f, const char **why)
+int bzimage_check(const struct boot_file *f, struct err *e)
 {
 	const struct setup_header *h;
 	uint64_t setup_size;
 
-	if (f->size < 0x300 || memcmp(f->data + BZ_MAGIC_OFFSET, "HdrS", 4) != 0) {
-		*why = "neither an ELF64 x86_64 kernel nor a Linux bzImage";
-		return -ENOEXEC;
-	}
+	if (f->size < 0x300 || memcmp(f->data + BZ_MAGIC_OFFSET, "HdrS", 4) != 0)
+		return err_set(e, -ENOEXEC, "neither an ELF64 x86_64 kernel nor a Linux bzImage");
 	h = bz_header(f);
-	if (h->boot_flag != 0xaa55) {
-		*why = "a Linux boot header without the 0xAA55 boot flag: not a bzImage";
-		return -ENOEXEC;
-	}
+	if (h->boot_flag != 0xaa55)
+		return err_set(e, -ENOEXEC, "a Linux boot header without the 0xAA55 boot flag: not "
+			       "a bzImage");
 	if (h->version < BZ_MIN_VERSION || !(h->xloadflags & XLF_KERNEL_64) ||
-	    !(h->loadflags & LOADED_HIGH)) {
-		*why = "a Linux kernel without a 64-bit entry point (boot protocol 2.12+, x86_64): "
-		       "use a 64-bit bzImage";
-		return -ENOEXEC;
-	}
+	    !(h->loadflags & LOADED_HIGH))
+		return err_set(e, -ENOEXEC, "a Linux kernel without a 64-bit entry point (boot "
+			       "protocol 2.12+, x86_64): use a 64-bit bzImage");
 	setup_size = ((uint64_t)(h->setup_sects ? h->setup_sects : 4) + 1) * 512;
-	if (setup_size >= f->size) {
-		*why = "a truncated bzImage (no protected-mode kernel after the setup code)";
-		return -ENOEXEC;
-	}
+	if (setup_size >= f->size)
+		return err_set(e, -ENOEXEC, "a truncated bzImage (no protected-mode kernel after "
+			       "the setup code)");
 	return 0;
 }
 
 int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
-		 const char *cmdline, struct boot_entry *entry, const char **why)
+		 const struct boot_config *bc, struct boot_entry *entry, struct err *e)
 {
 	const struct setup_header *h = bz_header(kernel);
 	uint64_t setup_size = ((uint64_t)(h->setup_sects ? h->setup_sects : 4) + 1) * 512;
@@ -64,12 +58,11 @@ int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boo
 	int err;
 
 	if (kernel_end > guest_mem_low_end(&vm->mem) ||
-	    !(dst = gpa_range(&vm->mem, KERNEL_LOAD_ADDR, payload))) {
-		*why = "the kernel needs more guest RAM than --mem gives it: give more --mem";
-		return -ENOMEM;
-	}
+	    !(dst = gpa_range(&vm->mem, KERNEL_LOAD_ADDR, payload)))
+		return err_set(e, -ENOMEM, "the kernel needs more guest RAM than --mem gives it: "
+			       "give more --mem");
 	memcpy(dst, kernel->data + setup_size, payload);
-	err = linux_boot_params(vm, h, hdr_len, initrd, cmdline, kernel_end, why);
+	err = linux_boot_params(vm, h, hdr_len, initrd, bc, kernel_end, e);
 	if (err)
 		return err;
 	entry->kind = KERNEL_BZIMAGE;

@@ -62,30 +62,22 @@ uint64_t elf_pvh_entry(const struct boot_file *f)
 	return entry;
 }
 
-int elf_check(const struct boot_file *f, enum kernel_kind *kind, const char **why)
+int elf_check(const struct boot_file *f, enum kernel_kind *kind, struct err *e)
 {
 	const Elf64_Ehdr *eh = (const void *)f->data;
 	uint32_t len;
 
-	if (f->size < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0) {
-		*why = "not an ELF file";
-		return -ENOEXEC;
-	}
+	if (f->size < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0)
+		return err_set(e, -ENOEXEC, "not an ELF file");
 	if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_ident[EI_DATA] != ELFDATA2LSB ||
-	    eh->e_machine != EM_X86_64) {
-		*why = "an ELF file, but not ELF64 for x86_64";
-		return -ENOEXEC;
-	}
-	if (eh->e_type != ET_EXEC) {
-		*why = "an ELF file, but not an executable (ET_EXEC) kernel";
-		return -ENOEXEC;
-	}
+	    eh->e_machine != EM_X86_64)
+		return err_set(e, -ENOEXEC, "an ELF file, but not ELF64 for x86_64");
+	if (eh->e_type != ET_EXEC)
+		return err_set(e, -ENOEXEC, "an ELF file, but not an executable (ET_EXEC) kernel");
 	if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum == 0 ||
 	    eh->e_phnum > ELF_MAX_PHDRS || eh->e_phoff > f->size ||
-	    (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > f->size - eh->e_phoff) {
-		*why = "a malformed ELF file (program headers)";
-		return -ENOEXEC;
-	}
+	    (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > f->size - eh->e_phoff)
+		return err_set(e, -ENOEXEC, "a malformed ELF file (program headers)");
 	if (find_note(f, "MICA", MICA_NOTE_ENTRY_CONTRACT, &len))
 		*kind = KERNEL_ELF;
 	else if (elf_pvh_entry(f))
@@ -95,7 +87,7 @@ int elf_check(const struct boot_file *f, enum kernel_kind *kind, const char **wh
 	return 0;
 }
 
-int elf_load_segments(struct vm *vm, const struct boot_file *f, uint64_t *end, const char **why)
+int elf_load_segments(struct vm *vm, const struct boot_file *f, uint64_t *end, struct err *e)
 {
 	const Elf64_Ehdr *eh = (const void *)f->data;
 	uint64_t low_end = guest_mem_low_end(&vm->mem);
@@ -109,26 +101,22 @@ int elf_load_segments(struct vm *vm, const struct boot_file *f, uint64_t *end, c
 		if (p->p_type != PT_LOAD || p->p_memsz == 0)
 			continue;
 		if (p->p_filesz > p->p_memsz || p->p_offset > f->size ||
-		    p->p_filesz > f->size - p->p_offset) {
-			*why = "a malformed ELF file (a segment extends past the end of the file)";
-			return -ENOEXEC;
-		}
+		    p->p_filesz > f->size - p->p_offset)
+			return err_set(e, -ENOEXEC, "a malformed ELF file (a segment extends past "
+				       "the end of the file)");
 		if (!range_inside(p->p_paddr, p->p_memsz, HIGH_MEM_START, low_end) ||
-		    !(dst = gpa_range(&vm->mem, p->p_paddr, p->p_memsz))) {
-			*why = "a segment does not fit in guest RAM between 1 MiB and the end of low "
-			       "memory: relink the kernel, or give more --mem";
-			return -ERANGE;
-		}
+		    !(dst = gpa_range(&vm->mem, p->p_paddr, p->p_memsz)))
+			return err_set(e, -ERANGE, "a segment does not fit in guest RAM between "
+				       "1 MiB and the end of low memory: relink the kernel, or give "
+				       "more --mem");
 		memcpy(dst, f->data + p->p_offset, p->p_filesz);
 		/* Fresh RAM is zero; clear bss anyway in case segments overlap. */
 		memset(dst + p->p_filesz, 0, p->p_memsz - p->p_filesz);
 		*end = MAX(*end, p->p_paddr + p->p_memsz);
 		nload++;
 	}
-	if (!nload) {
-		*why = "the ELF file has no loadable segments";
-		return -ENOEXEC;
-	}
+	if (!nload)
+		return err_set(e, -ENOEXEC, "the ELF file has no loadable segments");
 	return 0;
 }
 
@@ -147,18 +135,16 @@ static bool loaded(const struct boot_file *f, uint64_t paddr, bool virt)
 	return false;
 }
 
-int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry, const char **why)
+int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry, struct err *e)
 {
 	const Elf64_Ehdr *eh = (const void *)f->data;
-	int err = elf_load_segments(vm, f, &entry->image_end, why);
+	int err = elf_load_segments(vm, f, &entry->image_end, e);
 
 	if (err)
 		return err;
 	/* Identity-mapped: the entry's virtual address is where the code lies. */
-	if (!loaded(f, eh->e_entry, true)) {
-		*why = "the ELF entry point is not inside a loaded segment";
-		return -ENOEXEC;
-	}
+	if (!loaded(f, eh->e_entry, true))
+		return err_set(e, -ENOEXEC, "the ELF entry point is not inside a loaded segment");
 	entry->kind = KERNEL_ELF;
 	entry->rip = eh->e_entry;
 	entry->rdi = BOOTINFO_ADDR;
@@ -169,20 +155,19 @@ int elf_load(struct vm *vm, const struct boot_file *f, struct boot_entry *entry,
 /* A Linux vmlinux without a PVH note: its 64-bit entry (phys_startup_64, e_entry) with a
  * boot_params built as for a bzImage, from a default setup header. */
 int vmlinux_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
-		 const char *cmdline, struct boot_entry *entry, const char **why)
+		 const struct boot_config *bc, struct boot_entry *entry, struct err *e)
 {
 	const Elf64_Ehdr *eh = (const void *)kernel->data;
 	struct setup_header h;
-	int err = elf_load_segments(vm, kernel, &entry->image_end, why);
+	int err = elf_load_segments(vm, kernel, &entry->image_end, e);
 
 	if (err)
 		return err;
-	if (!loaded(kernel, eh->e_entry, false)) {
-		*why = "the vmlinux entry point is not inside a loaded segment";
-		return -ENOEXEC;
-	}
+	if (!loaded(kernel, eh->e_entry, false))
+		return err_set(e, -ENOEXEC, "the vmlinux entry point is not inside a loaded "
+			       "segment");
 	linux_default_setup_header(&h);
-	err = linux_boot_params(vm, &h, sizeof(h), initrd, cmdline, entry->image_end, why);
+	err = linux_boot_params(vm, &h, sizeof(h), initrd, bc, entry->image_end, e);
 	if (err)
 		return err;
 	entry->kind = KERNEL_VMLINUX;

@@ -19,16 +19,14 @@ static int fdt_prop_u64_pairs(void *fdt, const char *name, const uint64_t *v, in
 	return fdt_property(fdt, name, cells, n * sizeof(cells[0]));
 }
 
-int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why)
+int fdt_build_bootinfo(struct vm *vm, const struct boot_config *bc, struct err *e)
 {
 	void *fdt = gpa_range(&vm->mem, BOOTINFO_ADDR, BOOTINFO_MAX);
 	uint64_t mem[4];
 	int nmem = 0, err = 0;
 
-	if (!fdt) {
-		*why = "guest RAM too small for the boot information";
-		return -ENOMEM;
-	}
+	if (!fdt)
+		return err_set(e, -ENOMEM, "guest RAM too small for the boot information");
 	for (int i = 0; i < vm->mem.nregions; i++) {
 		uint64_t start = vm->mem.regions[i].gpa, size = vm->mem.regions[i].size;
 
@@ -51,7 +49,7 @@ int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why)
 	FDT_TRY(fdt_property_string(fdt, "compatible", "mica,x86"));
 
 	FDT_TRY(fdt_begin_node(fdt, "chosen"));
-	FDT_TRY(fdt_property_string(fdt, "bootargs", cmdline));
+	FDT_TRY(fdt_property_string(fdt, "bootargs", bc->cmdline ? bc->cmdline : ""));
 	FDT_TRY(fdt_end_node(fdt));
 
 	FDT_TRY(fdt_begin_node(fdt, "memory@0"));
@@ -73,7 +71,7 @@ int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why)
 	}
 	FDT_TRY(fdt_end_node(fdt));
 
-	if (vm->pci) {
+	if (vm->machine.pci) {
 		uint64_t ecam[2] = { PCI_ECAM_BASE, PCI_ECAM_BUS_SIZE };
 		uint32_t bus_range[2] = { cpu_to_fdt32(0), cpu_to_fdt32(0) };
 		char name[48];
@@ -87,7 +85,7 @@ int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why)
 		FDT_TRY(fdt_end_node(fdt));
 	}
 
-	if (vm->cfg.bench_devices) {
+	if (bc->bench_probes) {
 		uint64_t reg[2] = { BENCH_MMIO_ADDR, 4096 };
 		char name[48];
 
@@ -97,15 +95,15 @@ int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why)
 		FDT_TRY(fdt_prop_u64_pairs(fdt, "reg", reg, 2));
 		FDT_TRY(fdt_property_u32(fdt, "mica,pio-port", BENCH_PIO_PORT));
 		FDT_TRY(fdt_property_u32(fdt, "mica,eventfd-port", BENCH_EVENTFD_PORT));
-		if (vm->floor_mmio_notify)
-			FDT_TRY(fdt_property_u64(fdt, "mica,mmio-notify", vm->floor_mmio_notify));
-		if (vm->floor_pci_notify)
-			FDT_TRY(fdt_property_u64(fdt, "mica,pci-notify", vm->floor_pci_notify));
+		if (bc->bench_mmio_notify)
+			FDT_TRY(fdt_property_u64(fdt, "mica,mmio-notify", bc->bench_mmio_notify));
+		if (bc->bench_pci_notify)
+			FDT_TRY(fdt_property_u64(fdt, "mica,pci-notify", bc->bench_pci_notify));
 		FDT_TRY(fdt_end_node(fdt));
 	}
 
-	for (int i = 0; i < vm->nplatform_devs && !err; i++) {
-		const struct vm_platform_dev *d = &vm->platform_devs[i];
+	for (int i = 0; i < vm->machine.nplatform_devs && !err; i++) {
+		const struct machine_platform_dev *d = &vm->machine.platform_devs[i];
 		uint64_t reg[2] = { d->base, d->size };
 		char name[48];
 
@@ -119,11 +117,9 @@ int fdt_build_bootinfo(struct vm *vm, const char *cmdline, const char **why)
 
 	FDT_TRY(fdt_end_node(fdt));
 	FDT_TRY(fdt_finish(fdt));
-	if (err) {
-		*why = err == -FDT_ERR_NOSPACE ? "the boot information is larger than 64 KiB "
-						 "(--cmdline too long?)"
-					       : "cannot build the boot-info device tree";
-		return -ENOSPC;
-	}
+	if (err)
+		return err_set(e, -ENOSPC, "%s", err == -FDT_ERR_NOSPACE
+			       ? "the boot information is larger than 64 KiB (--cmdline too long?)"
+			       : "cannot build the boot-info device tree");
 	return 0;
 }

@@ -29,7 +29,7 @@ void linux_memory_map(struct vm *vm, void (*add)(void *ctx, uint64_t addr, uint6
 	add(ctx, EBDA_START, HIGH_MEM_START - EBDA_START, E820_RESERVED);
 	add(ctx, HIGH_MEM_START, guest_mem_low_end(&vm->mem) - HIGH_MEM_START, E820_RAM);
 	/* The ECAM window: reserved, as firmware reports it, so Linux accepts the MCFG. */
-	if (vm->pci)
+	if (vm->machine.pci)
 		add(ctx, PCI_ECAM_BASE, PCI_ECAM_BUS_SIZE, E820_RESERVED);
 	if (vm->mem.nregions > 1)
 		add(ctx, vm->mem.regions[1].gpa, vm->mem.regions[1].size, E820_RAM);
@@ -43,19 +43,18 @@ static void add_e820(void *ctx, uint64_t addr, uint64_t size, uint32_t type)
 		bp->e820_table[bp->e820_entries++] = (struct boot_e820_entry){ addr, size, type };
 }
 
-int linux_write_cmdline(struct vm *vm, const char *user, size_t max, const char **why)
+int linux_write_cmdline(struct vm *vm, const struct boot_config *bc, size_t max, struct err *e)
 {
-	size_t len = strlen(user) + 1 + (size_t)vm->nplatform_devs * 64, n;
+	const char *user = bc->cmdline ? bc->cmdline : "";
+	size_t len = strlen(user) + 1 + (size_t)vm->machine.nplatform_devs * 64, n;
 	char *s = malloc(len), *dst;
 
-	if (!s) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!s)
+		return err_set(e, -ENOMEM, "out of memory");
 	n = snprintf(s, len, "%s", user);
 	/* Without ACPI, kernels built with VIRTIO_MMIO_CMDLINE_DEVICES find the devices here. */
-	for (int i = 0; i < vm->nplatform_devs && !vm->cfg.acpi; i++) {
-		const struct vm_platform_dev *d = &vm->platform_devs[i];
+	for (int i = 0; i < vm->machine.nplatform_devs && !bc->acpi; i++) {
+		const struct machine_platform_dev *d = &vm->machine.platform_devs[i];
 
 		if (!strcmp(d->compatible, "virtio,mmio"))
 			n += snprintf(s + n, len - n, " virtio_mmio.device=%lluK@0x%llx:%u",
@@ -65,8 +64,8 @@ int linux_write_cmdline(struct vm *vm, const char *user, size_t max, const char 
 	dst = gpa_range(&vm->mem, CMDLINE_ADDR, n + 1);
 	if (n > max || n >= CMDLINE_MAX || !dst) {
 		free(s);
-		*why = "the --cmdline string is longer than this kernel accepts";
-		return -E2BIG;
+		return err_set(e, -E2BIG, "the --cmdline string is longer than this kernel "
+			       "accepts");
 	}
 	memcpy(dst, s, n + 1);
 	free(s);
@@ -74,15 +73,14 @@ int linux_write_cmdline(struct vm *vm, const char *user, size_t max, const char 
 }
 
 int linux_place_initrd(struct vm *vm, const struct boot_file *initrd, uint64_t kernel_end,
-		       uint64_t addr_max, uint64_t *addr, const char **why)
+		       uint64_t addr_max, uint64_t *addr, struct err *e)
 {
 	uint64_t limit = MIN(addr_max + 1, guest_mem_low_end(&vm->mem));
 
 	if (initrd->size > limit || (*addr = ALIGN_DOWN(limit - initrd->size, 4096)) <
-					    ALIGN_UP(kernel_end, 4096)) {
-		*why = "the initrd does not fit in guest RAM beside the kernel: give more --mem";
-		return -ENOMEM;
-	}
+					    ALIGN_UP(kernel_end, 4096))
+		return err_set(e, -ENOMEM, "the initrd does not fit in guest RAM beside the "
+			       "kernel: give more --mem");
 	memcpy(gpa_range(&vm->mem, *addr, initrd->size), initrd->data, initrd->size);
 	return 0;
 }
@@ -105,27 +103,28 @@ static void write_reset_vector(struct vm *vm)
 		memcpy(dst, stub, sizeof(stub));
 }
 
-int linux_firmware_tables(struct vm *vm, uint64_t *rsdp, const char **why)
+int linux_firmware_tables(struct vm *vm, const struct boot_config *bc, uint64_t *rsdp,
+			  struct err *e)
 {
 	struct acpi_info info;
 
 	*rsdp = 0;
 	write_reset_vector(vm);
-	if (!vm->cfg.acpi)
-		return mptable_build(vm, why);
-	pci_mmio64_window(vm, &info.pci_mmio64_start, &info.pci_mmio64_end);
-	return acpi_build(vm, &info, rsdp, why);
+	if (!bc->acpi)
+		return mptable_build(vm, e);
+	pci_mmio64_window(&vm->machine, &info.pci_mmio64_start, &info.pci_mmio64_end);
+	return acpi_build(vm, &info, rsdp, e);
 }
 
 int linux_boot_params(struct vm *vm, const struct setup_header *h, size_t hdr_len,
-		      const struct boot_file *initrd, const char *cmdline, uint64_t kernel_end,
-		      const char **why)
+		      const struct boot_file *initrd, const struct boot_config *bc, uint64_t kernel_end,
+		      struct err *e)
 {
 	struct boot_params *bp = gpa_range(&vm->mem, ZERO_PAGE_ADDR, sizeof(*bp));
 	uint64_t rsdp;
 	int err;
 
-	err = linux_write_cmdline(vm, cmdline, h->cmdline_size ? h->cmdline_size : 255, why);
+	err = linux_write_cmdline(vm, bc, h->cmdline_size ? h->cmdline_size : 255, e);
 	if (err)
 		return err;
 	memset(bp, 0, sizeof(*bp));
@@ -142,7 +141,7 @@ int linux_boot_params(struct vm *vm, const struct setup_header *h, size_t hdr_le
 	if (initrd && initrd->data) {
 		uint64_t addr;
 
-		err = linux_place_initrd(vm, initrd, kernel_end, h->initrd_addr_max, &addr, why);
+		err = linux_place_initrd(vm, initrd, kernel_end, h->initrd_addr_max, &addr, e);
 		if (err)
 			return err;
 		bp->hdr.ramdisk_image = (uint32_t)addr;
@@ -151,7 +150,7 @@ int linux_boot_params(struct vm *vm, const struct setup_header *h, size_t hdr_le
 		bp->ext_ramdisk_size = initrd->size >> 32;
 	}
 	linux_memory_map(vm, add_e820, bp);
-	err = linux_firmware_tables(vm, &rsdp, why);
+	err = linux_firmware_tables(vm, bc, &rsdp, e);
 	if (err)
 		return err;
 	bp->acpi_rsdp_addr = rsdp;

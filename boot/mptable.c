@@ -23,41 +23,39 @@ static uint8_t mp_checksum(const uint8_t *p, size_t n)
 	return (uint8_t)-sum;
 }
 
-int mptable_build(struct vm *vm, const char **why)
+int mptable_build(struct vm *vm, struct err *e)
 {
 	uint8_t *base = gpa_range(&vm->mem, EBDA_START, 1024 + 64 * 20 + 256);
-	uint8_t *fp = base, *cfg = base + 16, *e;
+	uint8_t *fp = base, *cfg = base + 16, *ent;
 	uint32_t lapic = LAPIC_ADDR, ioapic = IOAPIC_ADDR, cfg_addr = EBDA_START + 16;
 	uint16_t count = 0, len;
 
-	if (!base) {
-		*why = "guest RAM too small for the MP table";
-		return -ENOMEM;
-	}
+	if (!base)
+		return err_set(e, -ENOMEM, "guest RAM too small for the MP table");
 	memset(base, 0, 16 + 44 + 64 * 20 + 8 + 8 + 16 * 8 + 2 * 8);
-	e = cfg + 44;
-	for (int i = 0; i < vm->ncpus; i++, count++, e += 20) {
-		e[0] = 0;                              /* processor */
-		e[1] = i;                              /* local APIC ID */
-		e[2] = MP_APIC_VERSION;
-		e[3] = 1 | (i == 0 ? 2 : 0);           /* enabled, boot processor */
-		memcpy(e + 4, &(uint32_t){ 0x600 }, 4); /* family 6 signature */
-		memcpy(e + 8, &(uint32_t){ 0x201 }, 4); /* FPU, APIC */
+	ent = cfg + 44;
+	for (int i = 0; i < vm->ncpus; i++, count++, ent += 20) {
+		ent[0] = 0;                              /* processor */
+		ent[1] = i;                              /* local APIC ID */
+		ent[2] = MP_APIC_VERSION;
+		ent[3] = 1 | (i == 0 ? 2 : 0);           /* enabled, boot processor */
+		memcpy(ent + 4, &(uint32_t){ 0x600 }, 4); /* family 6 signature */
+		memcpy(ent + 8, &(uint32_t){ 0x201 }, 4); /* FPU, APIC */
 	}
-	memcpy(e, "\x01\x00ISA   ", 8);              /* bus 0: ISA */
-	e += 8, count++;
-	e[0] = 2, e[1] = MP_IOAPIC_ID, e[2] = MP_IOAPIC_VERSION, e[3] = 1;
-	memcpy(e + 4, &ioapic, 4);
-	e += 8, count++;
-	for (int irq = 0; irq < 16; irq++, count++, e += 8) {
+	memcpy(ent, "\x01\x00ISA   ", 8);              /* bus 0: ISA */
+	ent += 8, count++;
+	ent[0] = 2, ent[1] = MP_IOAPIC_ID, ent[2] = MP_IOAPIC_VERSION, ent[3] = 1;
+	memcpy(ent + 4, &ioapic, 4);
+	ent += 8, count++;
+	for (int irq = 0; irq < 16; irq++, count++, ent += 8) {
 		/* I/O interrupt: INT, conforming polarity and trigger, ISA bus IRQ -> same pin. */
-		e[0] = 3, e[1] = 0, e[4] = 0, e[5] = irq, e[6] = MP_IOAPIC_ID, e[7] = irq;
+		ent[0] = 3, ent[1] = 0, ent[4] = 0, ent[5] = irq, ent[6] = MP_IOAPIC_ID, ent[7] = irq;
 	}
-	e[0] = 4, e[1] = 3 /* ExtINT */, e[6] = 0xff, e[7] = 0; /* LINT0 of every CPU */
-	e += 8, count++;
-	e[0] = 4, e[1] = 1 /* NMI */, e[6] = 0xff, e[7] = 1;    /* LINT1 */
-	e += 8, count++;
-	len = e - cfg;
+	ent[0] = 4, ent[1] = 3 /* ExtINT */, ent[6] = 0xff, ent[7] = 0; /* LINT0 of every CPU */
+	ent += 8, count++;
+	ent[0] = 4, ent[1] = 1 /* NMI */, ent[6] = 0xff, ent[7] = 1;    /* LINT1 */
+	ent += 8, count++;
+	len = ent - cfg;
 
 	memcpy(cfg, "PCMP", 4);
 	memcpy(cfg + 4, &len, 2);

@@ -52,21 +52,21 @@ static void add_range(void *ctx, uint64_t addr, uint64_t size, uint32_t type)
 }
 
 int pvh_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
-	     const char *cmdline, struct boot_entry *entry, const char **why)
+	     const struct boot_config *bc, struct boot_entry *entry, struct err *e)
 {
 	struct hvm_start_info *si = gpa_range(&vm->mem, ZERO_PAGE_ADDR, 0x1000);
 	struct memmap map;
 	uint64_t rsdp;
-	int err = elf_load_segments(vm, kernel, &entry->image_end, why);
+	int err = elf_load_segments(vm, kernel, &entry->image_end, e);
 
 	if (err)
 		return err;
 	memset(si, 0, 0x1000);
 	map.e = (void *)((uint8_t *)si + PVH_MEMMAP_OFF);
 	map.n = 0;
-	err = linux_write_cmdline(vm, cmdline, CMDLINE_MAX - 1, why);
+	err = linux_write_cmdline(vm, bc, CMDLINE_MAX - 1, e);
 	if (!err)
-		err = linux_firmware_tables(vm, &rsdp, why);
+		err = linux_firmware_tables(vm, bc, &rsdp, e);
 	if (err)
 		return err;
 	linux_memory_map(vm, add_range, &map);
@@ -80,7 +80,7 @@ int pvh_load(struct vm *vm, const struct boot_file *kernel, const struct boot_fi
 		struct hvm_modlist_entry *mod = (void *)((uint8_t *)si + PVH_MODLIST_OFF);
 		uint64_t addr;
 
-		err = linux_place_initrd(vm, initrd, entry->image_end, 0xffffffffULL, &addr, why);
+		err = linux_place_initrd(vm, initrd, entry->image_end, 0xffffffffULL, &addr, e);
 		if (err)
 			return err;
 		*mod = (struct hvm_modlist_entry){ .paddr = addr, .size = initrd->size };

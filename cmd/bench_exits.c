@@ -98,39 +98,45 @@ static int floor_loop(struct vcpu *v, FILE *out)
 
 static int floor_main(const char *kernel_path, const char *cmdline)
 {
-	struct vm_config cfg = { .kernel = kernel_path, .cmdline = cmdline, .mem_size = 64 * MiB,
-				 .ncpus = 1, .bench_devices = true };
+	struct vm_config cfg = { .mem_size = 64 * MiB, .ncpus = 1 };
+	struct boot_config bc = {
+		.cmdline = cmdline, .acpi = true, .bench_probes = true,
+		/* The floor's bare notify addresses, which the test guest times. */
+		.bench_mmio_notify = VIRTIO_MMIO_BASE + VIRTIO_MMIO_QUEUE_NOTIFY,
+		.bench_pci_notify = FLOOR_PCI_NOTIFY,
+	};
 	struct boot_file kernel;
 	struct boot_entry entry;
-	const char *why;
+	struct err e = { "" };
 	struct vm vm;
 	int err, status;
 
-	if (boot_file_open(&kernel, kernel_path, &why)) {
-		pr_err("cannot use kernel '%s': %s", kernel_path, why);
+	if (boot_file_open(&kernel, kernel_path, &e)) {
+		pr_err("cannot use kernel '%s': %s", kernel_path, e.msg);
 		return EXIT_USAGE;
 	}
-	err = vm_create(&vm, &cfg, &why);
+	err = vm_create(&vm, &cfg, &e);
 	if (err) {
-		pr_err("%s (%s)", why, strerror(-err));
+		pr_err("%s", e.msg);
 		vm_destroy(&vm);
+		boot_file_close(&kernel);
 		return EXIT_USAGE;
 	}
-	vm.floor_mmio_notify = VIRTIO_MMIO_BASE + VIRTIO_MMIO_QUEUE_NOTIFY;
-	vm.floor_pci_notify = FLOOR_PCI_NOTIFY;
 	err = add_ioeventfd(&vm, BENCH_EVENTFD_PORT, 4, true, false);
 	if (!err)
-		err = add_ioeventfd(&vm, vm.floor_mmio_notify, 4, false, true);
+		err = add_ioeventfd(&vm, bc.bench_mmio_notify, 4, false, true);
 	if (!err)
 		err = vm.caps.ioeventfd_no_length ? add_ioeventfd(&vm, FLOOR_PCI_NOTIFY, 0, false, false)
 						  : add_ioeventfd(&vm, FLOOR_PCI_NOTIFY, 2, false, true);
+	if (err)
+		err_set(&e, err, "cannot add the floor's ioeventfds: %s", strerror(-err));
 	if (!err)
-		err = boot_load_kernel(&vm, &kernel, NULL, &entry, &why) ? -EINVAL : 0;
-	if (!err)
-		err = boot_setup_vcpus(&vm, &entry);
+		err = boot_load_kernel(&vm, &bc, &kernel, NULL, &entry, &e);
+	if (!err && (err = boot_setup_vcpus(&vm, &entry)))
+		err_set(&e, err, "cannot set up the vCPU: %s", strerror(-err));
 	boot_file_close(&kernel);
 	if (err) {
-		pr_err("floor VM set-up failed: %s", strerror(-err));
+		pr_err("floor VM set-up failed: %s", e.msg);
 		vm_destroy(&vm);
 		return EXIT_CRASH;
 	}

@@ -3,12 +3,9 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/virtio/blk.h"
-#include "devices/virtio/net.h"
 #include "vmm/util.h"
 
 #define MAX_MEM     (1024 * GiB)
@@ -64,33 +61,27 @@ void cli_usage(FILE *out)
 	      out);
 }
 
-static int fail(char *msg, size_t len, const char *fmt, ...)
+/* The default MAC: 52:54:00 and three bytes of a 32-bit FNV-1a hash of the kernel path (as
+ * given on the command line) and the NIC's index. Stable across runs of the same command line
+ * (a guest keeps its DHCP lease and its interface name); two VMs booting the same kernel path
+ * get the same address, so VMs sharing a bridge need ,mac=. */
+static void default_mac(const char *kernel, unsigned index, uint8_t mac[6])
 {
-	va_list ap;
+	uint32_t h = 2166136261u;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, len, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
+	for (const char *k = kernel ? kernel : ""; *k; k++)
+		h = (h ^ (uint8_t)*k) * 16777619u;
+	for (int i = 0; i < 4; i++)
+		h = (h ^ (uint8_t)(index >> (8 * i))) * 16777619u;
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	mac[3] = (uint8_t)(h >> 16);
+	mac[4] = (uint8_t)(h >> 8);
+	mac[5] = (uint8_t)h;
 }
 
-static int parse_transport(const char *s, enum virtio_transport_kind *t)
-{
-	static const struct { const char *name; enum virtio_transport_kind kind; } names[] = {
-		{ "mmio", TRANSPORT_MMIO }, { "mmio-legacy", TRANSPORT_MMIO_LEGACY },
-		{ "pci", TRANSPORT_PCI }, { "pci-transitional", TRANSPORT_PCI_TRANSITIONAL },
-	};
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (!strcmp(s, names[i].name)) {
-			*t = names[i].kind;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t len)
+static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
 	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS, OPT_BENCH_DEVICES, OPT_TIME_EXITS,
@@ -117,7 +108,8 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct vm_config *c = &cli->vm;
+	struct mica_config *c = &cli->cfg;
+	bool rng_transport_set[CONFIG_MAX_RNGS] = { false };
 	int opt;
 
 	optind = 1;
@@ -133,18 +125,18 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 			c->initrd = optarg;
 			break;
 		case OPT_CMDLINE:
-			c->cmdline = optarg;
+			c->boot.cmdline = optarg;
 			break;
 		case OPT_MEM: {
 			uint64_t size;
 			int err = parse_size(optarg, &size);
 
 			if (err)
-				return fail(msg, len, "--mem %s: not a size; use a number with an "
-					    "optional K, M or G suffix, e.g. --mem 256M", optarg);
+				return err_set(e, -EINVAL, "--mem %s: not a size; use a number with an "
+					       "optional K, M or G suffix, e.g. --mem 256M", optarg);
 			if (size < MIN_MEM || size > MAX_MEM)
-				return fail(msg, len, "--mem %s: out of range; give 4M to 1T", optarg);
-			c->mem_size = ALIGN_UP(size, 2 * MiB);
+				return err_set(e, -EINVAL, "--mem %s: out of range; give 4M to 1T", optarg);
+			c->vm.mem_size = ALIGN_UP(size, 2 * MiB);
 			break;
 		}
 		case OPT_CPUS: {
@@ -153,9 +145,9 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 			errno = 0;
 			n = strtol(optarg, &end, 10);
 			if (errno || *end || end == optarg || n < 1 || n > MAX_CPUS)
-				return fail(msg, len, "--cpus %s: give a whole number from 1 to %d",
-					    optarg, MAX_CPUS);
-			c->ncpus = (int)n;
+				return err_set(e, -EINVAL, "--cpus %s: give a whole number from 1 to %d",
+					       optarg, MAX_CPUS);
+			c->vm.ncpus = (int)n;
 			break;
 		}
 		case OPT_TIMEOUT: {
@@ -164,51 +156,44 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 			errno = 0;
 			t = strtod(optarg, &end);
 			if (errno || *end || end == optarg || !isfinite(t) || t <= 0 || t > 1e9)
-				return fail(msg, len, "--timeout %s: give a positive number of seconds",
-					    optarg);
-			c->timeout_s = t;
+				return err_set(e, -EINVAL, "--timeout %s: give a positive number of seconds",
+					       optarg);
+			c->vm.timeout_s = t;
 			break;
 		}
 		case OPT_RNG:
-			if (c->nrng == 4)
-				return fail(msg, len, "--rng: at most 4 virtio-rng devices");
-			if (optarg) {
-				if (parse_transport(optarg, &c->rng_transport[c->nrng]))
-					return fail(msg, len, "--rng=%s: give mmio, mmio-legacy, pci or "
-						    "pci-transitional", optarg);
-				c->rng_transport_set[c->nrng] = true;
-			}
+			if (c->nrng == CONFIG_MAX_RNGS)
+				return err_set(e, -EINVAL, "--rng: at most %d virtio-rng devices",
+					       CONFIG_MAX_RNGS);
+			/* Without a value: the VM's --transport, known once every option is read. */
+			rng_transport_set[c->nrng] = optarg != NULL;
+			if (optarg && virtio_transport_parse(optarg, &c->rng_transport[c->nrng]))
+				return err_set(e, -EINVAL, "--rng=%s: give mmio, mmio-legacy, pci or "
+					       "pci-transitional", optarg);
 			c->nrng++;
 			break;
 		case OPT_BALLOON:
 			c->balloon = true;
 			break;
-		case OPT_DISK: {
-			struct blk_opts o;
-			char err[256];
-
-			if (c->ndisks == 8)
-				return fail(msg, len, "--disk: at most 8 disks");
-			if (blk_parse_opts(optarg, &o, err, sizeof(err)))
-				return fail(msg, len, "--disk %s: %s", optarg, err);
-			c->disks[c->ndisks++] = optarg;
+		case OPT_DISK:
+			if (c->ndisks == CONFIG_MAX_DISKS)
+				return err_set(e, -EINVAL, "--disk: at most %d disks", CONFIG_MAX_DISKS);
+			if (blk_parse_opts(optarg, &c->disks[c->ndisks], e))
+				return err_prefix(e, -EINVAL, "--disk %s", optarg);
+			c->ndisks++;
 			break;
-		}
-		case OPT_NET: {
-			struct net_opts o;
-			char err[256];
-
-			if (c->nnets == 4)
-				return fail(msg, len, "--net: at most 4 network devices");
-			if (net_parse_opts(optarg, &o, err, sizeof(err)))
-				return fail(msg, len, "%s", err);
-			c->nets[c->nnets++] = optarg;
+		case OPT_NET:
+			if (c->nnets == CONFIG_MAX_NETS)
+				return err_set(e, -EINVAL, "--net: at most %d network devices",
+					       CONFIG_MAX_NETS);
+			if (net_parse_opts(optarg, &c->nets[c->nnets], e))
+				return -EINVAL;
+			c->nnets++;
 			break;
-		}
 		case OPT_ACPI:
 			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
-				return fail(msg, len, "--acpi %s: give on or off", optarg);
-			c->acpi = !strcmp(optarg, "on");
+				return err_set(e, -EINVAL, "--acpi %s: give on or off", optarg);
+			c->boot.acpi = !strcmp(optarg, "on");
 			break;
 		case OPT_CONTROL:
 			c->control_path = optarg;
@@ -217,7 +202,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 			c->bench_devices = true;
 			break;
 		case OPT_TIME_EXITS:
-			c->time_exits = true;
+			c->vm.time_exits = true;
 			break;
 		case OPT_CONSOLE:
 			if (!strcmp(optarg, "serial"))
@@ -225,44 +210,53 @@ static int parse_run(int argc, char **argv, struct cli *cli, char *msg, size_t l
 			else if (!strcmp(optarg, "virtio"))
 				c->console = CONSOLE_VIRTIO;
 			else
-				return fail(msg, len, "--console %s: give serial or virtio", optarg);
+				return err_set(e, -EINVAL, "--console %s: give serial or virtio", optarg);
 			break;
 		case OPT_TRANSPORT:
-			if (parse_transport(optarg, &c->transport))
-				return fail(msg, len, "--transport %s: give mmio, mmio-legacy, pci or "
-					    "pci-transitional", optarg);
+			if (virtio_transport_parse(optarg, &c->transport))
+				return err_set(e, -EINVAL, "--transport %s: give mmio, mmio-legacy, pci or "
+					       "pci-transitional", optarg);
 			break;
 		case OPT_STATS:
 			c->stats_path = optarg;
 			break;
 		case 'v':
-			cli->verbosity++;
+			c->verbosity++;
 			break;
 		case 'h':
 			cli->action = CLI_HELP;
 			return 0;
 		case ':':
-			return fail(msg, len, "%s needs a value; see mica --help", argv[optind - 1]);
+			return err_set(e, -EINVAL, "%s needs a value; see mica --help", argv[optind - 1]);
 		default:
-			return fail(msg, len, "unknown option %s; see mica --help", argv[optind - 1]);
+			return err_set(e, -EINVAL, "unknown option %s; see mica --help", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return fail(msg, len, "unexpected argument '%s'; see mica --help", argv[optind]);
+		return err_set(e, -EINVAL, "unexpected argument '%s'; see mica --help", argv[optind]);
 	if (!c->kernel)
-		return fail(msg, len, "no kernel given: use mica run --kernel PATH "
-			    "(e.g. build/guest/mica-testguest)");
+		return err_set(e, -EINVAL, "no kernel given: use mica run --kernel PATH "
+			       "(e.g. build/guest/mica-testguest)");
+	for (int i = 0; i < c->nrng; i++)
+		if (!rng_transport_set[i])
+			c->rng_transport[i] = c->transport;
+	/* What follows from the VM itself rather than from an option. */
+	for (int i = 0; i < c->ndisks; i++)
+		c->disks[i].num_queues = c->vm.ncpus;
+	for (int i = 0; i < c->nnets; i++)
+		if (!c->nets[i].mac_set)
+			default_mac(c->kernel, i, c->nets[i].mac);
 	return 0;
 }
 
-int cli_parse(int argc, char **argv, struct cli *cli, char *msg, size_t len)
+int cli_parse(int argc, char **argv, struct cli *cli, struct err *e)
 {
 	memset(cli, 0, sizeof(*cli));
-	cli->vm.mem_size = DEFAULT_MEM;
-	cli->vm.ncpus = 1;
-	cli->vm.acpi = true;
+	cli->cfg.vm.mem_size = DEFAULT_MEM;
+	cli->cfg.vm.ncpus = 1;
+	cli->cfg.boot.acpi = true;
 	if (argc < 2)
-		return fail(msg, len, "no command given: use mica run --kernel PATH, or mica --help");
+		return err_set(e, -EINVAL, "no command given: use mica run --kernel PATH, or mica --help");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		cli->action = CLI_HELP;
 		return 0;
@@ -272,8 +266,8 @@ int cli_parse(int argc, char **argv, struct cli *cli, char *msg, size_t len)
 		return 0;
 	}
 	if (strcmp(argv[1], "run"))
-		return fail(msg, len, "unknown command '%s': use mica run --kernel PATH, or "
-			    "mica --help", argv[1]);
+		return err_set(e, -EINVAL, "unknown command '%s': use mica run --kernel PATH, or "
+			       "mica --help", argv[1]);
 	cli->action = CLI_RUN;
-	return parse_run(argc - 1, argv + 1, cli, msg, len);
+	return parse_run(argc - 1, argv + 1, cli, e);
 }

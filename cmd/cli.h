@@ -6,18 +6,18 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "vmm/vm.h"
+#include "cmd/config.h"
+#include "vmm/err.h"
 
 enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION };
 
 struct cli {
 	enum cli_action action;
-	struct vm_config vm;
-	int verbosity;
+	struct mica_config cfg;
 };
 
-/* Parses argv. Returns 0, or -EINVAL with msg holding one line: what is wrong, what to do. */
-int cli_parse(int argc, char **argv, struct cli *cli, char *msg, size_t msglen);
+/* Parses argv. Returns 0, or -EINVAL with e saying what is wrong and what to do. */
+int cli_parse(int argc, char **argv, struct cli *cli, struct err *e);
 void cli_usage(FILE *out);
 
 #endif

@@ -14,6 +14,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/devices.h"
 #include "devices/virtio/net.h"
+#include "devices/virtio/virtio.h"
 #include "vmm/control.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
@@ -28,155 +29,158 @@
 
 #define LINUX_DEFAULT_CMDLINE "console=ttyS0"
 
-/* The devices of the machine, in the fixed order that decides their slots (see
- * docs/boot-contract.md). *console gets the sink the terminal's input goes to. */
-static int create_devices(struct vm *vm, struct console_sink *console, struct uart **uart,
-			  struct virtio_dev **vcon, const char **why)
+/* What run() keeps of the machine create_devices() built (the VM owns all of it). */
+struct parts {
+	struct console_sink console;   /* where the terminal's input goes */
+	struct uart *uart;
+	struct virtio_dev *vcon;       /* virtio-console, if the terminal is on it */
+	struct control *control;
+	struct pci_bus *pci;
+	struct stats_devices stats;    /* --stats-json's devices */
+};
+
+/* Attaches a freshly created virtio device (freeing it if that fails) and lists it for
+ * --stats-json. */
+static int plug(struct vm *vm, struct parts *p, struct virtio_dev *dev,
+		enum virtio_transport_kind kind)
 {
-	struct virtio_dev *rng;
-	int err;
+	int err = virtio_attach(&vm->machine, p->pci, dev, kind);
 
-	*uart = uart_create(vm, UART_COM1_PORT, UART_COM1_IRQ, STDOUT_FILENO);
-	if (!*uart)
-		return -ENOMEM;
-	*console = uart_console_sink(*uart);
-	err = pci_init(vm);
-	if (!err)
-		err = rtc_create(vm);
-	if (!err)
-		err = i8042_create(vm);
-	if (!err)
-		err = debug_exit_create(vm);
-	if (!err)
-		err = acpi_pm_create(vm);
-	if (err)
+	if (err) {
+		virtio_dev_free(dev);
 		return err;
-	*vcon = NULL;
-	if (vm->cfg.console == CONSOLE_VIRTIO) {
-		*vcon = virtio_console_create(vm, STDOUT_FILENO);
-		if (!*vcon)
-			return -ENOMEM;
-		err = virtio_attach(vm, *vcon);
-		if (err)
-			return err;
-		*console = virtio_console_sink(*vcon);
 	}
-	for (int i = 0; i < vm->cfg.ndisks && !err; i++) {
-		struct blk_opts o;
-		char e[256];
-		struct virtio_dev *disk;
-
-		if (blk_parse_opts(vm->cfg.disks[i], &o, e, sizeof(e)))
-			return -EINVAL; /* checked by the command line already */
-		disk = virtio_blk_create(vm, &o, why);
-		if (!disk)
-			return -EINVAL;
-		err = virtio_attach(vm, disk);
-	}
-	for (int i = 0; i < vm->cfg.nnets && !err; i++) {
-		struct net_opts o;
-		char e[256];
-		struct virtio_dev *nic;
-
-		if (net_parse_opts(vm->cfg.nets[i], &o, e, sizeof(e)))
-			return -EINVAL; /* checked by the command line already */
-		if (o.kind == NET_NONE)
-			continue;
-		o.index = i;
-		nic = virtio_net_create(vm, &o, why);
-		if (!nic)
-			return -EINVAL;
-		err = virtio_attach(vm, nic);
-	}
-	for (int i = 0; i < vm->cfg.nrng && !err; i++) {
-		rng = virtio_rng_create(vm);
-		if (!rng)
-			return -ENOMEM;
-		err = virtio_attach_to(vm, rng, vm->cfg.rng_transport_set[i] ? vm->cfg.rng_transport[i]
-									 : vm->cfg.transport);
-	}
-	if (!err && vm->cfg.balloon) {
-		struct virtio_dev *balloon = virtio_balloon_create(vm);
-
-		err = balloon ? virtio_attach(vm, balloon) : -ENOMEM;
-	}
-	if (!err && vm->cfg.bench_devices)
-		err = bench_devices_create(vm);
-	return err;
+	return stats_add_device(&p->stats, virtio_dev_stats, dev);
 }
 
-static int run(struct cli *cli)
+/* The devices of the machine, in the fixed order that decides their slots (see
+ * docs/boot-contract.md). Fills e only for what the user can mend (an image, a network);
+ * anything else is mica's own failure. */
+static int create_devices(struct vm *vm, const struct mica_config *c, struct parts *p,
+			  struct err *e)
+{
+	struct machine *m = &vm->machine;
+	struct virtio_env env = { .mem = &vm->mem, .loop = &vm->loop };
+	struct virtio_dev *dev;
+	int err;
+
+	err = control_create(&vm->loop, &p->control);
+	if (!err && (err = vm_own(vm, p->control, control_destroy)))
+		control_destroy(p->control);
+	if (!err)
+		err = uart_create(m, UART_COM1_PORT, UART_COM1_IRQ, STDOUT_FILENO, &p->uart);
+	if (!err)
+		err = pci_bus_create(m, &p->pci);
+	if (!err)
+		err = rtc_create(m);
+	if (!err)
+		err = i8042_create(m);
+	if (!err)
+		err = debug_exit_create(m);
+	if (!err)
+		err = acpi_pm_create(m);
+	if (err)
+		return err;
+	p->console = uart_console_sink(p->uart);
+	if (c->console == CONSOLE_VIRTIO) {
+		err = virtio_console_create(&env, STDOUT_FILENO, &dev);
+		if (err || (err = plug(vm, p, dev, c->transport)))
+			return err;
+		p->vcon = dev;
+		p->console = virtio_console_sink(dev);
+	}
+	for (int i = 0; i < c->ndisks; i++) {
+		err = virtio_blk_create(&env, &c->disks[i], &dev, e);
+		if (err || (err = plug(vm, p, dev, c->transport)))
+			return err;
+	}
+	for (int i = 0; i < c->nnets; i++) {
+		if (c->nets[i].kind == NET_NONE)
+			continue;
+		err = virtio_net_create(&env, &c->nets[i], &dev, e);
+		if (err || (err = plug(vm, p, dev, c->transport)))
+			return err;
+	}
+	for (int i = 0; i < c->nrng; i++) {
+		err = virtio_rng_create(&env, &dev);
+		if (err || (err = plug(vm, p, dev, c->rng_transport[i])))
+			return err;
+	}
+	if (c->balloon) {
+		err = virtio_balloon_create(&env, p->control, &dev);
+		if (err || (err = plug(vm, p, dev, c->transport)))
+			return err;
+	}
+	return c->bench_devices ? bench_devices_create(m) : 0;
+}
+
+/* The user's files, checked before touching KVM, so a wrong path is reported as such even on a
+ * machine without /dev/kvm. */
+static int open_inputs(struct mica_config *c, struct boot_file *kernel, struct boot_file *initrd,
+		       struct err *e)
+{
+	enum kernel_kind kind;
+
+	if (boot_file_open(kernel, c->kernel, e) || boot_detect(kernel, &kind, e))
+		return err_prefix(e, -EINVAL, "cannot use kernel '%s'", c->kernel);
+	if (c->initrd && boot_file_open(initrd, c->initrd, e))
+		return err_prefix(e, -EINVAL, "cannot use initrd '%s'", c->initrd);
+	for (int i = 0; i < c->ndisks; i++) {
+		const struct blk_opts *o = &c->disks[i];
+
+		if (access(o->path, o->ro ? R_OK : R_OK | W_OK) < 0)
+			return err_set(e, -errno, "cannot use disk image '%s': %s", o->path,
+				       strerror(errno));
+	}
+	if (!c->boot.cmdline && kind == KERNEL_BZIMAGE)
+		c->boot.cmdline = LINUX_DEFAULT_CMDLINE;
+	c->boot.bench_probes = c->bench_devices;
+	return 0;
+}
+
+static int run(struct mica_config *c)
 {
 	struct boot_file kernel = { 0 }, initrd = { 0 };
 	struct boot_entry entry;
-	enum kernel_kind kind;
-	struct console_sink console;
-	struct virtio_dev *vcon;
+	struct parts parts = { 0 };
 	struct term term;
-	struct uart *uart;
 	struct vm vm;
 	struct run_times times = { .start_ns = now_ns() };
-	const char *why = NULL;
+	struct err e = { "" };
 	int err, status;
 
-	/* Everything about the user's files is checked before touching KVM, so a wrong path is
-	 * reported as such even on a machine without /dev/kvm. */
-	if (boot_file_open(&kernel, cli->vm.kernel, &why)) {
-		pr_err("cannot use kernel '%s': %s", cli->vm.kernel, why);
-		return EXIT_USAGE;
-	}
-	if (boot_detect(&kernel, &kind, &why)) {
-		pr_err("cannot use kernel '%s': %s", cli->vm.kernel, why);
+	if (open_inputs(c, &kernel, &initrd, &e)) {
+		pr_err("%s", e.msg);
 		boot_file_close(&kernel);
+		boot_file_close(&initrd);
 		return EXIT_USAGE;
 	}
-	if (cli->vm.initrd && boot_file_open(&initrd, cli->vm.initrd, &why)) {
-		pr_err("cannot use initrd '%s': %s", cli->vm.initrd, why);
-		boot_file_close(&kernel);
-		return EXIT_USAGE;
-	}
-	for (int i = 0; i < cli->vm.ndisks; i++) {
-		struct blk_opts o;
-		char e[256];
-
-		blk_parse_opts(cli->vm.disks[i], &o, e, sizeof(e));
-		if (access(o.path, o.ro ? R_OK : R_OK | W_OK) < 0) {
-			pr_err("cannot use disk image '%s': %s", o.path, strerror(errno));
-			boot_file_close(&kernel);
-			boot_file_close(&initrd);
-			return EXIT_USAGE;
-		}
-	}
-	if (!cli->vm.cmdline && kind == KERNEL_BZIMAGE)
-		cli->vm.cmdline = LINUX_DEFAULT_CMDLINE;
-
-	err = vm_create(&vm, &cli->vm, &why);
+	err = vm_create(&vm, &c->vm, &e);
 	if (err) {
-		pr_err("%s (%s)", why, strerror(-err));
 		/* No usable KVM, too many vCPUs, too much RAM: this host cannot run that VM. */
+		pr_err("%s", e.msg);
 		status = EXIT_USAGE;
 		goto out_vm;
 	}
-	why = NULL;
-	err = create_devices(&vm, &console, &uart, &vcon, &why);
+	err = create_devices(&vm, c, &parts, &e);
 	if (err) {
 		/* A device's own message (an image that is locked, unreadable...) is the user's
 		 * problem; anything else is ours. */
-		if (why)
-			pr_err("%s", why);
+		if (e.msg[0])
+			pr_err("%s", e.msg);
 		else
 			pr_err("cannot create the devices: %s", strerror(-err));
-		status = why ? EXIT_USAGE : EXIT_CRASH;
+		status = e.msg[0] ? EXIT_USAGE : EXIT_CRASH;
 		goto out_vm;
 	}
-	if (cli->vm.control_path && (err = control_listen(&vm, cli->vm.control_path, &why))) {
-		pr_err("--control %s: %s (%s)", cli->vm.control_path, why, strerror(-err));
+	if (c->control_path && (err = control_listen(parts.control, c->control_path, &e))) {
+		pr_err("--control %s: %s", c->control_path, e.msg);
 		status = EXIT_USAGE;
 		goto out_vm;
 	}
-	err = boot_load_kernel(&vm, &kernel, &initrd, &entry, &why);
+	err = boot_load_kernel(&vm, &c->boot, &kernel, &initrd, &entry, &e);
 	if (err) {
-		pr_err("cannot load kernel '%s': %s", cli->vm.kernel, why);
+		pr_err("cannot load kernel '%s': %s", c->kernel, e.msg);
 		status = EXIT_USAGE;
 		goto out_vm;
 	}
@@ -189,17 +193,17 @@ static int run(struct cli *cli)
 		status = EXIT_CRASH;
 		goto out_vm;
 	}
-	term_start(&term, &vm, console);
-	if (vcon)
-		virtio_console_set_term(vcon, &term);
+	term_start(&term, &vm, parts.console);
+	if (parts.vcon)
+		virtio_console_set_term(parts.vcon, &term);
 	else
-		uart_set_term(uart, &term);
+		uart_set_term(parts.uart, &term);
 	times.first_run_ns = now_ns();
 	status = vm_run(&vm);
 	times.end_ns = now_ns();
 	term_stop(&term);
-	if (cli->vm.stats_path && (err = stats_write_json(&vm, &times, cli->vm.stats_path)))
-		pr_err("cannot write --stats-json %s: %s", cli->vm.stats_path, strerror(-err));
+	if (c->stats_path && (err = stats_write_json(&vm, &parts.stats, &times, c->stats_path)))
+		pr_err("cannot write --stats-json %s: %s", c->stats_path, strerror(-err));
 out_vm:
 	vm_destroy(&vm);
 	boot_file_close(&kernel);
@@ -210,12 +214,12 @@ out_vm:
 int main(int argc, char **argv)
 {
 	struct cli cli;
-	char msg[512];
+	struct err e = { "" };
 
 	if (argc >= 2 && !strcmp(argv[1], "bench"))
 		return bench_main(argc - 1, argv + 1);
-	if (cli_parse(argc, argv, &cli, msg, sizeof(msg))) {
-		fprintf(stderr, "mica: %s\n", msg);
+	if (cli_parse(argc, argv, &cli, &e)) {
+		fprintf(stderr, "mica: %s\n", e.msg);
 		return EXIT_USAGE;
 	}
 	switch (cli.action) {
@@ -228,6 +232,7 @@ int main(int argc, char **argv)
 	case CLI_RUN:
 		break;
 	}
-	log_set_level(cli.verbosity >= 2 ? LOG_DEBUG : cli.verbosity == 1 ? LOG_INFO : LOG_WARN);
-	return run(&cli);
+	log_set_level(cli.cfg.verbosity >= 2 ? LOG_DEBUG
+		      : cli.cfg.verbosity == 1 ? LOG_INFO : LOG_WARN);
+	return run(&cli.cfg);
 }

@@ -5,7 +5,7 @@
 #include "devices/legacy.h"
 #include "vmm/bus.h"
 #include "vmm/log.h"
-#include "vmm/vm.h"
+#include "vmm/machine.h"
 
 static void pm_read(void *opaque, uint64_t off, void *data, uint32_t len)
 {
@@ -15,19 +15,19 @@ static void pm_read(void *opaque, uint64_t off, void *data, uint32_t len)
 
 static void pm_write(void *opaque, uint64_t off, const void *data, uint32_t len)
 {
-	struct vm *vm = opaque;
+	struct machine *m = opaque;
 	uint8_t v = *(const uint8_t *)data;
 
 	(void)len;
 	if (off == 0 && (v & ACPI_SLP_EN) && ((v >> 2) & 7) == ACPI_SLP_TYP_S5) {
 		pr_info("guest powered off (ACPI S5)");
-		vm_request_exit(vm, 0, "poweroff");
+		machine_request_exit(m, 0, "poweroff");
 	}
 }
 
 static const struct bus_ops pm_ops = { .read = pm_read, .write = pm_write };
 
-int acpi_pm_create(struct vm *vm)
+int acpi_pm_create(struct machine *m)
 {
-	return bus_register(&vm->pio, ACPI_SLEEP_CONTROL_PORT, 2, &pm_ops, vm, "acpi-pm");
+	return bus_register(m->pio, ACPI_SLEEP_CONTROL_PORT, 2, &pm_ops, m, "acpi-pm");
 }

@@ -2,19 +2,18 @@
  * userspace and that do nothing else, and a port that is a PIO ioeventfd. They let the test
  * guest time each kind of exit with no device model behind it. */
 #include <errno.h>
-#include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "devices/legacy.h"
 #include "vmm/bus.h"
 #include "vmm/layout.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
+#include "vmm/evloop.h"
+#include "vmm/machine.h"
 
 struct bench_dev {
 	struct ev_handler eventfd_h;
@@ -57,35 +56,34 @@ static void bench_destroy(void *opaque)
 	free(b);
 }
 
-int bench_devices_create(struct vm *vm)
+int bench_devices_create(struct machine *m)
 {
 	struct bench_dev *b = calloc(1, sizeof(*b));
-	struct kvm_ioeventfd io = { .addr = BENCH_EVENTFD_PORT, .len = 4,
-				    .flags = KVM_IOEVENTFD_FLAG_PIO };
+	struct machine_ioeventfd io = { .addr = BENCH_EVENTFD_PORT, .len = 4, .pio = true };
 	int fd, err;
 
 	if (!b)
 		return -ENOMEM;
-	err = vm_add_device(vm, b, bench_destroy);
+	err = machine_own(m, b, bench_destroy);
 	if (err) {
 		free(b);
 		return err;
 	}
-	err = bus_register(&vm->pio, BENCH_PIO_PORT, 4, &probe_ops, b, "bench-pio");
+	err = bus_register(m->pio, BENCH_PIO_PORT, 4, &probe_ops, b, "bench-pio");
 	if (!err)
-		err = bus_register(&vm->mmio, BENCH_MMIO_ADDR, 4096, &probe_ops, b, "bench-mmio");
+		err = bus_register(m->mmio, BENCH_MMIO_ADDR, 4096, &probe_ops, b, "bench-mmio");
 	if (err)
 		return err;
 	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	b->eventfd_h.fn = drain;
-	err = evloop_add(&vm->loop, fd, EPOLLIN, &b->eventfd_h);
+	err = evloop_add(m->loop, fd, EPOLLIN, &b->eventfd_h);
 	if (err) {
 		close(fd);
 		b->eventfd_h.fn = NULL;
 		return err;
 	}
 	io.fd = fd;
-	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+	return machine_ioeventfd(m, &io, true);
 }

@@ -4,16 +4,16 @@
 #include "vmm/bus.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
-#include "vmm/vm.h"
+#include "vmm/machine.h"
 
 static void debug_exit_write(void *opaque, uint64_t off, const void *data, uint32_t len)
 {
-	struct vm *vm = opaque;
+	struct machine *m = opaque;
 	uint8_t status = *(const uint8_t *)data;
 
 	(void)off, (void)len;
 	pr_info("guest reported status %u through the debug-exit port", status);
-	vm_request_exit(vm, status, "guest-status");
+	machine_request_exit(m, status, "guest-status");
 }
 
 static void debug_exit_read(void *opaque, uint64_t off, void *data, uint32_t len)
@@ -25,7 +25,7 @@ static void debug_exit_read(void *opaque, uint64_t off, void *data, uint32_t len
 
 static const struct bus_ops debug_exit_ops = { .read = debug_exit_read, .write = debug_exit_write };
 
-int debug_exit_create(struct vm *vm)
+int debug_exit_create(struct machine *m)
 {
-	return bus_register(&vm->pio, DEBUG_EXIT_PORT, 1, &debug_exit_ops, vm, "debug-exit");
+	return bus_register(m->pio, DEBUG_EXIT_PORT, 1, &debug_exit_ops, m, "debug-exit");
 }

@@ -10,7 +10,7 @@
 #include "vmm/bus.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
-#include "vmm/vm.h"
+#include "vmm/machine.h"
 
 #define STR_OBF   0x01 /* output buffer full */
 #define STR_SYS   0x04 /* system flag: self-test passed */
@@ -34,7 +34,7 @@ enum {
 #define OUTBUF_SIZE 16
 
 struct i8042 {
-	struct vm *vm;
+	struct machine *machine;
 	pthread_mutex_t lock;
 	uint8_t ctr;
 	uint8_t status;
@@ -56,14 +56,14 @@ static void update_irq(struct i8042 *k)
 
 	if (level != k->irq_level) {
 		k->irq_level = level;
-		vm_set_irq_line(k->vm, KBD_IRQ, level);
+		machine_set_irq_line(k->machine, KBD_IRQ, level);
 	}
 }
 
 static void reset_vm(struct i8042 *k)
 {
 	pr_info("guest reset through the i8042 keyboard controller");
-	vm_request_exit(k->vm, 0, "reset");
+	machine_request_exit(k->machine, 0, "reset");
 }
 
 static void keyboard_byte(struct i8042 *k, uint8_t b)
@@ -195,24 +195,24 @@ static void i8042_destroy(void *dev)
 	free(k);
 }
 
-int i8042_create(struct vm *vm)
+int i8042_create(struct machine *m)
 {
 	struct i8042 *k = calloc(1, sizeof(*k));
 	int err;
 
 	if (!k)
 		return -ENOMEM;
-	k->vm = vm;
+	k->machine = m;
 	k->ctr = CTR_KBDINT | CTR_SYS | CTR_XLATE;
 	k->status = STR_SYS | STR_KEYLOCK;
 	pthread_mutex_init(&k->lock, NULL);
-	err = vm_add_device(vm, k, i8042_destroy);
+	err = machine_own(m, k, i8042_destroy);
 	if (err) {
 		i8042_destroy(k);
 		return err;
 	}
-	err = bus_register(&vm->pio, I8042_DATA_PORT, 1, &data_ops, k, "i8042-data");
+	err = bus_register(m->pio, I8042_DATA_PORT, 1, &data_ops, k, "i8042-data");
 	if (!err)
-		err = bus_register(&vm->pio, I8042_CMD_PORT, 1, &cmd_ops, k, "i8042-cmd");
+		err = bus_register(m->pio, I8042_CMD_PORT, 1, &cmd_ops, k, "i8042-cmd");
 	return err;
 }

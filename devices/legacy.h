@@ -2,12 +2,14 @@
 #ifndef MICA_LEGACY_H
 #define MICA_LEGACY_H
 
-struct vm;
+struct machine;
 
-int rtc_create(struct vm *vm);
-int i8042_create(struct vm *vm);
-int debug_exit_create(struct vm *vm);
-int bench_devices_create(struct vm *vm);
-int acpi_pm_create(struct vm *vm);
+/* Each plugs its device into m (which owns it): 0, or -errno. */
+int rtc_create(struct machine *m);
+int i8042_create(struct machine *m);
+int debug_exit_create(struct machine *m);
+/* The exit-cost lab's probes (--bench-devices). */
+int bench_devices_create(struct machine *m);
+int acpi_pm_create(struct machine *m);
 
 #endif

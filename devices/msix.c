@@ -1,21 +1,18 @@
 #include "devices/msix.h"
 
 #include <errno.h>
-#include <linux/kvm.h>
 #include <linux/pci_regs.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "devices/pci.h"
-#include "vmm/irq.h"
 #include "vmm/log.h"
-#include "vmm/vm.h"
+#include "vmm/machine.h"
 
 #define MSIX_CAP_LEN 12
 
-int msix_init(struct msix *m, struct pci_dev *pdev, struct vm *vm, uint16_t nvec, int bar,
+int msix_init(struct msix *m, struct pci_dev *pdev, struct machine *mach, uint16_t nvec, int bar,
 	      uint32_t table_off, uint32_t pba_off)
 {
 	uint16_t ctrl = nvec - 1;
@@ -26,7 +23,7 @@ int msix_init(struct msix *m, struct pci_dev *pdev, struct vm *vm, uint16_t nvec
 		m->irqfd[v] = -1;
 	if (!nvec || nvec > MSIX_MAX_VECTORS)
 		return -EINVAL;
-	m->vm = vm;
+	m->machine = mach;
 	m->pdev = pdev;
 	m->nvec = nvec;
 	pthread_mutex_init(&m->lock, NULL);
@@ -39,19 +36,18 @@ int msix_init(struct msix *m, struct pci_dev *pdev, struct vm *vm, uint16_t nvec
 	/* Only Enable and Function Mask are writable. */
 	pdev->wmask[m->cap + PCI_MSIX_FLAGS + 1] = (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL) >> 8;
 	for (int v = 0; v < nvec; v++) {
-		struct kvm_irqfd irqfd = { 0 };
+		int err;
 
 		m->table[v].ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT; /* masked at reset, per the spec */
-		m->gsi[v] = irq_alloc_msi_gsi(vm);
+		m->gsi[v] = machine_msi_alloc(mach);
 		if (m->gsi[v] < 0)
 			return m->gsi[v];
 		m->irqfd[v] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (m->irqfd[v] < 0)
 			return -errno;
-		irqfd.fd = m->irqfd[v];
-		irqfd.gsi = m->gsi[v];
-		if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0)
-			return -errno;
+		err = machine_irqfd(mach, m->irqfd[v], m->gsi[v], true);
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -78,7 +74,7 @@ static void route(struct msix *m, int v)
 
 	if (m->routed[v])
 		return;
-	err = irq_set_msi_route(m->vm, m->gsi[v], addr, m->table[v].data);
+	err = machine_msi_route(m->machine, m->gsi[v], addr, m->table[v].data);
 	if (err)
 		pr_warn("msix: cannot route vector %d: %s", v, strerror(-err));
 	m->routed[v] = true;

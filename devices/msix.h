@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct vm;
+struct machine;
 struct pci_dev;
 
 #define MSIX_MAX_VECTORS 64
@@ -19,8 +19,10 @@ struct msix_entry {
 	uint32_t addr_lo, addr_hi, data, ctrl;
 };
 
+/* lock guards the table, the PBA, enable and function mask: a leaf below the device's lock
+ * (vectors fire with it held) and the PCI bus lock (the control word is config space). */
 struct msix {
-	struct vm *vm;
+	struct machine *machine;
 	struct pci_dev *pdev;
 	pthread_mutex_t lock;
 	uint16_t nvec;
@@ -35,7 +37,7 @@ struct msix {
 
 /* Adds the capability (table at table_off, PBA at pba_off, both in BAR `bar`) and sets up one
  * GSI and irqfd per vector. */
-int msix_init(struct msix *m, struct pci_dev *pdev, struct vm *vm, uint16_t nvec, int bar,
+int msix_init(struct msix *m, struct pci_dev *pdev, struct machine *mach, uint16_t nvec, int bar,
 	      uint32_t table_off, uint32_t pba_off);
 void msix_destroy(struct msix *m);
 /* The PCI device's config hook: the capability's control word was written. */

@@ -8,7 +8,8 @@
 #include "vmm/layout.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
+#include "vmm/machine.h"
+#include "vmm/memory.h"
 
 #define PCI_CF8 0xcf8
 #define PCI_CFC 0xcfc
@@ -17,8 +18,13 @@
 #define PCI_MMIO64_SIZE (32 * GiB)
 
 struct pci_bus {
-	struct vm *vm;
-	pthread_mutex_t lock;     /* config space of every device, and the BAR mappings */
+	struct machine *machine;
+	/* Config space of every device, the BAR mappings (and the bar_mapped hooks' state),
+	 * the 0xcf8 address register. Taken before any device lock. */
+	pthread_mutex_t lock;
+	/* INTx: each device's level, INTx-disable and line; a leaf lock (taken with a device's
+	 * lock held when it raises an interrupt, and with the bus lock held on command writes). */
+	pthread_mutex_t intx_lock;
 	uint32_t cf8;
 	struct pci_dev host_bridge;
 	struct pci_dev *slots[PCI_MAX_SLOTS];
@@ -40,7 +46,8 @@ static void bar_unmap(struct pci_dev *p, int i)
 
 	if (!b->mapped)
 		return;
-	bus_unregister(b->io ? &p->vm->pio : &p->vm->mmio, b->mapped_addr, b->opaque);
+	bus_unregister(b->io ? p->bus->machine->pio : p->bus->machine->mmio, b->mapped_addr,
+		       b->opaque);
 	b->mapped = false;
 	if (p->ops && p->ops->bar_mapped)
 		p->ops->bar_mapped(p, i, b->mapped_addr, false);
@@ -61,11 +68,12 @@ static void bars_update(struct pci_dev *p)
 		if (b->mapped && (!decode || b->mapped_addr != b->addr))
 			bar_unmap(p, i);
 		/* An address of 0, or a half-programmed one past the address space, stays unmapped
-		 * (sizing writes all-ones to a BAR). */
-		if (b->mapped || !decode || !b->addr || b->addr + b->size > limit)
+		 * (sizing writes all-ones to a BAR). Written so that it cannot wrap: a 64-bit BAR
+		 * may be programmed to the last size-aligned address below 2^64. */
+		if (b->mapped || !decode || !b->addr || b->size > limit || b->addr > limit - b->size)
 			continue;
-		if (bus_register(b->io ? &p->vm->pio : &p->vm->mmio, b->addr, b->size, b->ops, b->opaque,
-				 "pci-bar") < 0) {
+		if (bus_register(b->io ? p->bus->machine->pio : p->bus->machine->mmio, b->addr, b->size,
+				 b->ops, b->opaque, "pci-bar") < 0) {
 			pr_debug("pci %02x: BAR %d at 0x%llx overlaps another device: not mapped", p->slot,
 				 i, (unsigned long long)b->addr);
 			continue;
@@ -124,7 +132,26 @@ static uint32_t cfg_read(struct pci_dev *p, uint32_t off, uint32_t len)
 	if (p->ops && p->ops->cfg_read && p->ops->cfg_read(p, off, len, &v))
 		return v;
 	memcpy(&v, &p->cfg[off], len);
+	/* The status register's interrupt bit is INTx's, which has its own lock. */
+	if (off <= PCI_STATUS && off + len > PCI_STATUS) {
+		uint32_t bit = PCI_STATUS_INTERRUPT << (8 * (PCI_STATUS - off));
+
+		pthread_mutex_lock(&p->bus->intx_lock);
+		v = p->intx_level ? v | bit : v & ~bit;
+		pthread_mutex_unlock(&p->bus->intx_lock);
+	}
 	return v;
+}
+
+/* Drives the line from the level and INTx-disable; with intx_lock held. */
+static void intx_update(struct pci_dev *p)
+{
+	int line = p->intx_level && !p->intx_disabled;
+
+	if (line != p->intx_line) {
+		p->intx_line = line;
+		machine_set_irq_line(p->bus->machine, p->intx_gsi, line);
+	}
 }
 
 static void cfg_write(struct pci_dev *p, uint32_t off, uint32_t len, uint32_t val)
@@ -145,8 +172,10 @@ static void cfg_write(struct pci_dev *p, uint32_t off, uint32_t len, uint32_t va
 	}
 	if (off <= PCI_COMMAND + 1 && off + len > PCI_COMMAND) {
 		bars_update(p);
-		if (p->intx_level)
-			pci_set_intx(p, p->intx_level); /* INTx-disable may have changed */
+		pthread_mutex_lock(&p->bus->intx_lock);
+		p->intx_disabled = pci_cfg_read16(p, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE;
+		intx_update(p);
+		pthread_mutex_unlock(&p->bus->intx_lock);
 	}
 	if (p->ops && p->ops->cfg_written)
 		p->ops->cfg_written(p, off, len, val);
@@ -205,7 +234,7 @@ static void cf8_write(void *opaque, uint64_t off, const void *data, uint32_t len
 	v = *(const uint8_t *)data;
 	if (off == PCI_RESET_PORT - PCI_CF8 && len == 1 && (v & 0x04)) {
 		pr_info("guest reset through port 0xcf9");
-		vm_request_exit(pb->vm, 0, "reset");
+		machine_request_exit(pb->machine, 0, "reset");
 	}
 }
 
@@ -253,12 +282,12 @@ static const struct bus_ops ecam_ops = { .read = ecam_read, .write = ecam_write 
 
 /* ---- devices ---- */
 
-void pci_dev_init(struct pci_dev *p, struct vm *vm, uint16_t vendor, uint16_t device,
+void pci_dev_init(struct pci_dev *p, struct pci_bus *bus, uint16_t vendor, uint16_t device,
 		  uint32_t class_code, uint8_t revision, uint16_t subsys_vendor, uint16_t subsys_id,
 		  const struct pci_dev_ops *ops, void *priv)
 {
 	memset(p, 0, sizeof(*p));
-	p->vm = vm;
+	p->bus = bus;
 	p->ops = ops;
 	p->priv = priv;
 	memcpy(&p->cfg[PCI_VENDOR_ID], &vendor, 2);
@@ -310,9 +339,9 @@ static uint64_t assign(uint64_t *next, uint64_t size)
 	return a;
 }
 
-int pci_register(struct vm *vm, struct pci_dev *p)
+int pci_register(struct pci_dev *p)
 {
-	struct pci_bus *pb = vm->pci;
+	struct pci_bus *pb = p->bus;
 	int slot = -1;
 
 	for (int s = 1; s < PCI_MAX_SLOTS && slot < 0; s++)
@@ -348,10 +377,11 @@ int pci_register(struct vm *vm, struct pci_dev *p)
 	return 0;
 }
 
-void pci_mmio64_window(struct vm *vm, uint64_t *start, uint64_t *end)
+void pci_mmio64_window(const struct machine *m, uint64_t *start, uint64_t *end)
 {
-	uint64_t ram_top = vm->mem.nregions > 1 ? vm->mem.regions[1].gpa + vm->mem.regions[1].size
-						: MMIO_HOLE_END;
+	const struct guest_mem *mem = m->mem;
+	uint64_t ram_top = mem->nregions > 1 ? mem->regions[1].gpa + mem->regions[1].size
+					     : MMIO_HOLE_END;
 
 	*start = ALIGN_UP(ram_top, PCI_MMIO64_ALIGN);
 	*end = *start + PCI_MMIO64_SIZE;
@@ -359,14 +389,10 @@ void pci_mmio64_window(struct vm *vm, uint64_t *start, uint64_t *end)
 
 void pci_set_intx(struct pci_dev *p, int level)
 {
-	int line = level && !(pci_cfg_read16(p, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE);
-
+	pthread_mutex_lock(&p->bus->intx_lock);
 	p->intx_level = level;
-	if (level)
-		p->cfg[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
-	else
-		p->cfg[PCI_STATUS] &= ~PCI_STATUS_INTERRUPT;
-	vm_set_irq_line(p->vm, p->intx_gsi, line);
+	intx_update(p);
+	pthread_mutex_unlock(&p->bus->intx_lock);
 }
 
 static void pci_bus_destroy(void *opaque)
@@ -374,10 +400,11 @@ static void pci_bus_destroy(void *opaque)
 	struct pci_bus *pb = opaque;
 
 	pthread_mutex_destroy(&pb->lock);
+	pthread_mutex_destroy(&pb->intx_lock);
 	free(pb);
 }
 
-int pci_init(struct vm *vm)
+int pci_bus_create(struct machine *m, struct pci_bus **out)
 {
 	struct pci_bus *pb = calloc(1, sizeof(*pb));
 	uint64_t end;
@@ -385,25 +412,29 @@ int pci_init(struct vm *vm)
 
 	if (!pb)
 		return -ENOMEM;
-	pb->vm = vm;
+	pb->machine = m;
 	pthread_mutex_init(&pb->lock, NULL);
+	pthread_mutex_init(&pb->intx_lock, NULL);
 	pb->mmio32_next = PCI_MMIO32_START;
-	pci_mmio64_window(vm, &pb->mmio64_next, &end);
+	pci_mmio64_window(m, &pb->mmio64_next, &end);
 	pb->io_next = PCI_IO_START;
-	err = vm_add_device(vm, pb, pci_bus_destroy);
+	err = machine_own(m, pb, pci_bus_destroy);
 	if (err) {
 		pci_bus_destroy(pb);
 		return err;
 	}
-	vm->pci = pb;
 	/* The host bridge, slot 0: "Red Hat, Inc. QEMU PCIe Host bridge", class 0x0600. */
-	pci_dev_init(&pb->host_bridge, vm, 0x1b36, 0x0008, 0x060000, 0, 0x1af4, 0x1100, NULL, NULL);
+	pci_dev_init(&pb->host_bridge, pb, 0x1b36, 0x0008, 0x060000, 0, 0x1af4, 0x1100, NULL, NULL);
 	pb->slots[0] = &pb->host_bridge;
 	/* 0xcf8-0xcfb: the address register (32-bit) and, at 0xcf9, reset control (8-bit). */
-	err = bus_register(&vm->pio, PCI_CF8, 4, &cf8_ops, pb, "pci-cf8");
+	err = bus_register(m->pio, PCI_CF8, 4, &cf8_ops, pb, "pci-cf8");
 	if (!err)
-		err = bus_register(&vm->pio, PCI_CFC, 4, &cfc_ops, pb, "pci-cfc");
+		err = bus_register(m->pio, PCI_CFC, 4, &cfc_ops, pb, "pci-cfc");
 	if (!err)
-		err = bus_register(&vm->mmio, PCI_ECAM_BASE, PCI_ECAM_BUS_SIZE, &ecam_ops, pb, "pci-ecam");
+		err = bus_register(m->mmio, PCI_ECAM_BASE, PCI_ECAM_BUS_SIZE, &ecam_ops, pb, "pci-ecam");
+	if (!err) {
+		m->pci = true;
+		*out = pb;
+	}
 	return err;
 }

@@ -13,7 +13,8 @@
 
 #include "vmm/bus.h"
 
-struct vm;
+struct machine;
+struct pci_bus;
 struct pci_dev;
 
 #define PCI_CFG_SIZE 4096
@@ -42,8 +43,10 @@ struct pci_dev_ops {
 	void (*bar_mapped)(struct pci_dev *pdev, int bar, uint64_t addr, bool mapped);
 };
 
+/* A device's config space and BARs are guarded by its bus's lock (devices/pci.c); its INTx
+ * state by the bus's INTx lock. */
 struct pci_dev {
-	struct vm *vm;
+	struct pci_bus *bus;
 	const struct pci_dev_ops *ops;
 	void *priv;
 	int slot;
@@ -53,27 +56,30 @@ struct pci_dev {
 	uint8_t last_cap;              /* offset of the last capability, 0 if none */
 	uint8_t cap_end;               /* next free capability offset */
 	uint32_t intx_gsi;
-	int intx_level;
+	int intx_level;                /* what the device asks for */
+	bool intx_disabled;            /* the command register's INTx-disable bit */
+	int intx_line;                 /* what the interrupt controller was last told */
 };
 
-/* Creates the host bridge and the config-space access paths. */
-int pci_init(struct vm *vm);
+/* Creates the bus (owned by the machine) with its host bridge and config-space access paths. */
+int pci_bus_create(struct machine *m, struct pci_bus **out);
 
 /* Fills the header of a type-0 device. Call pci_add_bar/pci_add_cap, then pci_register. */
-void pci_dev_init(struct pci_dev *pdev, struct vm *vm, uint16_t vendor, uint16_t device,
+void pci_dev_init(struct pci_dev *pdev, struct pci_bus *bus, uint16_t vendor, uint16_t device,
 		  uint32_t class_code, uint8_t revision, uint16_t subsys_vendor, uint16_t subsys_id,
 		  const struct pci_dev_ops *ops, void *priv);
 void pci_add_bar(struct pci_dev *pdev, int bar, uint64_t size, bool io, bool is64,
 		 const struct bus_ops *ops, void *opaque);
 /* Reserves len bytes of capability `id` in config space; returns its offset (0 if full). */
 uint8_t pci_add_cap(struct pci_dev *pdev, uint8_t id, uint8_t len);
-/* Puts the device in the next free slot, assigns its BARs and maps them. */
-int pci_register(struct vm *vm, struct pci_dev *pdev);
+/* Puts the device in the next free slot of its bus, assigns its BARs and maps them. */
+int pci_register(struct pci_dev *pdev);
 
 /* The window for 64-bit BARs: from the first 1 GiB boundary at or above the end of RAM. */
-void pci_mmio64_window(struct vm *vm, uint64_t *start, uint64_t *end);
+void pci_mmio64_window(const struct machine *m, uint64_t *start, uint64_t *end);
 
-/* Drives the device's INTx line (pin A); respects the command register's INTx-disable bit. */
+/* Drives the device's INTx line (pin A); respects the command register's INTx-disable bit.
+ * Any thread; takes only the bus's INTx lock. */
 void pci_set_intx(struct pci_dev *pdev, int level);
 
 static inline uint16_t pci_cfg_read16(const struct pci_dev *p, uint32_t off)

@@ -11,7 +11,7 @@
 #include "devices/legacy.h"
 #include "vmm/bus.h"
 #include "vmm/layout.h"
-#include "vmm/vm.h"
+#include "vmm/machine.h"
 
 enum {
 	CMOS_SECONDS = 0x00, CMOS_MINUTES = 0x02, CMOS_HOURS = 0x04, CMOS_WEEKDAY = 0x06,
@@ -117,7 +117,7 @@ static void rtc_destroy(void *dev)
 	free(rtc);
 }
 
-int rtc_create(struct vm *vm)
+int rtc_create(struct machine *m)
 {
 	struct rtc *rtc = calloc(1, sizeof(*rtc));
 	int err;
@@ -128,10 +128,10 @@ int rtc_create(struct vm *vm)
 	rtc->ram[CMOS_STATUS_A] = STATUS_A_DIVIDER;
 	rtc->ram[CMOS_STATUS_B] = STATUS_B_24H;
 	rtc->ram[CMOS_STATUS_D] = STATUS_D_VRT;
-	err = vm_add_device(vm, rtc, rtc_destroy);
+	err = machine_own(m, rtc, rtc_destroy);
 	if (err) {
 		rtc_destroy(rtc);
 		return err;
 	}
-	return bus_register(&vm->pio, RTC_PORT, 2, &rtc_ops, rtc, "rtc");
+	return bus_register(m->pio, RTC_PORT, 2, &rtc_ops, rtc, "rtc");
 }

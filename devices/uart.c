@@ -9,7 +9,7 @@
 
 #include "vmm/bus.h"
 #include "vmm/log.h"
-#include "vmm/vm.h"
+#include "vmm/machine.h"
 
 enum {
 	REG_RBR_THR_DLL = 0, REG_IER_DLM = 1, REG_IIR_FCR = 2, REG_LCR = 3,
@@ -56,7 +56,7 @@ enum {
 #define FIFO_SIZE 16
 
 struct uart {
-	struct vm *vm;
+	struct machine *machine;
 	struct term *term;
 	pthread_mutex_t lock;
 	uint16_t port;
@@ -91,7 +91,7 @@ static void uart_update_irq(struct uart *u)
 
 	if (level != u->irq_level) {
 		u->irq_level = level;
-		vm_set_irq_line(u->vm, u->gsi, level);
+		machine_set_irq_line(u->machine, u->gsi, level);
 	}
 }
 
@@ -268,13 +268,14 @@ static void uart_destroy(void *dev)
 	free(u);
 }
 
-struct uart *uart_create(struct vm *vm, uint16_t port, uint32_t gsi, int out_fd)
+int uart_create(struct machine *m, uint16_t port, uint32_t gsi, int out_fd, struct uart **out)
 {
 	struct uart *u = calloc(1, sizeof(*u));
+	int err;
 
 	if (!u)
-		return NULL;
-	u->vm = vm;
+		return -ENOMEM;
+	u->machine = m;
 	u->port = port;
 	u->gsi = gsi;
 	u->out_fd = out_fd;
@@ -282,9 +283,13 @@ struct uart *uart_create(struct vm *vm, uint16_t port, uint32_t gsi, int out_fd)
 	u->mcr = MCR_OUT2;
 	u->dll = 0x0c; /* 9600 baud */
 	pthread_mutex_init(&u->lock, NULL);
-	if (vm_add_device(vm, u, uart_destroy) < 0) {
+	err = machine_own(m, u, uart_destroy);
+	if (err) {
 		uart_destroy(u);
-		return NULL;
+		return err;
 	}
-	return bus_register(&vm->pio, port, 8, &uart_ops, u, "uart") < 0 ? NULL : u;
+	err = bus_register(m->pio, port, 8, &uart_ops, u, "uart");
+	if (!err)
+		*out = u;
+	return err;
 }

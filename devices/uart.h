@@ -6,11 +6,11 @@
 
 #include "vmm/console.h"
 
-struct vm;
+struct machine;
 struct uart;
 
-/* out_fd receives what the guest transmits. */
-struct uart *uart_create(struct vm *vm, uint16_t port, uint32_t gsi, int out_fd);
+/* Plugs a UART into m (which owns it); out_fd receives what the guest transmits. */
+int uart_create(struct machine *m, uint16_t port, uint32_t gsi, int out_fd, struct uart **out);
 /* The sink that feeds the guest's receiver. */
 struct console_sink uart_console_sink(struct uart *u);
 /* Who to tell when the receive FIFO has room again. */

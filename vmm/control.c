@@ -10,9 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "vmm/evloop.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
 #define CONTROL_MAX_COMMANDS 16
 #define CONTROL_MAX_CLIENTS 8
@@ -33,7 +33,7 @@ struct control_client {
 };
 
 struct control {
-	struct vm *vm;
+	struct evloop *loop;
 	struct ev_handler listen_h;
 	char *path;
 	struct control_cmd cmds[CONTROL_MAX_COMMANDS];
@@ -41,7 +41,7 @@ struct control {
 	struct control_client clients[CONTROL_MAX_CLIENTS];
 };
 
-static void control_destroy(void *opaque)
+void control_destroy(void *opaque)
 {
 	struct control *c = opaque;
 
@@ -56,28 +56,20 @@ static void control_destroy(void *opaque)
 	free(c);
 }
 
-static struct control *control_get(struct vm *vm)
+int control_create(struct evloop *loop, struct control **out)
 {
-	if (!vm->control) {
-		vm->control = calloc(1, sizeof(*vm->control));
-		if (!vm->control)
-			return NULL;
-		vm->control->vm = vm;
-		if (vm_add_device(vm, vm->control, control_destroy) < 0) {
-			free(vm->control);
-			vm->control = NULL;
-		}
-	}
-	return vm->control;
-}
-
-int control_register(struct vm *vm, const char *name, const char *help, control_fn fn,
-		     void *opaque)
-{
-	struct control *c = control_get(vm);
+	struct control *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return -ENOMEM;
+	c->loop = loop;
+	*out = c;
+	return 0;
+}
+
+int control_register(struct control *c, const char *name, const char *help, control_fn fn,
+		     void *opaque)
+{
 	if (c->ncmds == CONTROL_MAX_COMMANDS)
 		return -ENOSPC;
 	c->cmds[c->ncmds++] = (struct control_cmd){ name, help, fn, opaque };
@@ -112,7 +104,7 @@ static void execute(struct control *c, char *line, char *out, size_t outlen)
 
 static void client_close(struct control_client *cl)
 {
-	evloop_del(&cl->ctl->vm->loop, &cl->h);
+	evloop_del(cl->ctl->loop, &cl->h);
 	close(cl->h.fd);
 	cl->used = false;
 }
@@ -140,7 +132,8 @@ static void on_client(struct ev_handler *h, uint32_t events)
 		execute(cl->ctl, cl->buf, out, sizeof(out) - 1);
 		len = strlen(out);
 		out[len++] = '\n';
-		if (write(h->fd, out, len) < 0) {
+		/* MSG_NOSIGNAL: a client that hung up must not kill mica with SIGPIPE. */
+		if (send(h->fd, out, len, MSG_NOSIGNAL) < 0) {
 			client_close(cl);
 			return;
 		}
@@ -150,7 +143,7 @@ static void on_client(struct ev_handler *h, uint32_t events)
 	if (cl->len == sizeof(cl->buf) - 1) {
 		static const char msg[] = "error line too long\n";
 
-		if (write(h->fd, msg, sizeof(msg) - 1) < 0)
+		if (send(h->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) < 0)
 			pr_debug("control: cannot answer a client");
 		client_close(cl);
 	}
@@ -171,7 +164,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 			memset(cl, 0, sizeof(*cl));
 			cl->ctl = c;
 			cl->h.fn = on_client;
-			if (evloop_add(&c->vm->loop, fd, EPOLLIN, &cl->h) == 0) {
+			if (evloop_add(c->loop, fd, EPOLLIN, &cl->h) == 0) {
 				cl->used = true;
 				return;
 			}
@@ -181,45 +174,37 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	close(fd); /* too many clients */
 }
 
-int control_listen(struct vm *vm, const char *path, const char **why)
+int control_listen(struct control *c, const char *path, struct err *e)
 {
-	struct control *c = control_get(vm);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd, err;
 
-	if (!c) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		*why = "the --control path is too long for a UNIX socket (108 bytes at most)";
-		return -ENAMETOOLONG;
-	}
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return err_set(e, -ENAMETOOLONG, "the --control path is too long for a UNIX socket "
+			       "(%zu bytes at most)", sizeof(sa.sun_path) - 1);
 	/* Replace a stale socket left by an earlier run, but never another kind of file. */
 	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			*why = "the --control path exists and is not a socket";
-			return -EEXIST;
-		}
+		if (!S_ISSOCK(st.st_mode))
+			return err_set(e, -EEXIST, "%s exists and is not a socket: give another "
+				       "--control path", path);
 		unlink(path);
 	}
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
-		err = -errno;
-		*why = "cannot listen on the --control socket";
+		err = err_set(e, -errno, "cannot listen on %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return err;
 	}
 	c->path = strdup(path);
 	c->listen_h.fn = on_accept;
-	err = evloop_add(&vm->loop, fd, EPOLLIN, &c->listen_h);
+	err = evloop_add(c->loop, fd, EPOLLIN, &c->listen_h);
 	if (err) {
 		c->listen_h.fn = NULL;
 		close(fd);
-		*why = "cannot watch the --control socket";
+		return err_set(e, err, "cannot watch the --control socket: %s", strerror(-err));
 	}
-	return err;
+	return 0;
 }

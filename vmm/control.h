@@ -7,15 +7,22 @@
 
 #include <stddef.h>
 
-struct vm;
+#include "vmm/err.h"
+
+struct control;
+struct evloop;
 
 /* A command handler writes one reply line (without "\n") into out. Returns 0, or -errno
  * with the reason in out. Runs on the event-loop thread. */
 typedef int (*control_fn)(void *opaque, const char *args, char *out, size_t outlen);
 
-int control_register(struct vm *vm, const char *name, const char *help, control_fn fn,
+/* A control object on loop (its caller owns it: control_destroy). */
+int control_create(struct evloop *loop, struct control **out);
+void control_destroy(void *c);
+/* Adds a command (set-up time, before the loop runs). */
+int control_register(struct control *c, const char *name, const char *help, control_fn fn,
 		     void *opaque);
 /* Starts listening at path (replacing a stale socket file). */
-int control_listen(struct vm *vm, const char *path, const char **why);
+int control_listen(struct control *c, const char *path, struct err *e);
 
 #endif

@@ -7,7 +7,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-int kvm_open(int *kvm_fd, struct kvm_caps *caps, const char **why)
+int kvm_open(int *kvm_fd, struct kvm_caps *caps, struct err *e)
 {
 	static const struct { int cap; const char *name; } required[] = {
 		{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
@@ -20,37 +20,28 @@ int kvm_open(int *kvm_fd, struct kvm_caps *caps, const char **why)
 		{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
 	};
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	int err;
 
 	if (fd < 0) {
-		err = -errno;
-		if (err == -ENOENT)
-			*why = "/dev/kvm does not exist: load kvm_intel or kvm_amd (modprobe kvm_amd), "
-			       "enable virtualization in the firmware, or run mica under scripts/with-kvm";
-		else if (err == -EACCES || err == -EPERM)
-			*why = "no permission to open /dev/kvm: add your user to group kvm "
-			       "(usermod -aG kvm $USER, then log in again) or run as root";
-		else
-			*why = "cannot open /dev/kvm";
-		return err;
+		if (errno == ENOENT)
+			return err_set(e, -errno, "/dev/kvm does not exist: load kvm_intel or kvm_amd "
+				       "(modprobe kvm_amd), enable virtualization in the firmware, or "
+				       "run mica under scripts/with-kvm");
+		if (errno == EACCES || errno == EPERM)
+			return err_set(e, -errno, "no permission to open /dev/kvm: add your user to "
+				       "group kvm (usermod -aG kvm $USER, then log in again) or run "
+				       "as root");
+		return err_set(e, -errno, "cannot open /dev/kvm: %s", strerror(errno));
 	}
 	if (ioctl(fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
-		*why = "/dev/kvm speaks an unexpected KVM API version (mica needs 12): "
-		       "update the host kernel";
 		close(fd);
-		return -ENOTSUP;
+		return err_set(e, -ENOTSUP, "/dev/kvm speaks an unexpected KVM API version (mica "
+			       "needs 12): update the host kernel");
 	}
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
 		if (ioctl(fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
-			/* The name of the missing capability is the useful part of the message. */
-			static __thread char msg[160];
-
-			strcpy(msg, "the host's KVM lacks ");
-			strcat(msg, required[i].name);
-			strcat(msg, ", which mica needs: use a newer host kernel");
-			*why = msg;
 			close(fd);
-			return -ENOTSUP;
+			return err_set(e, -ENOTSUP, "the host's KVM lacks %s, which mica needs: use "
+				       "a newer host kernel", required[i].name);
 		}
 	}
 	memset(caps, 0, sizeof(*caps));

@@ -7,8 +7,6 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 
-#include "devices/virtio/blk.h"
-#include "devices/virtio/virtio.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -37,7 +35,17 @@ static void rss_kib(const struct vm *vm, unsigned long *total, unsigned long *gu
 	fclose(f);
 }
 
-int stats_write_json(const struct vm *vm, const struct run_times *t, const char *path)
+int stats_add_device(struct stats_devices *s, stats_fn fn, void *obj)
+{
+	if (s->n == STATS_MAX_DEVICES)
+		return -ENOSPC;
+	s->dev[s->n].fn = fn;
+	s->dev[s->n++].obj = obj;
+	return 0;
+}
+
+int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
+		     const struct run_times *t, const char *path)
 {
 	struct vcpu_stats sum = { 0 };
 	unsigned long rss, guest_rss;
@@ -72,39 +80,21 @@ int stats_write_json(const struct vm *vm, const struct run_times *t, const char 
 		   "\"mmio_writes\": %lu },\n",
 		atomic_load(&vm->pio.unclaimed_reads), atomic_load(&vm->pio.unclaimed_writes),
 		atomic_load(&vm->mmio.unclaimed_reads), atomic_load(&vm->mmio.unclaimed_writes));
-	fprintf(f, "  \"virtio\": [");
-	for (int i = 0; i < vm->nvirtio; i++) {
-		const struct virtio_dev *d = vm->virtio_devs[i];
+	fprintf(f, "  \"devices\": [");
+	for (int i = 0; i < devs->n; i++) {
+		struct stat_value v[STATS_MAX_VALUES];
+		int n = devs->dev[i].fn(devs->dev[i].obj, v, STATS_MAX_VALUES);
 
-		fprintf(f, "%s\n    { \"device\": \"%s\", \"notifies\": %lu, \"notifies_ignored\": %lu, "
-			   "\"notifies_userspace\": %lu, \"interrupts\": %lu, "
-			   "\"interrupts_suppressed\": %lu, \"violations\": %lu }",
-			i ? "," : "", d->ops->name, atomic_load(&d->stats.notifies),
-			atomic_load(&d->stats.notifies_ignored),
-			atomic_load(&d->stats.notifies_userspace), atomic_load(&d->stats.interrupts),
-			atomic_load(&d->stats.interrupts_suppressed),
-			atomic_load(&d->stats.violations));
+		fprintf(f, "%s\n    {", i ? "," : "");
+		for (int k = 0; k < n; k++) {
+			if (v[k].str)
+				fprintf(f, "%s \"%s\": \"%s\"", k ? "," : "", v[k].name, v[k].str);
+			else
+				fprintf(f, "%s \"%s\": %llu", k ? "," : "", v[k].name,
+					(unsigned long long)v[k].num);
+		}
+		fprintf(f, " }");
 	}
-	fprintf(f, "%s],\n  \"blk\": [", vm->nvirtio ? "\n  " : "");
-	for (int i = 0, n = 0; i < vm->nvirtio; i++) {
-		const struct virtio_blk_stats *b = virtio_blk_stats(vm->virtio_devs[i]);
-
-		if (!b)
-			continue;
-		fprintf(f, "%s\n    { \"backend\": \"%s\", \"reads\": %lu, \"writes\": %lu, "
-			   "\"flushes\": %lu, \"bytes_read\": %lu, \"bytes_written\": %lu, "
-			   "\"batches\": %lu, \"merged\": %lu, \"errors\": %lu, "
-			   "\"unsupported\": %lu }",
-			n++ ? "," : "", virtio_blk_backend(vm->virtio_devs[i]), atomic_load(&b->reads),
-			atomic_load(&b->writes), atomic_load(&b->flushes), atomic_load(&b->bytes_read),
-			atomic_load(&b->bytes_written), atomic_load(&b->batches),
-			atomic_load(&b->merged),
-			atomic_load(&b->err_header) + atomic_load(&b->err_direction) +
-				atomic_load(&b->err_length) + atomic_load(&b->err_range) +
-				atomic_load(&b->err_segments) + atomic_load(&b->err_read_only) +
-				atomic_load(&b->err_limits) + atomic_load(&b->err_flags),
-			atomic_load(&b->unsupported));
-	}
-	fprintf(f, "\n  ]\n}\n");
+	fprintf(f, "%s]\n}\n", devs->n ? "\n  " : "");
 	return fclose(f) ? -errno : 0;
 }

@@ -6,6 +6,31 @@
 
 struct vm;
 
+/* One counter of a device: a number, or a string when str is set. */
+struct stat_value {
+	const char *name;
+	const char *str;
+	uint64_t num;
+};
+
+#define STATS_MAX_VALUES 40
+#define STATS_MAX_DEVICES 32
+
+/* Fills at most max values describing obj (the first one: "device", its name); returns how
+ * many. Runs after the VM has stopped. */
+typedef int (*stats_fn)(void *obj, struct stat_value *out, int max);
+
+/* The devices whose counters --stats-json reports, in the order they were added. */
+struct stats_devices {
+	struct {
+		stats_fn fn;
+		void *obj;
+	} dev[STATS_MAX_DEVICES];
+	int n;
+};
+
+int stats_add_device(struct stats_devices *s, stats_fn fn, void *obj);
+
 struct run_times {
 	uint64_t start_ns;       /* mica started (CLOCK_MONOTONIC) */
 	uint64_t first_run_ns;   /* the VM was ready to run */
@@ -13,6 +38,7 @@ struct run_times {
 };
 
 /* Writes the statistics file; returns 0 or -errno. */
-int stats_write_json(const struct vm *vm, const struct run_times *t, const char *path);
+int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
+		     const struct run_times *t, const char *path);
 
 #endif

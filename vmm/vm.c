@@ -51,7 +51,71 @@ static int set_memory_regions(struct vm *vm)
 	return 0;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, const char **why)
+/* ---- the machine as devices see it: KVM behind struct machine_ops ---- */
+
+static struct vm *vm_of(struct machine *m)
+{
+	return container_of(m, struct vm, machine);
+}
+
+static int m_set_irq_line(struct machine *m, uint32_t gsi, int level)
+{
+	return vm_set_irq_line(vm_of(m), gsi, level);
+}
+
+static int m_irqfd(struct machine *m, int fd, uint32_t gsi, bool assign)
+{
+	struct kvm_irqfd irqfd = { .fd = fd, .gsi = gsi,
+				   .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
+
+	return ioctl(vm_of(m)->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
+}
+
+static int m_ioeventfd(struct machine *m, const struct machine_ioeventfd *io, bool assign)
+{
+	struct kvm_ioeventfd k = {
+		.datamatch = io->data, .addr = io->addr, .len = io->len, .fd = io->fd,
+		.flags = (io->datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
+			 (io->pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	return ioctl(vm_of(m)->vm_fd, KVM_IOEVENTFD, &k) < 0 ? -errno : 0;
+}
+
+static int m_msi_alloc(struct machine *m)
+{
+	return irq_alloc_msi_gsi(vm_of(m));
+}
+
+static int m_msi_route(struct machine *m, uint32_t gsi, uint64_t addr, uint32_t data)
+{
+	return irq_set_msi_route(vm_of(m), gsi, addr, data);
+}
+
+static void m_request_exit(struct machine *m, int status, const char *reason)
+{
+	vm_request_exit(vm_of(m), status, reason);
+}
+
+static int m_own(struct machine *m, void *obj, void (*destroy)(void *obj))
+{
+	return vm_own(vm_of(m), obj, destroy);
+}
+
+static const struct machine_ops kvm_machine_ops = {
+	.set_irq_line = m_set_irq_line,
+	.irqfd = m_irqfd,
+	.ioeventfd = m_ioeventfd,
+	.msi_alloc = m_msi_alloc,
+	.msi_route = m_msi_route,
+	.request_exit = m_request_exit,
+	.own = m_own,
+};
+
+/* ---- life cycle ---- */
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct err *e)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	uint64_t identity = KVM_IDENTITY_MAP_ADDR;
@@ -65,81 +129,66 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const char **why)
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 
-	err = kvm_open(&vm->kvm_fd, &vm->caps, why);
+	err = kvm_open(&vm->kvm_fd, &vm->caps, e);
 	if (err)
 		return err;
-	if (cfg->ncpus > vm->caps.max_vcpus) {
-		*why = "--cpus is larger than this host's KVM supports (KVM_CAP_MAX_VCPUS)";
-		return -EINVAL;
-	}
+	if (cfg->ncpus > vm->caps.max_vcpus)
+		return err_set(e, -EINVAL, "--cpus %d is more than this host's KVM supports (%d)",
+			       cfg->ncpus, vm->caps.max_vcpus);
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0) {
-		*why = "KVM_CREATE_VM failed";
-		return -errno;
-	}
+	if (vm->vm_fd < 0)
+		return err_set(e, -errno, "KVM_CREATE_VM failed: %s", strerror(errno));
 	err = guest_mem_init(&vm->mem, cfg->mem_size);
-	if (err) {
-		*why = "cannot map guest RAM: try a smaller --mem";
-		return err;
-	}
+	if (err)
+		return err_set(e, err, "cannot map %llu MiB of guest RAM (%s): try a smaller --mem",
+			       (unsigned long long)(cfg->mem_size >> 20), strerror(-err));
 	err = set_memory_regions(vm);
-	if (err) {
-		*why = "KVM_SET_USER_MEMORY_REGION failed";
-		return err;
-	}
+	if (err)
+		return err_set(e, err, "KVM_SET_USER_MEMORY_REGION failed: %s", strerror(-err));
 	/* Needed on Intel (real-mode emulation and EPT identity map), harmless on AMD. */
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0) {
-		*why = "KVM_SET_TSS_ADDR / KVM_SET_IDENTITY_MAP_ADDR failed";
-		return -errno;
-	}
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-		*why = "KVM_CREATE_IRQCHIP failed";
-		return -errno;
-	}
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
+		return err_set(e, -errno, "KVM_SET_TSS_ADDR / KVM_SET_IDENTITY_MAP_ADDR failed: %s",
+			       strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return err_set(e, -errno, "KVM_CREATE_IRQCHIP failed: %s", strerror(errno));
 	err = irq_routing_init(vm);
-	if (err) {
-		*why = "out of memory";
-		return err;
-	}
-	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
-		*why = "KVM_CREATE_PIT2 failed";
-		return -errno;
-	}
+	if (err)
+		return err_set(e, err, "out of memory");
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return err_set(e, -errno, "KVM_CREATE_PIT2 failed: %s", strerror(errno));
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if ((long)vm->run_size <= 0) {
-		*why = "KVM_GET_VCPU_MMAP_SIZE failed";
-		return -EINVAL;
-	}
+	if ((long)vm->run_size <= 0)
+		return err_set(e, -EINVAL, "KVM_GET_VCPU_MMAP_SIZE failed");
 	err = get_supported_cpuid(vm);
-	if (err) {
-		*why = "KVM_GET_SUPPORTED_CPUID failed";
-		return err;
-	}
+	if (err)
+		return err_set(e, err, "KVM_GET_SUPPORTED_CPUID failed: %s", strerror(-err));
 	err = evloop_init(&vm->loop);
-	if (err) {
-		*why = "cannot create the event loop (epoll)";
-		return err;
-	}
+	if (err)
+		return err_set(e, err, "cannot create the event loop (epoll): %s", strerror(-err));
 	vm->vcpus = calloc(cfg->ncpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!vm->vcpus)
+		return err_set(e, -ENOMEM, "out of memory");
 	vm->ncpus = cfg->ncpus;
 	for (int i = 0; i < vm->ncpus; i++) {
 		err = vcpu_create(vm, &vm->vcpus[i], i);
-		if (err) {
-			*why = "cannot create a vCPU";
-			return err;
-		}
+		if (err)
+			return err_set(e, err, "cannot create vCPU %d: %s", i, strerror(-err));
 	}
+	vm->machine = (struct machine){
+		.ops = &kvm_machine_ops,
+		.pio = &vm->pio,
+		.mmio = &vm->mmio,
+		.mem = &vm->mem,
+		.loop = &vm->loop,
+		.ioeventfd_no_length = vm->caps.ioeventfd_no_length,
+	};
 	return 0;
 }
 
-int vm_add_device(struct vm *vm, void *dev, void (*destroy)(void *dev))
+int vm_own(struct vm *vm, void *dev, void (*destroy)(void *dev))
 {
-	if (vm->ndevices == (int)(sizeof(vm->devices) / sizeof(vm->devices[0])))
+	if (vm->ndevices == VM_MAX_DEVICES)
 		return -ENOSPC;
 	vm->devices[vm->ndevices++] = (struct vm_device){ dev, destroy };
 	return 0;

@@ -1,4 +1,6 @@
-/* The VM object: everything a running machine owns, passed down to every part of mica. */
+/* The VM: KVM's VM with its RAM, irqchip and vCPUs, the buses and the event loop, and everything
+ * plugged into it (owned here, destroyed at the end). Devices never see this: they get
+ * vm->machine (vmm/machine.h). */
 #ifndef MICA_VM_H
 #define MICA_VM_H
 
@@ -8,73 +10,35 @@
 #include <stdint.h>
 
 #include "vmm/bus.h"
+#include "vmm/err.h"
 #include "vmm/evloop.h"
 #include "vmm/irq.h"
 #include "vmm/kvm.h"
+#include "vmm/machine.h"
 #include "vmm/memory.h"
 
 struct vcpu;
 struct kvm_cpuid2;
-struct virtio_dev;
-struct pci_bus;
-struct control;
 
 /* Exit statuses mica itself chooses (a guest's own status passes through unchanged). */
 #define EXIT_USAGE     2   /* bad command line or input files */
 #define EXIT_TIMEOUT   124 /* --timeout expired, as timeout(1) */
 #define EXIT_CRASH     125 /* guest crashed (triple fault, KVM entry failure) or mica failed */
 
-enum virtio_transport_kind {
-	TRANSPORT_MMIO,        /* virtio-mmio version 2 (virtio 1.0) */
-	TRANSPORT_MMIO_LEGACY, /* virtio-mmio version 1 (legacy) */
-	TRANSPORT_PCI,         /* virtio-pci, modern */
-	TRANSPORT_PCI_TRANSITIONAL, /* virtio-pci with a legacy I/O BAR as well */
-};
-
-enum console_kind {
-	CONSOLE_SERIAL,  /* the terminal is on the 16550A UART */
-	CONSOLE_VIRTIO,  /* the terminal is on virtio-console port 0 */
-};
-
 struct vm_config {
-	const char *kernel;
-	const char *initrd;
-	const char *cmdline;  /* NULL: the default for the kernel's kind */
 	uint64_t mem_size;
 	int ncpus;
 	double timeout_s;     /* 0: none */
-	enum virtio_transport_kind transport;
-	enum console_kind console;
-	int nrng;             /* --rng[=TRANSPORT], repeatable: virtio-rng devices */
-	enum virtio_transport_kind rng_transport[4];
-	bool rng_transport_set[4]; /* false: the VM's --transport */
-	bool bench_devices;   /* --bench-devices: the exit-cost lab's probes */
 	bool time_exits;      /* --time-exits: time the handling of each userspace exit */
-	const char *stats_path; /* --stats-json: where to write what happened, as JSON */
-	const char *control_path; /* --control: the control socket */
-	bool balloon;         /* --balloon: a virtio-balloon device */
-	const char *disks[8]; /* --disk SPEC, repeatable: virtio-blk devices */
-	int ndisks;
-	const char *nets[4];  /* --net SPEC, repeatable: virtio-net devices */
-	int nnets;
-	bool acpi;            /* ACPI tables for Linux (--acpi on, the default) */
 };
 
-/* A memory-mapped platform device the guest must be told about (FDT, later ACPI). */
-struct vm_platform_dev {
-	const char *compatible;
-	uint64_t base;
-	uint64_t size;
-	uint32_t gsi;
-};
-
-#define VM_MAX_PLATFORM_DEVS 16
-
-/* A device the VM owns and destroys at the end, in reverse order of creation. */
+/* Something the VM owns and destroys at the end, in reverse order of creation. */
 struct vm_device {
 	void *dev;
 	void (*destroy)(void *dev);
 };
+
+#define VM_MAX_DEVICES 48
 
 struct vm {
 	struct vm_config cfg;
@@ -92,32 +56,24 @@ struct vm {
 	int ncpus;
 	struct vcpu *vcpus;
 
-	struct vm_device devices[32];
+	struct machine machine;   /* what the devices see of this VM; vm.c's KVM ops behind it */
+	struct vm_device devices[VM_MAX_DEVICES];
 	int ndevices;
-	struct vm_platform_dev platform_devs[VM_MAX_PLATFORM_DEVS];
-	int nplatform_devs;
 
 	/* Set once by the first vm_request_exit(); read after the vCPUs have stopped. */
 	atomic_bool exit_requested;
 	int exit_status;
 	const char *exit_reason;
 	pthread_mutex_t exit_lock;
-
-	struct pci_bus *pci;
-	struct control *control;  /* --control: commands for the running VM */
-	/* The floor VM of `mica bench exits`: bare notify addresses given to the guest. */
-	uint64_t floor_mmio_notify, floor_pci_notify;
-	struct virtio_dev *virtio_devs[VM_MAX_PLATFORM_DEVS]; /* for statistics */
-	int nvirtio;
 };
 
-/* Creates the VM, its RAM, irqchip and PIT; no vCPUs yet. On failure returns -errno and sets
- * *why to a user-facing explanation. */
-int vm_create(struct vm *vm, const struct vm_config *cfg, const char **why);
+/* Creates the VM, its RAM, irqchip, PIT and vCPUs, and fills in vm->machine. Returns 0, or
+ * -errno with e saying why. */
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct err *e);
 void vm_destroy(struct vm *vm);
 
-/* Registers a device for destruction with the VM. */
-int vm_add_device(struct vm *vm, void *dev, void (*destroy)(void *dev));
+/* The VM takes dev and calls destroy(dev) at vm_destroy(), in reverse order of creation. */
+int vm_own(struct vm *vm, void *dev, void (*destroy)(void *dev));
 
 /* Ends the VM with this status; reason is a short fixed word for machine-readable results
  * ("guest-status", "timeout", "triple-fault", ...). The first request wins; later ones are

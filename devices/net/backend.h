@@ -48,10 +48,11 @@ struct net_backend {
 };
 
 /* --net user: libslirp on loop (10.0.2.0/24, host 10.0.2.2, DHCP from 10.0.2.15, DNS
- * 10.0.2.3) with o's hostfwd rules. NULL with *why on failure. */
-struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts *o,
-				     const char **why);
+ * 10.0.2.3) with o's hostfwd rules. Returns 0, or -errno with e saying why. */
+int net_slirp_create(struct evloop *loop, const struct net_opts *o, struct net_backend **out,
+		     struct err *e);
 /* --net tap,ifname=NAME: an existing tap (or a new one, with CAP_NET_ADMIN). */
-struct net_backend *net_tap_create(struct evloop *loop, const char *ifname, const char **why);
+int net_tap_create(struct evloop *loop, const char *ifname, struct net_backend **out,
+		   struct err *e);
 
 #endif

@@ -85,8 +85,6 @@ struct slirp_backend {
 	pthread_t loop_thread;
 };
 
-static char why_buf[256];
-
 static uint32_t slirp_to_epoll(int ev)
 {
 	return (ev & SLIRP_POLL_IN ? EPOLLIN : 0) | (ev & SLIRP_POLL_OUT ? EPOLLOUT : 0) |
@@ -497,8 +495,8 @@ static struct in_addr ip4(const char *s)
 	return a;
 }
 
-struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts *o,
-				     const char **why)
+int net_slirp_create(struct evloop *loop, const struct net_opts *o, struct net_backend **out,
+		     struct err *e)
 {
 	struct slirp_backend *sb = calloc(1, sizeof(*sb));
 	SlirpConfig cfg = {
@@ -515,19 +513,18 @@ struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts 
 	};
 	int fd, err;
 
-	if (!sb) {
-		*why = "out of memory";
-		return NULL;
-	}
+	if (!sb)
+		return err_set(e, -ENOMEM, "out of memory");
 	sb->be = (struct net_backend){ .ops = &slirp_ops, .name = "user" };
 	sb->loop = loop;
 	pthread_mutex_init(&sb->defer_lock, NULL);
-	if (slirp_lib_open(&sb->lib, why_buf, sizeof(why_buf)) < 0)
+	err = slirp_lib_open(&sb->lib, e);
+	if (err)
 		goto fail;
 
 	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fd < 0) {
-		snprintf(why_buf, sizeof(why_buf), "net user: eventfd: %s", strerror(errno));
+		err = err_set(e, -errno, "net user: eventfd: %s", strerror(errno));
 		goto fail;
 	}
 	sb->defer_h.fn = defer_ready;
@@ -535,13 +532,13 @@ struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts 
 	if (err) {
 		close(fd);
 		sb->defer_h.fn = NULL;
-		snprintf(why_buf, sizeof(why_buf), "net user: epoll: %s", strerror(-err));
+		err_set(e, err, "net user: epoll: %s", strerror(-err));
 		goto fail;
 	}
 
 	sb->slirp = sb->lib.new_(&cfg, &slirp_callbacks, sb);
 	if (!sb->slirp) {
-		snprintf(why_buf, sizeof(why_buf), "net user: libslirp could not start");
+		err = err_set(e, -EIO, "net user: libslirp could not start");
 		goto fail;
 	}
 	for (int i = 0; i < o->nhostfwd; i++) {
@@ -553,19 +550,19 @@ struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts 
 			char addr[INET_ADDRSTRLEN];
 
 			inet_ntop(AF_INET, &h->host_addr, addr, sizeof(addr));
-			snprintf(why_buf, sizeof(why_buf),
-				 "net user: cannot forward %s %s:%u (to guest port %u): %s",
-				 h->udp ? "udp" : "tcp", addr, h->host_port, h->guest_port,
-				 errno ? strerror(errno) : "refused by libslirp");
+			err = err_set(e, errno ? -errno : -EINVAL,
+				      "net user: cannot forward %s %s:%u (to guest port %u): %s",
+				      h->udp ? "udp" : "tcp", addr, h->host_port, h->guest_port,
+				      errno ? strerror(errno) : "refused by libslirp");
 			goto fail;
 		}
 	}
 	sb->hook.prepare = slirp_prepare;
 	sb->hook.after = slirp_after;
 	evloop_add_hook(loop, &sb->hook);
-	return &sb->be;
+	*out = &sb->be;
+	return 0;
 fail:
-	*why = why_buf;
 	slirp_destroy(&sb->be);
-	return NULL;
+	return err;
 }

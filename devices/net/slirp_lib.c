@@ -6,25 +6,22 @@
 #include <stdio.h>
 #include <string.h>
 
-int slirp_lib_open(struct slirp_lib *lib, char *why, size_t whylen)
+int slirp_lib_open(struct slirp_lib *lib, struct err *e)
 {
 	memset(lib, 0, sizeof(*lib));
 	lib->handle = dlopen(SLIRP_LIB_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!lib->handle) {
-		snprintf(why, whylen, "net user: cannot load %s (Debian package libslirp0): %s",
-			 SLIRP_LIB_SONAME, dlerror());
-		return -ENOENT;
-	}
+	if (!lib->handle)
+		return err_set(e, -ENOENT, "net user: cannot load %s (Debian package libslirp0): %s",
+			       SLIRP_LIB_SONAME, dlerror());
 	/* dlsym's object pointer becomes a function pointer of the declared type: POSIX
 	 * guarantees the conversion works. */
 #define LOAD(field, sym)                                                                  \
 	do {                                                                              \
 		*(void **)&lib->field = dlsym(lib->handle, #sym);                         \
 		if (!lib->field) {                                                        \
-			snprintf(why, whylen, "net user: %s has no %s", SLIRP_LIB_SONAME, \
-				 #sym);                                                   \
 			slirp_lib_close(lib);                                             \
-			return -ENOENT;                                                   \
+			return err_set(e, -ENOENT, "net user: %s has no %s",              \
+				       SLIRP_LIB_SONAME, #sym);                           \
 		}                                                                         \
 	} while (0)
 	LOAD(new_, slirp_new);

@@ -7,6 +7,8 @@
 #include <slirp/libslirp.h>
 #include <stddef.h>
 
+#include "vmm/err.h"
+
 #define SLIRP_LIB_SONAME "libslirp.so.0"
 
 struct slirp_lib {
@@ -21,7 +23,7 @@ struct slirp_lib {
 };
 
 /* Loads the library and every entry point; 0, or -ENOENT with why (dlerror's message). */
-int slirp_lib_open(struct slirp_lib *lib, char *why, size_t whylen);
+int slirp_lib_open(struct slirp_lib *lib, struct err *e);
 /* Unloads it (a no-op for a lib that failed to open). */
 void slirp_lib_close(struct slirp_lib *lib);
 

@@ -45,7 +45,6 @@ struct tap_backend {
 	uint8_t buf[TAP_BUF];
 };
 
-static char why_buf[256];
 
 static void set_watched(struct tap_backend *t, bool on)
 {
@@ -152,18 +151,18 @@ static const struct net_backend_ops tap_ops = {
 	.destroy = tap_destroy,
 };
 
-struct net_backend *net_tap_create(struct evloop *loop, const char *ifname, const char **why)
+int net_tap_create(struct evloop *loop, const char *ifname, struct net_backend **out,
+		   struct err *e)
 {
 	struct tap_backend *t = calloc(1, sizeof(*t));
 	struct ifreq ifr;
 	unsigned features = 0;
 	int sz = (int)sizeof(struct virtio_net_hdr_v1);
 
-	*why = why_buf;
-	if (!t) {
-		*why = "out of memory";
-		return NULL;
-	}
+	int err;
+
+	if (!t)
+		return err_set(e, -ENOMEM, "out of memory");
 	t->be = (struct net_backend){
 		.ops = &tap_ops,
 		.name = "tap",
@@ -179,39 +178,39 @@ struct net_backend *net_tap_create(struct evloop *loop, const char *ifname, cons
 
 	t->fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (t->fd < 0) {
-		snprintf(why_buf, sizeof(why_buf), "cannot open tap %s: /dev/net/tun: %s (needs "
-			 "CAP_NET_ADMIN or an existing tap owned by you)", t->ifname, strerror(errno));
+		err = err_set(e, -errno, "cannot open tap %s: /dev/net/tun: %s (needs "
+			      "CAP_NET_ADMIN or an existing tap owned by you)", t->ifname,
+			      strerror(errno));
 		goto fail;
 	}
 	if (ioctl(t->fd, TUNGETFEATURES, &features) < 0 || !(features & IFF_VNET_HDR)) {
-		snprintf(why_buf, sizeof(why_buf), "cannot open tap %s: the kernel has no "
-			 "IFF_VNET_HDR", t->ifname);
+		err = err_set(e, -ENOTSUP, "cannot open tap %s: the kernel has no IFF_VNET_HDR",
+			      t->ifname);
 		goto fail;
 	}
 	memset(&ifr, 0, sizeof(ifr));
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	memcpy(ifr.ifr_name, t->ifname, sizeof(ifr.ifr_name));
 	if (ioctl(t->fd, TUNSETIFF, &ifr) < 0) {
-		snprintf(why_buf, sizeof(why_buf), "cannot open tap %s: %s (needs CAP_NET_ADMIN or "
-			 "an existing tap owned by you)", t->ifname,
-			 errno == EINVAL ? "not a tap interface (a tun, or another kind?)"
-					 : strerror(errno));
+		err = err_set(e, -errno, "cannot open tap %s: %s (needs CAP_NET_ADMIN or an "
+			      "existing tap owned by you)", t->ifname,
+			      errno == EINVAL ? "not a tap interface (a tun, or another kind?)"
+			      : strerror(errno));
 		goto fail;
 	}
 	/* Until the driver says otherwise: the modern header, and no offloads towards it. */
 	if (ioctl(t->fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(t->fd, TUNSETOFFLOAD, 0U) < 0) {
-		snprintf(why_buf, sizeof(why_buf), "cannot set up tap %s: %s", t->ifname,
-			 strerror(errno));
+		err = err_set(e, -errno, "cannot set up tap %s: %s", t->ifname, strerror(errno));
 		goto fail;
 	}
 	set_watched(t, true);
 	if (!t->watched) {
-		snprintf(why_buf, sizeof(why_buf), "cannot watch tap %s on the event loop",
-			 t->ifname);
+		err = err_set(e, -EIO, "cannot watch tap %s on the event loop", t->ifname);
 		goto fail;
 	}
-	return &t->be;
+	*out = &t->be;
+	return 0;
 fail:
 	tap_destroy(&t->be);
-	return NULL;
+	return err;
 }

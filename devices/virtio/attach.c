@@ -1,37 +1,44 @@
-/* One place that knows the transports: a device model is handed to the one --transport chose. */
+#include "devices/virtio/attach.h"
+
 #include <errno.h>
+#include <string.h>
 
-#include "devices/virtio/devices.h"
 #include "devices/virtio/mmio.h"
+#include "devices/virtio/virtio.h"
 #include "devices/virtio/virtio_pci.h"
-#include "vmm/vm.h"
+#include "vmm/machine.h"
+#include "vmm/util.h"
 
-int virtio_attach(struct vm *vm, struct virtio_dev *dev)
+int virtio_transport_parse(const char *name, enum virtio_transport_kind *kind)
 {
-	return virtio_attach_to(vm, dev, vm->cfg.transport);
+	static const struct { const char *name; enum virtio_transport_kind kind; } names[] = {
+		{ "mmio", TRANSPORT_MMIO }, { "mmio-legacy", TRANSPORT_MMIO_LEGACY },
+		{ "pci", TRANSPORT_PCI }, { "pci-transitional", TRANSPORT_PCI_TRANSITIONAL },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		if (!strcmp(name, names[i].name)) {
+			*kind = names[i].kind;
+			return 0;
+		}
+	}
+	return -EINVAL;
 }
 
-int virtio_attach_to(struct vm *vm, struct virtio_dev *dev, enum virtio_transport_kind kind)
+int virtio_attach(struct machine *m, struct pci_bus *pci, struct virtio_dev *dev,
+		  enum virtio_transport_kind kind)
 {
 	int err = -ENOTSUP;
 
-	if (vm->nvirtio == VM_MAX_PLATFORM_DEVS)
-		return -ENOSPC;
 	switch (kind) {
 	case TRANSPORT_MMIO:
-		err = virtio_mmio_attach(vm, dev, false);
-		break;
 	case TRANSPORT_MMIO_LEGACY:
-		err = virtio_mmio_attach(vm, dev, true);
+		err = virtio_mmio_attach(m, dev, kind == TRANSPORT_MMIO_LEGACY);
 		break;
 	case TRANSPORT_PCI:
-		err = virtio_pci_attach(vm, dev, false);
-		break;
 	case TRANSPORT_PCI_TRANSITIONAL:
-		err = virtio_pci_attach(vm, dev, true);
+		err = pci ? virtio_pci_attach(pci, m, dev, kind == TRANSPORT_PCI_TRANSITIONAL) : -ENODEV;
 		break;
 	}
-	if (!err)
-		vm->virtio_devs[vm->nvirtio++] = dev;
-	return err;
+	return err ? err : machine_own(m, dev, virtio_dev_free);
 }

@@ -16,7 +16,7 @@
 #include "vmm/control.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
+#include "vmm/memory.h"
 
 #define INFLATE_Q 0
 #define DEFLATE_Q 1
@@ -40,7 +40,7 @@ struct virtio_balloon {
 /* Releases a run of contiguous guest pages with one madvise. */
 static void release(struct virtio_balloon *b, uint64_t first_pfn, uint64_t npages)
 {
-	void *hva = gpa_range(&b->vdev.vm->mem, first_pfn * PAGE_4K, npages * PAGE_4K);
+	void *hva = gpa_range(b->vdev.env.mem, first_pfn * PAGE_4K, npages * PAGE_4K);
 
 	if (hva && madvise(hva, npages * PAGE_4K, MADV_DONTNEED) == 0)
 		b->inflated_pages += npages;
@@ -57,7 +57,7 @@ static void inflate(struct virtio_balloon *b, const struct virtq_req *req)
 			uint32_t pfn;
 
 			memcpy(&pfn, p + i, 4);
-			if (!gpa_range(&b->vdev.vm->mem, (uint64_t)pfn * PAGE_4K, PAGE_4K)) {
+			if (!gpa_range(b->vdev.env.mem, (uint64_t)pfn * PAGE_4K, PAGE_4K)) {
 				b->bad_pfns++;
 				continue;
 			}
@@ -100,10 +100,10 @@ static void read_stats(struct virtio_balloon *b, const struct virtq_req *req)
 	b->stats_updates++;
 }
 
-static void balloon_queue_notify(struct virtio_dev *dev, int q)
+static bool balloon_queue_notify(struct virtio_dev *dev, int q)
 {
 	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
-	bool pushed = false;
+	int n = 0;
 
 	if (q == STATS_Q) {
 		/* The driver hands its stats buffer back; we keep it until we want fresh stats. */
@@ -112,18 +112,19 @@ static void balloon_queue_notify(struct virtio_dev *dev, int q)
 			b->stats_held = true;
 			b->stats_head = b->req.head;
 		}
-		return;
+		return false;
 	}
-	while (virtio_pop(dev, q, &b->req, VIRTQ_DEV_READS) == 0) {
+	while (n < VIRTIO_BUDGET && virtio_pop(dev, q, &b->req, VIRTQ_DEV_READS) == 0) {
 		if (q == INFLATE_Q)
 			inflate(b, &b->req);
 		else
 			deflate(b, &b->req);
 		virtio_push(dev, q, b->req.head, 0);
-		pushed = true;
+		n++;
 	}
-	if (pushed)
+	if (n)
 		virtio_notify_used(dev, q);
+	return n == VIRTIO_BUDGET;
 }
 
 /* The driver disables a queue: a stats buffer held from it is no longer the device's to
@@ -156,9 +157,13 @@ static void balloon_config_written(struct virtio_dev *dev, uint32_t off, uint32_
 	b->config.actual = actual;
 }
 
+static int balloon_stats(struct virtio_dev *dev, struct stat_value *out, int max);
+static void balloon_destroy(struct virtio_dev *dev);
+
 static const struct virtio_dev_ops balloon_ops = {
 	.name = "virtio-balloon",
 	.device_id = VIRTIO_ID_BALLOON,
+	.pci_class = 0x050000,
 	.features = (1ULL << VIRTIO_BALLOON_F_STATS_VQ) | (1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM),
 	.num_queues = 3,
 	.queue_max_size = 256,
@@ -167,6 +172,8 @@ static const struct virtio_dev_ops balloon_ops = {
 	.config_written = balloon_config_written,
 	.reset = balloon_reset,
 	.queue_disable = balloon_queue_disable,
+	.stats = balloon_stats,
+	.destroy = balloon_destroy,
 };
 
 /* control: `balloon MIB` sets the target; `balloon` alone reports. */
@@ -180,7 +187,7 @@ static int cmd_balloon(void *opaque, const char *args, char *out, size_t len)
 	pthread_mutex_lock(&dev->lock);
 	if (*args) {
 		mib = strtoull(args, &end, 10);
-		if (*end || mib * MiB > dev->vm->mem.ram_size) {
+		if (*end || mib * MiB > dev->env.mem->ram_size) {
 			pthread_mutex_unlock(&dev->lock);
 			snprintf(out, len, "give a target in MiB, at most the guest's RAM");
 			return -EINVAL;
@@ -222,28 +229,50 @@ static int cmd_balloon_stats(void *opaque, const char *args, char *out, size_t l
 	return 0;
 }
 
-static void balloon_destroy(void *opaque)
+static int balloon_stats(struct virtio_dev *dev, struct stat_value *out, int max)
 {
-	struct virtio_balloon *b = opaque;
+	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
+	struct stat_value v[] = {
+		{ "inflated_pages", NULL, b->inflated_pages },
+		{ "bad_pfns", NULL, b->bad_pfns },
+		{ "stats_updates", NULL, b->stats_updates },
+	};
+	int n = MIN((int)ARRAY_SIZE(v), max);
 
-	virtio_dev_destroy(&b->vdev);
+	memcpy(out, v, n * sizeof(v[0]));
+	return n;
+}
+
+static void balloon_destroy(struct virtio_dev *dev)
+{
+	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
+
+	virtio_dev_cleanup(&b->vdev);
 	free(b);
 }
 
-struct virtio_dev *virtio_balloon_create(struct vm *vm)
+int virtio_balloon_create(const struct virtio_env *env, struct control *ctl,
+			  struct virtio_dev **out)
 {
 	struct virtio_balloon *b = calloc(1, sizeof(*b));
+	int err;
 
 	if (!b)
-		return NULL;
-	virtio_dev_init(&b->vdev, vm, &balloon_ops, &b->config);
-	if (vm_add_device(vm, b, balloon_destroy) < 0) {
-		balloon_destroy(b);
-		return NULL;
+		return -ENOMEM;
+	err = virtio_dev_init(&b->vdev, env, &balloon_ops, &b->config);
+	if (err) {
+		free(b);
+		return err;
 	}
-	if (control_register(vm, "balloon", "balloon [MIB]: set or show the target", cmd_balloon, b) ||
-	    control_register(vm, "balloon-stats", "the guest's memory statistics", cmd_balloon_stats,
-			     b))
-		return NULL;
-	return &b->vdev;
+	/* The commands stay registered for the VM's life: the machine owns the device as long. */
+	err = control_register(ctl, "balloon", "balloon [MIB]: set or show the target", cmd_balloon, b);
+	if (!err)
+		err = control_register(ctl, "balloon-stats", "the guest's memory statistics",
+				       cmd_balloon_stats, b);
+	if (err) {
+		balloon_destroy(&b->vdev);
+		return err;
+	}
+	*out = &b->vdev;
+	return 0;
 }

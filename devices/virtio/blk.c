@@ -41,7 +41,6 @@
 #include "devices/virtio/virtio.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
 #define SECTOR             512ULL
 #define BLK_QUEUE_SIZE     256
@@ -127,17 +126,7 @@ enum { REQ_DONE, REQ_QUEUED, REQ_BROKEN };
 
 /* ---- options ---- */
 
-static int opt_error(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errlen)
+int blk_parse_opts(const char *spec, struct blk_opts *o, struct err *e)
 {
 	const char *p = spec ? spec : "";
 	size_t n = 0;
@@ -152,13 +141,13 @@ int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errle
 			p++;
 		}
 		if (n + 1 >= sizeof(o->path))
-			return opt_error(err, errlen, "image path too long");
+			return err_set(e, -EINVAL, "image path too long");
 		o->path[n++] = *p++;
 	}
 	o->path[n] = '\0';
 	if (!n)
-		return opt_error(err, errlen, "empty image path (give PATH[,ro][,cache=MODE]"
-				 "[,serial=STR])");
+		return err_set(e, -EINVAL, "empty image path (give PATH[,ro][,cache=MODE]"
+			       "[,serial=STR])");
 	while (*p == ',') {
 		const char *opt = ++p, *end = strchrnul(opt, ',');
 		const char *eq = memchr(opt, '=', (size_t)(end - opt));
@@ -167,7 +156,7 @@ int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errle
 		int vlen = (int)(end - val);
 
 		if (!len)
-			return opt_error(err, errlen, "empty option (a stray comma?)");
+			return err_set(e, -EINVAL, "empty option (a stray comma?)");
 		if (!eq && klen == 2 && !memcmp(opt, "ro", 2)) {
 			o->ro = true;
 		} else if (eq && klen == 5 && !memcmp(opt, "cache", 5)) {
@@ -178,17 +167,17 @@ int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errle
 			else if (vlen == 4 && !memcmp(val, "none", 4))
 				o->cache = BLK_CACHE_NONE;
 			else
-				return opt_error(err, errlen, "bad cache mode '%.*s' (give writeback, "
-						 "writethrough or none)", vlen, val);
+				return err_set(e, -EINVAL, "bad cache mode '%.*s' (give writeback, "
+					       "writethrough or none)", vlen, val);
 		} else if (eq && klen == 6 && !memcmp(opt, "serial", 6)) {
 			if (vlen > VIRTIO_BLK_ID_BYTES)
-				return opt_error(err, errlen, "serial '%.*s' is longer than %d bytes",
-						 vlen, val, VIRTIO_BLK_ID_BYTES);
+				return err_set(e, -EINVAL, "serial '%.*s' is longer than %d bytes",
+					       vlen, val, VIRTIO_BLK_ID_BYTES);
 			memcpy(o->serial, val, (size_t)vlen);
 			o->serial[vlen] = '\0';
 		} else {
-			return opt_error(err, errlen, "unknown option '%.*s' (give ro, cache=MODE or "
-					 "serial=STR)", len, opt);
+			return err_set(e, -EINVAL, "unknown option '%.*s' (give ro, cache=MODE or "
+				       "serial=STR)", len, opt);
 		}
 		p = end;
 	}
@@ -564,7 +553,7 @@ static int handle_request(struct virtio_blk *b, int q, struct virtq_req *req)
 		/* Nowhere to say how it went: the driver broke the protocol. The chain is not
 		 * returned; the driver has to reset the device anyway. */
 		STAT(b, no_status, 1);
-		virtio_dev_fail_locked(&b->vdev, "request without a device-writable status byte");
+		virtio_dev_fail(&b->vdev, "request without a device-writable status byte");
 		return REQ_BROKEN;
 	}
 	if (req->read_len < HDR_SIZE)
@@ -608,16 +597,24 @@ static int handle_request(struct virtio_blk *b, int q, struct virtq_req *req)
 	}
 }
 
-/* Pops and prepares requests until the queue is empty or out of slots or backend room (one
- * more operation than a request needs: the held-back read or write). Returns whether any
- * reached the backend, which has them submitted by run_io(). */
-static bool pop_requests(struct virtio_blk *b, int q)
+/* Pops and prepares requests until the queue is empty, out of slots or backend room (one
+ * more operation than a request needs: the held-back read or write), or at the budget. Returns
+ * whether any reached the backend, which has them submitted by run_io(); *budget_hit says
+ * whether it stopped at the budget. */
+static bool pop_requests(struct virtio_blk *b, int q, bool *budget_hit)
 {
 	struct blk_queue *bq = &b->queues[q];
 	bool queued = false;
+	int n = 0;
 
+	*budget_hit = false;
 	for (;;) {
 		int r;
+
+		if (n++ == VIRTIO_BUDGET) {
+			*budget_hit = true;
+			break;
+		}
 
 		if (!bq->free || !blk_io_has_room(b->io, BLK_IO_MAX_OPS + 1)) {
 			bq->throttled = true; /* resumed by run_io() */
@@ -654,7 +651,7 @@ static void blk_complete(void *arg, struct blk_io_req *r);
  * until no step queues anything new; then signals each queue that completed something, once. */
 static void run_io(struct virtio_blk *b)
 {
-	bool queued;
+	bool queued, budget_hit;
 
 	do {
 		b->resubmit = false;
@@ -664,19 +661,24 @@ static void run_io(struct virtio_blk *b)
 			if (!b->queues[q].throttled)
 				continue;
 			b->queues[q].throttled = false;
-			if (virtio_dev_ok(&b->vdev) && b->vdev.vqs[q].ready)
-				queued |= pop_requests(b, q);
+			if (virtio_queue_live(&b->vdev, q)) {
+				queued |= pop_requests(b, q, &budget_hit);
+				if (budget_hit)
+					virtio_queue_kick(&b->vdev, q);
+			}
 		}
 	} while (queued);
 	signal_queues(b);
 }
 
-static void blk_queue_notify(struct virtio_dev *dev, int q)
+static bool blk_queue_notify(struct virtio_dev *dev, int q)
 {
 	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
+	bool budget_hit;
 
-	pop_requests(b, q);
+	pop_requests(b, q, &budget_hit);
 	run_io(b);
+	return budget_hit;
 }
 
 /* A request finished (device lock held): it and those merged into it complete. */
@@ -686,7 +688,7 @@ static void blk_complete(void *arg, struct blk_io_req *r)
 	struct blk_slot *s = container_of(r, struct blk_slot, io);
 	/* A queue the driver disabled meanwhile has no ring to push to; a device that needs a
 	 * reset completes nothing. */
-	bool push = virtio_dev_ok(&b->vdev) && b->vdev.vqs[s->q].ready;
+	bool push = virtio_queue_live(&b->vdev, s->q);
 	uint8_t st = VIRTIO_BLK_S_OK;
 
 	if (wz_continue(b, s))
@@ -785,9 +787,13 @@ static void blk_queue_disable(struct virtio_dev *dev, int q)
 	signal_queues(b);
 }
 
+static int blk_stats(struct virtio_dev *dev, struct stat_value *out, int max);
+static void blk_destroy(struct virtio_dev *dev);
+
 static const struct virtio_dev_ops blk_ops_template = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
+	.pci_class = 0x010000,
 	.queue_max_size = BLK_QUEUE_SIZE,
 	.config_size = sizeof(struct virtio_blk_config),
 	.queue_notify = blk_queue_notify,
@@ -795,28 +801,14 @@ static const struct virtio_dev_ops blk_ops_template = {
 	.reset = blk_reset,
 	.queue_disable = blk_queue_disable,
 	.activate = blk_activate,
+	.stats = blk_stats,
+	.destroy = blk_destroy,
 };
 
 /* ---- construction ---- */
 
-static _Thread_local char why_buf[PATH_MAX + 160];
-
-static const char *whyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *whyf(const char *fmt, ...)
+static void blk_free(struct virtio_blk *b)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why_buf, sizeof(why_buf), fmt, ap);
-	va_end(ap);
-	return why_buf;
-}
-
-static void blk_destroy(void *opaque)
-{
-	struct virtio_blk *b = opaque;
-
-	blk_io_destroy(b->io, blk_forget, b);
 	free(b->slots);
 	if (b->zeros)
 		munmap((void *)b->zeros, WZ_CHUNK);
@@ -825,12 +817,20 @@ static void blk_destroy(void *opaque)
 	if (b->fd >= 0)
 		close(b->fd); /* releases the lock */
 	free(b->path);
-	virtio_dev_destroy(&b->vdev);
 	free(b);
 }
 
+static void blk_destroy(struct virtio_dev *dev)
+{
+	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
+
+	blk_io_destroy(b->io, blk_forget, b);
+	virtio_dev_cleanup(&b->vdev);
+	blk_free(b);
+}
+
 /* Opens, locks and sizes the image. */
-static const char *open_image(struct virtio_blk *b, const struct blk_opts *o)
+static int open_image(struct virtio_blk *b, const struct blk_opts *o, struct err *e)
 {
 	int flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	struct stat st;
@@ -838,28 +838,30 @@ static const char *open_image(struct virtio_blk *b, const struct blk_opts *o)
 
 	b->fd = open(o->path, flags | (o->cache == BLK_CACHE_NONE ? O_DIRECT : 0));
 	if (b->fd < 0 && errno == EINVAL && o->cache == BLK_CACHE_NONE)
-		return whyf("image %s: its file system does not support O_DIRECT (cache=none); "
-			    "use cache=writeback or writethrough", o->path);
+		return err_set(e, -EINVAL, "image %s: its file system does not support O_DIRECT "
+			       "(cache=none); use cache=writeback or writethrough", o->path);
 	if (b->fd < 0 && !o->ro && (errno == EACCES || errno == EROFS || errno == EPERM))
-		return whyf("cannot open image %s for writing: %s (add ,ro for a read-only disk)",
-			    o->path, strerror(errno));
+		return err_set(e, -errno, "cannot open image %s for writing: %s (add ,ro for a "
+			       "read-only disk)", o->path, strerror(errno));
 	if (b->fd < 0)
-		return whyf("cannot open image %s: %s", o->path, strerror(errno));
+		return err_set(e, -errno, "cannot open image %s: %s", o->path, strerror(errno));
 	if (fstat(b->fd, &st) < 0)
-		return whyf("cannot stat image %s: %s", o->path, strerror(errno));
+		return err_set(e, -errno, "cannot stat image %s: %s", o->path, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return whyf("image %s is not a regular file or a block device", o->path);
+		return err_set(e, -EINVAL, "image %s is not a regular file or a block device",
+			       o->path);
 	/* Shared for a read-only disk, exclusive for a writable one: two VMs never write one image
 	 * (nor does one read it while another writes). */
 	if (flock(b->fd, (o->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		if (errno == EWOULDBLOCK)
-			return whyf("image %s is in use by another process (locked)", o->path);
-		return whyf("cannot lock image %s: %s", o->path, strerror(errno));
+			return err_set(e, -EBUSY, "image %s is in use by another process (locked)",
+				       o->path);
+		return err_set(e, -errno, "cannot lock image %s: %s", o->path, strerror(errno));
 	}
 	/* A block device's size comes from seeking to its end, as a file's does. */
 	size = lseek(b->fd, 0, SEEK_END);
 	if (size < 0)
-		return whyf("cannot size image %s: %s", o->path, strerror(errno));
+		return err_set(e, -errno, "cannot size image %s: %s", o->path, strerror(errno));
 	/* Capacity counts whole sectors: the tail of an image whose size is not a multiple of
 	 * 512 bytes is unreachable for the guest (neither read nor written). */
 	b->capacity = (uint64_t)size / SECTOR;
@@ -872,33 +874,35 @@ static const char *open_image(struct virtio_blk *b, const struct blk_opts *o)
 			b->dio_align = MAX(sx.stx_dio_offset_align, sx.stx_dio_mem_align);
 		b->fd_buffered = open(o->path, flags);
 		if (b->fd_buffered < 0)
-			return whyf("cannot open image %s: %s", o->path, strerror(errno));
+			return err_set(e, -errno, "cannot open image %s: %s", o->path,
+				       strerror(errno));
 	}
-	return NULL;
+	return 0;
 }
 
-struct virtio_dev *virtio_blk_create(struct vm *vm, const struct blk_opts *o, const char **why)
+int virtio_blk_create(const struct virtio_env *env, const struct blk_opts *o,
+		      struct virtio_dev **out, struct err *e)
 {
 	struct virtio_blk *b = calloc(1, sizeof(*b));
 	struct virtio_blk_config *c;
-	int nq = vm->ncpus < 1 ? 1 : MIN(vm->ncpus, VIRTIO_MAX_QUEUES);
+	int nq = o->num_queues < 1 ? 1 : MIN(o->num_queues, VIRTIO_MAX_QUEUES), err;
 	uint64_t f;
 
-	if (!b) {
-		*why = "out of memory";
-		return NULL;
-	}
+	if (!b)
+		return err_set(e, -ENOMEM, "out of memory");
 	b->fd = b->fd_buffered = -1;
 	b->ro = o->ro;
 	b->path = strdup(o->path);
 	b->slots = calloc((size_t)nq * BLK_QUEUE_SIZE, sizeof(*b->slots));
 	if (!b->path || !b->slots) {
-		*why = "out of memory";
-		goto fail;
+		blk_free(b);
+		return err_set(e, -ENOMEM, "out of memory");
 	}
-	*why = open_image(b, o);
-	if (*why)
-		goto fail;
+	err = open_image(b, o, e);
+	if (err) {
+		blk_free(b);
+		return err;
+	}
 	memcpy(b->serial, o->serial, MIN(strlen(o->serial), sizeof(b->serial)));
 
 	f = (1ULL << VIRTIO_BLK_F_SIZE_MAX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
@@ -935,43 +939,61 @@ struct virtio_dev *virtio_blk_create(struct vm *vm, const struct blk_opts *o, co
 			s->q = (uint8_t)q;
 			slot_put(b, s);
 		}
-	virtio_dev_init(&b->vdev, vm, &b->ops, &b->config);
-	if (blk_io_create(&b->io, &vm->loop, BLK_QUEUE_SIZE, blk_ready, b, why) < 0) {
-		*why = whyf("image %s: %s", o->path, *why);
-		virtio_dev_destroy(&b->vdev);
-		goto fail;
+	err = virtio_dev_init(&b->vdev, env, &b->ops, &b->config);
+	if (err) {
+		blk_free(b);
+		return err_set(e, err, "image %s: cannot set up its queues: %s", o->path,
+			       strerror(-err));
 	}
-	if (vm_add_device(vm, b, blk_destroy) < 0) {
-		*why = "too many devices";
-		blk_destroy(b);
-		return NULL;
+	err = blk_io_create(&b->io, env->loop, BLK_QUEUE_SIZE, blk_ready, b, e);
+	if (err) {
+		err_prefix(e, err, "image %s", o->path);
+		virtio_dev_cleanup(&b->vdev);
+		blk_free(b);
+		return err;
 	}
 	pr_debug("virtio-blk: %s: %llu sectors, %d queue(s), %s, cache=%s%s", o->path,
 		 (unsigned long long)b->capacity, nq, blk_io_backend(b->io),
 		 o->cache == BLK_CACHE_NONE ? "none" : c->wce ? "writeback" : "writethrough",
 		 o->ro ? ", read-only" : "");
-	return &b->vdev;
-fail:
-	if (b->fd_buffered >= 0)
-		close(b->fd_buffered);
-	if (b->fd >= 0)
-		close(b->fd);
-	free(b->slots);
-	free(b->path);
-	free(b);
-	return NULL;
+	*out = &b->vdev;
+	return 0;
+}
+
+static int blk_stats(struct virtio_dev *dev, struct stat_value *out, int max)
+{
+	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
+	const struct virtio_blk_stats *st = &b->stats;
+	struct stat_value v[] = {
+		{ "backend", blk_io_backend(b->io), 0 },
+		{ "reads", NULL, atomic_load(&st->reads) },
+		{ "writes", NULL, atomic_load(&st->writes) },
+		{ "flushes", NULL, atomic_load(&st->flushes) },
+		{ "discards", NULL, atomic_load(&st->discards) },
+		{ "write_zeroes", NULL, atomic_load(&st->write_zeroes) },
+		{ "bytes_read", NULL, atomic_load(&st->bytes_read) },
+		{ "bytes_written", NULL, atomic_load(&st->bytes_written) },
+		{ "batches", NULL, atomic_load(&st->batches) },
+		{ "merged", NULL, atomic_load(&st->merged) },
+		{ "errors", NULL, atomic_load(&st->err_header) + atomic_load(&st->err_direction) +
+			atomic_load(&st->err_length) + atomic_load(&st->err_range) +
+			atomic_load(&st->err_segments) + atomic_load(&st->err_read_only) +
+			atomic_load(&st->err_limits) + atomic_load(&st->err_flags) },
+		{ "io_errors", NULL, atomic_load(&st->io_errors) },
+		{ "unsupported", NULL, atomic_load(&st->unsupported) },
+	};
+	int n = MIN((int)ARRAY_SIZE(v), max);
+
+	memcpy(out, v, n * sizeof(v[0]));
+	return n;
 }
 
 const struct virtio_blk_stats *virtio_blk_stats(const struct virtio_dev *dev)
 {
-	if (dev->ops->device_id != VIRTIO_ID_BLOCK)
-		return NULL;
 	return &container_of(dev, struct virtio_blk, vdev)->stats;
 }
 
 const char *virtio_blk_backend(const struct virtio_dev *dev)
 {
-	if (dev->ops->device_id != VIRTIO_ID_BLOCK)
-		return NULL;
 	return blk_io_backend(container_of(dev, struct virtio_blk, vdev)->io);
 }

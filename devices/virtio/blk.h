@@ -9,8 +9,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct vm;
+#include "vmm/err.h"
+
 struct virtio_dev;
+struct virtio_env;
 
 enum blk_cache {
 	BLK_CACHE_WRITEBACK,    /* page cache; the guest flushes (the default) */
@@ -23,16 +25,17 @@ struct blk_opts {
 	bool ro;
 	enum blk_cache cache;
 	char serial[VIRTIO_BLK_ID_BYTES + 1]; /* NUL-terminated; "" when not given */
+	unsigned num_queues;      /* request queues (one per vCPU); not an option: the VM's */
 };
 
 /* Parses PATH[,ro][,cache=writeback|writethrough|none][,serial=STR] (",," in PATH stands for
- * one comma). Returns 0, or -EINVAL with a one-line message in err (no "--disk" prefix). */
-int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errlen);
+ * one comma). Returns 0, or -EINVAL with e saying what is wrong (no "--disk" prefix). */
+int blk_parse_opts(const char *spec, struct blk_opts *o, struct err *e);
 
-/* Opens and locks the image and creates the device (registered with vm_add_device; attach it
- * with virtio_attach). On failure returns NULL and sets *why to a user-facing message, valid
- * until the next call. */
-struct virtio_dev *virtio_blk_create(struct vm *vm, const struct blk_opts *o, const char **why);
+/* Opens and locks the image and creates the device, not yet attached (devices/virtio/attach.h).
+ * Returns 0, or -errno with e saying why. */
+int virtio_blk_create(const struct virtio_env *env, const struct blk_opts *o,
+		      struct virtio_dev **out, struct err *e);
 
 /* What the device did, for statistics. Requests that failed are counted once, under the first
  * reason found. */
@@ -54,6 +57,8 @@ struct virtio_blk_stats {
 	atomic_ulong no_status;        /* no status byte: a protocol violation, request dropped */
 };
 
+/* The counters of a virtio-blk device (benchmarks and tests; --stats-json gets them through
+ * the device's stats op). */
 const struct virtio_blk_stats *virtio_blk_stats(const struct virtio_dev *dev);
 /* "io_uring" or "threads". */
 const char *virtio_blk_backend(const struct virtio_dev *dev);

@@ -501,22 +501,19 @@ static int uring_start(struct blk_io *io, unsigned depth)
 }
 
 int blk_io_create(struct blk_io **out, struct evloop *loop, unsigned depth, blk_io_ready_fn ready,
-		  void *opaque, const char **why)
+		  void *opaque, struct err *e)
 {
 	struct blk_io *io = calloc(1, sizeof(*io));
 	int err;
 
-	if (!io) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!io)
+		return err_set(e, -ENOMEM, "out of memory");
 	io->loop = loop;
 	io->ready = ready;
 	io->opaque = opaque;
 	io->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (io->efd < 0) {
-		err = -errno;
-		*why = "cannot create an eventfd";
+		err = err_set(e, -errno, "cannot create an eventfd: %s", strerror(errno));
 		free(io);
 		return err;
 	}
@@ -531,7 +528,7 @@ int blk_io_create(struct blk_io **out, struct evloop *loop, unsigned depth, blk_
 	if (!io->uring) {
 		err = pool_start(io);
 		if (err) {
-			*why = "cannot start I/O worker threads";
+			err_set(e, err, "cannot start I/O worker threads: %s", strerror(-err));
 			goto fail;
 		}
 	}
@@ -540,7 +537,7 @@ int blk_io_create(struct blk_io **out, struct evloop *loop, unsigned depth, blk_
 	 * event, so the counter is never read back: one syscall fewer per wake-up. */
 	err = evloop_add(loop, io->efd, EPOLLIN | EPOLLET, &io->h);
 	if (err) {
-		*why = "cannot watch the I/O eventfd";
+		err_set(e, err, "cannot watch the I/O eventfd: %s", strerror(-err));
 		if (io->uring)
 			io_uring_queue_exit(&io->ring);
 		else

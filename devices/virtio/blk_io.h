@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "vmm/err.h"
+
 struct evloop;
 struct blk_io;
 
@@ -64,9 +66,9 @@ typedef void (*blk_io_done_fn)(void *arg, struct blk_io_req *r);
 
 /* Creates the backend for up to `depth` requests in flight and watches its eventfd on loop;
  * `ready` runs (loop thread) when completions wait to be reaped. Returns 0, or -errno with
- * *why set. */
+ * e set. */
 int blk_io_create(struct blk_io **out, struct evloop *loop, unsigned depth, blk_io_ready_fn ready,
-		  void *opaque, const char **why);
+		  void *opaque, struct err *e);
 /* Waits for everything in flight (done is called for each), stops the workers, unwatches. */
 void blk_io_destroy(struct blk_io *io, blk_io_done_fn done, void *arg);
 /* "io_uring" or "threads". */

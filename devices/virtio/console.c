@@ -14,7 +14,6 @@
 #include "vmm/log.h"
 #include "vmm/term.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
 #define RX_QUEUE 0
 #define TX_QUEUE 1
@@ -54,12 +53,13 @@ static void write_all(int fd, struct iovec *iov, int n)
 	}
 }
 
-static void console_transmit(struct virtio_console *c)
+static bool console_transmit(struct virtio_console *c)
 {
 	struct virtio_dev *dev = &c->vdev;
 	bool more = true;
+	int total = 0;
 
-	while (more) {
+	while (more && total < VIRTIO_BUDGET) {
 		int nreq = 0, niov = 0;
 
 		/* Gather several requests' buffers into one writev, then complete them. */
@@ -83,17 +83,20 @@ static void console_transmit(struct virtio_console *c)
 			virtio_push(dev, TX_QUEUE, c->heads[i], c->lens[i]);
 		if (nreq)
 			virtio_notify_used(dev, TX_QUEUE);
+		total += nreq;
 	}
+	return more;
 }
 
-static void console_queue_notify(struct virtio_dev *dev, int q)
+static bool console_queue_notify(struct virtio_dev *dev, int q)
 {
 	struct virtio_console *c = container_of(dev, struct virtio_console, vdev);
 
 	if (q == TX_QUEUE)
-		console_transmit(c);
-	else if (c->term)
+		return console_transmit(c);
+	if (c->term)
 		term_input_space(c->term); /* new receive buffers: held-back input can go */
+	return false;
 }
 
 /* Terminal input for the guest: as much as the posted receive buffers take. */
@@ -105,7 +108,7 @@ static size_t console_receive(void *opaque, const uint8_t *buf, size_t len)
 	bool pushed = false;
 
 	pthread_mutex_lock(&dev->lock);
-	while (done < len && virtio_dev_ok(dev) && dev->vqs[RX_QUEUE].ready &&
+	while (done < len && virtio_queue_live(dev, RX_QUEUE) &&
 	       virtio_pop(dev, RX_QUEUE, &c->req, VIRTQ_DEV_WRITES) == 0) {
 		uint64_t n = virtq_copy_to_writable(&c->req, buf + done, len - done);
 
@@ -133,14 +136,24 @@ static void console_resize(void *opaque, uint16_t cols, uint16_t rows)
 	pthread_mutex_unlock(&dev->lock);
 }
 
+static void console_destroy(struct virtio_dev *dev)
+{
+	struct virtio_console *c = container_of(dev, struct virtio_console, vdev);
+
+	virtio_dev_cleanup(&c->vdev);
+	free(c);
+}
+
 static const struct virtio_dev_ops console_ops = {
 	.name = "virtio-console",
 	.device_id = VIRTIO_ID_CONSOLE,
+	.pci_class = 0x078000,
 	.features = 1ULL << VIRTIO_CONSOLE_F_SIZE,
 	.num_queues = 2,
 	.queue_max_size = 256,
 	.config_size = sizeof(struct virtio_console_config),
 	.queue_notify = console_queue_notify,
+	.destroy = console_destroy,
 };
 
 struct console_sink virtio_console_sink(struct virtio_dev *dev)
@@ -156,27 +169,21 @@ void virtio_console_set_term(struct virtio_dev *dev, struct term *t)
 	container_of(dev, struct virtio_console, vdev)->term = t;
 }
 
-static void console_destroy(void *opaque)
-{
-	struct virtio_console *c = opaque;
-
-	virtio_dev_destroy(&c->vdev);
-	free(c);
-}
-
-struct virtio_dev *virtio_console_create(struct vm *vm, int out_fd)
+int virtio_console_create(const struct virtio_env *env, int out_fd, struct virtio_dev **out)
 {
 	struct virtio_console *c = calloc(1, sizeof(*c));
+	int err;
 
 	if (!c)
-		return NULL;
+		return -ENOMEM;
 	c->out_fd = out_fd;
 	c->config.cols = 80;
 	c->config.rows = 25;
-	virtio_dev_init(&c->vdev, vm, &console_ops, &c->config);
-	if (vm_add_device(vm, c, console_destroy) < 0) {
-		console_destroy(c);
-		return NULL;
+	err = virtio_dev_init(&c->vdev, env, &console_ops, &c->config);
+	if (err) {
+		free(c);
+		return err;
 	}
-	return &c->vdev;
+	*out = &c->vdev;
+	return 0;
 }

@@ -1,23 +1,23 @@
-/* Constructors of the virtio device models, and attaching a model to the VM's transport. */
+/* Constructors of the small virtio device models (blk and net have their own headers). Each
+ * returns 0 and the device in *out, not yet attached to a transport (devices/virtio/attach.h),
+ * or -errno; the caller owns the device until it is attached (virtio_dev_free). */
 #ifndef MICA_VIRTIO_DEVICES_H
 #define MICA_VIRTIO_DEVICES_H
 
 #include "vmm/console.h"
-#include "vmm/vm.h"
 
-struct vm;
+struct control;
+struct term;
 struct virtio_dev;
+struct virtio_env;
 
-struct virtio_dev *virtio_rng_create(struct vm *vm);
-struct virtio_dev *virtio_balloon_create(struct vm *vm);
+int virtio_rng_create(const struct virtio_env *env, struct virtio_dev **out);
+/* Registers its commands (balloon, balloon-stats) with ctl. */
+int virtio_balloon_create(const struct virtio_env *env, struct control *ctl,
+			  struct virtio_dev **out);
 /* out_fd receives what the guest writes to port 0. */
-struct virtio_dev *virtio_console_create(struct vm *vm, int out_fd);
+int virtio_console_create(const struct virtio_env *env, int out_fd, struct virtio_dev **out);
 struct console_sink virtio_console_sink(struct virtio_dev *dev);
 void virtio_console_set_term(struct virtio_dev *dev, struct term *t);
-
-/* Puts the device on the transport the VM was configured with (--transport). */
-int virtio_attach(struct vm *vm, struct virtio_dev *dev);
-/* Puts the device on a given transport. */
-int virtio_attach_to(struct vm *vm, struct virtio_dev *dev, enum virtio_transport_kind kind);
 
 #endif

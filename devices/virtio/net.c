@@ -30,7 +30,6 @@
 #include "devices/virtio/virtio.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
 #define RX_QUEUE 0
 #define TX_QUEUE 1
@@ -370,15 +369,15 @@ static int tx_iov(struct virtio_net *n, const struct virtq_req *req, uint32_t sk
 	return niov;
 }
 
-static void net_transmit(struct virtio_net *n)
+static bool net_transmit(struct virtio_net *n)
 {
 	struct virtio_dev *dev = &n->vdev;
 	struct virtq_req *req = &n->tx_req;
 	uint32_t hl = n->hdr_len;
-	bool pushed = false;
+	int sent = 0;
 
 	tx_owner = n;
-	while (virtio_pop(dev, TX_QUEUE, req, VIRTQ_DEV_READS) == 0) {
+	while (sent < VIRTIO_BUDGET && virtio_pop(dev, TX_QUEUE, req, VIRTQ_DEV_READS) == 0) {
 		uint16_t head = req->head;
 
 		if (req->read_len < hl + NET_MIN_FRAME) {
@@ -397,26 +396,26 @@ static void net_transmit(struct virtio_net *n)
 			}
 		}
 		virtio_push(dev, TX_QUEUE, head, 0);
-		pushed = true;
+		sent++;
 	}
 	tx_owner = NULL;
-	if (pushed)
+	if (sent)
 		virtio_notify_used(dev, TX_QUEUE);
 	rx_signal(n); /* frames the backend answered at once */
+	return sent == VIRTIO_BUDGET;
 }
 
 /* ---- virtio_dev_ops ---- */
 
-static void net_queue_notify(struct virtio_dev *dev, int q)
+static bool net_queue_notify(struct virtio_dev *dev, int q)
 {
 	struct virtio_net *n = container_of(dev, struct virtio_net, vdev);
 
-	if (q == TX_QUEUE) {
-		net_transmit(n);
-	} else if (q == RX_QUEUE) {
-		rx_drain(n); /* new receive buffers: waiting frames can go */
-		rx_signal(n);
-	}
+	if (q == TX_QUEUE)
+		return net_transmit(n);
+	rx_drain(n); /* new receive buffers: waiting frames can go */
+	rx_signal(n);
+	return false;
 }
 
 static bool net_features_ok(struct virtio_dev *dev, uint64_t f)
@@ -474,12 +473,6 @@ void virtio_net_get_stats(struct virtio_dev *dev, struct virtio_net_stats *s)
 }
 
 /* ---- options ---- */
-
-static int fail(char *err, size_t errlen, const char *fmt, const char *arg)
-{
-	snprintf(err, errlen, fmt, arg);
-	return -EINVAL;
-}
 
 static int parse_mac(const char *s, uint8_t mac[6])
 {
@@ -550,18 +543,18 @@ static int parse_hostfwd(char *s, struct net_hostfwd *h)
 	return 0;
 }
 
-int net_parse_opts(const char *spec, struct net_opts *o, char *err, size_t errlen)
+int net_parse_opts(const char *spec, struct net_opts *o, struct err *e)
 {
 	char buf[1024], *save = NULL, *tok;
 	bool ifname_set = false;
 
 	memset(o, 0, sizeof(*o));
 	if (strlen(spec) >= sizeof(buf))
-		return fail(err, errlen, "--net: the option string is too long%s", "");
+		return err_set(e, -EINVAL, "--net: the option string is too long%s", "");
 	strcpy(buf, spec);
 	tok = strtok_r(buf, ",", &save);
 	if (!tok)
-		return fail(err, errlen, "--net %s: give user, tap,ifname=NAME or none", spec);
+		return err_set(e, -EINVAL, "--net %s: give user, tap,ifname=NAME or none", spec);
 	if (!strcmp(tok, "user"))
 		o->kind = NET_USER;
 	else if (!strcmp(tok, "tap"))
@@ -569,102 +562,103 @@ int net_parse_opts(const char *spec, struct net_opts *o, char *err, size_t errle
 	else if (!strcmp(tok, "none"))
 		o->kind = NET_NONE;
 	else
-		return fail(err, errlen, "--net %s: unknown network; give user, tap,ifname=NAME or none",
-			    tok);
+		return err_set(e, -EINVAL, "--net %s: unknown network; give user, tap,ifname=NAME or none",
+			       tok);
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		char *val = strchr(tok, '=');
 
 		if (o->kind == NET_NONE)
-			return fail(err, errlen, "--net none takes no options (got '%s')", tok);
+			return err_set(e, -EINVAL, "--net none takes no options (got '%s')", tok);
 		if (!val)
-			return fail(err, errlen, "--net: option '%s' needs a value (NAME=VALUE)", tok);
+			return err_set(e, -EINVAL, "--net: option '%s' needs a value (NAME=VALUE)", tok);
 		*val++ = '\0';
 		if (!strcmp(tok, "mac")) {
 			if (parse_mac(val, o->mac) < 0)
-				return fail(err, errlen, "--net: mac=%s: give six hex bytes, as "
-					    "52:54:00:12:34:56", val);
+				return err_set(e, -EINVAL, "--net: mac=%s: give six hex bytes, as "
+					       "52:54:00:12:34:56", val);
 			if (o->mac[0] & 1)
-				return fail(err, errlen, "--net: mac=%s is a multicast address (the "
-					    "first byte must be even)", val);
+				return err_set(e, -EINVAL, "--net: mac=%s is a multicast address (the "
+					       "first byte must be even)", val);
 			o->mac_set = true;
 		} else if (!strcmp(tok, "hostfwd") && o->kind == NET_USER) {
 			char copy[256];
 
 			snprintf(copy, sizeof(copy), "%s", val);
 			if (o->nhostfwd == NET_MAX_HOSTFWD)
-				return fail(err, errlen, "--net: too many hostfwd rules (at most %s)",
-					    "16");
+				return err_set(e, -EINVAL, "--net: too many hostfwd rules (at most %s)",
+					       "16");
 			if (parse_hostfwd(val, &o->hostfwd[o->nhostfwd]) < 0)
-				return fail(err, errlen, "--net: hostfwd=%s: give "
-					    "[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT", copy);
+				return err_set(e, -EINVAL, "--net: hostfwd=%s: give "
+					       "[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT", copy);
 			o->nhostfwd++;
 		} else if (!strcmp(tok, "ifname") && o->kind == NET_TAP) {
 			if (!*val || strlen(val) >= IFNAMSIZ || strchr(val, '/'))
-				return fail(err, errlen, "--net: ifname=%s: not a valid interface name",
-					    val);
+				return err_set(e, -EINVAL, "--net: ifname=%s: not a valid interface name",
+					       val);
 			strcpy(o->ifname, val);
 			ifname_set = true;
 		} else if (!strcmp(tok, "hostfwd") || !strcmp(tok, "ifname")) {
-			return fail(err, errlen, "--net: %s= is not an option of this network (hostfwd= "
-				    "is for user, ifname= for tap)", tok);
+			return err_set(e, -EINVAL, "--net: %s= is not an option of this network (hostfwd= "
+				       "is for user, ifname= for tap)", tok);
 		} else {
-			return fail(err, errlen, "--net: unknown option '%s' (give mac=, hostfwd= or "
-				    "ifname=)", tok);
+			return err_set(e, -EINVAL, "--net: unknown option '%s' (give mac=, hostfwd= or "
+				       "ifname=)", tok);
 		}
 	}
 	if (o->kind == NET_TAP && !ifname_set)
-		return fail(err, errlen, "--net %s: give the interface: tap,ifname=NAME", "tap");
+		return err_set(e, -EINVAL, "--net %s: give the interface: tap,ifname=NAME", "tap");
 	return 0;
 }
 
 /* ---- construction ---- */
 
-/* The default MAC: 52:54:00 and three bytes of a 32-bit FNV-1a hash of the kernel path (as
- * given on the command line) and the NIC's index. Stable across runs of the same command line
- * (a guest keeps its DHCP lease and its interface name); two VMs booting the same kernel path
- * get the same address, so VMs sharing a bridge need ,mac=. */
-static void default_mac(const struct vm *vm, unsigned index, uint8_t mac[6])
+static int net_stats(struct virtio_dev *dev, struct stat_value *out, int max)
 {
-	const char *k = vm->cfg.kernel ? vm->cfg.kernel : "";
-	uint32_t h = 2166136261u;
+	struct virtio_net_stats st;
+	int n;
 
-	for (; *k; k++)
-		h = (h ^ (uint8_t)*k) * 16777619u;
-	for (int i = 0; i < 4; i++)
-		h = (h ^ (uint8_t)(index >> (8 * i))) * 16777619u;
-	mac[0] = 0x52;
-	mac[1] = 0x54;
-	mac[2] = 0x00;
-	mac[3] = (uint8_t)(h >> 16);
-	mac[4] = (uint8_t)(h >> 8);
-	mac[5] = (uint8_t)h;
+	virtio_net_get_stats(dev, &st);
+	struct stat_value v[] = {
+		{ "tx_packets", NULL, st.tx_packets },
+		{ "tx_bytes", NULL, st.tx_bytes },
+		{ "tx_dropped", NULL, st.tx_dropped_short + st.tx_dropped_too_big +
+			st.tx_dropped_backend },
+		{ "rx_packets", NULL, st.rx_packets },
+		{ "rx_bytes", NULL, st.rx_bytes },
+		{ "rx_dropped", NULL, st.rx_dropped_full + st.rx_dropped_too_big +
+			st.rx_dropped_not_ready },
+	};
+	n = MIN((int)ARRAY_SIZE(v), max);
+	memcpy(out, v, n * sizeof(v[0]));
+	return n;
 }
 
-static void net_destroy(void *opaque)
+static void net_destroy(struct virtio_dev *dev)
 {
-	struct virtio_net *n = opaque;
+	struct virtio_net *n = container_of(dev, struct virtio_net, vdev);
 
 	if (n->be)
 		n->be->ops->destroy(n->be);
 	pending_clear(n);
-	virtio_dev_destroy(&n->vdev);
+	virtio_dev_cleanup(&n->vdev);
 	free(n);
 }
 
-struct virtio_dev *virtio_net_create_with(struct vm *vm, const struct net_opts *o,
-					  struct net_backend *be, const char **why)
+int virtio_net_create_with(const struct virtio_env *env, const struct net_opts *o,
+			   struct net_backend *be, struct virtio_dev **out, struct err *e)
 {
 	struct virtio_net *n = calloc(1, sizeof(*n));
+	int err;
 
 	if (!n) {
 		be->ops->destroy(be);
-		*why = "out of memory";
-		return NULL;
+		return err_set(e, -ENOMEM, "out of memory");
 	}
 	n->be = be;
 	n->ops = (struct virtio_dev_ops){
 		.name = "virtio-net",
 		.device_id = VIRTIO_ID_NET,
+		.pci_class = 0x020000,
 		.features = NET_BASE_FEATURES |
 			    (be->vnet_hdr ? be->offloads & NET_OFFLOAD_FEATURES : 0),
 		.num_queues = 2,
@@ -675,42 +669,41 @@ struct virtio_dev *virtio_net_create_with(struct vm *vm, const struct net_opts *
 		.features_ok = net_features_ok,
 		.reset = net_reset,
 		.activate = net_activate,
+		.stats = net_stats,
+		.destroy = net_destroy,
 	};
-	if (o->mac_set)
-		memcpy(n->config.mac, o->mac, 6);
-	else
-		default_mac(vm, o->index, n->config.mac);
+	memcpy(n->config.mac, o->mac, 6);
 	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
 	n->config.max_virtqueue_pairs = htole16(1);
 	n->config.mtu = htole16(NET_MTU);
 	n->hdr_len = NET_HDR_MAX;
 	n->port = (struct net_port){ .receive = port_receive, .flush = port_flush };
-	virtio_dev_init(&n->vdev, vm, &n->ops, &n->config);
-	be->port = &n->port;
-	if (vm_add_device(vm, n, net_destroy) < 0) {
-		net_destroy(n);
-		*why = "too many devices";
-		return NULL;
+	err = virtio_dev_init(&n->vdev, env, &n->ops, &n->config);
+	if (err) {
+		be->ops->destroy(be);
+		free(n);
+		return err_set(e, err, "virtio-net: cannot set up its queues: %s", strerror(-err));
 	}
-	return &n->vdev;
+	be->port = &n->port;
+	*out = &n->vdev;
+	return 0;
 }
 
-struct virtio_dev *virtio_net_create(struct vm *vm, const struct net_opts *o, const char **why)
+int virtio_net_create(const struct virtio_env *env, const struct net_opts *o,
+		      struct virtio_dev **out, struct err *e)
 {
 	struct net_backend *be = NULL;
+	int err = -EINVAL;
 
 	switch (o->kind) {
 	case NET_NONE:
-		*why = "no network (--net none)";
-		return NULL;
+		return err_set(e, -EINVAL, "no network (--net none)");
 	case NET_USER:
-		be = net_slirp_create(&vm->loop, o, why);
+		err = net_slirp_create(env->loop, o, &be, e);
 		break;
 	case NET_TAP:
-		be = net_tap_create(&vm->loop, o->ifname, why);
+		err = net_tap_create(env->loop, o->ifname, &be, e);
 		break;
 	}
-	if (!be)
-		return NULL;
-	return virtio_net_create_with(vm, o, be, why);
+	return err ? err : virtio_net_create_with(env, o, be, out, e);
 }

@@ -8,8 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct vm;
+#include "vmm/err.h"
+
 struct virtio_dev;
+struct virtio_env;
 struct net_backend;
 
 #define NET_MAX_HOSTFWD 16
@@ -32,24 +34,25 @@ struct net_hostfwd {
 struct net_opts {
 	enum net_kind kind;
 	char ifname[IFNAMSIZ];      /* tap */
-	bool mac_set;
+	bool mac_set;               /* mac= given; else the caller fills mac with a default */
 	uint8_t mac[6];
-	unsigned index;             /* which NIC of the VM (0 for the first): the default MAC */
 	int nhostfwd;               /* user */
 	struct net_hostfwd hostfwd[NET_MAX_HOSTFWD];
 };
 
 /* Parses "user[,hostfwd=...]...[,mac=...]", "tap,ifname=NAME[,mac=...]" or "none". Returns 0,
- * or -EINVAL with a one-line message for the user in err. */
-int net_parse_opts(const char *spec, struct net_opts *o, char *err, size_t errlen);
+ * or -EINVAL with e saying what is wrong. */
+int net_parse_opts(const char *spec, struct net_opts *o, struct err *e);
 
-/* Creates the device and its backend (registered with vm->loop, so before the loop runs) and
- * registers it with the VM for destruction; the caller attaches it (virtio_attach). Returns
- * NULL with *why set on failure (and for NET_NONE). */
-struct virtio_dev *virtio_net_create(struct vm *vm, const struct net_opts *o, const char **why);
-/* The same with a given backend, which the device then owns (unit tests plug their own). */
-struct virtio_dev *virtio_net_create_with(struct vm *vm, const struct net_opts *o,
-					  struct net_backend *be, const char **why);
+/* Creates the device with o->mac and its backend (on env->loop, so before the loop runs), not
+ * yet attached (devices/virtio/attach.h). Returns 0, or -errno with e saying why (NET_NONE
+ * makes no device). */
+int virtio_net_create(const struct virtio_env *env, const struct net_opts *o,
+		      struct virtio_dev **out, struct err *e);
+/* The same with a given backend, which the device then owns, even on failure (unit tests plug
+ * their own). */
+int virtio_net_create_with(const struct virtio_env *env, const struct net_opts *o,
+			   struct net_backend *be, struct virtio_dev **out, struct err *e);
 
 /* Counters, for statistics and tests. */
 struct virtio_net_stats {

@@ -1,4 +1,5 @@
-/* virtio-pci ("Virtio Over PCI Bus", virtio 1.0 section 4.1).
+/* virtio-pci ("Virtio Over PCI Bus", virtio 1.0 section 4.1): set-up, BAR 4, interrupts and
+ * notifications. The common configuration is in pci_common.c, the legacy BAR in pci_legacy.c.
  *
  * BAR 4 (64-bit memory) holds every modern structure, BAR 0 (transitional devices only) the
  * legacy 0.9.5 register block:
@@ -9,60 +10,17 @@
 #include "devices/virtio/virtio_pci.h"
 
 #include <errno.h>
-#include <linux/kvm.h>
 #include <linux/pci_regs.h>
-#include <linux/virtio_ids.h>
 #include <linux/virtio_pci.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
-#include "devices/msix.h"
-#include "devices/pci.h"
-#include "devices/virtio/virtio.h"
+#include "devices/virtio/pci_transport.h"
 #include "vmm/log.h"
+#include "vmm/machine.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
-#define VPCI_VENDOR     0x1af4
-#define VPCI_MODERN_BAR 4
-#define VPCI_LEGACY_BAR 0
-#define VPCI_COMMON     0x0000
-#define VPCI_ISR        0x1000
-#define VPCI_DEVCFG     0x2000
-#define VPCI_NOTIFY     0x3000
-#define VPCI_MSIX_TABLE 0x4000
-#define VPCI_MSIX_PBA   0x5000
-#define VPCI_BAR_SIZE   0x8000
-#define VPCI_REGION     0x1000
-#define VPCI_NOTIFY_MULT 4
-#define VPCI_LEGACY_BAR_SIZE 0x100
-
-struct vpci_notify {
-	struct virtio_kick kick;
-	uint64_t mmio_addr;   /* where the modern ioeventfd is registered, 0 if not */
-	uint64_t pio_addr;    /* where the legacy one is, 0 if not */
-};
-
-struct virtio_pci {
-	struct virtio_dev *dev;
-	struct vm *vm;
-	struct pci_dev pdev;
-	struct msix msix;
-	bool transitional;
-	uint8_t pci_cfg_cap;            /* offset of the VIRTIO_PCI_CAP_PCI_CFG window */
-	uint32_t dfselect, gfselect;
-	uint16_t queue_sel;
-	uint16_t config_vector;
-	uint16_t queue_vector[VIRTIO_MAX_QUEUES];
-	uint32_t legacy_pfn[VIRTIO_MAX_QUEUES];
-	struct vpci_notify notify[VIRTIO_MAX_QUEUES];
-};
-
-/* ---- interrupts ---- */
+/* ---- interrupts (dev->lock held) ---- */
 
 static void vpci_interrupt(struct virtio_dev *dev, int queue)
 {
@@ -75,176 +33,68 @@ static void vpci_interrupt(struct virtio_dev *dev, int queue)
 			msix_notify(&vp->msix, v);
 		return;
 	}
-	/* INTx is level-triggered: it stays up until the driver reads the ISR. */
+	/* INTx is level-triggered: it stays up until the driver reads the ISR. Raising it and
+	 * the ISR read that lowers it both hold dev->lock, so neither can slip between the
+	 * other's two steps. */
 	pci_set_intx(&vp->pdev, 1);
 }
 
-static const struct virtio_transport_ops vpci_transport_ops = {
-	.interrupt = vpci_interrupt,
-};
-
-static uint8_t isr_read_clear(struct virtio_pci *vp)
+uint8_t vpci_isr_read_clear(struct virtio_pci *vp)
 {
-	uint8_t v = atomic_exchange(&vp->dev->isr, 0);
+	uint8_t v = virtio_isr_read_clear(vp->dev);
 
 	pci_set_intx(&vp->pdev, 0);
 	return v;
 }
 
-static uint16_t valid_vector(struct virtio_pci *vp, uint16_t v)
+uint16_t vpci_valid_vector(struct virtio_pci *vp, uint16_t v)
 {
 	return v < vp->msix.nvec ? v : VIRTIO_MSI_NO_VECTOR;
 }
 
-static void transport_reset(struct virtio_pci *vp)
+void vpci_write_status(struct virtio_pci *vp, uint8_t status)
 {
-	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
-	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
-		vp->queue_vector[q] = VIRTIO_MSI_NO_VECTOR;
-		vp->legacy_pfn[q] = 0;
+	if (status == 0) {
+		vp->config_vector = VIRTIO_MSI_NO_VECTOR;
+		for (int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+			vp->queue_vector[q] = VIRTIO_MSI_NO_VECTOR;
+			vp->legacy_pfn[q] = 0;
+		}
+		vp->queue_sel = 0;
+		vp->dfselect = vp->gfselect = 0;
 	}
-	vp->queue_sel = 0;
-	vp->dfselect = vp->gfselect = 0;
-}
-
-/* ---- modern common configuration ---- */
-
-static void common_snapshot(struct virtio_pci *vp, struct virtio_pci_common_cfg *c)
-{
-	struct virtio_dev *dev = vp->dev;
-	uint16_t q = vp->queue_sel;
-	bool valid = q < dev->ops->num_queues;
-
-	memset(c, 0, sizeof(*c));
-	c->device_feature_select = vp->dfselect;
-	c->device_feature = vp->dfselect < 2 ? (uint32_t)(virtio_offered_features(dev) >> (32 * vp->dfselect)) : 0;
-	c->guest_feature_select = vp->gfselect;
-	pthread_mutex_lock(&dev->lock);
-	c->guest_feature = vp->gfselect < 2 ? (uint32_t)(dev->driver_features >> (32 * vp->gfselect)) : 0;
-	c->msix_config = vp->config_vector;
-	c->num_queues = dev->ops->num_queues;
-	c->device_status = dev->status;
-	c->config_generation = (uint8_t)dev->config_generation;
-	c->queue_select = q;
-	if (valid) {
-		const struct virtq *vq = &dev->vqs[q];
-
-		c->queue_size = dev->queue_size[q];
-		c->queue_msix_vector = vp->queue_vector[q];
-		c->queue_enable = vq->ready;
-		c->queue_notify_off = q;
-		c->queue_desc_lo = (uint32_t)vq->desc_gpa;
-		c->queue_desc_hi = (uint32_t)(vq->desc_gpa >> 32);
-		c->queue_avail_lo = (uint32_t)vq->avail_gpa;
-		c->queue_avail_hi = (uint32_t)(vq->avail_gpa >> 32);
-		c->queue_used_lo = (uint32_t)vq->used_gpa;
-		c->queue_used_hi = (uint32_t)(vq->used_gpa >> 32);
-	} else {
-		c->queue_msix_vector = VIRTIO_MSI_NO_VECTOR;
-	}
-	pthread_mutex_unlock(&dev->lock);
-}
-
-static void queue_addr_write(struct virtio_pci *vp, uint64_t *addr, int half, uint64_t v, uint32_t len)
-{
-	struct virtio_dev *dev = vp->dev;
-
-	pthread_mutex_lock(&dev->lock);
-	/* The driver must not move a live queue; such writes are dropped. */
-	if (!dev->vqs[vp->queue_sel].ready) {
-		if (len == 8)
-			*addr = v;
-		else if (half)
-			*addr = (*addr & 0xffffffffULL) | (v << 32);
-		else
-			*addr = (*addr & ~0xffffffffULL) | (uint32_t)v;
-	}
-	pthread_mutex_unlock(&dev->lock);
-}
-
-static void common_write(struct virtio_pci *vp, uint64_t off, uint64_t v, uint32_t len)
-{
-	struct virtio_dev *dev = vp->dev;
-	uint16_t q = vp->queue_sel;
-	bool valid = q < dev->ops->num_queues;
-	struct virtq *vq = valid ? &dev->vqs[q] : NULL;
-
-	dev->legacy = false;
-	switch (off) {
-	case VIRTIO_PCI_COMMON_DFSELECT: if (len == 4) vp->dfselect = v; return;
-	case VIRTIO_PCI_COMMON_GFSELECT: if (len == 4) vp->gfselect = v; return;
-	case VIRTIO_PCI_COMMON_GF:
-		if (len == 4)
-			virtio_set_driver_features(dev, vp->gfselect, (uint32_t)v);
-		return;
-	case VIRTIO_PCI_COMMON_MSIX:
-		if (len == 2)
-			vp->config_vector = valid_vector(vp, v);
-		return;
-	case VIRTIO_PCI_COMMON_STATUS:
-		if (len != 1)
-			return;
-		if (v == 0)
-			transport_reset(vp);
-		virtio_set_status(dev, v);
-		if (v == 0)
-			pci_set_intx(&vp->pdev, 0);
-		return;
-	case VIRTIO_PCI_COMMON_Q_SELECT: if (len == 2) vp->queue_sel = v; return;
-	}
-	if (!vq)
-		return; /* a queue that does not exist: nothing to set */
-	switch (off) {
-	case VIRTIO_PCI_COMMON_Q_SIZE:
-		pthread_mutex_lock(&dev->lock);
-		/* Only before the queue is enabled, and only a power of two up to the maximum. */
-		if (len == 2 && !vq->ready && v && v <= dev->ops->queue_max_size && !(v & (v - 1)))
-			dev->queue_size[q] = v;
-		pthread_mutex_unlock(&dev->lock);
-		return;
-	case VIRTIO_PCI_COMMON_Q_MSIX:
-		if (len == 2)
-			vp->queue_vector[q] = valid_vector(vp, v);
-		return;
-	case VIRTIO_PCI_COMMON_Q_ENABLE:
-		if (len == 2 && v == 1)
-			virtio_queue_set_ready(dev, q, true);
-		return;
-	case VIRTIO_PCI_COMMON_Q_DESCLO: case VIRTIO_PCI_COMMON_Q_DESCHI:
-		queue_addr_write(vp, &vq->desc_gpa, off == VIRTIO_PCI_COMMON_Q_DESCHI, v, len);
-		return;
-	case VIRTIO_PCI_COMMON_Q_AVAILLO: case VIRTIO_PCI_COMMON_Q_AVAILHI:
-		queue_addr_write(vp, &vq->avail_gpa, off == VIRTIO_PCI_COMMON_Q_AVAILHI, v, len);
-		return;
-	case VIRTIO_PCI_COMMON_Q_USEDLO: case VIRTIO_PCI_COMMON_Q_USEDHI:
-		queue_addr_write(vp, &vq->used_gpa, off == VIRTIO_PCI_COMMON_Q_USEDHI, v, len);
-		return;
-	}
-	/* Everything else (device_feature, num_queues, config_generation, queue_notify_off) is
-	 * read-only: the write is dropped. */
+	virtio_write_status(vp->dev, status);
+	if (status == 0)
+		pci_set_intx(&vp->pdev, 0);
 }
 
 /* ---- BAR 4 ---- */
 
+static bool in_region(uint64_t off, uint32_t len, uint64_t start)
+{
+	return off >= start && off - start < VPCI_REGION && len <= VPCI_REGION - (off - start);
+}
+
 static void modern_read(void *opaque, uint64_t off, void *data, uint32_t len)
 {
 	struct virtio_pci *vp = opaque;
+	struct virtio_dev *dev = vp->dev;
 	uint64_t v = 0;
 
-	if (off < VPCI_COMMON + VPCI_REGION) {
-		struct virtio_pci_common_cfg c;
-
-		common_snapshot(vp, &c);
-		if (off + len <= sizeof(c))
-			memcpy(&v, (uint8_t *)&c + off, len);
-	} else if (off < VPCI_ISR + VPCI_REGION) {
-		v = off == VPCI_ISR ? isr_read_clear(vp) : 0;
-	} else if (off < VPCI_DEVCFG + VPCI_REGION) {
-		virtio_config_read(vp->dev, off - VPCI_DEVCFG, &v, len);
-	} else if (off >= VPCI_MSIX_TABLE && off < VPCI_MSIX_TABLE + VPCI_REGION) {
+	/* The MSI-X structures have their own lock; everything else is the device's. */
+	if (in_region(off, len, VPCI_MSIX_TABLE)) {
 		msix_table_read(&vp->msix, off - VPCI_MSIX_TABLE, &v, len);
-	} else if (off >= VPCI_MSIX_PBA && off < VPCI_MSIX_PBA + VPCI_REGION) {
+	} else if (in_region(off, len, VPCI_MSIX_PBA)) {
 		msix_pba_read(&vp->msix, off - VPCI_MSIX_PBA, &v, len);
+	} else {
+		pthread_mutex_lock(&dev->lock);
+		if (in_region(off, len, VPCI_COMMON))
+			vpci_common_read(vp, off - VPCI_COMMON, &v, len);
+		else if (off == VPCI_ISR)
+			v = vpci_isr_read_clear(vp);
+		else if (in_region(off, len, VPCI_DEVCFG))
+			virtio_config_read(dev, off - VPCI_DEVCFG, &v, len);
+		pthread_mutex_unlock(&dev->lock);
 	}
 	memcpy(data, &v, len);
 }
@@ -252,151 +102,51 @@ static void modern_read(void *opaque, uint64_t off, void *data, uint32_t len)
 static void modern_write(void *opaque, uint64_t off, const void *data, uint32_t len)
 {
 	struct virtio_pci *vp = opaque;
+	struct virtio_dev *dev = vp->dev;
 	uint64_t v = 0;
 
 	memcpy(&v, data, len);
-	if (off < VPCI_COMMON + VPCI_REGION) {
-		common_write(vp, off, v, len);
-	} else if (off >= VPCI_DEVCFG && off < VPCI_DEVCFG + VPCI_REGION) {
-		virtio_config_write(vp->dev, off - VPCI_DEVCFG, data, len);
-	} else if (off >= VPCI_NOTIFY && off < VPCI_NOTIFY + VPCI_REGION) {
+	if (in_region(off, len, VPCI_MSIX_TABLE)) {
+		msix_table_write(&vp->msix, off - VPCI_MSIX_TABLE, data, len);
+		return;
+	}
+	pthread_mutex_lock(&dev->lock);
+	if (in_region(off, len, VPCI_COMMON))
+		vpci_common_write(vp, off - VPCI_COMMON, v, len);
+	else if (in_region(off, len, VPCI_DEVCFG))
+		virtio_config_write(dev, off - VPCI_DEVCFG, data, len);
+	else if (in_region(off, len, VPCI_NOTIFY))
 		/* Only when no ioeventfd caught it: a queue out of range (ignored), or none was
 		 * registered. */
-		uint64_t q = (off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT;
-
-		if (q < vp->dev->ops->num_queues)
-			atomic_fetch_add(&vp->dev->stats.notifies_userspace, 1);
-		virtio_queue_notified(vp->dev, (int)q);
-	} else if (off >= VPCI_MSIX_TABLE && off < VPCI_MSIX_TABLE + VPCI_REGION) {
-		msix_table_write(&vp->msix, off - VPCI_MSIX_TABLE, data, len);
-	}
+		virtio_queue_notify_userspace(dev, (off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT);
+	pthread_mutex_unlock(&dev->lock);
 }
 
 static const struct bus_ops modern_ops = { .read = modern_read, .write = modern_write };
 
-/* ---- BAR 0: the legacy register block (transitional devices) ---- */
-
-static uint32_t legacy_config_off(struct virtio_pci *vp)
-{
-	return msix_enabled(&vp->msix) ? 24 : 20;
-}
-
-static void legacy_read(void *opaque, uint64_t off, void *data, uint32_t len)
-{
-	struct virtio_pci *vp = opaque;
-	struct virtio_dev *dev = vp->dev;
-	uint32_t cfg = legacy_config_off(vp), v = 0;
-	uint16_t q = vp->queue_sel;
-
-	dev->legacy = true;
-	if (off >= cfg) {
-		virtio_config_read(dev, off - cfg, data, len);
-		return;
-	}
-	switch (off) {
-	case VIRTIO_PCI_HOST_FEATURES: v = (uint32_t)virtio_offered_features(dev); break;
-	case VIRTIO_PCI_GUEST_FEATURES: v = (uint32_t)dev->driver_features; break;
-	case VIRTIO_PCI_QUEUE_PFN: v = q < dev->ops->num_queues ? vp->legacy_pfn[q] : 0; break;
-	case VIRTIO_PCI_QUEUE_NUM: v = q < dev->ops->num_queues ? dev->ops->queue_max_size : 0; break;
-	case VIRTIO_PCI_QUEUE_SEL: v = q; break;
-	case VIRTIO_PCI_STATUS: v = virtio_get_status(dev); break;
-	case VIRTIO_PCI_ISR: v = isr_read_clear(vp); break;
-	case VIRTIO_MSI_CONFIG_VECTOR: v = vp->config_vector; break;
-	case VIRTIO_MSI_QUEUE_VECTOR:
-		v = q < dev->ops->num_queues ? vp->queue_vector[q] : VIRTIO_MSI_NO_VECTOR;
-		break;
-	}
-	memcpy(data, &v, len);
-}
-
-static void legacy_write(void *opaque, uint64_t off, const void *data, uint32_t len)
-{
-	struct virtio_pci *vp = opaque;
-	struct virtio_dev *dev = vp->dev;
-	uint32_t cfg = legacy_config_off(vp), v = 0;
-	uint16_t q = vp->queue_sel;
-	bool valid = q < dev->ops->num_queues;
-
-	dev->legacy = true;
-	if (off >= cfg) {
-		virtio_config_write(dev, off - cfg, data, len);
-		return;
-	}
-	memcpy(&v, data, len);
-	switch (off) {
-	case VIRTIO_PCI_GUEST_FEATURES:
-		virtio_set_driver_features(dev, 0, v);
-		break;
-	case VIRTIO_PCI_QUEUE_PFN:
-		if (!valid)
-			break;
-		if (!v) {
-			virtio_queue_set_ready(dev, q, false);
-			vp->legacy_pfn[q] = 0;
-			break;
-		}
-		pthread_mutex_lock(&dev->lock);
-		if (!dev->vqs[q].ready) {
-			uint64_t num = dev->queue_size[q], base = (uint64_t)v << VIRTIO_PCI_QUEUE_ADDR_SHIFT;
-
-			vp->legacy_pfn[q] = v;
-			dev->vqs[q].desc_gpa = base;
-			dev->vqs[q].avail_gpa = base + 16 * num;
-			dev->vqs[q].used_gpa = ALIGN_UP(base + 16 * num + 6 + 2 * num, VIRTIO_PCI_VRING_ALIGN);
-		}
-		pthread_mutex_unlock(&dev->lock);
-		virtio_queue_set_ready(dev, q, true);
-		break;
-	case VIRTIO_PCI_QUEUE_SEL:
-		vp->queue_sel = v;
-		break;
-	case VIRTIO_PCI_QUEUE_NOTIFY:
-		if (v < dev->ops->num_queues)
-			atomic_fetch_add(&dev->stats.notifies_userspace, 1);
-		virtio_queue_notified(dev, v);
-		break;
-	case VIRTIO_PCI_STATUS:
-		if ((v & 0xff) == 0)
-			transport_reset(vp);
-		virtio_set_status(dev, v);
-		if ((v & 0xff) == 0)
-			pci_set_intx(&vp->pdev, 0);
-		break;
-	case VIRTIO_MSI_CONFIG_VECTOR:
-		vp->config_vector = valid_vector(vp, v);
-		break;
-	case VIRTIO_MSI_QUEUE_VECTOR:
-		if (valid)
-			vp->queue_vector[q] = valid_vector(vp, v);
-		break;
-	}
-}
-
-static const struct bus_ops legacy_ops = { .read = legacy_read, .write = legacy_write };
-
 /* ---- notifications ---- */
 
-static int ioeventfd(struct virtio_pci *vp, struct vpci_notify *n, uint64_t addr, bool pio, bool assign)
+static int ioeventfd(struct virtio_pci *vp, int q, uint64_t addr, bool pio, bool assign)
 {
-	struct kvm_ioeventfd io = { .addr = addr, .fd = n->kick.h.fd };
+	struct machine_ioeventfd io = { .fd = virtio_kick_fd(vp->dev, q), .addr = addr, .pio = pio };
 
-	if (pio || !vp->vm->caps.ioeventfd_no_length) {
+	if (pio || !vp->machine->ioeventfd_no_length) {
 		/* The driver writes the queue index (16 bits) to the notify address. */
 		io.len = 2;
-		io.datamatch = n->kick.queue;
-		io.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0);
+		io.datamatch = true;
+		io.data = q;
 	}
 	/* len 0 otherwise: any write there, KVM's fast MMIO path. */
-	if (!assign)
-		io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
-	return ioctl(vp->vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+	return machine_ioeventfd(vp->machine, &io, assign);
 }
 
-/* BARs move when the guest reprograms them: the notify ioeventfds follow. */
+/* BARs move when the guest reprograms them: the notify ioeventfds follow (PCI bus lock held). */
 static void vpci_bar_mapped(struct pci_dev *pdev, int bar, uint64_t addr, bool mapped)
 {
 	struct virtio_pci *vp = pdev->priv;
 
+	if (bar != VPCI_MODERN_BAR && bar != VPCI_LEGACY_BAR)
+		return;
 	for (int q = 0; q < vp->dev->ops->num_queues; q++) {
 		struct vpci_notify *n = &vp->notify[q];
 		bool pio = bar == VPCI_LEGACY_BAR;
@@ -404,29 +154,44 @@ static void vpci_bar_mapped(struct pci_dev *pdev, int bar, uint64_t addr, bool m
 		uint64_t at = pio ? addr + VIRTIO_PCI_QUEUE_NOTIFY : addr + VPCI_NOTIFY + q * VPCI_NOTIFY_MULT;
 
 		if (*where) {
-			ioeventfd(vp, n, *where, pio, false);
+			ioeventfd(vp, q, *where, pio, false);
 			*where = 0;
 		}
-		if (mapped && ioeventfd(vp, n, at, pio, true) == 0)
+		if (mapped && ioeventfd(vp, q, at, pio, true) == 0)
 			*where = at;
 	}
 }
 
 /* ---- config space: the MSI-X control word and the VIRTIO_PCI_CAP_PCI_CFG window ---- */
 
-static bool vpci_cfg_read(struct pci_dev *pdev, uint32_t off, uint32_t len, uint32_t *val)
+/* Whether a config access at off is to the window's data; if so, the window's target. */
+static bool cfg_window(struct virtio_pci *vp, uint32_t off, struct virtio_pci_cap *cap)
 {
-	struct virtio_pci *vp = pdev->priv;
 	uint32_t data = vp->pci_cfg_cap + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data);
-	struct virtio_pci_cap cap;
 
 	if (!vp->pci_cfg_cap || off != data)
 		return false;
+	memcpy(cap, &vp->pdev.cfg[vp->pci_cfg_cap], sizeof(*cap));
+	return true;
+}
+
+static bool window_ok(const struct virtio_pci_cap *cap, uint32_t len)
+{
+	return cap->bar == VPCI_MODERN_BAR && (cap->length == 1 || cap->length == 2 ||
+	       cap->length == 4) && cap->length <= len && cap->offset < VPCI_BAR_SIZE &&
+	       !(cap->offset % cap->length);
+}
+
+static bool vpci_cfg_read(struct pci_dev *pdev, uint32_t off, uint32_t len, uint32_t *val)
+{
+	struct virtio_pci *vp = pdev->priv;
+	struct virtio_pci_cap cap;
+
+	if (!cfg_window(vp, off, &cap))
+		return false;
 	/* A read of pci_cfg_data reads the BAR at the window's offset, with the window's length. */
-	memcpy(&cap, &pdev->cfg[vp->pci_cfg_cap], sizeof(cap));
 	*val = 0;
-	if (cap.bar == VPCI_MODERN_BAR && (cap.length == 1 || cap.length == 2 || cap.length == 4) &&
-	    cap.length <= len && cap.offset < VPCI_BAR_SIZE && !(cap.offset % cap.length))
+	if (window_ok(&cap, len))
 		modern_read(vp, cap.offset, val, cap.length);
 	return true;
 }
@@ -434,15 +199,10 @@ static bool vpci_cfg_read(struct pci_dev *pdev, uint32_t off, uint32_t len, uint
 static void vpci_cfg_written(struct pci_dev *pdev, uint32_t off, uint32_t len, uint32_t val)
 {
 	struct virtio_pci *vp = pdev->priv;
-	uint32_t data = vp->pci_cfg_cap + offsetof(struct virtio_pci_cfg_cap, pci_cfg_data);
 	struct virtio_pci_cap cap;
 
 	msix_cfg_written(&vp->msix, off, len);
-	if (!vp->pci_cfg_cap || off != data)
-		return;
-	memcpy(&cap, &pdev->cfg[vp->pci_cfg_cap], sizeof(cap));
-	if (cap.bar == VPCI_MODERN_BAR && (cap.length == 1 || cap.length == 2 || cap.length == 4) &&
-	    cap.length <= len && cap.offset < VPCI_BAR_SIZE && !(cap.offset % cap.length))
+	if (cfg_window(vp, off, &cap) && window_ok(&cap, len))
 		modern_write(vp, cap.offset, &val, cap.length);
 }
 
@@ -478,60 +238,47 @@ static void add_cap(struct virtio_pci *vp, uint8_t type, uint32_t offset, uint32
 	}
 }
 
-static uint32_t class_of(uint32_t id)
+static void vpci_destroy(struct virtio_dev *dev)
 {
-	switch (id) {
-	case VIRTIO_ID_NET: return 0x020000;
-	case VIRTIO_ID_BLOCK: return 0x010000;
-	case VIRTIO_ID_CONSOLE: return 0x078000;
-	case VIRTIO_ID_BALLOON: return 0x050000;
-	default: return 0x00ff00;
-	}
-}
+	struct virtio_pci *vp = dev->transport_priv;
 
-static void vpci_destroy(void *opaque)
-{
-	struct virtio_pci *vp = opaque;
-
-	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++)
-		virtio_kick_close(&vp->notify[q].kick);
 	msix_destroy(&vp->msix);
 	free(vp);
+	dev->transport_priv = NULL;
 }
 
-int virtio_pci_attach(struct vm *vm, struct virtio_dev *dev, bool transitional)
+static const struct virtio_transport_ops vpci_transport_ops = {
+	.interrupt = vpci_interrupt,
+	.destroy = vpci_destroy,
+};
+
+int virtio_pci_attach(struct pci_bus *bus, struct machine *m, struct virtio_dev *dev,
+		      bool transitional)
 {
 	uint32_t id = dev->ops->device_id;
+	uint32_t class = dev->ops->pci_class ? dev->ops->pci_class : 0x00ff00;
 	uint16_t nvec = dev->ops->num_queues + 1; /* one per queue and one for config changes */
 	struct virtio_pci *vp = calloc(1, sizeof(*vp));
 	int err;
 
 	if (!vp)
 		return -ENOMEM;
-	err = vm_add_device(vm, vp, vpci_destroy);
-	if (err) {
-		free(vp);
-		return err;
-	}
 	vp->dev = dev;
-	vp->vm = vm;
+	vp->machine = m;
 	vp->transitional = transitional;
-	transport_reset(vp);
+	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
+	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++)
+		vp->queue_vector[q] = VIRTIO_MSI_NO_VECTOR;
 	dev->transport = &vpci_transport_ops;
 	dev->transport_priv = vp;
 	dev->legacy = false;
 	if (transitional)
-		pci_dev_init(&vp->pdev, vm, VPCI_VENDOR, 0x1000 + id - 1, class_of(id), 0, VPCI_VENDOR, id,
-			     &vpci_pci_ops, vp);
+		pci_dev_init(&vp->pdev, bus, VPCI_VENDOR, 0x1000 + id - 1, class, 0,
+			     VPCI_VENDOR, id, &vpci_pci_ops, vp);
 	else
-		pci_dev_init(&vp->pdev, vm, VPCI_VENDOR, 0x1040 + id, class_of(id), 1, VPCI_VENDOR, 0x1100,
-			     &vpci_pci_ops, vp);
-	for (int q = 0; q < dev->ops->num_queues; q++) {
-		err = virtio_kick_init(&vp->notify[q].kick, dev, q);
-		if (err)
-			return err;
-	}
-	err = msix_init(&vp->msix, &vp->pdev, vm, nvec, VPCI_MODERN_BAR, VPCI_MSIX_TABLE, VPCI_MSIX_PBA);
+		pci_dev_init(&vp->pdev, bus, VPCI_VENDOR, 0x1040 + id, class, 1,
+			     VPCI_VENDOR, 0x1100, &vpci_pci_ops, vp);
+	err = msix_init(&vp->msix, &vp->pdev, m, nvec, VPCI_MODERN_BAR, VPCI_MSIX_TABLE, VPCI_MSIX_PBA);
 	if (err)
 		return err;
 	add_cap(vp, VIRTIO_PCI_CAP_COMMON_CFG, VPCI_COMMON, sizeof(struct virtio_pci_common_cfg),
@@ -544,6 +291,7 @@ int virtio_pci_attach(struct vm *vm, struct virtio_dev *dev, bool transitional)
 	add_cap(vp, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, sizeof(struct virtio_pci_cfg_cap));
 	pci_add_bar(&vp->pdev, VPCI_MODERN_BAR, VPCI_BAR_SIZE, false, true, &modern_ops, vp);
 	if (transitional)
-		pci_add_bar(&vp->pdev, VPCI_LEGACY_BAR, VPCI_LEGACY_BAR_SIZE, true, false, &legacy_ops, vp);
-	return pci_register(vm, &vp->pdev);
+		pci_add_bar(&vp->pdev, VPCI_LEGACY_BAR, VPCI_LEGACY_BAR_SIZE, true, false,
+			    &vpci_legacy_ops, vp);
+	return pci_register(&vp->pdev);
 }

@@ -10,7 +10,6 @@
 #include "devices/virtio/virtio.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
 #define RNG_POOL_SIZE (64 * 1024)
 #define RNG_MAX_PER_REQUEST (64 * 1024) /* larger buffers get this much; used len says so */
@@ -46,12 +45,12 @@ static int rng_take(struct virtio_rng *r, uint8_t *dst, size_t n)
 	return 0;
 }
 
-static void rng_queue_notify(struct virtio_dev *dev, int q)
+static bool rng_queue_notify(struct virtio_dev *dev, int q)
 {
 	struct virtio_rng *r = container_of(dev, struct virtio_rng, vdev);
-	bool pushed = false;
+	int n = 0;
 
-	while (virtio_pop(dev, q, &r->req, VIRTQ_DEV_WRITES) == 0) {
+	while (n < VIRTIO_BUDGET && virtio_pop(dev, q, &r->req, VIRTQ_DEV_WRITES) == 0) {
 		uint32_t written = 0;
 
 		for (int i = 0; i < r->req.nsegs && written < RNG_MAX_PER_REQUEST; i++) {
@@ -64,10 +63,19 @@ static void rng_queue_notify(struct virtio_dev *dev, int q)
 			written += n;
 		}
 		virtio_push(dev, q, r->req.head, written);
-		pushed = true;
+		n++;
 	}
-	if (pushed)
+	if (n)
 		virtio_notify_used(dev, q);
+	return n == VIRTIO_BUDGET;
+}
+
+static void rng_destroy(struct virtio_dev *dev)
+{
+	struct virtio_rng *r = container_of(dev, struct virtio_rng, vdev);
+
+	virtio_dev_cleanup(&r->vdev);
+	free(r);
 }
 
 static const struct virtio_dev_ops rng_ops = {
@@ -78,27 +86,22 @@ static const struct virtio_dev_ops rng_ops = {
 	.queue_max_size = 256,
 	.config_size = 0,
 	.queue_notify = rng_queue_notify,
+	.destroy = rng_destroy,
 };
 
-static void rng_destroy(void *opaque)
-{
-	struct virtio_rng *r = opaque;
-
-	virtio_dev_destroy(&r->vdev);
-	free(r);
-}
-
-struct virtio_dev *virtio_rng_create(struct vm *vm)
+int virtio_rng_create(const struct virtio_env *env, struct virtio_dev **out)
 {
 	struct virtio_rng *r = calloc(1, sizeof(*r));
+	int err;
 
 	if (!r)
-		return NULL;
-	virtio_dev_init(&r->vdev, vm, &rng_ops, NULL);
+		return -ENOMEM;
 	r->pool_pos = RNG_POOL_SIZE; /* empty: filled on first use */
-	if (vm_add_device(vm, r, rng_destroy) < 0) {
-		rng_destroy(r);
-		return NULL;
+	err = virtio_dev_init(&r->vdev, env, &rng_ops, NULL);
+	if (err) {
+		free(r);
+		return err;
 	}
-	return &r->vdev;
+	*out = &r->vdev;
+	return 0;
 }

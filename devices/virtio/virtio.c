@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <linux/virtio_config.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -9,35 +10,113 @@
 
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
 #define TRANSPORT_FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | \
 			    (1ULL << VIRTIO_RING_F_EVENT_IDX))
+#define VIOLATIONS_LOGGED 10 /* a guest that breaks the rules in a loop must not flood stderr */
 
-void virtio_dev_init(struct virtio_dev *dev, struct vm *vm, const struct virtio_dev_ops *ops,
-		     void *config)
+/* ---- life cycle ---- */
+
+static void on_kick(struct ev_handler *h, uint32_t events)
+{
+	struct virtio_kick *k = container_of(h, struct virtio_kick, h);
+
+	(void)events;
+	virtio_queue_notified(k->dev, k->queue);
+}
+
+static int kick_init(struct virtio_kick *k, struct virtio_dev *dev, int q)
+{
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), err;
+
+	if (fd < 0)
+		return -errno;
+	k->dev = dev;
+	k->queue = q;
+	k->h.fn = on_kick;
+	/* Edge-triggered: every kick (an eventfd signal from KVM's ioeventfd) is one event, so
+	 * the counter is never read back: one syscall fewer per notification. A kick arriving
+	 * while its handler runs is one more event, and at worst one idle pass. */
+	err = evloop_add(dev->env.loop, fd, EPOLLIN | EPOLLET, &k->h);
+	if (err) {
+		close(fd);
+		k->h.fn = NULL;
+	}
+	return err;
+}
+
+int virtio_dev_init(struct virtio_dev *dev, const struct virtio_env *env,
+		    const struct virtio_dev_ops *ops, void *config)
 {
 	memset(dev, 0, sizeof(*dev));
 	dev->ops = ops;
-	dev->vm = vm;
+	dev->env = *env;
 	dev->config = config;
 	pthread_mutex_init(&dev->lock, NULL);
 	for (int q = 0; q < ops->num_queues; q++) {
+		int err = kick_init(&dev->kicks[q], dev, q);
+
+		if (err) {
+			virtio_dev_cleanup(dev);
+			return err;
+		}
 		dev->queue_size[q] = ops->queue_max_size;
 		virtq_reset(&dev->vqs[q], ops->queue_max_size);
 	}
+	return 0;
 }
 
-void virtio_dev_destroy(struct virtio_dev *dev)
+void virtio_dev_cleanup(struct virtio_dev *dev)
 {
+	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		if (dev->kicks[q].h.fn) {
+			evloop_del(dev->env.loop, &dev->kicks[q].h);
+			close(dev->kicks[q].h.fd);
+		}
+		dev->kicks[q].h.fn = NULL;
+	}
 	pthread_mutex_destroy(&dev->lock);
 }
+
+void virtio_dev_free(void *opaque)
+{
+	struct virtio_dev *dev = opaque;
+
+	if (dev->transport && dev->transport->destroy)
+		dev->transport->destroy(dev);
+	dev->transport = NULL;
+	dev->ops->destroy(dev);
+}
+
+int virtio_dev_stats(void *opaque, struct stat_value *out, int max)
+{
+	struct virtio_dev *dev = opaque;
+	const struct virtio_stats *s = &dev->stats;
+	struct stat_value common[] = {
+		{ "device", dev->ops->name, 0 },
+		{ "notifies", NULL, atomic_load(&s->notifies) },
+		{ "notifies_ignored", NULL, atomic_load(&s->notifies_ignored) },
+		{ "notifies_userspace", NULL, atomic_load(&s->notifies_userspace) },
+		{ "renotifies", NULL, atomic_load(&s->renotifies) },
+		{ "interrupts", NULL, atomic_load(&s->interrupts) },
+		{ "interrupts_suppressed", NULL, atomic_load(&s->interrupts_suppressed) },
+		{ "violations", NULL, atomic_load(&s->violations) },
+	};
+	int n = MIN((int)ARRAY_SIZE(common), max);
+
+	memcpy(out, common, n * sizeof(out[0]));
+	if (dev->ops->stats && n < max)
+		n += dev->ops->stats(dev, out + n, max - n);
+	return n;
+}
+
+/* ---- features and status ---- */
 
 uint64_t virtio_offered_features(const struct virtio_dev *dev)
 {
 	uint64_t f = dev->ops->features | TRANSPORT_FEATURES;
 
-	/* A legacy transport has 32 feature bits and no VERSION_1. */
+	/* A legacy interface has 32 feature bits and no VERSION_1. */
 	return dev->legacy ? (f & 0xffffffffULL) : f;
 }
 
@@ -52,19 +131,18 @@ bool virtio_dev_ok(const struct virtio_dev *dev)
 	       !(dev->status & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
-uint8_t virtio_get_status(struct virtio_dev *dev)
+bool virtio_queue_live(const struct virtio_dev *dev, int q)
 {
-	uint8_t s;
-
-	pthread_mutex_lock(&dev->lock);
-	s = dev->status;
-	pthread_mutex_unlock(&dev->lock);
-	return s;
+	return q >= 0 && q < dev->ops->num_queues && virtio_dev_ok(dev) && dev->vqs[q].ready;
 }
 
-#define VIOLATIONS_LOGGED 10 /* a guest that breaks the rules in a loop must not flood stderr */
+static void raise_interrupt(struct virtio_dev *dev, int queue)
+{
+	dev->isr |= queue < 0 ? VIRTIO_ISR_CONFIG : VIRTIO_ISR_QUEUE;
+	dev->transport->interrupt(dev, queue);
+}
 
-void virtio_dev_fail_locked(struct virtio_dev *dev, const char *why)
+void virtio_dev_fail(struct virtio_dev *dev, const char *why)
 {
 	unsigned long n;
 
@@ -76,29 +154,21 @@ void virtio_dev_fail_locked(struct virtio_dev *dev, const char *why)
 		pr_warn("%s: guest error: %s: device needs reset", dev->ops->name, why);
 	else if (n == VIOLATIONS_LOGGED)
 		pr_warn("%s: more guest errors: no longer reported", dev->ops->name);
-	atomic_fetch_or(&dev->isr, VIRTIO_ISR_CONFIG);
-	dev->transport->interrupt(dev, -1);
+	raise_interrupt(dev, -1);
 }
 
-static void reset_locked(struct virtio_dev *dev)
+static void reset(struct virtio_dev *dev)
 {
 	dev->status = 0;
 	dev->driver_features = 0;
 	dev->early_kicks = 0;
-	atomic_store(&dev->isr, 0);
+	dev->isr = 0;
 	for (int q = 0; q < dev->ops->num_queues; q++) {
 		dev->queue_size[q] = dev->ops->queue_max_size;
 		virtq_reset(&dev->vqs[q], dev->ops->queue_max_size);
 	}
 	if (dev->ops->reset)
 		dev->ops->reset(dev);
-}
-
-void virtio_reset(struct virtio_dev *dev)
-{
-	pthread_mutex_lock(&dev->lock);
-	reset_locked(dev);
-	pthread_mutex_unlock(&dev->lock);
 }
 
 /* FEATURES_OK stays clear when the driver acked something not offered, a modern driver left
@@ -114,34 +184,38 @@ static bool features_acceptable(struct virtio_dev *dev)
 	return !dev->ops->features_ok || dev->ops->features_ok(dev, acked);
 }
 
-static void activate_locked(struct virtio_dev *dev)
+static void set_ring_features(struct virtio_dev *dev, int q)
 {
-	for (int q = 0; q < dev->ops->num_queues; q++) {
-		dev->vqs[q].event_idx = virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX);
-		dev->vqs[q].indirect = virtio_has_feature(dev, VIRTIO_RING_F_INDIRECT_DESC);
-	}
-	if (dev->ops->activate)
-		dev->ops->activate(dev);
+	dev->vqs[q].event_idx = virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX);
+	dev->vqs[q].indirect = virtio_has_feature(dev, VIRTIO_RING_F_INDIRECT_DESC);
 }
 
-/* Serves the kicks a driver sent before DRIVER_OK; with the lock held, status DRIVER_OK. */
+static void serve(struct virtio_dev *dev, int q)
+{
+	atomic_fetch_add(&dev->stats.notifies, 1);
+	if (dev->ops->queue_notify(dev, q)) {
+		atomic_fetch_add(&dev->stats.renotifies, 1);
+		virtio_queue_kick(dev, q);
+	}
+}
+
+/* Serves the kicks a driver sent before DRIVER_OK (status DRIVER_OK now). */
 static void serve_early_kicks(struct virtio_dev *dev)
 {
 	uint32_t pending = dev->early_kicks;
 
 	dev->early_kicks = 0;
 	for (int q = 0; q < dev->ops->num_queues; q++)
-		if ((pending & (1u << q)) && dev->vqs[q].ready && virtio_dev_ok(dev))
-			dev->ops->queue_notify(dev, q);
+		if ((pending & (1u << q)) && virtio_queue_live(dev, q))
+			serve(dev, q);
 }
 
-void virtio_set_status(struct virtio_dev *dev, uint8_t status)
+void virtio_write_status(struct virtio_dev *dev, uint8_t status)
 {
 	if (status == 0) {
-		virtio_reset(dev);
+		reset(dev);
 		return;
 	}
-	pthread_mutex_lock(&dev->lock);
 	/* The device owns NEEDS_RESET; the driver cannot set or clear it. */
 	status = (status & ~VIRTIO_CONFIG_S_NEEDS_RESET) | (dev->status & VIRTIO_CONFIG_S_NEEDS_RESET);
 	if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && !(dev->status & VIRTIO_CONFIG_S_FEATURES_OK) &&
@@ -153,59 +227,115 @@ void virtio_set_status(struct virtio_dev *dev, uint8_t status)
 			status &= ~VIRTIO_CONFIG_S_DRIVER_OK;
 		} else {
 			dev->status = status;
-			activate_locked(dev);
+			for (int q = 0; q < dev->ops->num_queues; q++)
+				set_ring_features(dev, q);
+			if (dev->ops->activate)
+				dev->ops->activate(dev);
 			serve_early_kicks(dev);
-			/* Serving them may have found a violation: keep its NEEDS_RESET. */
+			/* Activation may have found a violation: keep its NEEDS_RESET. */
 			status |= dev->status & VIRTIO_CONFIG_S_NEEDS_RESET;
 		}
 	}
 	dev->status = status;
-	pthread_mutex_unlock(&dev->lock);
 }
 
-void virtio_set_driver_features(struct virtio_dev *dev, unsigned word, uint32_t value)
+void virtio_set_driver_features(struct virtio_dev *dev, uint32_t word, uint32_t value)
 {
-	pthread_mutex_lock(&dev->lock);
 	/* Features are fixed once accepted. */
 	if (word < 2 && !(dev->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
 		uint64_t mask = 0xffffffffULL << (32 * word);
 
 		dev->driver_features = (dev->driver_features & ~mask) | ((uint64_t)value << (32 * word));
 	}
-	pthread_mutex_unlock(&dev->lock);
 }
+
+uint8_t virtio_isr_read_clear(struct virtio_dev *dev)
+{
+	uint8_t v = dev->isr;
+
+	dev->isr = 0;
+	return v;
+}
+
+/* ---- config space ---- */
 
 void virtio_config_read(struct virtio_dev *dev, uint32_t off, void *data, uint32_t len)
 {
-	pthread_mutex_lock(&dev->lock);
 	if (off < dev->ops->config_size && len <= dev->ops->config_size - off)
 		memcpy(data, dev->config + off, len);
 	else
 		memset(data, 0, len);
-	pthread_mutex_unlock(&dev->lock);
 }
 
 void virtio_config_write(struct virtio_dev *dev, uint32_t off, const void *data, uint32_t len)
 {
-	pthread_mutex_lock(&dev->lock);
 	/* Only models that take config writes get them; the rest of the space is read-only. */
 	if (dev->ops->config_written && off < dev->ops->config_size &&
 	    len <= dev->ops->config_size - off) {
 		memcpy(dev->config + off, data, len);
 		dev->ops->config_written(dev, off, len);
 	}
-	pthread_mutex_unlock(&dev->lock);
 }
 
-void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready)
+void virtio_config_changed(struct virtio_dev *dev)
 {
+	dev->config_generation++;
+	if (dev->status & VIRTIO_CONFIG_S_DRIVER_OK)
+		raise_interrupt(dev, -1);
+	else
+		dev->isr |= VIRTIO_ISR_CONFIG;
+}
+
+/* ---- queues ---- */
+
+void virtio_queue_set_size(struct virtio_dev *dev, uint32_t q, uint32_t size)
+{
+	if (q < dev->ops->num_queues && !dev->vqs[q].ready && size &&
+	    size <= dev->ops->queue_max_size && !(size & (size - 1)))
+		dev->queue_size[q] = (uint16_t)size;
+}
+
+void virtio_queue_set_addr(struct virtio_dev *dev, uint32_t q, enum virtio_ring ring,
+			   uint64_t value, uint64_t mask)
+{
+	uint64_t *addr;
+
+	/* The driver must not move a live queue; such writes are dropped. */
+	if (q >= dev->ops->num_queues || dev->vqs[q].ready)
+		return;
+	addr = ring == VIRTIO_RING_DESC ? &dev->vqs[q].desc_gpa
+	       : ring == VIRTIO_RING_AVAIL ? &dev->vqs[q].avail_gpa : &dev->vqs[q].used_gpa;
+	*addr = (*addr & ~mask) | (value & mask);
+}
+
+void virtio_queue_set_legacy(struct virtio_dev *dev, uint32_t q, uint64_t base, uint64_t align)
+{
+	uint64_t num;
+	struct virtq *vq;
+
+	if (q >= dev->ops->num_queues || dev->vqs[q].ready)
+		return;
+	vq = &dev->vqs[q];
+	num = dev->queue_size[q];
+	/* align must be a power of two for the rounding below; a bad one makes the rings fail
+	 * validation rather than land somewhere unintended. */
+	if (!align || (align & (align - 1)))
+		align = 1;
+	vq->desc_gpa = base;
+	vq->avail_gpa = base + 16 * num;
+	vq->used_gpa = ALIGN_UP(vq->avail_gpa + 6 + 2 * num, align);
+	virtio_queue_set_ready(dev, q, true);
+}
+
+void virtio_queue_set_ready(struct virtio_dev *dev, uint32_t q, bool ready)
+{
+	struct virtq *vq;
 	const char *why;
 
-	if (q < 0 || q >= dev->ops->num_queues)
+	if (q >= dev->ops->num_queues)
 		return;
-	pthread_mutex_lock(&dev->lock);
+	vq = &dev->vqs[q];
 	if (!ready) {
-		struct virtq *vq = &dev->vqs[q];
 		uint64_t d = vq->desc_gpa, a = vq->avail_gpa, u = vq->used_gpa;
 
 		/* In-flight requests of this queue must finish before its ring is forgotten. */
@@ -213,56 +343,29 @@ void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready)
 			dev->ops->queue_disable(dev, q);
 		virtq_reset(vq, dev->queue_size[q]);
 		vq->desc_gpa = d, vq->avail_gpa = a, vq->used_gpa = u;
-	} else if (!dev->vqs[q].ready) {
-		dev->vqs[q].size = dev->queue_size[q];
+	} else if (!vq->ready) {
+		vq->size = dev->queue_size[q];
 		/* A queue enabled again after DRIVER_OK keeps the negotiated ring features. */
-		dev->vqs[q].event_idx = virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX);
-		dev->vqs[q].indirect = virtio_has_feature(dev, VIRTIO_RING_F_INDIRECT_DESC);
-		if (virtq_enable(&dev->vqs[q], &dev->vm->mem, &why) < 0)
-			virtio_dev_fail_locked(dev, why);
+		set_ring_features(dev, q);
+		if (virtq_enable(vq, dev->env.mem, &why) < 0)
+			virtio_dev_fail(dev, why);
 	}
-	pthread_mutex_unlock(&dev->lock);
 }
 
-static void on_kick(struct ev_handler *h, uint32_t events)
+void virtio_queue_kick(struct virtio_dev *dev, int q)
 {
-	struct virtio_kick *k = container_of(h, struct virtio_kick, h);
+	uint64_t one = 1;
 
-	(void)events;
-	virtio_queue_notified(k->dev, k->queue);
+	/* The loop runs the handler when it gets to this eventfd again: after the handlers
+	 * already ready, so nothing starves. */
+	if (q >= 0 && q < dev->ops->num_queues && dev->kicks[q].h.fn &&
+	    write(dev->kicks[q].h.fd, &one, sizeof(one)) < 0)
+		pr_debug("%s: cannot re-signal queue %d: %s", dev->ops->name, q, strerror(errno));
 }
 
-int virtio_kick_init(struct virtio_kick *k, struct virtio_dev *dev, int q)
+static void queue_notified(struct virtio_dev *dev, int q)
 {
-	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), err;
-
-	if (fd < 0)
-		return -errno;
-	k->dev = dev;
-	k->queue = q;
-	k->h.fn = on_kick;
-	/* Edge-triggered: every kick (an eventfd signal from KVM's ioeventfd) is one event, so
-	 * the counter is never read back: one syscall fewer per notification. A kick arriving
-	 * while its handler runs is one more event, and at worst one idle pass. */
-	err = evloop_add(&dev->vm->loop, fd, EPOLLIN | EPOLLET, &k->h);
-	if (err) {
-		close(fd);
-		k->h.fn = NULL;
-	}
-	return err;
-}
-
-void virtio_kick_close(struct virtio_kick *k)
-{
-	if (k->h.fn)
-		close(k->h.fd);
-	k->h.fn = NULL;
-}
-
-void virtio_queue_notified(struct virtio_dev *dev, int q)
-{
-	pthread_mutex_lock(&dev->lock);
-	if (q < 0 || q >= dev->ops->num_queues || !virtio_dev_ok(dev) || !dev->vqs[q].ready) {
+	if (!virtio_queue_live(dev, q)) {
 		atomic_fetch_add(&dev->stats.notifies_ignored, 1);
 		/* The spec says a driver must not notify before DRIVER_OK, but Linux's
 		 * virtio_balloon kicks its stats queue during probe: such a kick is held back and
@@ -271,11 +374,22 @@ void virtio_queue_notified(struct virtio_dev *dev, int q)
 		if (dev->status && !(dev->status & VIRTIO_CONFIG_S_DRIVER_OK) && q >= 0 &&
 		    q < dev->ops->num_queues && dev->vqs[q].ready)
 			dev->early_kicks |= 1u << q;
-		pthread_mutex_unlock(&dev->lock);
 		return;
 	}
-	atomic_fetch_add(&dev->stats.notifies, 1);
-	dev->ops->queue_notify(dev, q);
+	serve(dev, q);
+}
+
+void virtio_queue_notify_userspace(struct virtio_dev *dev, uint32_t q)
+{
+	if (q < dev->ops->num_queues)
+		atomic_fetch_add(&dev->stats.notifies_userspace, 1);
+	queue_notified(dev, q < dev->ops->num_queues ? (int)q : -1);
+}
+
+void virtio_queue_notified(struct virtio_dev *dev, int q)
+{
+	pthread_mutex_lock(&dev->lock);
+	queue_notified(dev, q);
 	pthread_mutex_unlock(&dev->lock);
 }
 
@@ -296,7 +410,7 @@ int virtio_pop(struct virtio_dev *dev, int q, struct virtq_req *req, enum virtq_
 			return -ENOENT;
 	}
 	if (err == -EPROTO)
-		virtio_dev_fail_locked(dev, why);
+		virtio_dev_fail(dev, why);
 	return err;
 }
 
@@ -312,21 +426,5 @@ void virtio_notify_used(struct virtio_dev *dev, int q)
 		return;
 	}
 	atomic_fetch_add(&dev->stats.interrupts, 1);
-	atomic_fetch_or(&dev->isr, VIRTIO_ISR_QUEUE);
-	dev->transport->interrupt(dev, q);
-}
-
-void virtio_config_changed(struct virtio_dev *dev)
-{
-	dev->config_generation++;
-	atomic_fetch_or(&dev->isr, VIRTIO_ISR_CONFIG);
-	if (dev->status & VIRTIO_CONFIG_S_DRIVER_OK)
-		dev->transport->interrupt(dev, -1);
-}
-
-void virtio_dev_fail(struct virtio_dev *dev, const char *why)
-{
-	pthread_mutex_lock(&dev->lock);
-	virtio_dev_fail_locked(dev, why);
-	pthread_mutex_unlock(&dev->lock);
+	raise_interrupt(dev, q);
 }

@@ -1,10 +1,34 @@
-/* The virtio core shared by every device model and both transports.
+/* The virtio core shared by every device model and every transport.
  *
  * A device model is one file: a struct virtio_dev_ops (ID, features, config, queues, handlers)
- * and a constructor. It never knows its transport: it raises "used buffers" and "config
+ * and a constructor taking a struct virtio_env (guest RAM and the event loop: all a model may
+ * use of the machine). It never knows its transport: it raises "used buffers" and "config
  * changed" through virtio_notify_used() / virtio_config_changed(), and touches guest memory
- * only through virtq_pop()/virtq_push() and the segments they hand out. A transport (mmio.c,
- * later pci.c) maps its registers onto the calls below and implements virtio_transport_ops. */
+ * only through virtio_pop()/virtio_push() and the segments they hand out. A transport (mmio.c,
+ * pci_modern.c, pci_legacy.c) maps its registers onto the virtio_* calls below and implements
+ * struct virtio_transport_ops.
+ *
+ * Threads and locks: who owns what
+ *
+ *   dev->lock         One lock per device guards ALL of its guest-visible state: status,
+ *                     features, ISR, config space, every queue's size, addresses and ring
+ *                     state, the transport's register file (selectors, MSI-X vectors, legacy
+ *                     PFNs) and the model's own state. Every transport register access (vCPU
+ *                     threads) runs entirely under it, so a selector the guest writes is read
+ *                     once, checked and used under the same lock; queue handlers (event-loop
+ *                     thread), backend completions and control commands take it too. Every
+ *                     virtio_* function below expects it held, except the three marked
+ *                     "takes the lock".
+ *   interrupts        are raised with dev->lock held (virtio_notify_used, config changes), and
+ *                     the ISR is read-and-cleared with it held, so raising an interrupt and
+ *                     acknowledging it never interleave (no lost INTx).
+ *   lock order        pci bus lock -> dev->lock -> MSI-X lock -> INTx lock, machine leaf locks.
+ *                     Nothing takes dev->lock while holding a lock to the right of it.
+ *
+ * Work budget: a model's queue_notify handles at most VIRTIO_BUDGET requests and returns true
+ * when it stopped with work left; the core then signals the queue's kick again, so the loop
+ * serves every other ready handler before it comes back (one flooded queue cannot starve the
+ * others). */
 #ifndef MICA_VIRTIO_H
 #define MICA_VIRTIO_H
 
@@ -15,44 +39,62 @@
 
 #include "devices/virtio/virtq.h"
 #include "vmm/evloop.h"
+#include "vmm/stats.h"
 
-struct vm;
+struct guest_mem;
 struct virtio_dev;
 
 #define VIRTIO_MAX_QUEUES 8
 #define VIRTIO_ISR_QUEUE  0x1
 #define VIRTIO_ISR_CONFIG 0x2
+/* Requests a queue handler serves per wake-up before yielding to the rest of the loop. */
+#define VIRTIO_BUDGET     256
+
+/* What a device model may use of the machine. */
+struct virtio_env {
+	struct guest_mem *mem;
+	struct evloop *loop;
+};
 
 struct virtio_dev_ops {
-	const char *name;            /* "virtio-rng", for messages */
+	const char *name;            /* "virtio-rng", for messages and statistics */
 	uint32_t device_id;          /* VIRTIO_ID_* */
+	uint32_t pci_class;          /* PCI class code; 0: "other" (0x00ff00) */
 	uint64_t features;           /* device-specific features offered */
 	uint16_t num_queues;
 	uint16_t queue_max_size;
 	uint32_t config_size;        /* bytes of dev->config */
-	/* A queue was notified (event-loop thread, device lock held, DRIVER_OK set). */
-	void (*queue_notify)(struct virtio_dev *dev, int queue);
+	/* A queue was notified (DRIVER_OK set, queue ready). Returns true when it stopped at its
+	 * budget with requests left (the core notifies it again later). */
+	bool (*queue_notify)(struct virtio_dev *dev, int queue);
 	/* Optional: refuse a feature combination the device cannot serve. */
 	bool (*features_ok)(struct virtio_dev *dev, uint64_t acked);
 	/* Optional: the driver wrote the device's config space (bytes already stored). */
 	void (*config_written)(struct virtio_dev *dev, uint32_t off, uint32_t len);
-	/* Optional: the device was reset (device lock held); drop in-flight state. */
+	/* Optional: the device was reset; drop in-flight state. */
 	void (*reset)(struct virtio_dev *dev);
-	/* Optional: queue q is being disabled (device lock held): finish or drop its in-flight
-	 * requests so nothing lands in its ring afterwards. */
+	/* Optional: queue q is being disabled: finish or drop its in-flight requests so nothing
+	 * lands in its ring afterwards. */
 	void (*queue_disable)(struct virtio_dev *dev, int q);
-	/* Optional: DRIVER_OK was set (device lock held). */
+	/* Optional: DRIVER_OK was set. */
 	void (*activate)(struct virtio_dev *dev);
+	/* Optional: the model's own counters for --stats-json (after the VM stopped). */
+	int (*stats)(struct virtio_dev *dev, struct stat_value *out, int max);
+	/* Frees the model; its transport is gone by then. */
+	void (*destroy)(struct virtio_dev *dev);
 };
 
 struct virtio_transport_ops {
-	/* Deliver an interrupt for `queue` (used buffers) or, with queue -1, a config change. */
+	/* Delivers an interrupt for `queue`'s used buffers or, with queue -1, a config change
+	 * (dev->isr already updated). */
 	void (*interrupt)(struct virtio_dev *dev, int queue);
+	/* Frees the transport's state (at virtio_dev_free()). */
+	void (*destroy)(struct virtio_dev *dev);
 };
 
 /* A queue's notification eventfd, watched by the event loop. The transport registers it with
- * KVM as an ioeventfd at its notify address; a kick then reaches virtio_queue_notified()
- * without any exit to mica's vCPU threads. */
+ * KVM as an ioeventfd at its notify address; a kick then reaches the model without any exit
+ * to mica's vCPU threads. */
 struct virtio_kick {
 	struct ev_handler h;        /* h.fn is set once the eventfd exists */
 	struct virtio_dev *dev;
@@ -63,6 +105,7 @@ struct virtio_stats {
 	atomic_ulong notifies;            /* queue notifications handled */
 	atomic_ulong notifies_ignored;    /* before DRIVER_OK, or on a queue not ready */
 	atomic_ulong notifies_userspace;  /* that exited to a vCPU thread (no ioeventfd) */
+	atomic_ulong renotifies;          /* handler passes that stopped at the work budget */
 	atomic_ulong interrupts;          /* used-buffer interrupts raised */
 	atomic_ulong interrupts_suppressed; /* skipped thanks to EVENT_IDX / NO_INTERRUPT */
 	atomic_ulong violations;          /* guest rule breaks that needed a reset */
@@ -70,52 +113,73 @@ struct virtio_stats {
 
 struct virtio_dev {
 	const struct virtio_dev_ops *ops;
-	struct vm *vm;
-	pthread_mutex_t lock;         /* registers, queues and device state */
+	struct virtio_env env;
+	pthread_mutex_t lock;         /* everything below; see the table at the top */
 
-	/* Transport state, set by the transport. */
 	const struct virtio_transport_ops *transport;
 	void *transport_priv;
-	bool legacy;                  /* a legacy (virtio 0.9.5) transport: 32-bit features */
+	bool legacy;                  /* driven through a legacy (0.9.5) interface: 32-bit features */
 
 	uint8_t status;
+	uint8_t isr;                  /* VIRTIO_ISR_* pending, cleared by the driver's read/ack */
 	uint64_t driver_features;
 	uint32_t early_kicks;         /* queues kicked before DRIVER_OK, served when it is set */
 	uint32_t config_generation;
-	atomic_uint isr;
 	uint8_t *config;              /* ops->config_size bytes, little-endian, owned by the model */
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	uint16_t queue_size[VIRTIO_MAX_QUEUES]; /* as the driver set it (or the maximum) */
+	struct virtio_kick kicks[VIRTIO_MAX_QUEUES];
 	struct virtio_stats stats;
 };
 
-/* Initializes the core part of a device model. */
-void virtio_dev_init(struct virtio_dev *dev, struct vm *vm, const struct virtio_dev_ops *ops,
-		     void *config);
-void virtio_dev_destroy(struct virtio_dev *dev);
+/* ---- life cycle ---- */
 
-/* Features the device offers, including the transport-independent ones. */
+/* Initializes the core part of a device model and creates its queues' kick eventfds on the
+ * event loop. Returns 0 or -errno. */
+int virtio_dev_init(struct virtio_dev *dev, const struct virtio_env *env,
+		    const struct virtio_dev_ops *ops, void *config);
+/* Undoes virtio_dev_init() (for a model's destroy op). */
+void virtio_dev_cleanup(struct virtio_dev *dev);
+/* Frees a device: its transport, then the model. Takes a void * to serve as a destructor for
+ * machine_own(). */
+void virtio_dev_free(void *dev);
+/* The common counters and then the model's own, for --stats-json (a stats_fn). */
+int virtio_dev_stats(void *dev, struct stat_value *out, int max);
+
+/* ---- for transports: register semantics (dev->lock held) ---- */
+
 uint64_t virtio_offered_features(const struct virtio_dev *dev);
-bool virtio_has_feature(const struct virtio_dev *dev, unsigned bit);
-
-/* Register semantics shared by the transports; all take the device lock. */
-uint8_t virtio_get_status(struct virtio_dev *dev);
-void virtio_set_status(struct virtio_dev *dev, uint8_t status);
-void virtio_reset(struct virtio_dev *dev);
-void virtio_set_driver_features(struct virtio_dev *dev, unsigned word, uint32_t value);
+/* Device status writes: 0 resets; FEATURES_OK and DRIVER_OK are checked. */
+void virtio_write_status(struct virtio_dev *dev, uint8_t status);
+void virtio_set_driver_features(struct virtio_dev *dev, uint32_t word, uint32_t value);
 void virtio_config_read(struct virtio_dev *dev, uint32_t off, void *data, uint32_t len);
 void virtio_config_write(struct virtio_dev *dev, uint32_t off, const void *data, uint32_t len);
-/* Enables or disables a queue whose size and addresses the transport has set. */
-void virtio_queue_set_ready(struct virtio_dev *dev, int q, bool ready);
+/* Queue q's size, if q exists and is not enabled and size is a power of two up to the
+ * maximum; otherwise nothing changes. */
+void virtio_queue_set_size(struct virtio_dev *dev, uint32_t q, uint32_t size);
+enum virtio_ring { VIRTIO_RING_DESC, VIRTIO_RING_AVAIL, VIRTIO_RING_USED };
+/* Sets the bits of mask in one ring address of queue q, unless the queue is live or does not
+ * exist (such writes are dropped). */
+void virtio_queue_set_addr(struct virtio_dev *dev, uint32_t q, enum virtio_ring ring,
+			   uint64_t value, uint64_t mask);
+/* A legacy queue: the three rings in one block at base, the used ring aligned to align (a
+ * power of two; anything else makes the rings fail validation), and the queue enabled. */
+void virtio_queue_set_legacy(struct virtio_dev *dev, uint32_t q, uint64_t base, uint64_t align);
+/* Enables or disables a queue whose size and addresses are set. */
+void virtio_queue_set_ready(struct virtio_dev *dev, uint32_t q, bool ready);
+/* A notification that exited to a vCPU thread (no ioeventfd matched). */
+void virtio_queue_notify_userspace(struct virtio_dev *dev, uint32_t q);
+/* The driver read (and so acknowledged) the ISR: returns it and clears it. */
+uint8_t virtio_isr_read_clear(struct virtio_dev *dev);
 
-/* Creates queue q's kick eventfd and adds it to the VM's event loop. */
-int virtio_kick_init(struct virtio_kick *k, struct virtio_dev *dev, int q);
-void virtio_kick_close(struct virtio_kick *k);
+/* The kick eventfds, for the transport to register as ioeventfds. */
+static inline int virtio_kick_fd(const struct virtio_dev *dev, int q)
+{
+	return dev->kicks[q].h.fd;
+}
 
-/* A queue notification arrived (event-loop thread). */
-void virtio_queue_notified(struct virtio_dev *dev, int q);
+/* ---- for device models (dev->lock held) ---- */
 
-/* For device models, with the device lock held: */
 /* Pops the next request, putting the device in DEVICE_NEEDS_RESET on a violation. Returns 0,
  * -ENOENT (nothing more, kicks re-enabled) or -EPROTO (the device is now broken). */
 int virtio_pop(struct virtio_dev *dev, int q, struct virtq_req *req, enum virtq_dir dir);
@@ -126,8 +190,17 @@ void virtio_notify_used(struct virtio_dev *dev, int q);
 void virtio_config_changed(struct virtio_dev *dev);
 /* The guest broke the protocol: DEVICE_NEEDS_RESET, a config interrupt, and a message. */
 void virtio_dev_fail(struct virtio_dev *dev, const char *why);
-/* The same, for a device model that holds the device lock (in queue_notify). */
-void virtio_dev_fail_locked(struct virtio_dev *dev, const char *why);
 bool virtio_dev_ok(const struct virtio_dev *dev); /* DRIVER_OK and not NEEDS_RESET */
+bool virtio_has_feature(const struct virtio_dev *dev, unsigned bit);
+/* Whether queue q is enabled and may be served (DRIVER_OK, not NEEDS_RESET). */
+bool virtio_queue_live(const struct virtio_dev *dev, int q);
+/* Runs queue q's handler again from the event loop (a model that stopped at its budget
+ * outside queue_notify, e.g. after backpressure lifted). */
+void virtio_queue_kick(struct virtio_dev *dev, int q);
+
+/* ---- takes the lock ---- */
+
+/* A queue notification arrived (event-loop thread: the kick eventfd). */
+void virtio_queue_notified(struct virtio_dev *dev, int q);
 
 #endif

@@ -18,7 +18,7 @@ FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_CFLAGS  := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CPPFLAGS := -I.
-FUZZ_HDRS    := $(wildcard vmm/*.h devices/*.h devices/virtio/*.h tests/fuzz/*.h)
+FUZZ_HDRS    := $(wildcard vmm/*.h devices/*.h devices/virtio/*.h devices/net/*.h tests/fuzz/*.h tests/unit/*.h)
 
 FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
@@ -29,7 +29,7 @@ FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/fuzz_track.
 			     tests/fuzz/fuzz_dev_balloon.c tests/fuzz/stubs.c \
 			     devices/virtio/virtq.c devices/virtio/virtio.c devices/virtio/rng.c \
 			     devices/virtio/console.c devices/virtio/blk.c devices/virtio/blk_io.c \
-			     devices/virtio/net.c devices/virtio/balloon.c vmm/log.c vmm/evloop.c
+			     devices/virtio/net.c devices/virtio/balloon.c vmm/log.c vmm/evloop.c vmm/err.c
 FUZZ_LIBS_fuzz_virtio_dev := -luring -Wl,--wrap=virtq_pop,--wrap=virtq_push,--wrap=madvise \
 			     -Wl,--wrap=blk_io_queue,--wrap=blk_io_reap,--wrap=blk_io_submit_reap,--wrap=blk_io_drain
 

@@ -17,7 +17,7 @@
 
 #include "devices/virtio/virtio.h"
 #include "tests/fuzz/fuzz_common.h"
-#include "vmm/vm.h"
+#include "tests/unit/vring_driver.h" /* the driver's register writes (drv_set_status...) */
 
 /* One chain the device popped, as virtq_pop() handed it over. */
 struct fuzz_chain {
@@ -35,7 +35,7 @@ struct fuzz_chain {
 struct fuzz_model {
 	/* Creates the device; opt: 5 option bits from the header. Sets *features to the device
 	 * feature bits the driver acks. */
-	struct virtio_dev *(*create)(struct vm *vm, uint8_t opt, uint64_t *features);
+	struct virtio_dev *(*create)(const struct virtio_env *env, uint8_t opt, uint64_t *features);
 	/* The model's operations 0 and 1 (op codes 1 and 2), arg 0-31; a reset goes through
 	 * fuzz_dev_reset(). NULL: op code 1 kicks queue 0. */
 	void (*op)(struct virtio_dev *dev, int which, uint8_t arg);

@@ -78,14 +78,14 @@ void __wrap_blk_io_drain(struct blk_io *io, blk_io_done_fn done, void *arg)
 	FUZZ_ASSERT(inflight == 0); /* blk_io.h: it waits until nothing is in flight */
 }
 
-static struct virtio_dev *blk_create(struct vm *vm, uint8_t opt, uint64_t *features)
+static struct virtio_dev *blk_create(const struct virtio_env *env, uint8_t opt, uint64_t *features)
 {
 	static const enum blk_cache caches[4] = { BLK_CACHE_WRITEBACK, BLK_CACHE_WRITETHROUGH,
 						  BLK_CACHE_NONE, BLK_CACHE_WRITEBACK };
 	struct blk_opts o = { .ro = opt & 1, .cache = caches[(opt >> 1) & 3],
 			      .serial = "fuzz-serial-0123" };
-	const char *why = NULL;
-	struct virtio_dev *dev;
+	struct err e = { "" };
+	struct virtio_dev *dev = NULL;
 
 	if (img_fd < 0) {
 		img_fd = memfd_create("fuzz-blk", MFD_CLOEXEC);
@@ -99,14 +99,14 @@ static struct virtio_dev *blk_create(struct vm *vm, uint8_t opt, uint64_t *featu
 	snprintf(o.path, sizeof(o.path), "/proc/self/fd/%d", img_fd);
 	read_only = o.ro;
 	inflight = 0;
-	vm->ncpus = opt & 8 ? 2 : 1;
-	dev = virtio_blk_create(vm, &o, &why);
-	if (!dev && o.cache == BLK_CACHE_NONE) { /* a kernel whose memfds take no O_DIRECT */
+	o.num_queues = opt & 8 ? 2 : 1;
+	if (virtio_blk_create(env, &o, &dev, &e) && o.cache == BLK_CACHE_NONE) {
+		/* a kernel whose memfds take no O_DIRECT */
 		o.cache = BLK_CACHE_WRITEBACK;
-		dev = virtio_blk_create(vm, &o, &why);
+		virtio_blk_create(env, &o, &dev, &e);
 	}
 	if (!dev)
-		fprintf(stderr, "virtio_blk_create: %s\n", why);
+		fprintf(stderr, "virtio_blk_create: %s\n", e.msg);
 	FUZZ_ASSERT(dev);
 	*features = virtio_offered_features(dev) & 0xffffff; /* the device-specific bits */
 	if (opt & 16)
@@ -127,14 +127,14 @@ static void blk_op(struct virtio_dev *dev, int which, uint8_t arg)
 	if (arg & 2) {
 		int d = ((arg ^ arg >> 2) & 1) % dev->ops->num_queues;
 
-		virtio_queue_set_ready(dev, d, false);
+		drv_queue_ready(dev, d, false);
 		fuzz_track_forget(d);
-		virtio_queue_set_ready(dev, d, true);
+		drv_queue_ready(dev, d, true);
 	}
 	if (arg & 8) {
 		uint8_t wce = arg >> 4;
 
-		virtio_config_write(dev, offsetof(struct virtio_blk_config, wce), &wce, 1);
+		drv_config_write(dev, offsetof(struct virtio_blk_config, wce), &wce, 1);
 	}
 }
 
@@ -144,7 +144,7 @@ static void blk_settle(struct virtio_dev *dev)
 {
 	while (inflight) {
 		struct epoll_event evs[8];
-		int n = epoll_wait(dev->vm->loop.epfd, evs, 8, -1);
+		int n = epoll_wait(dev->env.loop->epfd, evs, 8, -1);
 
 		FUZZ_ASSERT(n > 0 || errno == EINTR);
 		for (int k = 0; k < n; k++) {

@@ -129,11 +129,11 @@ static const struct net_backend_ops fb_ops = {
 	.destroy = fb_destroy,
 };
 
-static struct virtio_dev *net_create(struct vm *vm, uint8_t opt, uint64_t *features)
+static struct virtio_dev *net_create(const struct virtio_env *env, uint8_t opt, uint64_t *features)
 {
 	struct net_opts o = { .kind = NET_USER, .mac_set = true, .mac = { 0x52, 0x54, 0, 1, 2, 3 } };
-	const char *why = NULL;
-	struct virtio_dev *dev;
+	struct err e;
+	struct virtio_dev *dev = NULL;
 
 	fb = (struct fake_backend){
 		.be = { .ops = &fb_ops, .name = "fuzz", .vnet_hdr = opt & 1,
@@ -144,8 +144,7 @@ static struct virtio_dev *net_create(struct vm *vm, uint8_t opt, uint64_t *featu
 	next_seq = min_seq = 0;
 	injected = injected_before = 0;
 	memset(&before, 0, sizeof(before));
-	dev = virtio_net_create_with(vm, &o, &fb.be, &why);
-	FUZZ_ASSERT(dev);
+	FUZZ_ASSERT(virtio_net_create_with(env, &o, &fb.be, &dev, &e) == 0);
 	*features = virtio_offered_features(dev) & 0xffffff; /* the device-specific bits */
 	if (opt & 2)
 		*features &= ~F(VIRTIO_NET_F_MRG_RXBUF);

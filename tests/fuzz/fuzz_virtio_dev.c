@@ -34,8 +34,8 @@
 
 #define MAX_OPS 48
 
-static struct vm vm;
 static struct evloop loop;
+static struct virtio_env env;
 static int devnull = -1;
 static unsigned queue_irqs, config_irqs;
 static uint64_t used_gpa[VIRTIO_MAX_QUEUES], avail_gpa[VIRTIO_MAX_QUEUES];
@@ -64,18 +64,25 @@ static const struct virtio_transport_ops fake_transport = { .interrupt = fake_in
 
 /* ---- rng and console ---- */
 
-static struct virtio_dev *rng_create(struct vm *v, uint8_t opt, uint64_t *features)
+static struct virtio_dev *rng_create(const struct virtio_env *e, uint8_t opt, uint64_t *features)
 {
+	struct virtio_dev *dev = NULL;
+
 	(void)opt;
 	*features = 0;
-	return virtio_rng_create(v);
+	FUZZ_ASSERT(virtio_rng_create(e, &dev) == 0);
+	return dev;
 }
 
-static struct virtio_dev *console_create(struct vm *v, uint8_t opt, uint64_t *features)
+static struct virtio_dev *console_create(const struct virtio_env *e, uint8_t opt,
+					 uint64_t *features)
 {
+	struct virtio_dev *dev = NULL;
+
 	(void)opt;
 	*features = 1ULL << 0; /* VIRTIO_CONSOLE_F_SIZE */
-	return virtio_console_create(v, devnull);
+	FUZZ_ASSERT(virtio_console_create(e, devnull, &dev) == 0);
+	return dev;
 }
 
 /* 0: terminal input of arg * 9 bytes; 1: a terminal resize. */
@@ -107,11 +114,11 @@ static void bring_up(struct virtio_dev *dev, uint64_t features, uint16_t qsize, 
 {
 	uint64_t next = ring_base;
 
-	virtio_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-	virtio_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	virtio_set_driver_features(dev, 0, (uint32_t)features);
-	virtio_set_driver_features(dev, 1, (uint32_t)(features >> 32));
-	virtio_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+	drv_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	drv_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	drv_set_features_word(dev, 0, (uint32_t)features);
+	drv_set_features_word(dev, 1, (uint32_t)(features >> 32));
+	drv_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 			       VIRTIO_CONFIG_S_FEATURES_OK);
 	for (int q = 0; q < dev->ops->num_queues; q++) {
 		uint64_t desc;
@@ -123,16 +130,16 @@ static void bring_up(struct virtio_dev *dev, uint64_t features, uint16_t qsize, 
 		dev->vqs[q].avail_gpa = avail_gpa[q];
 		dev->vqs[q].used_gpa = used_gpa[q];
 		pthread_mutex_unlock(&dev->lock);
-		virtio_queue_set_ready(dev, q, true);
+		drv_queue_ready(dev, q, true);
 	}
 	if (driver_ok)
-		virtio_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		drv_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 			       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
 void fuzz_dev_reset(struct virtio_dev *dev)
 {
-	virtio_set_status(dev, 0);
+	drv_set_status(dev, 0);
 	fuzz_track_forget(-1);
 	was_reset = true;
 	violations_at_reset = atomic_load(&dev->stats.violations);
@@ -157,9 +164,9 @@ static void run_op(struct virtio_dev *dev, const struct fuzz_model *m, uint8_t o
 			virtio_queue_notified(dev, 0);
 		break;
 	case 3: /* disable and re-enable a queue (indices start over) */
-		virtio_queue_set_ready(dev, q, false);
+		drv_queue_ready(dev, q, false);
 		fuzz_track_forget(q);
-		virtio_queue_set_ready(dev, q, true);
+		drv_queue_ready(dev, q, true);
 		break;
 	case 4: { /* a status write: any combination of the driver's bits (0: NEEDS_RESET) */
 		uint8_t st = (uint8_t)((arg & 1 ? VIRTIO_CONFIG_S_ACKNOWLEDGE : 0) |
@@ -168,7 +175,7 @@ static void run_op(struct virtio_dev *dev, const struct fuzz_model *m, uint8_t o
 				       (arg & 8 ? VIRTIO_CONFIG_S_FEATURES_OK : 0) |
 				       (arg & 16 ? VIRTIO_CONFIG_S_FAILED : 0));
 
-		virtio_set_status(dev, st ? st : VIRTIO_CONFIG_S_NEEDS_RESET);
+		drv_set_status(dev, st ? st : VIRTIO_CONFIG_S_NEEDS_RESET);
 		break;
 	}
 	case 5: /* reset and initialize again (odd arg: all but DRIVER_OK, so kicks come early) */
@@ -179,9 +186,9 @@ static void run_op(struct virtio_dev *dev, const struct fuzz_model *m, uint8_t o
 		uint8_t buf[8] = { 0 };
 
 		if (arg & 1)
-			virtio_config_write(dev, arg >> 1, buf, 1 + (arg & 3));
+			drv_config_write(dev, arg >> 1, buf, 1 + (arg & 3));
 		else
-			virtio_config_read(dev, arg >> 1, buf, 1 + (arg & 3));
+			drv_config_read(dev, arg >> 1, buf, 1 + (arg & 3));
 		break;
 	}
 	case 7: /* the driver posts one more entry (whatever the ring slot holds) */
@@ -206,7 +213,7 @@ struct before {
 static void note(struct virtio_dev *dev, struct before *b)
 {
 	was_reset = false;
-	b->broken = virtio_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET;
+	b->broken = drv_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET;
 	b->violations = atomic_load(&dev->stats.violations);
 	b->irqs = queue_irqs;
 	b->pushes = fuzz_track_pushes();
@@ -221,9 +228,9 @@ static bool check_step(struct virtio_dev *dev, const struct before *b)
 	/* A violation leaves the device in NEEDS_RESET, whatever the step was (unless the driver
 	 * reset the device after it). */
 	if (v != (was_reset ? violations_at_reset : b->violations))
-		FUZZ_ASSERT(virtio_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+		FUZZ_ASSERT(drv_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
 	if (b->broken && !was_reset) {
-		FUZZ_ASSERT(virtio_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+		FUZZ_ASSERT(drv_get_status(dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
 		FUZZ_ASSERT(queue_irqs == b->irqs);
 		FUZZ_ASSERT(fuzz_track_pushes() == b->pushes);
 	}
@@ -253,14 +260,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(devnull >= 0 && evloop_init(&loop) == 0);
 		log_set_level(LOG_ERROR); /* guest errors are the point here, not news */
 	}
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = vm.kvm_fd = -1;
-	vm.mem = fuzz_mem;
-	vm.loop = loop;
+	env = (struct virtio_env){ .mem = &fuzz_mem, .loop = &loop };
 	queue_irqs = config_irqs = 0;
 
 	m = models[(h[3] & 7) % (sizeof(models) / sizeof(models[0]))];
-	dev = m->create(&vm, h[3] >> 3, &model_features);
+	dev = m->create(&env, h[3] >> 3, &model_features);
 	FUZZ_ASSERT(dev);
 	dev->transport = &fake_transport;
 	dev->legacy = h[0] & 8;
@@ -293,11 +297,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_track_next_op();
 	}
 	fuzz_track_check_writes(true);
-	while (vm.ndevices) {
-		struct vm_device *d = &vm.devices[--vm.ndevices];
-
-		d->destroy(d->dev);
-	}
+	virtio_dev_free(dev);
 	if (m->finish)
 		m->finish();
 	return 0;

@@ -1,8 +1,6 @@
 /* Link stubs for the fuzz targets. The device models reference symbols from files the
- * harnesses deliberately leave out (vmm/vm.c drags in KVM, vCPUs and the event loop;
- * vmm/term.c the host terminal; vmm/control.c a listening socket; devices/net/ libslirp and
- * tap devices):
- *   vm_add_device()    - same bookkeeping as vm.c: the harness destroys the devices itself;
+ * harnesses deliberately leave out (vmm/term.c the host terminal; vmm/control.c a listening
+ * socket; devices/net/ libslirp and tap devices):
  *   term_input_space() - never reached: the harness attaches no terminal to virtio-console;
  *   control_register() - keeps the commands, which the harness runs with fuzz_control_run()
  *                        as the control socket would (a later registration of a name
@@ -17,7 +15,6 @@
 #include "tests/fuzz/fuzz_dev.h"
 #include "vmm/console.h"
 #include "vmm/control.h"
-#include "vmm/vm.h"
 
 static struct {
 	const char *name;
@@ -26,39 +23,32 @@ static struct {
 } commands[8];
 static int ncommands;
 
-int vm_add_device(struct vm *vm, void *dev, void (*destroy)(void *dev))
-{
-	if (vm->ndevices == (int)(sizeof(vm->devices) / sizeof(vm->devices[0])))
-		return -ENOSPC;
-	vm->devices[vm->ndevices++] = (struct vm_device){ dev, destroy };
-	return 0;
-}
-
 void term_input_space(struct term *t)
 {
 	(void)t;
 	abort();
 }
 
-struct net_backend *net_slirp_create(struct evloop *loop, const struct net_opts *o,
-				     const char **why)
+int net_slirp_create(struct evloop *loop, const struct net_opts *o, struct net_backend **out,
+		     struct err *e)
 {
-	(void)loop, (void)o, (void)why;
+	(void)loop, (void)o, (void)out, (void)e;
 	abort();
 }
 
-struct net_backend *net_tap_create(struct evloop *loop, const char *ifname, const char **why)
+int net_tap_create(struct evloop *loop, const char *ifname, struct net_backend **out,
+		   struct err *e)
 {
-	(void)loop, (void)ifname, (void)why;
+	(void)loop, (void)ifname, (void)out, (void)e;
 	abort();
 }
 
-int control_register(struct vm *vm, const char *name, const char *help, control_fn fn,
+int control_register(struct control *c, const char *name, const char *help, control_fn fn,
 		     void *opaque)
 {
 	int i = 0;
 
-	(void)vm, (void)help;
+	(void)c, (void)help;
 	while (i < ncommands && strcmp(commands[i].name, name))
 		i++;
 	if (i == (int)(sizeof(commands) / sizeof(commands[0])))

@@ -14,13 +14,12 @@
 
 #include "devices/virtio/devices.h"
 #include "devices/virtio/virtio.h"
-#include "tests/unit/fake_transport.h"
+#include "tests/unit/test_env.h"
 #include "tests/unit/test.h"
 #include "tests/unit/vring_driver.h"
 #include "vmm/control.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
 #define RAM     (16 * 1024 * 1024ULL)
 #define QSIZE   16
@@ -41,11 +40,11 @@
 #define F_ALL ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_BALLOON_F_STATS_VQ) | \
 	       (1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM))
 
-static struct vm vm;
 static struct drv q[3];
 static uint16_t next_desc[3];
 static char sock_path[64];
 static int ctl_fd = -1;
+static struct control *control;
 
 /* The driver's side of bring-up: every feature, the three queues, DRIVER_OK. */
 static void driver_up(struct virtio_dev *dev)
@@ -53,7 +52,7 @@ static void driver_up(struct virtio_dev *dev)
 	CHECK(drv_negotiate(dev, F_ALL));
 	for (int n = 0; n < 3; n++)
 		drv_attach_queue(dev, &q[n], &vm.mem, n, QSIZE);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
 }
 
 /* A VM with a balloon, its control socket connected, and the driver up to DRIVER_OK. */
@@ -61,22 +60,18 @@ static struct virtio_dev *setup(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct virtio_dev *dev;
-	const char *why = NULL;
+	struct err e;
 
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = vm.kvm_fd = -1;
 	log_set_level(LOG_ERROR); /* the guest errors provoked here are expected */
-	if (test_guest_mem_init(&vm.mem, RAM) < 0 || evloop_init(&vm.loop) < 0)
-		abort();
+	test_vm_init(RAM);
 	memset(irqs, 0, sizeof(irqs));
 	memset(next_desc, 0, sizeof(next_desc));
-	dev = virtio_balloon_create(&vm);
-	if (!dev)
+	if (control_create(&vm.loop, &control) || virtio_balloon_create(&vm.env, control, &dev))
 		abort();
-	dev->transport = &fake_transport;
+	test_vm_plug(dev);
 	snprintf(sock_path, sizeof(sock_path), "/tmp/mica-balloon-%d.sock", (int)getpid());
-	if (control_listen(&vm, sock_path, &why) < 0) {
-		printf("#   control_listen: %s\n", why);
+	if (control_listen(control, sock_path, &e) < 0) {
+		printf("#   control_listen: %s\n", e.msg);
 		abort();
 	}
 	strcpy(sa.sun_path, sock_path);
@@ -85,20 +80,15 @@ static struct virtio_dev *setup(void)
 		abort();
 
 	driver_up(dev);
-	CHECK_EQ(virtio_get_status(dev), S_ACK | S_DRV | S_FOK | S_DOK);
+	CHECK_EQ(drv_get_status(dev), S_ACK | S_DRV | S_FOK | S_DOK);
 	return dev;
 }
 
 static void teardown(void)
 {
 	close(ctl_fd);
-	while (vm.ndevices) {
-		struct vm_device *dv = &vm.devices[--vm.ndevices];
-
-		dv->destroy(dv->dev);
-	}
-	evloop_destroy(&vm.loop);
-	guest_mem_destroy(&vm.mem);
+	control_destroy(control);
+	test_vm_destroy();
 }
 
 /* Sends one control command and runs the event loop until its one-line reply is in (5 s at
@@ -201,7 +191,7 @@ static void inflate_and_deflate(void)
 	CHECK_EQ(q[DEFLATE].used->ring[0].len, 0);
 	ctl("balloon", reply, sizeof(reply));
 	CHECK(strstr(reply, "2 MiB released to the host"));
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -227,13 +217,13 @@ static void pfns_outside_ram(void)
 	CHECK_EQ(q[INFLATE].used->idx, 2);
 	ctl("balloon", reply, sizeof(reply));
 	CHECK(strstr(reply, "0 MiB released to the host"));
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	CHECK_EQ(irqs[0], 0);
 
 	/* A device-writable buffer on the inflate queue: a violation. */
 	post(INFLATE, LISTS, 4, VRING_DESC_F_WRITE);
 	virtio_queue_notified(dev, INFLATE);
-	CHECK(virtio_get_status(dev) & S_RESET);
+	CHECK(drv_get_status(dev) & S_RESET);
 	CHECK_EQ(q[INFLATE].used->idx, 2);
 	CHECK_EQ(irqs[0], 1);
 	teardown();
@@ -269,7 +259,7 @@ static void stats_buffer(void)
 	post(STATS, LISTS, sizeof(st), 0);
 	virtio_queue_notified(dev, STATS);
 	CHECK_EQ(q[STATS].used->idx, 1);
-	virtio_set_status(dev, 0);
+	drv_set_status(dev, 0);
 	driver_up(dev);
 	ctl("balloon-stats", reply, sizeof(reply));
 	CHECK(strstr(reply, "ok updates 2") == reply);
@@ -288,19 +278,19 @@ static void target(void)
 
 	ctl("balloon 4", reply, sizeof(reply));
 	CHECK(strstr(reply, "ok target 4 MiB") == reply);
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.num_pages, 1024);
 	CHECK_EQ(irqs[0], 1);
-	virtio_config_write(dev, offsetof(struct virtio_balloon_config, num_pages), &v, 4);
-	virtio_config_write(dev, offsetof(struct virtio_balloon_config, actual), &v, 4);
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_config_write(dev, offsetof(struct virtio_balloon_config, num_pages), &v, 4);
+	drv_config_write(dev, offsetof(struct virtio_balloon_config, actual), &v, 4);
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.num_pages, 1024);
 	CHECK_EQ(c.actual, 12345);
 	ctl("balloon 17", reply, sizeof(reply));
 	CHECK(strstr(reply, "error ") == reply);
 	ctl("balloon 4x", reply, sizeof(reply));
 	CHECK(strstr(reply, "error ") == reply);
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.num_pages, 1024);
 	CHECK_EQ(irqs[0], 1);
 	teardown();

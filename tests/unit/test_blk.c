@@ -19,12 +19,11 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/devices.h"
 #include "devices/virtio/virtio.h"
-#include "tests/unit/fake_transport.h"
+#include "tests/unit/test_env.h"
 #include "tests/unit/test.h"
 #include "tests/unit/vring_driver.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
 #define RAM      (16 * 1024 * 1024ULL)
 #define QSIZE    256
@@ -45,8 +44,8 @@
 	       F(VIRTIO_BLK_F_BLK_SIZE) | F(VIRTIO_BLK_F_FLUSH) | F(VIRTIO_BLK_F_CONFIG_WCE) | \
 	       F(VIRTIO_BLK_F_MQ) | F(VIRTIO_BLK_F_DISCARD) | F(VIRTIO_BLK_F_WRITE_ZEROES))
 
-static struct vm vm;
 static struct drv q[VIRTIO_MAX_QUEUES];
+static int ncpus_now;             /* the VM's vCPUs: one request queue each */
 static uint16_t next_desc[VIRTIO_MAX_QUEUES];
 static char img[64];
 static bool threads_backend;
@@ -66,12 +65,9 @@ static void make_image(off_t size)
 
 static void setup_vm(int ncpus)
 {
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = vm.kvm_fd = -1;
-	vm.ncpus = ncpus;
 	log_set_level(LOG_ERROR); /* the guest errors provoked here are expected */
-	if (test_guest_mem_init(&vm.mem, RAM) < 0 || evloop_init(&vm.loop) < 0)
-		abort();
+	test_vm_init(RAM);
+	ncpus_now = ncpus;
 	memset(irqs, 0, sizeof(irqs));
 	memset(next_desc, 0, sizeof(next_desc));
 	if (threads_backend)
@@ -80,23 +76,30 @@ static void setup_vm(int ncpus)
 		unsetenv("MICA_BLK_NO_URING");
 }
 
+/* A device on the image o names, plugged into the test VM; NULL (and e) if it fails. */
+static struct virtio_dev *blk_new(struct blk_opts *o, struct err *e)
+{
+	struct virtio_dev *dev;
+
+	o->num_queues = ncpus_now;
+	return virtio_blk_create(&vm.env, o, &dev, e) ? NULL : test_vm_plug(dev);
+}
+
 static struct virtio_dev *create(const char *opts)
 {
-	char spec[256], err[256];
+	char spec[256];
+	struct err e = { "" };
 	struct blk_opts o;
 	struct virtio_dev *dev;
-	const char *why = NULL;
 
 	snprintf(spec, sizeof(spec), "%s%s", img, opts);
-	CHECK_EQ(blk_parse_opts(spec, &o, err, sizeof(err)), 0);
-	dev = virtio_blk_create(&vm, &o, &why);
+	CHECK_EQ(blk_parse_opts(spec, &o, &e), 0);
+	dev = blk_new(&o, &e);
 	if (!dev) {
-		printf("#   virtio_blk_create: %s\n", why);
+		printf("#   virtio_blk_create: %s\n", e.msg);
 		abort();
 	}
 	CHECK(!strcmp(virtio_blk_backend(dev), threads_backend ? "threads" : "io_uring"));
-	dev->transport = &fake_transport;
-	dev->transport_priv = NULL;
 	return dev;
 }
 
@@ -110,13 +113,7 @@ static struct virtio_dev *setup(int ncpus, const char *opts)
 
 static void teardown(void)
 {
-	while (vm.ndevices) {
-		struct vm_device *dv = &vm.devices[--vm.ndevices];
-
-		dv->destroy(dv->dev);
-	}
-	evloop_destroy(&vm.loop);
-	guest_mem_destroy(&vm.mem);
+	test_vm_destroy();
 	unlink(img);
 	unsetenv("MICA_BLK_NO_URING");
 }
@@ -134,8 +131,8 @@ static void bring_up(struct virtio_dev *dev, uint64_t features)
 		next_desc[n] = 0;
 		CHECK(dev->vqs[n].ready);
 	}
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
-	CHECK_EQ(virtio_get_status(dev), S_ACK | S_DRV | S_FOK | S_DOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
+	CHECK_EQ(drv_get_status(dev), S_ACK | S_DRV | S_FOK | S_DOK);
 }
 
 /* ---- the driver side ---- */
@@ -293,34 +290,33 @@ static const struct virtio_blk_stats *stats(struct virtio_dev *dev)
 static void options(void)
 {
 	struct blk_opts o;
-	char err[256];
+	struct err e;
 
-	CHECK_EQ(blk_parse_opts("disk.img", &o, err, sizeof(err)), 0);
+	CHECK_EQ(blk_parse_opts("disk.img", &o, &e), 0);
 	CHECK(!strcmp(o.path, "disk.img") && !o.ro && o.cache == BLK_CACHE_WRITEBACK && !o.serial[0]);
-	CHECK_EQ(blk_parse_opts("/a,,b.img,ro,cache=none,serial=ABC-123", &o, err, sizeof(err)), 0);
+	CHECK_EQ(blk_parse_opts("/a,,b.img,ro,cache=none,serial=ABC-123", &o, &e), 0);
 	CHECK(!strcmp(o.path, "/a,b.img") && o.ro && o.cache == BLK_CACHE_NONE);
 	CHECK(!strcmp(o.serial, "ABC-123"));
-	CHECK_EQ(blk_parse_opts("x,cache=writethrough,serial=12345678901234567890", &o, err,
-				sizeof(err)), 0);
+	CHECK_EQ(blk_parse_opts("x,cache=writethrough,serial=12345678901234567890", &o, &e), 0);
 	CHECK(o.cache == BLK_CACHE_WRITETHROUGH && strlen(o.serial) == 20);
 
-	CHECK_EQ(blk_parse_opts("", &o, err, sizeof(err)), -EINVAL);
-	CHECK(strstr(err, "empty image path"));
-	CHECK_EQ(blk_parse_opts(",ro", &o, err, sizeof(err)), -EINVAL);
-	CHECK(strstr(err, "empty image path"));
-	CHECK_EQ(blk_parse_opts("x,rw", &o, err, sizeof(err)), -EINVAL);
-	CHECK(strstr(err, "unknown option 'rw'"));
-	CHECK_EQ(blk_parse_opts("x,ro=1", &o, err, sizeof(err)), -EINVAL);
-	CHECK(strstr(err, "unknown option 'ro=1'"));
-	CHECK_EQ(blk_parse_opts("x,cache=fast", &o, err, sizeof(err)), -EINVAL);
-	CHECK(strstr(err, "bad cache mode 'fast'"));
-	CHECK_EQ(blk_parse_opts("x,serial=123456789012345678901", &o, err, sizeof(err)), -EINVAL);
-	CHECK(strstr(err, "longer than 20 bytes"));
-	CHECK_EQ(blk_parse_opts("x,,", &o, err, sizeof(err)), 0); /* a path "x," */
+	CHECK_EQ(blk_parse_opts("", &o, &e), -EINVAL);
+	CHECK(strstr(e.msg, "empty image path"));
+	CHECK_EQ(blk_parse_opts(",ro", &o, &e), -EINVAL);
+	CHECK(strstr(e.msg, "empty image path"));
+	CHECK_EQ(blk_parse_opts("x,rw", &o, &e), -EINVAL);
+	CHECK(strstr(e.msg, "unknown option 'rw'"));
+	CHECK_EQ(blk_parse_opts("x,ro=1", &o, &e), -EINVAL);
+	CHECK(strstr(e.msg, "unknown option 'ro=1'"));
+	CHECK_EQ(blk_parse_opts("x,cache=fast", &o, &e), -EINVAL);
+	CHECK(strstr(e.msg, "bad cache mode 'fast'"));
+	CHECK_EQ(blk_parse_opts("x,serial=123456789012345678901", &o, &e), -EINVAL);
+	CHECK(strstr(e.msg, "longer than 20 bytes"));
+	CHECK_EQ(blk_parse_opts("x,,", &o, &e), 0); /* a path "x," */
 	CHECK(!strcmp(o.path, "x,"));
-	CHECK_EQ(blk_parse_opts("x,ro,", &o, err, sizeof(err)), -EINVAL);
-	CHECK(strstr(err, "empty option"));
-	CHECK(!strchr(err, '\n'));
+	CHECK_EQ(blk_parse_opts("x,ro,", &o, &e), -EINVAL);
+	CHECK(strstr(e.msg, "empty option"));
+	CHECK(!strchr(e.msg, '\n'));
 }
 
 static void config_space(void)
@@ -336,7 +332,7 @@ static void config_space(void)
 	CHECK_EQ(dev->ops->num_queues, 3);
 	CHECK_EQ(virtio_offered_features(dev) & ~(F(VIRTIO_RING_F_INDIRECT_DESC) |
 						   F(VIRTIO_RING_F_EVENT_IDX)), F_ALL);
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.capacity, CAP);
 	CHECK_EQ(c.seg_max, 126);
 	CHECK(c.size_max >= 4096);
@@ -349,33 +345,33 @@ static void config_space(void)
 	/* wce is writable with CONFIG_WCE; nothing else is. */
 	bring_up(dev, F_ALL);
 	v = 0;
-	virtio_config_write(dev, offsetof(struct virtio_blk_config, wce), &v, 1);
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_config_write(dev, offsetof(struct virtio_blk_config, wce), &v, 1);
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.wce, 0);
 	v = 0x55;
-	virtio_config_write(dev, offsetof(struct virtio_blk_config, seg_max), &v, 1);
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_config_write(dev, offsetof(struct virtio_blk_config, seg_max), &v, 1);
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.seg_max, 126);
 	CHECK_EQ(c.wce, 0);
 	/* Reset restores the initial mode. */
-	virtio_set_status(dev, 0);
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_set_status(dev, 0);
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.wce, 1);
 	/* Without CONFIG_WCE the write does not take; without FLUSH the disk is writethrough. */
 	bring_up(dev, F(VIRTIO_F_VERSION_1) | F(VIRTIO_BLK_F_FLUSH));
 	v = 0;
-	virtio_config_write(dev, offsetof(struct virtio_blk_config, wce), &v, 1);
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_config_write(dev, offsetof(struct virtio_blk_config, wce), &v, 1);
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.wce, 1);
-	virtio_set_status(dev, 0);
+	drv_set_status(dev, 0);
 	bring_up(dev, F(VIRTIO_F_VERSION_1));
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.wce, 0);
 	teardown();
 
 	/* writethrough starts at 0; a read-only disk offers RO and no discard. */
 	dev = setup(1, ",cache=writethrough,ro");
-	virtio_config_read(dev, 0, &c, sizeof(c));
+	drv_config_read(dev, 0, &c, sizeof(c));
 	CHECK_EQ(c.wce, 0);
 	CHECK_EQ(c.num_queues, 1);
 	CHECK(virtio_offered_features(dev) & F(VIRTIO_BLK_F_RO));
@@ -436,7 +432,7 @@ static void write_flush_read(void)
 	fill(DATA, 512, 9);
 	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_OUT, CAP - 1, DATA, 512, false, NULL), VIRTIO_BLK_S_OK);
 	CHECK(file_equals(IMG_SIZE - 512, DATA, 512));
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -537,7 +533,7 @@ static void bad_requests(void)
 		CHECK_EQ(*status_of(0), VIRTIO_BLK_S_OK);
 	}
 	CHECK(file_zero(0, 4096)); /* nothing was written by any of these */
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	CHECK_EQ(irqs[0], 0);
 
 	/* No status byte at all: a protocol violation, the device needs a reset. */
@@ -546,7 +542,7 @@ static void bad_requests(void)
 	s[1] = (struct seg){ DATA, 512, false };
 	post_chain(0, s, 2);
 	virtio_queue_notified(dev, 0);
-	CHECK(virtio_get_status(dev) & S_RESET);
+	CHECK(drv_get_status(dev) & S_RESET);
 	CHECK_EQ(irqs[0], 1);
 	CHECK_EQ(used_idx(0), 13);
 	CHECK_EQ(atomic_load(&st->no_status), 1);
@@ -670,7 +666,7 @@ static void request_layouts(void)
 	s[3] = (struct seg){ status_gpa(0), 1, true };
 	CHECK_EQ(chain_req(dev, s, 4, 0, &used), VIRTIO_BLK_S_IOERR);
 	CHECK_EQ(atomic_load(&st->err_direction), 4);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -752,7 +748,7 @@ static void discard_write_zeroes(void)
 	/* A payload that is not whole ranges. */
 	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_DISCARD, 0, DATA, 20, false, NULL), VIRTIO_BLK_S_IOERR);
 	CHECK_EQ(atomic_load(&st->err_length), 1);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 
 	/* Not negotiated: UNSUPP. */
@@ -804,7 +800,7 @@ static void batching(void)
 	{
 		uint8_t v = 0;
 
-		virtio_config_write(dev, offsetof(struct virtio_blk_config, wce), &v, 1);
+		drv_config_write(dev, offsetof(struct virtio_blk_config, wce), &v, 1);
 	}
 	fill(DATA, 0x1000, 77);
 	CHECK_EQ(sync_req(dev, VIRTIO_BLK_T_OUT, 0, DATA, 0x1000, false, NULL), VIRTIO_BLK_S_OK);
@@ -926,7 +922,7 @@ static void merging(void)
 		CHECK_EQ(used_elem((uint16_t)(76 + i)).id, heads[i]);
 		CHECK_EQ(used_elem((uint16_t)(76 + i)).len, 1);
 	}
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -986,7 +982,7 @@ static void more_requests_than_slots(void)
 	CHECK(run_until(0, QSIZE + 100));
 	CHECK_EQ(*status_of(0), VIRTIO_BLK_S_OK);
 	CHECK_EQ(atomic_load(&stats(dev)->reads), QSIZE + 100);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -1018,7 +1014,7 @@ static void reset_in_flight(void)
 	virtio_queue_notified(dev, 0);
 	done = used_idx(0);
 	memcpy(before, status_of(0), sizeof(before));
-	virtio_set_status(dev, 0);
+	drv_set_status(dev, 0);
 	run_for(100);
 	/* What completed before the reset stays; nothing more is written back. */
 	CHECK_EQ(used_idx(0), done);
@@ -1046,8 +1042,8 @@ static void cache_none(void)
 {
 	struct virtio_dev *dev;
 	struct blk_opts o;
-	const char *why;
-	char err[128];
+	struct err e = { "" };
+	char spec[128];
 	int fd;
 
 	setup_vm(1);
@@ -1059,15 +1055,14 @@ static void cache_none(void)
 		return;
 	}
 	close(fd);
-	snprintf(err, sizeof(err), "%s,cache=none", img);
-	CHECK_EQ(blk_parse_opts(err, &o, err, sizeof(err)), 0);
-	dev = virtio_blk_create(&vm, &o, &why);
+	snprintf(spec, sizeof(spec), "%s,cache=none", img);
+	CHECK_EQ(blk_parse_opts(spec, &o, &e), 0);
+	dev = blk_new(&o, &e);
 	CHECK(dev != NULL);
 	if (!dev) {
 		teardown();
 		return;
 	}
-	dev->transport = &fake_transport;
 	bring_up(dev, F_ALL);
 	/* Aligned (O_DIRECT) and unaligned (the buffered descriptor) buffers. */
 	fill(DATA, 0x2000, 11);
@@ -1092,44 +1087,43 @@ static void image_lock(void)
 {
 	struct blk_opts o;
 	struct virtio_dev *a, *b;
-	const char *why = NULL;
-	char err[128];
+	struct err e = { "" };
 
 	setup_vm(1);
 	make_image(IMG_SIZE);
-	CHECK_EQ(blk_parse_opts(img, &o, err, sizeof(err)), 0);
-	a = virtio_blk_create(&vm, &o, &why);
+	CHECK_EQ(blk_parse_opts(img, &o, &e), 0);
+	a = blk_new(&o, &e);
 	CHECK(a != NULL);
-	b = virtio_blk_create(&vm, &o, &why);
+	b = blk_new(&o, &e);
 	CHECK(b == NULL);
-	CHECK(b == NULL && strstr(why, "is in use by another process (locked)") && strstr(why, img));
+	CHECK(b == NULL && strstr(e.msg, "is in use by another process (locked)") && strstr(e.msg, img));
 	/* Read-only while another writes: no either. */
 	o.ro = true;
-	why = NULL;
-	CHECK(virtio_blk_create(&vm, &o, &why) == NULL);
-	CHECK(why && strstr(why, "locked"));
+	e.msg[0] = 0;
+	CHECK(blk_new(&o, &e) == NULL);
+	CHECK(strstr(e.msg, "locked"));
 	teardown();
 
 	/* Two read-only users share the image. */
 	setup_vm(1);
 	make_image(IMG_SIZE);
-	CHECK_EQ(blk_parse_opts(img, &o, err, sizeof(err)), 0);
+	CHECK_EQ(blk_parse_opts(img, &o, &e), 0);
 	o.ro = true;
-	CHECK(virtio_blk_create(&vm, &o, &why) != NULL);
-	CHECK(virtio_blk_create(&vm, &o, &why) != NULL);
+	CHECK(blk_new(&o, &e) != NULL);
+	CHECK(blk_new(&o, &e) != NULL);
 	o.ro = false;
-	CHECK(virtio_blk_create(&vm, &o, &why) == NULL);
+	CHECK(blk_new(&o, &e) == NULL);
 	teardown();
 
 	/* Not an image, and missing. */
 	setup_vm(1);
-	CHECK_EQ(blk_parse_opts("/tmp", &o, err, sizeof(err)), 0);
+	CHECK_EQ(blk_parse_opts("/tmp", &o, &e), 0);
 	o.ro = true;
-	CHECK(virtio_blk_create(&vm, &o, &why) == NULL);
-	CHECK(strstr(why, "not a regular file or a block device"));
-	CHECK_EQ(blk_parse_opts("/nonexistent/disk.img", &o, err, sizeof(err)), 0);
-	CHECK(virtio_blk_create(&vm, &o, &why) == NULL);
-	CHECK(strstr(why, "cannot open image /nonexistent/disk.img"));
+	CHECK(blk_new(&o, &e) == NULL);
+	CHECK(strstr(e.msg, "not a regular file or a block device"));
+	CHECK_EQ(blk_parse_opts("/nonexistent/disk.img", &o, &e), 0);
+	CHECK(blk_new(&o, &e) == NULL);
+	CHECK(strstr(e.msg, "cannot open image /nonexistent/disk.img"));
 	evloop_destroy(&vm.loop);
 	guest_mem_destroy(&vm.mem);
 }

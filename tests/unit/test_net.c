@@ -13,13 +13,13 @@
 #include "devices/virtio/devices.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
-#include "tests/unit/fake_transport.h"
+#include "tests/unit/test_env.h"
 #include "tests/unit/test.h"
 #include "tests/unit/vring_driver.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
+#include "cmd/cli.h"
 
 #define RAM   (16 * 1024 * 1024ULL)
 #define QSIZE 16
@@ -39,7 +39,6 @@
 #define RXQ 0
 #define TXQ 1
 
-static struct vm vm;
 static struct drv q[2];
 static const uint8_t guest_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 
@@ -114,24 +113,14 @@ static struct test_backend *tb;
 
 static void setup_vm(void)
 {
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = vm.kvm_fd = -1;
-	vm.cfg.kernel = "build/guest/mica-testguest";
 	log_set_level(LOG_ERROR); /* the guest errors provoked here are expected */
-	if (test_guest_mem_init(&vm.mem, RAM) < 0 || evloop_init(&vm.loop) < 0)
-		abort();
+	test_vm_init(RAM);
 	memset(irqs, 0, sizeof(irqs));
 }
 
 static void teardown(void)
 {
-	while (vm.ndevices) {
-		struct vm_device *dv = &vm.devices[--vm.ndevices];
-
-		dv->destroy(dv->dev);
-	}
-	evloop_destroy(&vm.loop);
-	guest_mem_destroy(&vm.mem);
+	test_vm_destroy();
 }
 
 /* A device on the test backend; vnet_hdr: frames carry a virtio-net header both ways, as with
@@ -139,22 +128,19 @@ static void teardown(void)
 static struct virtio_dev *net_setup_backend(bool vnet_hdr, uint64_t offloads)
 {
 	struct net_opts o;
-	char err[128];
-	const char *why = NULL;
+	struct err e;
 	struct virtio_dev *dev;
 
 	setup_vm();
-	CHECK_EQ(net_parse_opts("user,mac=52:54:00:12:34:56", &o, err, sizeof(err)), 0);
+	CHECK_EQ(net_parse_opts("user,mac=52:54:00:12:34:56", &o, &e), 0);
 	tb = calloc(1, sizeof(*tb));
 	if (!tb)
 		abort();
 	tb->be = (struct net_backend){ .ops = &tb_ops, .name = "test", .vnet_hdr = vnet_hdr,
 				       .offloads = offloads };
-	dev = virtio_net_create_with(&vm, &o, &tb->be, &why);
-	if (!dev)
+	if (virtio_net_create_with(&vm.env, &o, &tb->be, &dev, &e))
 		abort();
-	dev->transport = &fake_transport;
-	return dev;
+	return test_vm_plug(dev);
 }
 
 static struct virtio_dev *net_setup(void)
@@ -172,8 +158,8 @@ static void bring_up(struct virtio_dev *dev, uint64_t features)
 	CHECK(drv_negotiate(dev, features));
 	setup_queue(dev, RXQ);
 	setup_queue(dev, TXQ);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
-	CHECK_EQ(virtio_get_status(dev), S_ACK | S_DRV | S_FOK | S_DOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
+	CHECK_EQ(drv_get_status(dev), S_ACK | S_DRV | S_FOK | S_DOK);
 }
 
 /* Receive buffers live at BUF + 64 KiB * i, transmit buffers at BUF + 4 MiB + 64 KiB * i. */
@@ -237,7 +223,7 @@ static void config_and_features(void)
 	CHECK(!(f & (1ULL << VIRTIO_NET_F_CSUM)));       /* the test backend has no offloads */
 	CHECK(!(f & (1ULL << VIRTIO_NET_F_CTRL_VQ)));
 	memset(&c, 0, sizeof(c));
-	virtio_config_read(dev, 0, &c, offsetof(struct virtio_net_config, mtu) + 2);
+	drv_config_read(dev, 0, &c, offsetof(struct virtio_net_config, mtu) + 2);
 	CHECK(!memcmp(c.mac, guest_mac, 6));
 	CHECK_EQ(c.status, VIRTIO_NET_S_LINK_UP);
 	CHECK_EQ(c.max_virtqueue_pairs, 1);
@@ -245,31 +231,25 @@ static void config_and_features(void)
 	teardown();
 }
 
+/* The MAC a NIC gets without mac=: from the kernel path and its index (cmd/cli.c), so the same
+ * command line gives the same addresses, and two NICs of one VM differ. */
 static void default_mac_is_stable(void)
 {
-	struct net_opts o;
-	char err[128];
-	const char *why;
-	uint8_t a[6], b[6], c[6];
-	struct test_backend *t;
+	char *args[] = { "mica", "run", "--kernel", "build/guest/mica-testguest", "--net", "user",
+			 "--net", "user,mac=52:54:00:00:00:01", "--net", "user", NULL };
+	struct cli a, b;
+	struct err e;
 
-	for (int round = 0; round < 3; round++) {
-		struct virtio_dev *dev;
-		uint8_t *out = round == 0 ? a : round == 1 ? b : c;
-
-		setup_vm();
-		CHECK_EQ(net_parse_opts("user", &o, err, sizeof(err)), 0);
-		o.index = round == 2 ? 1 : 0;
-		t = calloc(1, sizeof(*t));
-		t->be = (struct net_backend){ .ops = &tb_ops, .name = "test" };
-		dev = virtio_net_create_with(&vm, &o, &t->be, &why);
-		CHECK(dev != NULL);
-		virtio_config_read(dev, 0, out, 6);
-		teardown();
-	}
-	CHECK(!memcmp(a, b, 6));
-	CHECK(memcmp(a, c, 6));
-	CHECK(a[0] == 0x52 && a[1] == 0x54 && a[2] == 0x00);
+	CHECK_EQ(cli_parse(10, args, &a, &e), 0);
+	CHECK_EQ(cli_parse(10, args, &b, &e), 0);
+	CHECK(!memcmp(a.cfg.nets[0].mac, b.cfg.nets[0].mac, 6));
+	CHECK(memcmp(a.cfg.nets[0].mac, a.cfg.nets[2].mac, 6));
+	CHECK(a.cfg.nets[0].mac[0] == 0x52 && a.cfg.nets[0].mac[1] == 0x54 &&
+	      a.cfg.nets[0].mac[2] == 0x00);
+	CHECK(a.cfg.nets[1].mac[5] == 0x01);
+	args[3] = "another/kernel";
+	CHECK_EQ(cli_parse(10, args, &b, &e), 0);
+	CHECK(memcmp(a.cfg.nets[0].mac, b.cfg.nets[0].mac, 6));
 }
 
 static void tx_strips_header(void)
@@ -324,7 +304,7 @@ static void tx_hostile_chains(void)
 	CHECK_EQ(st.tx_dropped_short, 2);
 	CHECK_EQ(st.tx_dropped_too_big, 1);
 	CHECK_EQ(q[TXQ].used->idx, 3);       /* all given back */
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	CHECK_EQ(irqs[1 + TXQ], 1);
 	teardown();
 }
@@ -405,7 +385,7 @@ static void rx_too_long_for_buffer(void)
 	virtio_net_get_stats(dev, &st);
 	CHECK_EQ(st.rx_dropped_too_big, 1);
 	CHECK_EQ(st.rx_pending, 0);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -461,7 +441,7 @@ static void rx_mergeable(void)
 	port->flush(port);
 	CHECK_EQ(q[RXQ].used->idx, 6);
 	CHECK_EQ(num_buffers(rx_buf(0)), 2);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -500,7 +480,7 @@ static void rx_pending_bound(void)
 	CHECK(tb->paused);
 
 	/* A reset drops what waits and lets the backend read again. */
-	virtio_set_status(dev, 0);
+	drv_set_status(dev, 0);
 	virtio_net_get_stats(dev, &st);
 	CHECK_EQ(st.rx_pending, 0);
 	CHECK(!tb->paused);
@@ -520,7 +500,7 @@ static void rx_hostile_buffers(void)
 	drv_post(&q[RXQ], 0);
 	port->receive(port, frame, sizeof(frame));
 	port->flush(port);
-	CHECK(virtio_get_status(dev) & S_RESET);
+	CHECK(drv_get_status(dev) & S_RESET);
 	CHECK_EQ(q[RXQ].used->idx, 0);
 	/* Later frames are not delivered and nothing crashes. */
 	port->receive(port, frame, sizeof(frame));
@@ -542,7 +522,7 @@ static void rx_hostile_buffers(void)
 	port->flush(port);
 	CHECK_EQ(q[RXQ].used->idx, 2);
 	CHECK_EQ(q[RXQ].used->ring[1].len, HDR + 100);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -594,9 +574,9 @@ static void vnet_hdr_backend(void)
 	CHECK(!(offered & (1ULL << VIRTIO_NET_F_GUEST_UFO))); /* not one the device knows */
 	/* Segmentation offloads without their checksum offload: FEATURES_OK refused. */
 	CHECK(!drv_negotiate(dev, F_V1 | (1ULL << VIRTIO_NET_F_GUEST_TSO4)));
-	virtio_set_status(dev, 0);
+	drv_set_status(dev, 0);
 	CHECK(!drv_negotiate(dev, F_V1 | (1ULL << VIRTIO_NET_F_HOST_TSO4)));
-	virtio_set_status(dev, 0);
+	drv_set_status(dev, 0);
 	CHECK_EQ(tb->configures, 0);
 
 	bring_up(dev, F_V1 | F_MRG | offloads);
@@ -639,23 +619,23 @@ static void vnet_hdr_backend(void)
 	CHECK_EQ(st.rx_dropped_not_ready, 1);
 	CHECK_EQ(st.rx_packets, 1);
 	CHECK_EQ(st.rx_bytes, 100);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
 static void parse_options(void)
 {
 	struct net_opts o;
-	char err[256];
+	struct err e;
 	struct in_addr a;
 
-	CHECK_EQ(net_parse_opts("none", &o, err, sizeof(err)), 0);
+	CHECK_EQ(net_parse_opts("none", &o, &e), 0);
 	CHECK_EQ(o.kind, NET_NONE);
-	CHECK_EQ(net_parse_opts("user", &o, err, sizeof(err)), 0);
+	CHECK_EQ(net_parse_opts("user", &o, &e), 0);
 	CHECK_EQ(o.kind, NET_USER);
 	CHECK(!o.mac_set);
 	CHECK_EQ(net_parse_opts("user,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp::5353-10.0.2.20:53,"
-				"mac=52:54:00:ab:cd:ef", &o, err, sizeof(err)), 0);
+				"mac=52:54:00:ab:cd:ef", &o, &e), 0);
 	CHECK_EQ(o.nhostfwd, 2);
 	CHECK(!o.hostfwd[0].udp);
 	inet_pton(AF_INET, "127.0.0.1", &a);
@@ -669,7 +649,7 @@ static void parse_options(void)
 	inet_pton(AF_INET, "10.0.2.20", &a);
 	CHECK_EQ(o.hostfwd[1].guest_addr.s_addr, a.s_addr);
 	CHECK(o.mac_set && o.mac[3] == 0xab && o.mac[5] == 0xef);
-	CHECK_EQ(net_parse_opts("tap,ifname=tap0", &o, err, sizeof(err)), 0);
+	CHECK_EQ(net_parse_opts("tap,ifname=tap0", &o, &e), 0);
 	CHECK_EQ(o.kind, NET_TAP);
 	CHECK(!strcmp(o.ifname, "tap0"));
 
@@ -681,12 +661,12 @@ static void parse_options(void)
 		"user,hostfwd=tcp::1-:0", "user,hostfwd=tcp:300.1.1.1:1-:2", "user,foo=1", "user,mac",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		err[0] = '\0';
-		if (net_parse_opts(bad[i], &o, err, sizeof(err)) != -EINVAL) {
+		e.msg[0] = '\0';
+		if (net_parse_opts(bad[i], &o, &e) != -EINVAL) {
 			printf("#   accepted: '%s'\n", bad[i]);
 			test_failed_checks++;
 		}
-		CHECK(err[0] != '\0' && !strchr(err, '\n'));
+		CHECK(e.msg[0] != '\0' && !strchr(e.msg, '\n'));
 	}
 }
 
@@ -852,8 +832,7 @@ static uint16_t free_port(void)
 static void slirp_arp_dhcp_hostfwd(void)
 {
 	struct net_opts o;
-	char err[128];
-	const char *why = NULL;
+	struct err e = { "" };
 	struct virtio_dev *dev;
 	static uint8_t f[1024];
 	const uint8_t *got;
@@ -867,15 +846,14 @@ static void slirp_arp_dhcp_hostfwd(void)
 	setup_vm();
 	port = free_port();
 	snprintf(spec, sizeof(spec), "user,mac=52:54:00:12:34:56,hostfwd=tcp:127.0.0.1:%u-:22", port);
-	CHECK_EQ(net_parse_opts(spec, &o, err, sizeof(err)), 0);
-	dev = virtio_net_create(&vm, &o, &why);
-	CHECK(dev != NULL);
-	if (!dev) {
-		printf("#   %s\n", why);
+	CHECK_EQ(net_parse_opts(spec, &o, &e), 0);
+	CHECK_EQ(virtio_net_create(&vm.env, &o, &dev, &e), 0);
+	if (e.msg[0]) {
+		printf("#   %s\n", e.msg);
 		teardown();
 		return;
 	}
-	dev->transport = &fake_transport;
+	test_vm_plug(dev);
 	evloop_add_hook(&vm.loop, &stopper);
 	bring_up(dev, F_V1 | F_MRG);
 	for (int i = 0; i < 8; i++)
@@ -903,7 +881,7 @@ static void slirp_arp_dhcp_hostfwd(void)
 	CHECK_EQ(st.tx_packets, 2);
 	CHECK(st.rx_packets >= 2);
 	CHECK_EQ(st.rx_dropped_full + st.rx_dropped_too_big, 0);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 
 	/* A connection to the forwarded host port reaches the guest as a SYN to port 22: slirp's
 	 * listening socket went through the loop's epoll set. */
@@ -927,8 +905,9 @@ static void slirp_arp_dhcp_hostfwd(void)
 static void slirp_hostfwd_conflict(void)
 {
 	struct net_opts o;
-	char err[128], spec[128];
-	const char *why = NULL;
+	char spec[128];
+	struct err e = { "" };
+	struct virtio_dev *dev;
 	int s = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t alen = sizeof(a);
@@ -938,13 +917,13 @@ static void slirp_hostfwd_conflict(void)
 	CHECK(s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(s, 1) == 0);
 	CHECK(getsockname(s, (struct sockaddr *)&a, &alen) == 0);
 	snprintf(spec, sizeof(spec), "user,hostfwd=tcp:127.0.0.1:%u-:22", ntohs(a.sin_port));
-	CHECK_EQ(net_parse_opts(spec, &o, err, sizeof(err)), 0);
-	CHECK(virtio_net_create(&vm, &o, &why) == NULL);
-	CHECK(why && strstr(why, "cannot forward tcp"));
+	CHECK_EQ(net_parse_opts(spec, &o, &e), 0);
+	CHECK(virtio_net_create(&vm.env, &o, &dev, &e) < 0);
+	CHECK(strstr(e.msg, "cannot forward tcp"));
 	close(s);
 
-	CHECK_EQ(net_parse_opts("none", &o, err, sizeof(err)), 0);
-	CHECK(virtio_net_create(&vm, &o, &why) == NULL);
+	CHECK_EQ(net_parse_opts("none", &o, &e), 0);
+	CHECK(virtio_net_create(&vm.env, &o, &dev, &e) < 0);
 	teardown();
 }
 

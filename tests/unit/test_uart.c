@@ -1,15 +1,15 @@
-/* The 16550A model through its registers, as a guest driver sees it (no KVM: the IRQ line
- * ioctl goes to a closed descriptor; interrupt state is observed through IIR). */
+/* The 16550A model through its registers, as a guest driver sees it, on a fake machine that
+ * records the IRQ line. */
 #include <unistd.h>
 
 #include "devices/uart.h"
 #include "tests/unit/test.h"
 #include "vmm/bus.h"
-#include "vmm/vm.h"
+#include "tests/unit/fake_machine.h"
 
 #define BASE 0x3f8
 
-static struct vm vm;
+static struct fake_machine vm;
 static int out[2];
 
 static uint8_t rd(int reg)
@@ -27,22 +27,17 @@ static void wr(int reg, uint8_t v)
 
 static struct uart *setup(void)
 {
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = -1;
-	bus_init(&vm.pio, "pio");
-	if (pipe(out) < 0)
+	struct uart *u;
+
+	fm_init(&vm, 0);
+	if (pipe(out) < 0 || uart_create(&vm.m, BASE, 4, out[1], &u))
 		abort();
-	return uart_create(&vm, BASE, 4, out[1]);
+	return u;
 }
 
 static void teardown(void)
 {
-	while (vm.ndevices) {
-		struct vm_device *d = &vm.devices[--vm.ndevices];
-
-		d->destroy(d->dev);
-	}
-	bus_destroy(&vm.pio);
+	fm_destroy(&vm);
 	close(out[0]);
 	close(out[1]);
 }

@@ -11,12 +11,11 @@
 
 #include "devices/virtio/devices.h"
 #include "devices/virtio/virtio.h"
-#include "tests/unit/fake_transport.h"
+#include "tests/unit/test_env.h"
 #include "tests/unit/test.h"
 #include "tests/unit/vring_driver.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-#include "vmm/vm.h"
 
 #define RAM   (16 * 1024 * 1024ULL)
 #define QSIZE 16
@@ -32,33 +31,18 @@
 #define F_INDIRECT (1ULL << VIRTIO_RING_F_INDIRECT_DESC)
 #define F_EVENT    (1ULL << VIRTIO_RING_F_EVENT_IDX)
 
-static struct vm vm;
 static struct drv q[VIRTIO_MAX_QUEUES];
 
 static void setup_vm(void)
 {
-	memset(&vm, 0, sizeof(vm));
-	vm.vm_fd = vm.kvm_fd = -1;
 	log_set_level(LOG_ERROR); /* the guest errors provoked here are expected */
-	if (test_guest_mem_init(&vm.mem, RAM) < 0)
-		abort();
+	test_vm_init(RAM);
 	memset(irqs, 0, sizeof(irqs));
 }
 
 static void teardown(void)
 {
-	while (vm.ndevices) {
-		struct vm_device *dv = &vm.devices[--vm.ndevices];
-
-		dv->destroy(dv->dev);
-	}
-	guest_mem_destroy(&vm.mem);
-}
-
-static void attach(struct virtio_dev *dev)
-{
-	dev->transport = &fake_transport;
-	dev->transport_priv = NULL;
+	test_vm_destroy();
 }
 
 /* Rings of queue n at 1 MiB * (n + 1), as a transport would have been told. */
@@ -69,8 +53,8 @@ static void setup_queue(struct virtio_dev *dev, int n)
 
 static void set_features(struct virtio_dev *dev, uint64_t f)
 {
-	virtio_set_driver_features(dev, 0, (uint32_t)f);
-	virtio_set_driver_features(dev, 1, (uint32_t)(f >> 32));
+	drv_set_features_word(dev, 0, (uint32_t)f);
+	drv_set_features_word(dev, 1, (uint32_t)(f >> 32));
 }
 
 /* The driver's initialization sequence up to DRIVER_OK. */
@@ -81,8 +65,8 @@ static void bring_up(struct virtio_dev *dev, uint64_t features)
 		setup_queue(dev, n);
 		CHECK(dev->vqs[n].ready);
 	}
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
-	CHECK_EQ(virtio_get_status(dev), S_ACK | S_DRV | S_FOK | S_DOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
+	CHECK_EQ(drv_get_status(dev), S_ACK | S_DRV | S_FOK | S_DOK);
 }
 
 static uint64_t buf_gpa(int i)
@@ -97,11 +81,11 @@ static struct virtio_dev *rng_setup(void)
 	struct virtio_dev *dev;
 
 	setup_vm();
-	dev = virtio_rng_create(&vm);
+	CHECK_EQ(virtio_rng_create(&vm.env, &dev), 0);
 	CHECK(dev != NULL);
 	if (!dev)
 		abort();
-	attach(dev);
+	test_vm_plug(dev);
 	return dev;
 }
 
@@ -110,52 +94,52 @@ static void feature_negotiation(void)
 	struct virtio_dev *dev = rng_setup();
 
 	CHECK_EQ(virtio_offered_features(dev), F_V1 | F_INDIRECT | F_EVENT);
-	virtio_set_status(dev, S_ACK | S_DRV);
+	drv_set_status(dev, S_ACK | S_DRV);
 
 	/* A feature not offered (bit 0 is device-specific; rng has none). */
 	set_features(dev, F_V1 | 1);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(!(virtio_get_status(dev) & S_FOK));
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
+	CHECK(!(drv_get_status(dev) & S_FOK));
 	set_features(dev, F_V1 | (1ULL << 40));
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(!(virtio_get_status(dev) & S_FOK));
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
+	CHECK(!(drv_get_status(dev) & S_FOK));
 	/* A modern driver without VERSION_1. */
 	set_features(dev, F_EVENT);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(!(virtio_get_status(dev) & S_FOK));
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
+	CHECK(!(drv_get_status(dev) & S_FOK));
 	set_features(dev, 0);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(!(virtio_get_status(dev) & S_FOK));
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
+	CHECK(!(drv_get_status(dev) & S_FOK));
 	/* DRIVER_OK without FEATURES_OK does not take. */
-	virtio_set_status(dev, S_ACK | S_DRV | S_DOK);
-	CHECK(!(virtio_get_status(dev) & S_DOK));
+	drv_set_status(dev, S_ACK | S_DRV | S_DOK);
+	CHECK(!(drv_get_status(dev) & S_DOK));
 
 	/* A legal subset, after the failed attempts (no reset needed). */
 	set_features(dev, F_V1 | F_EVENT);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK_EQ(virtio_get_status(dev), S_ACK | S_DRV | S_FOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
+	CHECK_EQ(drv_get_status(dev), S_ACK | S_DRV | S_FOK);
 	CHECK(virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX));
 	CHECK(!virtio_has_feature(dev, VIRTIO_RING_F_INDIRECT_DESC));
 	/* Features are fixed once accepted. */
 	set_features(dev, F_V1 | F_INDIRECT);
 	CHECK_EQ(dev->driver_features, F_V1 | F_EVENT);
 	setup_queue(dev, 0);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
-	CHECK(virtio_get_status(dev) & S_DOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
+	CHECK(drv_get_status(dev) & S_DOK);
 	CHECK(dev->vqs[0].event_idx);
 	CHECK(!dev->vqs[0].indirect);
 	CHECK_EQ(irqs[0], 0);
 
 	/* The driver cannot set NEEDS_RESET itself. */
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK | S_RESET);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK | S_RESET);
+	CHECK(!(drv_get_status(dev) & S_RESET));
 
 	/* Every offered feature at once. */
-	virtio_set_status(dev, 0);
-	virtio_set_status(dev, S_ACK | S_DRV);
+	drv_set_status(dev, 0);
+	drv_set_status(dev, S_ACK | S_DRV);
 	set_features(dev, F_V1 | F_EVENT | F_INDIRECT);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
-	CHECK(virtio_get_status(dev) & S_FOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
+	CHECK(drv_get_status(dev) & S_FOK);
 	teardown();
 }
 
@@ -190,7 +174,7 @@ static void rng_fills_buffers(void)
 	CHECK(guest_bytes_all(&vm.mem, buf_gpa(0) + 1, 64, 0)); /* nothing beyond the 1-byte buffer */
 	CHECK_EQ(irqs[1], 1);            /* one interrupt for the batch */
 	CHECK_EQ(irqs[0], 0);
-	CHECK(atomic_load(&dev->isr) & VIRTIO_ISR_QUEUE);
+	CHECK(drv_isr(dev) & VIRTIO_ISR_QUEUE);
 	CHECK_EQ(atomic_load(&dev->stats.notifies), 1);
 
 	/* A notification with nothing new: no interrupt. */
@@ -216,7 +200,7 @@ static void rng_fills_buffers(void)
 	CHECK(!guest_bytes_all(&vm.mem, buf_gpa(9) + 0x8000, 0x1000, 0));
 	CHECK_EQ(irqs[1], 3);
 	CHECK_EQ(irqs[0], 0);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -254,14 +238,14 @@ static void rng_event_idx_suppression(void)
 	CHECK_EQ(d->used->ring[3].id, 1);
 	CHECK_EQ(d->used->ring[3].len, 16);
 	CHECK_EQ(irqs[1], 3);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
 static void check_broken(struct virtio_dev *dev, int used_before)
 {
-	CHECK(virtio_get_status(dev) & S_RESET);
-	CHECK(atomic_load(&dev->isr) & VIRTIO_ISR_CONFIG);
+	CHECK(drv_get_status(dev) & S_RESET);
+	CHECK(drv_isr(dev) & VIRTIO_ISR_CONFIG);
 	CHECK_EQ(irqs[0], 1);
 	CHECK_EQ(q[0].used->idx, used_before);
 	CHECK_EQ(atomic_load(&dev->stats.violations), 1);
@@ -288,9 +272,11 @@ static void rng_malformed_chain_needs_reset(void)
 	CHECK_EQ(irqs[1], 0);
 	CHECK(guest_bytes_all(&vm.mem, buf_gpa(1), 8, 0));
 	/* Neither the driver's status writes nor a second violation clear or repeat it. */
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
 	check_broken(dev, 0);
+	pthread_mutex_lock(&dev->lock);
 	virtio_dev_fail(dev, "again");
+	pthread_mutex_unlock(&dev->lock);
 	check_broken(dev, 0);
 	teardown();
 
@@ -302,7 +288,7 @@ static void rng_malformed_chain_needs_reset(void)
 	drv_desc(d, 1, RAM - 4, 8, VRING_DESC_F_WRITE, 0); /* straddles the end of RAM */
 	drv_post(d, 1);
 	virtio_queue_notified(dev, 0);
-	CHECK(virtio_get_status(dev) & S_RESET);
+	CHECK(drv_get_status(dev) & S_RESET);
 	CHECK_EQ(d->used->idx, 1);
 	CHECK_EQ(d->used->ring[0].id, 0);
 	teardown();
@@ -327,24 +313,24 @@ static void notify_before_driver_ok(void)
 
 	/* Status 0: a stale notification from before a reset is ignored, not an error. */
 	virtio_queue_notified(dev, 0);
-	CHECK_EQ(virtio_get_status(dev), 0);
+	CHECK_EQ(drv_get_status(dev), 0);
 	CHECK_EQ(irqs[0], 0);
 
-	virtio_set_status(dev, S_ACK | S_DRV);
+	drv_set_status(dev, S_ACK | S_DRV);
 	set_features(dev, F_V1);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
 	setup_queue(dev, 0);
 	drv_desc(d, 0, buf_gpa(0), 8, VRING_DESC_F_WRITE, 0);
 	drv_post(d, 0);
 	virtio_queue_notified(dev, 0);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	CHECK_EQ(d->used->idx, 0);              /* nothing consumed yet */
 	CHECK_EQ(dev->vqs[0].last_avail, 0);
 	CHECK(guest_bytes_all(&vm.mem, buf_gpa(0), 8, 0));
 	CHECK_EQ(irqs[0] + irqs[1], 0);
 	CHECK_EQ(atomic_load(&dev->stats.notifies_ignored), 2);
 
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
 	CHECK_EQ(d->used->idx, 1);              /* served at DRIVER_OK */
 	CHECK_EQ(d->used->ring[0].len, 8);
 	CHECK(!guest_bytes_all(&vm.mem, buf_gpa(0), 8, 0));
@@ -354,19 +340,19 @@ static void notify_before_driver_ok(void)
 
 	/* Kicked before a reset: the reset forgets it. */
 	dev = rng_setup();
-	virtio_set_status(dev, S_ACK | S_DRV);
+	drv_set_status(dev, S_ACK | S_DRV);
 	set_features(dev, F_V1);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
 	setup_queue(dev, 0);
 	virtio_queue_notified(dev, 0);
-	virtio_set_status(dev, 0);
-	virtio_set_status(dev, S_ACK | S_DRV);
+	drv_set_status(dev, 0);
+	drv_set_status(dev, S_ACK | S_DRV);
 	set_features(dev, F_V1);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
 	setup_queue(dev, 0);
 	drv_desc(d, 0, buf_gpa(0), 8, VRING_DESC_F_WRITE, 0);
 	drv_post(d, 0);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
 	CHECK_EQ(d->used->idx, 0);
 	CHECK_EQ(irqs[1], 0);
 	virtio_queue_notified(dev, 0);          /* a kick now is served at once */
@@ -374,17 +360,17 @@ static void notify_before_driver_ok(void)
 	CHECK_EQ(irqs[1], 1);
 
 	/* A kick of a queue that is not ready yet is not held. */
-	virtio_set_status(dev, 0);
-	virtio_set_status(dev, S_ACK | S_DRV);
+	drv_set_status(dev, 0);
+	drv_set_status(dev, S_ACK | S_DRV);
 	set_features(dev, F_V1);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
 	virtio_queue_notified(dev, 0);
 	setup_queue(dev, 0);
 	drv_desc(d, 0, buf_gpa(0), 8, VRING_DESC_F_WRITE, 0);
 	drv_post(d, 0);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK | S_DOK);
 	CHECK_EQ(d->used->idx, 0);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -398,10 +384,10 @@ static void notify_bad_queue_is_ignored(void)
 	virtio_queue_notified(dev, VIRTIO_MAX_QUEUES);
 	virtio_queue_notified(dev, 0x7fffffff);
 	CHECK_EQ(atomic_load(&dev->stats.notifies_ignored), 4);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
-	virtio_queue_set_ready(dev, 1, true);   /* no such queue: ignored */
-	virtio_queue_set_ready(dev, -1, true);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
+	drv_queue_ready(dev, 1, true);   /* no such queue: ignored */
+	drv_queue_ready(dev, -1, true);
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -409,28 +395,28 @@ static void bad_ring_address_needs_reset(void)
 {
 	struct virtio_dev *dev = rng_setup();
 
-	virtio_set_status(dev, S_ACK | S_DRV);
+	drv_set_status(dev, S_ACK | S_DRV);
 	set_features(dev, F_V1);
-	virtio_set_status(dev, S_ACK | S_DRV | S_FOK);
+	drv_set_status(dev, S_ACK | S_DRV | S_FOK);
 	dev->vqs[0].desc_gpa = RAM - 8;
 	dev->vqs[0].avail_gpa = 0x1000;
 	dev->vqs[0].used_gpa = 0x2000;
-	virtio_queue_set_ready(dev, 0, true);
+	drv_queue_ready(dev, 0, true);
 	CHECK(!dev->vqs[0].ready);
-	CHECK(virtio_get_status(dev) & S_RESET);
+	CHECK(drv_get_status(dev) & S_RESET);
 	CHECK_EQ(irqs[0], 1);
 	teardown();
 
 	/* A queue size the transport let through but the core refuses. */
 	dev = rng_setup();
-	virtio_set_status(dev, S_ACK | S_DRV);
+	drv_set_status(dev, S_ACK | S_DRV);
 	dev->queue_size[0] = 12;
 	dev->vqs[0].desc_gpa = 0x1000;
 	dev->vqs[0].avail_gpa = 0x2000;
 	dev->vqs[0].used_gpa = 0x3000;
-	virtio_queue_set_ready(dev, 0, true);
+	drv_queue_ready(dev, 0, true);
 	CHECK(!dev->vqs[0].ready);
-	CHECK(virtio_get_status(dev) & S_RESET);
+	CHECK(drv_get_status(dev) & S_RESET);
 	teardown();
 }
 
@@ -443,12 +429,12 @@ static void reset_recovers(void)
 	drv_desc(d, 0, buf_gpa(0), 8, 0, 0);
 	drv_post(d, 0);
 	virtio_queue_notified(dev, 0);
-	CHECK(virtio_get_status(dev) & S_RESET);
+	CHECK(drv_get_status(dev) & S_RESET);
 
-	virtio_set_status(dev, 0);
-	CHECK_EQ(virtio_get_status(dev), 0);
+	drv_set_status(dev, 0);
+	CHECK_EQ(drv_get_status(dev), 0);
 	CHECK_EQ(dev->driver_features, 0);
-	CHECK_EQ(atomic_load(&dev->isr), 0);
+	CHECK_EQ(drv_isr(dev), 0);
 	CHECK(!dev->vqs[0].ready);
 	CHECK(!dev->vqs[0].event_idx);
 	CHECK_EQ(dev->vqs[0].last_avail, 0);
@@ -464,14 +450,14 @@ static void reset_recovers(void)
 	CHECK_EQ(d->used->ring[0].len, 8);
 	CHECK_EQ(irqs[1], 1);
 	CHECK_EQ(irqs[0], 0);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 
 	/* Disabling a queue keeps its addresses; enabling it again starts from index 0. */
-	virtio_queue_set_ready(dev, 0, false);
+	drv_queue_ready(dev, 0, false);
 	CHECK(!dev->vqs[0].ready);
 	CHECK_EQ(dev->vqs[0].desc_gpa, d->desc_gpa);
 	virtio_queue_notified(dev, 0);           /* not ready: ignored */
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	teardown();
 }
 
@@ -480,9 +466,9 @@ static void config_space_bounds(void)
 	struct virtio_dev *dev = rng_setup();
 	uint32_t v = 0xffffffff;
 
-	virtio_config_read(dev, 0, &v, 4);   /* rng has no config */
+	drv_config_read(dev, 0, &v, 4);   /* rng has no config */
 	CHECK_EQ(v, 0);
-	virtio_config_write(dev, 0, &v, 4);  /* ignored */
+	drv_config_write(dev, 0, &v, 4);  /* ignored */
 	teardown();
 }
 
@@ -497,11 +483,11 @@ static struct virtio_dev *console_setup(void)
 	setup_vm();
 	if (pipe2(pipefd, O_NONBLOCK) < 0)
 		abort();
-	dev = virtio_console_create(&vm, pipefd[1]);
+	CHECK_EQ(virtio_console_create(&vm.env, pipefd[1], &dev), 0);
 	CHECK(dev != NULL);
 	if (!dev)
 		abort();
-	attach(dev);
+	test_vm_plug(dev);
 	return dev;
 }
 
@@ -555,7 +541,7 @@ static void console_transmit(void)
 	CHECK_EQ(irqs[2], 1);
 	CHECK_EQ(irqs[1], 0);
 	CHECK_EQ(irqs[0], 0);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	console_teardown();
 }
 
@@ -609,7 +595,7 @@ static void console_transmit_many(void)
 	CHECK(!memcmp(out, want, nwant));
 	CHECK_EQ(tx->used->idx, posted);
 	CHECK_EQ(irqs[2], 11);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 	console_teardown();
 }
 
@@ -623,7 +609,7 @@ static void console_transmit_writable_needs_reset(void)
 	drv_desc(tx, 0, buf_gpa(0), 4, VRING_DESC_F_WRITE, 0);
 	drv_post(tx, 0);
 	virtio_queue_notified(dev, 1);
-	CHECK(virtio_get_status(dev) & S_RESET);
+	CHECK(drv_get_status(dev) & S_RESET);
 	CHECK_EQ(irqs[0], 1);
 	CHECK_EQ(irqs[2], 0);
 	CHECK_EQ(tx->used->idx, 0);
@@ -672,7 +658,7 @@ static void console_receive(void)
 	drv_desc(rx, 4, buf_gpa(4), 64, 0, 0);
 	drv_post(rx, 4);
 	CHECK_EQ(sink.receive(sink.dev, (const uint8_t *)"k", 1), 0);
-	CHECK(virtio_get_status(dev) & S_RESET);
+	CHECK(drv_get_status(dev) & S_RESET);
 	CHECK_EQ(irqs[0], 1);
 	drv_desc(rx, 5, buf_gpa(5), 64, VRING_DESC_F_WRITE, 0);
 	drv_post(rx, 5);
@@ -685,7 +671,7 @@ static uint16_t config16(struct virtio_dev *dev, uint32_t off)
 {
 	uint16_t v = 0;
 
-	virtio_config_read(dev, off, &v, 2);
+	drv_config_read(dev, off, &v, 2);
 	return v;
 }
 
@@ -712,22 +698,22 @@ static void console_resize(void)
 	CHECK_EQ(config16(dev, offsetof(struct virtio_console_config, rows)), 40);
 	CHECK_EQ(dev->config_generation, gen + 1);
 	CHECK_EQ(irqs[0], 1);
-	CHECK(atomic_load(&dev->isr) & VIRTIO_ISR_CONFIG);
+	CHECK(drv_isr(dev) & VIRTIO_ISR_CONFIG);
 	sink.resize(sink.dev, 100, 40); /* the same size: no change */
 	CHECK_EQ(dev->config_generation, gen + 1);
 	CHECK_EQ(irqs[0], 1);
-	CHECK(!(virtio_get_status(dev) & S_RESET));
+	CHECK(!(drv_get_status(dev) & S_RESET));
 
 	/* The config is read-only for the driver; out-of-range reads give zeroes. */
 	{
 		uint16_t w = 7;
 		uint32_t v = 0xffffffff;
 
-		virtio_config_write(dev, 0, &w, 2);
+		drv_config_write(dev, 0, &w, 2);
 		CHECK_EQ(config16(dev, 0), 100);
-		virtio_config_read(dev, sizeof(struct virtio_console_config) - 2, &v, 4);
+		drv_config_read(dev, sizeof(struct virtio_console_config) - 2, &v, 4);
 		CHECK_EQ(v, 0);
-		virtio_config_read(dev, 0xfffffffe, &v, 4);
+		drv_config_read(dev, 0xfffffffe, &v, 4);
 		CHECK_EQ(v, 0);
 	}
 	console_teardown();

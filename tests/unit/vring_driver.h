@@ -4,6 +4,7 @@
 #ifndef MICA_TEST_VRING_DRIVER_H
 #define MICA_TEST_VRING_DRIVER_H
 
+#include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -126,12 +127,80 @@ static inline void drv_attach_queue(struct virtio_dev *dev, struct drv *d, struc
 {
 	uint64_t base = 0x100000ULL * (n + 1);
 
-	dev->queue_size[n] = size;
 	drv_init(d, mem, size, base, base + 0x1000, base + 0x2000);
-	dev->vqs[n].desc_gpa = d->desc_gpa;
-	dev->vqs[n].avail_gpa = d->avail_gpa;
-	dev->vqs[n].used_gpa = d->used_gpa;
+	pthread_mutex_lock(&dev->lock);
+	virtio_queue_set_size(dev, n, size);
+	virtio_queue_set_addr(dev, n, VIRTIO_RING_DESC, d->desc_gpa, ~0ULL);
+	virtio_queue_set_addr(dev, n, VIRTIO_RING_AVAIL, d->avail_gpa, ~0ULL);
+	virtio_queue_set_addr(dev, n, VIRTIO_RING_USED, d->used_gpa, ~0ULL);
 	virtio_queue_set_ready(dev, n, true);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/* The transport's register writes, as a driver makes them (each under the device lock, as the
+ * transports do). */
+static inline void drv_set_status(struct virtio_dev *dev, uint8_t status)
+{
+	pthread_mutex_lock(&dev->lock);
+	virtio_write_status(dev, status);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+static inline uint8_t drv_get_status(struct virtio_dev *dev)
+{
+	uint8_t s;
+
+	pthread_mutex_lock(&dev->lock);
+	s = dev->status;
+	pthread_mutex_unlock(&dev->lock);
+	return s;
+}
+
+static inline void drv_set_features(struct virtio_dev *dev, uint64_t features)
+{
+	pthread_mutex_lock(&dev->lock);
+	virtio_set_driver_features(dev, 0, (uint32_t)features);
+	virtio_set_driver_features(dev, 1, (uint32_t)(features >> 32));
+	pthread_mutex_unlock(&dev->lock);
+}
+
+static inline void drv_set_features_word(struct virtio_dev *dev, uint32_t word, uint32_t v)
+{
+	pthread_mutex_lock(&dev->lock);
+	virtio_set_driver_features(dev, word, v);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+static inline void drv_config_read(struct virtio_dev *dev, uint32_t off, void *data, uint32_t len)
+{
+	pthread_mutex_lock(&dev->lock);
+	virtio_config_read(dev, off, data, len);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+static inline void drv_config_write(struct virtio_dev *dev, uint32_t off, const void *data,
+				    uint32_t len)
+{
+	pthread_mutex_lock(&dev->lock);
+	virtio_config_write(dev, off, data, len);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+static inline void drv_queue_ready(struct virtio_dev *dev, int q, bool ready)
+{
+	pthread_mutex_lock(&dev->lock);
+	virtio_queue_set_ready(dev, q, ready);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+static inline uint8_t drv_isr(struct virtio_dev *dev)
+{
+	uint8_t isr;
+
+	pthread_mutex_lock(&dev->lock);
+	isr = dev->isr;
+	pthread_mutex_unlock(&dev->lock);
+	return isr;
 }
 
 /* The driver's acknowledgement and feature negotiation: ACKNOWLEDGE, DRIVER, the features,
@@ -140,12 +209,11 @@ static inline bool drv_negotiate(struct virtio_dev *dev, uint64_t features)
 {
 	const uint8_t ack_drv = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
 
-	virtio_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-	virtio_set_status(dev, ack_drv);
-	virtio_set_driver_features(dev, 0, (uint32_t)features);
-	virtio_set_driver_features(dev, 1, (uint32_t)(features >> 32));
-	virtio_set_status(dev, ack_drv | VIRTIO_CONFIG_S_FEATURES_OK);
-	return virtio_get_status(dev) & VIRTIO_CONFIG_S_FEATURES_OK;
+	drv_set_status(dev, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	drv_set_status(dev, ack_drv);
+	drv_set_features(dev, features);
+	drv_set_status(dev, ack_drv | VIRTIO_CONFIG_S_FEATURES_OK);
+	return drv_get_status(dev) & VIRTIO_CONFIG_S_FEATURES_OK;
 }
 #endif
 

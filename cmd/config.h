@@ -1,0 +1,43 @@
+/* Everything `mica run` is asked to build, parsed once from the command line (cmd/cli.c) into
+ * typed options, and read by the composition root (cmd/main.c), which alone knows every layer. */
+#ifndef MICA_CMD_CONFIG_H
+#define MICA_CMD_CONFIG_H
+
+#include <stdbool.h>
+
+#include "boot/boot.h"
+#include "devices/virtio/attach.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
+#include "vmm/vm.h"
+
+#define CONFIG_MAX_DISKS 8
+#define CONFIG_MAX_NETS  4
+#define CONFIG_MAX_RNGS  4
+
+enum console_kind {
+	CONSOLE_SERIAL,  /* the terminal is on the 16550A UART */
+	CONSOLE_VIRTIO,  /* the terminal is on virtio-console port 0 */
+};
+
+struct mica_config {
+	struct vm_config vm;             /* RAM, vCPUs, --timeout, --time-exits */
+	struct boot_config boot;         /* --cmdline, --acpi; the bench probes */
+	const char *kernel;
+	const char *initrd;
+	enum virtio_transport_kind transport;
+	enum console_kind console;
+	int nrng;                        /* --rng[=TRANSPORT], each on its transport */
+	enum virtio_transport_kind rng_transport[CONFIG_MAX_RNGS];
+	bool balloon;
+	struct blk_opts disks[CONFIG_MAX_DISKS];
+	int ndisks;
+	struct net_opts nets[CONFIG_MAX_NETS];   /* NET_NONE entries make no device */
+	int nnets;
+	const char *control_path;        /* --control */
+	const char *stats_path;          /* --stats-json */
+	bool bench_devices;              /* --bench-devices: the exit-cost lab's probes */
+	int verbosity;
+};
+
+#endif
