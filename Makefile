@@ -3,6 +3,7 @@
 #   make test       unit tests, then integration tests through scripts/with-kvm
 #   make bench      benchmarks (KVM ones through scripts/with-kvm), JSON in build/bench/
 #   make SAN=1 ...  the same with AddressSanitizer and UBSan (objects in build/san/)
+#   make SAN=thread ...  the same with ThreadSanitizer (objects in build/tsan/)
 
 CC      ?= gcc
 BUILD   := build
@@ -11,9 +12,15 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 ifeq ($(SAN),1)
 OBJDIR  := $(BUILD)/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+MICA    := $(BUILD)/mica-san
+else ifeq ($(SAN),thread)
+OBJDIR  := $(BUILD)/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+MICA    := $(BUILD)/mica-tsan
 else
 OBJDIR  := $(BUILD)/obj
 SANFLAGS :=
+MICA    := $(BUILD)/mica
 endif
 
 CPPFLAGS := -D_GNU_SOURCE -DMICA_VERSION='"$(VERSION)"' -I.
@@ -25,7 +32,6 @@ LDLIBS   := -lfdt -luring -lpthread
 CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c devices/net/*.c boot/*.c cmd/*.c)
 CORE_SRCS := $(filter-out cmd/main.c,$(CORE_SRCS))
 CORE_OBJS := $(CORE_SRCS:%.c=$(OBJDIR)/%.o)
-MICA      := $(if $(filter 1,$(SAN)),$(BUILD)/mica-san,$(BUILD)/mica)
 
 UNIT_SRCS  := $(wildcard tests/unit/*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(OBJDIR)/tests/%)
@@ -61,6 +67,6 @@ bench: all
 	@scripts/bench
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/fuzz $(BUILD)/mica $(BUILD)/mica-san $(BUILD)/guest $(BUILD)/bench
+	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/tsan $(BUILD)/fuzz $(BUILD)/mica $(BUILD)/mica-san $(BUILD)/mica-tsan $(BUILD)/guest $(BUILD)/bench
 
 -include $(shell find $(OBJDIR) -name '*.d' 2>/dev/null)

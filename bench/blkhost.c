@@ -334,7 +334,7 @@ static void maybe_kick(uint16_t old, struct result *r)
 {
 	uint64_t one = 1;
 
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	barrier_full();
 	if (!vring_need_event(__atomic_load_n(drv_avail_event(&q), __ATOMIC_ACQUIRE), q.avail_idx,
 			      old))
 		return;

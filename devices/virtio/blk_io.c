@@ -255,7 +255,7 @@ static unsigned uring_submit_reap(struct blk_io *io, blk_io_done_fn done, void *
 	 * The kernel publishes the CQ tail, then takes a lock (a full barrier on x86) before it
 	 * reads the flags; this fence orders our flag store before our tail load the same way,
 	 * so one of the two sides sees the other. */
-	atomic_thread_fence(memory_order_seq_cst);
+	barrier_full();
 	if (io_uring_cq_ready(&io->ring))
 		n += uring_collect(io, done, arg);
 	return n;

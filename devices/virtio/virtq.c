@@ -165,7 +165,7 @@ bool virtq_should_interrupt(struct virtq *vq)
 
 	/* Full fence: our used->idx store must be visible before we read the driver's
 	 * used_event / flags, or both sides may decide the other will act. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	barrier_full();
 	if (!vq->event_idx)
 		return !(load_once16(&vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
 	vq->signalled_used = new;
@@ -183,7 +183,7 @@ bool virtq_enable_kicks(struct virtq *vq)
 	if (vq->event_idx)
 		__atomic_store_n((uint16_t *)&vq->used->ring[vq->size], vq->last_avail,
 				 __ATOMIC_RELAXED); /* avail_event */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	barrier_full();
 	return load_acquire16(&vq->avail->idx) != vq->last_avail;
 }
 
