@@ -19,170 +19,21 @@
  * completions come back.
  *
  * Reset waits for everything in flight (the kernel may still be writing into buffers the guest
- * is about to reuse) and writes nothing back. */
-#include "devices/virtio/blk.h"
+ * is about to reuse) and writes nothing back.
+ *
+ * Options are parsed in blk_opts.c, the image opened and locked in blk_image.c, and the
+ * write-zeroes fallbacks live in blk_wz.c. */
+#include "devices/virtio/blk_dev.h"
 
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/virtio_ids.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "devices/virtio/blk_io.h"
-#include "devices/virtio/devices.h"
-#include "devices/virtio/virtio.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
-
-#define SECTOR             512ULL
-#define BLK_QUEUE_SIZE     256
-#define BLK_SEG_MAX        126          /* data segments per request (seg_max) */
-#define BLK_SIZE_MAX       (1U << 20)   /* bytes per data segment (size_max) */
-#define BLK_MERGE_MAX      (4U << 20)   /* bytes of one merged read or write */
-#define BLK_DWZ_MAX_SEG    8            /* ranges per discard / write-zeroes request */
-#define BLK_DWZ_MAX_SECTORS (1U << 22)  /* 2 GiB per discard / write-zeroes range */
-#define BLK_DISCARD_ALIGN  8            /* sectors: 4 KiB, the usual file system block */
-#define IO_ERRORS_LOGGED   10
-
-#define WZ_CHUNK           (64U << 10)  /* bytes of b->zeros: one iovec of a zero write */
-
-_Static_assert(2 * BLK_DWZ_MAX_SEG <= BLK_IO_MAX_RANGES, "punch + allocate per range must fit");
-
-/* How WRITE_ZEROES without UNMAP zeroes a range while keeping it allocated. Learned from the
- * image's file system, once, on the first EOPNOTSUPP, and never undone: tmpfs cannot
- * FALLOC_FL_ZERO_RANGE but punches holes (then fallocate re-allocates the range); 9p does
- * neither, and gets plain writes from a shared read-only zero mapping. */
-enum wz_method { WZ_ZERO_RANGE, WZ_PUNCH_ALLOCATE, WZ_WRITE };
-
-#define HDR_SIZE sizeof(struct virtio_blk_outhdr)
-#define DWZ_SIZE sizeof(struct virtio_blk_discard_write_zeroes)
-
-struct blk_slot {
-	struct blk_io_req io;
-	struct blk_slot *next_free;
-	struct blk_slot *merged;     /* the requests merged into this one, in queue order; each
-				      * one's io is unused (this one's iov holds all the data) */
-	uint8_t *status;             /* the request's last device-writable byte */
-	uint32_t used;               /* bytes written into the guest on success, status included */
-	uint64_t bytes;              /* data bytes transferred, for statistics */
-	uint32_t type;
-	uint16_t head;
-	uint8_t q;
-	struct blk_io_range ranges[BLK_IO_MAX_RANGES];
-	struct iovec iov[BLK_SEG_MAX];
-	/* WRITE_ZEROES without UNMAP: the guest's ranges, and how far they are done. */
-	struct blk_io_range wz[BLK_DWZ_MAX_SEG];
-	uint8_t nwz;
-	uint8_t wz_method;           /* enum wz_method this request now uses */
-	uint8_t wz_next;             /* WZ_WRITE: the range being written */
-	uint64_t wz_done;            /* WZ_WRITE: bytes of it written */
-	uint64_t wz_chunk;           /* WZ_WRITE: bytes of the write in flight */
-};
-
-struct blk_queue {
-	struct blk_slot *free;
-	bool throttled;              /* stopped popping for want of a slot or backend room */
-	bool completed;              /* pushed used entries not yet signalled */
-};
-
-struct virtio_blk {
-	struct virtio_dev vdev;
-	struct virtio_dev_ops ops;   /* per device: num_queues and RO vary */
-	struct virtio_blk_config config;
-	struct virtio_blk_config config_init; /* the driver may change only wce */
-	uint8_t wce;                 /* 1: writeback (the guest flushes), 0: writethrough */
-	int fd;
-	int fd_buffered;             /* cache=none: for requests O_DIRECT cannot take; else -1 */
-	uint32_t dio_align;
-	bool ro;
-	uint64_t capacity;           /* sectors */
-	char serial[VIRTIO_BLK_ID_BYTES];
-	char *path;
-	struct blk_io *io;
-	struct blk_slot *slots;
-	struct blk_queue queues[VIRTIO_MAX_QUEUES];
-	struct virtq_req req;
-	/* While a queue is processed: the last read or write, held back from the backend so
-	 * that the requests continuing it can be merged into it; the tail of its merged list. */
-	struct blk_slot *pending, **pending_tail;
-	struct virtio_blk_stats stats;
-	unsigned long io_errors_logged;
-	enum wz_method wz_method;
-	const void *zeros;           /* WZ_CHUNK read-only zero bytes, mapped on first use */
-	bool resubmit;               /* a completion queued its request's next step */
-};
-
-#define STAT(b, field, n) atomic_fetch_add_explicit(&(b)->stats.field, (n), memory_order_relaxed)
-
-enum { REQ_DONE, REQ_QUEUED, REQ_BROKEN };
-
-/* ---- options ---- */
-
-int blk_parse_opts(const char *spec, struct blk_opts *o, struct err *e)
-{
-	const char *p = spec ? spec : "";
-	size_t n = 0;
-
-	memset(o, 0, sizeof(*o));
-	o->cache = BLK_CACHE_WRITEBACK;
-	/* The path runs to the first single comma; ",," is a comma of the path. */
-	while (*p) {
-		if (*p == ',') {
-			if (p[1] != ',')
-				break;
-			p++;
-		}
-		if (n + 1 >= sizeof(o->path))
-			return err_set(e, -EINVAL, "image path too long");
-		o->path[n++] = *p++;
-	}
-	o->path[n] = '\0';
-	if (!n)
-		return err_set(e, -EINVAL, "empty image path (give PATH[,ro][,cache=MODE]"
-			       "[,serial=STR])");
-	while (*p == ',') {
-		const char *opt = ++p, *end = strchrnul(opt, ',');
-		const char *eq = memchr(opt, '=', (size_t)(end - opt));
-		int klen = (int)((eq ? eq : end) - opt), len = (int)(end - opt);
-		const char *val = eq ? eq + 1 : end;
-		int vlen = (int)(end - val);
-
-		if (!len)
-			return err_set(e, -EINVAL, "empty option (a stray comma?)");
-		if (!eq && klen == 2 && !memcmp(opt, "ro", 2)) {
-			o->ro = true;
-		} else if (eq && klen == 5 && !memcmp(opt, "cache", 5)) {
-			if (vlen == 9 && !memcmp(val, "writeback", 9))
-				o->cache = BLK_CACHE_WRITEBACK;
-			else if (vlen == 12 && !memcmp(val, "writethrough", 12))
-				o->cache = BLK_CACHE_WRITETHROUGH;
-			else if (vlen == 4 && !memcmp(val, "none", 4))
-				o->cache = BLK_CACHE_NONE;
-			else
-				return err_set(e, -EINVAL, "bad cache mode '%.*s' (give writeback, "
-					       "writethrough or none)", vlen, val);
-		} else if (eq && klen == 6 && !memcmp(opt, "serial", 6)) {
-			if (vlen > VIRTIO_BLK_ID_BYTES)
-				return err_set(e, -EINVAL, "serial '%.*s' is longer than %d bytes",
-					       vlen, val, VIRTIO_BLK_ID_BYTES);
-			memcpy(o->serial, val, (size_t)vlen);
-			o->serial[vlen] = '\0';
-		} else {
-			return err_set(e, -EINVAL, "unknown option '%.*s' (give ro, cache=MODE or "
-				       "serial=STR)", len, opt);
-		}
-		p = end;
-	}
-	return 0;
-}
 
 /* ---- requests ---- */
 
@@ -224,7 +75,7 @@ static int build_iov(const struct virtq_req *req, bool writable, uint64_t skip, 
 
 static bool in_disk(const struct virtio_blk *b, uint64_t sector, uint64_t nsectors)
 {
-	return sector <= b->capacity && nsectors <= b->capacity - sector;
+	return sector <= b->img.capacity && nsectors <= b->img.capacity - sector;
 }
 
 /* Completes a request on the spot: status byte, used entry (signalled by the caller). */
@@ -257,7 +108,7 @@ static struct blk_slot *slot_get(struct virtio_blk *b, int q, const struct virtq
 	s->nwz = 0;
 	s->merged = NULL;
 	memset(&s->io, 0, sizeof(s->io));
-	s->io.fd = b->fd;
+	s->io.fd = b->img.fd;
 	return s;
 }
 
@@ -321,18 +172,18 @@ static void slot_hold(struct virtio_blk *b, struct blk_slot *s)
 
 /* cache=none: O_DIRECT takes only aligned offsets, lengths and buffers; the rest goes through
  * a second, buffered descriptor of the same file (the kernel keeps the two coherent). */
-static int pick_fd(const struct virtio_blk *b, const struct blk_slot *s)
+int blk_pick_fd(const struct virtio_blk *b, const struct blk_slot *s)
 {
-	uint64_t a = b->dio_align;
+	uint64_t a = b->img.dio_align;
 
-	if (b->fd_buffered < 0)
-		return b->fd;
+	if (b->img.fd_buffered < 0)
+		return b->img.fd;
 	if (s->io.off % a)
-		return b->fd_buffered;
+		return b->img.fd_buffered;
 	for (int i = 0; i < s->io.niov; i++)
 		if ((uintptr_t)s->iov[i].iov_base % a || s->iov[i].iov_len % a)
-			return b->fd_buffered;
-	return b->fd;
+			return b->img.fd_buffered;
+	return b->img.fd;
 }
 
 static int do_rw(struct virtio_blk *b, int q, const struct virtq_req *req, uint8_t *status,
@@ -378,13 +229,11 @@ static int do_rw(struct virtio_blk *b, int q, const struct virtq_req *req, uint8
 	s->io.len = len;
 	s->bytes = len;
 	s->io.rw_flags = write && !b->wce ? RWF_DSYNC : 0;
-	s->io.fd = pick_fd(b, s);
+	s->io.fd = blk_pick_fd(b, s);
 	s->used = write ? 1 : (uint32_t)MIN(len + 1, UINT32_MAX);
 	slot_hold(b, s);
 	return REQ_QUEUED;
 }
-
-static void wz_prepare(struct virtio_blk *b, struct blk_slot *s);
 
 static int do_discard_wz(struct virtio_blk *b, int q, const struct virtq_req *req,
 			 uint8_t *status, uint32_t type)
@@ -455,91 +304,10 @@ static int do_discard_wz(struct virtio_blk *b, int q, const struct virtq_req *re
 		s->wz_method = (uint8_t)b->wz_method;
 		s->wz_next = 0;
 		s->wz_done = 0;
-		wz_prepare(b, s);
+		blk_wz_prepare(b, s);
 	}
 	slot_queue(b, s);
 	return REQ_QUEUED;
-}
-
-/* Turns a write-zeroes request's ranges into the backend operation of its method: fallocate
- * ranges (ZERO_RANGE; or punch-hole then allocate), or the next write of zeroes. An UNMAP
- * range is a punched hole while the file system can punch. */
-static void wz_prepare(struct virtio_blk *b, struct blk_slot *s)
-{
-	int n = 0;
-
-	s->io = (struct blk_io_req){ .fd = b->fd, .sync_after = !b->wce };
-	if (s->wz_method == WZ_WRITE) {
-		const struct blk_io_range *r = &s->wz[s->wz_next];
-		uint64_t len = MIN(r->len - s->wz_done, (uint64_t)BLK_SEG_MAX * WZ_CHUNK);
-
-		for (uint64_t at = 0; at < len; at += WZ_CHUNK)
-			s->iov[n++] = (struct iovec){ (void *)b->zeros, MIN(WZ_CHUNK, len - at) };
-		s->io.op = BLK_IO_WRITE;
-		s->io.off = r->off + s->wz_done;
-		s->io.iov = s->iov;
-		s->io.niov = n;
-		s->io.len = len;
-		s->io.rw_flags = b->wce ? 0 : RWF_DSYNC;
-		s->io.fd = pick_fd(b, s);
-		s->wz_chunk = len;
-		return;
-	}
-	for (int i = 0; i < s->nwz; i++) {
-		const struct blk_io_range *r = &s->wz[i];
-
-		if (s->wz_method == WZ_ZERO_RANGE || (r->mode & FALLOC_FL_PUNCH_HOLE)) {
-			s->ranges[n++] = *r;
-		} else {
-			s->ranges[n++] = (struct blk_io_range){ r->off, r->len,
-								FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE };
-			s->ranges[n++] = (struct blk_io_range){ r->off, r->len, 0 };
-		}
-	}
-	s->io.op = BLK_IO_FALLOCATE;
-	s->io.ranges = s->ranges;
-	s->io.nranges = n;
-}
-
-/* A write-zeroes step completed. Returns true when the request goes on (queued again, for
- * the caller to submit): after EOPNOTSUPP with the next method, or with its next write. */
-static bool wz_continue(struct virtio_blk *b, struct blk_slot *s)
-{
-	static const char *const method_name[] = { "fallocate zero-range", "punch-hole + allocate",
-						   "writes of zeroes" };
-
-	if (!s->nwz || !virtio_dev_ok(&b->vdev) || !b->vdev.vqs[s->q].ready)
-		return false;
-	if (s->io.res == -EOPNOTSUPP && s->wz_method < WZ_WRITE) {
-		if (b->wz_method <= s->wz_method) {
-			b->wz_method = s->wz_method + 1;
-			pr_debug("virtio-blk %s: write-zeroes by %s", b->path, method_name[b->wz_method]);
-		}
-		if (b->wz_method == WZ_WRITE && !b->zeros) {
-			void *z = mmap(NULL, WZ_CHUNK, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-			if (z == MAP_FAILED)
-				return false;
-			b->zeros = z;
-		}
-		s->wz_method = (uint8_t)b->wz_method;
-		s->wz_next = 0;
-		s->wz_done = 0;
-	} else if (!s->io.res && s->wz_method == WZ_WRITE) {
-		s->wz_done += s->wz_chunk;
-		if (s->wz_done == s->wz[s->wz_next].len) {
-			s->wz_next++;
-			s->wz_done = 0;
-		}
-		if (s->wz_next == s->nwz)
-			return false;
-	} else {
-		return false;
-	}
-	wz_prepare(b, s);
-	blk_io_queue(b->io, &s->io);
-	b->resubmit = true;
-	return true;
 }
 
 static int handle_request(struct virtio_blk *b, int q, struct virtq_req *req)
@@ -691,7 +459,7 @@ static void blk_complete(void *arg, struct blk_io_req *r)
 	bool push = virtio_queue_live(&b->vdev, s->q);
 	uint8_t st = VIRTIO_BLK_S_OK;
 
-	if (wz_continue(b, s))
+	if (blk_wz_continue(b, s))
 		return;
 	if (r->res) {
 		bool dwz = s->type == VIRTIO_BLK_T_DISCARD || s->type == VIRTIO_BLK_T_WRITE_ZEROES;
@@ -810,12 +578,8 @@ static const struct virtio_dev_ops blk_ops_template = {
 static void blk_free(struct virtio_blk *b)
 {
 	free(b->slots);
-	if (b->zeros)
-		munmap((void *)b->zeros, WZ_CHUNK);
-	if (b->fd_buffered >= 0)
-		close(b->fd_buffered);
-	if (b->fd >= 0)
-		close(b->fd); /* releases the lock */
+	blk_wz_cleanup(b);
+	blk_image_close(&b->img);
 	free(b->path);
 	free(b);
 }
@@ -829,57 +593,6 @@ static void blk_destroy(struct virtio_dev *dev)
 	blk_free(b);
 }
 
-/* Opens, locks and sizes the image. */
-static int open_image(struct virtio_blk *b, const struct blk_opts *o, struct err *e)
-{
-	int flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-	struct stat st;
-	off_t size;
-
-	b->fd = open(o->path, flags | (o->cache == BLK_CACHE_NONE ? O_DIRECT : 0));
-	if (b->fd < 0 && errno == EINVAL && o->cache == BLK_CACHE_NONE)
-		return err_set(e, -EINVAL, "image %s: its file system does not support O_DIRECT "
-			       "(cache=none); use cache=writeback or writethrough", o->path);
-	if (b->fd < 0 && !o->ro && (errno == EACCES || errno == EROFS || errno == EPERM))
-		return err_set(e, -errno, "cannot open image %s for writing: %s (add ,ro for a "
-			       "read-only disk)", o->path, strerror(errno));
-	if (b->fd < 0)
-		return err_set(e, -errno, "cannot open image %s: %s", o->path, strerror(errno));
-	if (fstat(b->fd, &st) < 0)
-		return err_set(e, -errno, "cannot stat image %s: %s", o->path, strerror(errno));
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return err_set(e, -EINVAL, "image %s is not a regular file or a block device",
-			       o->path);
-	/* Shared for a read-only disk, exclusive for a writable one: two VMs never write one image
-	 * (nor does one read it while another writes). */
-	if (flock(b->fd, (o->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK)
-			return err_set(e, -EBUSY, "image %s is in use by another process (locked)",
-				       o->path);
-		return err_set(e, -errno, "cannot lock image %s: %s", o->path, strerror(errno));
-	}
-	/* A block device's size comes from seeking to its end, as a file's does. */
-	size = lseek(b->fd, 0, SEEK_END);
-	if (size < 0)
-		return err_set(e, -errno, "cannot size image %s: %s", o->path, strerror(errno));
-	/* Capacity counts whole sectors: the tail of an image whose size is not a multiple of
-	 * 512 bytes is unreachable for the guest (neither read nor written). */
-	b->capacity = (uint64_t)size / SECTOR;
-	if (o->cache == BLK_CACHE_NONE) {
-		struct statx sx;
-
-		b->dio_align = 4096; /* when the kernel does not say: enough for any device */
-		if (statx(b->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
-		    (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align)
-			b->dio_align = MAX(sx.stx_dio_offset_align, sx.stx_dio_mem_align);
-		b->fd_buffered = open(o->path, flags);
-		if (b->fd_buffered < 0)
-			return err_set(e, -errno, "cannot open image %s: %s", o->path,
-				       strerror(errno));
-	}
-	return 0;
-}
-
 int virtio_blk_create(const struct virtio_env *env, const struct blk_opts *o,
 		      struct virtio_dev **out, struct err *e)
 {
@@ -890,7 +603,7 @@ int virtio_blk_create(const struct virtio_env *env, const struct blk_opts *o,
 
 	if (!b)
 		return err_set(e, -ENOMEM, "out of memory");
-	b->fd = b->fd_buffered = -1;
+	b->img.fd = b->img.fd_buffered = -1;
 	b->ro = o->ro;
 	b->path = strdup(o->path);
 	b->slots = calloc((size_t)nq * BLK_QUEUE_SIZE, sizeof(*b->slots));
@@ -898,7 +611,7 @@ int virtio_blk_create(const struct virtio_env *env, const struct blk_opts *o,
 		blk_free(b);
 		return err_set(e, -ENOMEM, "out of memory");
 	}
-	err = open_image(b, o, e);
+	err = blk_image_open(&b->img, o, e);
 	if (err) {
 		blk_free(b);
 		return err;
@@ -915,7 +628,7 @@ int virtio_blk_create(const struct virtio_env *env, const struct blk_opts *o,
 	b->ops.num_queues = (uint16_t)nq;
 
 	c = &b->config_init;
-	c->capacity = htole64(b->capacity);
+	c->capacity = htole64(b->img.capacity);
 	c->size_max = htole32(BLK_SIZE_MAX);
 	c->seg_max = htole32(BLK_SEG_MAX);
 	/* 512 even with O_DIRECT on a 4 KiB device: the guest's view of an image (its partition
@@ -953,7 +666,7 @@ int virtio_blk_create(const struct virtio_env *env, const struct blk_opts *o,
 		return err;
 	}
 	pr_debug("virtio-blk: %s: %llu sectors, %d queue(s), %s, cache=%s%s", o->path,
-		 (unsigned long long)b->capacity, nq, blk_io_backend(b->io),
+		 (unsigned long long)b->img.capacity, nq, blk_io_backend(b->io),
 		 o->cache == BLK_CACHE_NONE ? "none" : c->wce ? "writeback" : "writethrough",
 		 o->ro ? ", read-only" : "");
 	*out = &b->vdev;
