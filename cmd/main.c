@@ -1,6 +1,8 @@
 /* mica: set up the VM from the command line, run it, and turn how it ended into an exit status.
  * User errors end here, reported once, with exit status 2. */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include "vmm/control.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
+#include "vmm/outq.h"
 #include "vmm/stats.h"
 #include "vmm/term.h"
 #include "vmm/util.h"
@@ -31,6 +34,7 @@
 
 /* What run() keeps of the machine create_devices() built (the VM owns all of it). */
 struct parts {
+	struct outq *out;              /* stdout, shared by the UART and virtio-console */
 	struct console_sink console;   /* where the terminal's input goes */
 	struct uart *uart;
 	struct virtio_dev *vcon;       /* virtio-console, if the terminal is on it */
@@ -64,11 +68,18 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct par
 	struct virtio_dev *dev;
 	int err;
 
-	err = control_create(&vm->loop, &p->control);
+	/* First, so that the VM destroys it last: the consoles write to it to the end. */
+	err = outq_create(&vm->loop, STDOUT_FILENO, OUTQ_SIZE, &p->out);
+	if (!err && (err = vm_own(vm, p->out, outq_destroy)))
+		outq_destroy(p->out);
+	if (!err)
+		err = control_create(&vm->loop, &p->control);
 	if (!err && (err = vm_own(vm, p->control, control_destroy)))
 		control_destroy(p->control);
 	if (!err)
-		err = uart_create(m, UART_COM1_PORT, UART_COM1_IRQ, STDOUT_FILENO, &p->uart);
+		err = uart_create(m, UART_COM1_PORT, UART_COM1_IRQ, p->out, &p->uart);
+	if (!err)
+		err = stats_add_device(&p->stats, uart_stats, p->uart);
 	if (!err)
 		err = pci_bus_create(m, &p->pci);
 	if (!err)
@@ -83,7 +94,7 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct par
 		return err;
 	p->console = uart_console_sink(p->uart);
 	if (c->console == CONSOLE_VIRTIO) {
-		err = virtio_console_create(&env, STDOUT_FILENO, &dev);
+		err = virtio_console_create(&env, p->out, &dev);
 		if (err || (err = plug(vm, p, dev, c->transport)))
 			return err;
 		p->vcon = dev;
@@ -111,7 +122,9 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct par
 		if (err || (err = plug(vm, p, dev, c->transport)))
 			return err;
 	}
-	return c->bench_devices ? bench_devices_create(m) : 0;
+	if (c->bench_devices && (err = bench_devices_create(m)))
+		return err;
+	return stats_add_device(&p->stats, outq_stats, p->out);
 }
 
 /* The user's files, checked before touching KVM, so a wrong path is reported as such even on a
@@ -201,6 +214,9 @@ static int run(struct mica_config *c)
 	times.first_run_ns = now_ns();
 	status = vm_run(&vm);
 	times.end_ns = now_ns();
+	/* The guest's last words (a test's final TAP lines) reach a reader that is merely slow;
+	 * one that takes nothing for a while is not waited for. */
+	outq_flush(parts.out, OUTQ_FLUSH_IDLE_MS);
 	term_stop(&term);
 	if (c->stats_path && (err = stats_write_json(&vm, &parts.stats, &times, c->stats_path)))
 		pr_err("cannot write --stats-json %s: %s", c->stats_path, strerror(-err));
@@ -211,10 +227,29 @@ out_vm:
 	return status;
 }
 
+/* Standard streams that are closed get /dev/null, so that no file mica opens later (the KVM
+ * fd, a disk image) lands on fd 1 and receives the guest's output. */
+static void fill_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+			int n = open("/dev/null", fd ? O_WRONLY : O_RDONLY);
+
+			if (n >= 0 && n != fd) /* open() takes the lowest free fd: this one */
+				close(n);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct cli cli;
 	struct err e = { "" };
+
+	/* A reader that goes away (`mica run ... | head -1`, a --control client that hangs up)
+	 * is an error on that write, never a reason to die: every write checks its result. */
+	signal(SIGPIPE, SIG_IGN);
+	fill_std_fds();
 
 	if (argc >= 2 && !strcmp(argv[1], "bench"))
 		return bench_main(argc - 1, argv + 1);

@@ -2,14 +2,16 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "vmm/bus.h"
 #include "vmm/log.h"
 #include "vmm/machine.h"
+#include "vmm/outq.h"
+#include "vmm/util.h"
 
 enum {
 	REG_RBR_THR_DLL = 0, REG_IER_DLM = 1, REG_IIR_FCR = 2, REG_LCR = 3,
@@ -61,7 +63,9 @@ struct uart {
 	pthread_mutex_t lock;
 	uint16_t port;
 	uint32_t gsi;
-	int out_fd;
+	struct outq *tx;            /* mica's stdout; set up once */
+	atomic_ulong output_bytes;  /* transmitted and taken by tx */
+	atomic_ulong output_dropped; /* transmitted while tx was full: lost */
 	uint8_t ier, lcr, mcr, lsr_oe, msr, scr, fcr, dll, dlm;
 	bool thre_pending;  /* THR emptied and the THRE interrupt not yet acknowledged */
 	int irq_level;
@@ -124,10 +128,13 @@ static void uart_transmit(struct uart *u, uint8_t b)
 {
 	if (u->mcr & MCR_LOOP) {
 		fifo_push(u, b);
-	} else if (u->out_fd >= 0) {
-		/* Transmission is instantaneous: THR and the shift register are empty again. */
-		while (write(u->out_fd, &b, 1) < 0 && errno == EINTR)
-			;
+	} else if (u->tx) {
+		/* Transmission is instantaneous: THR and the shift register are empty again, whether
+		 * the byte found room or not (see uart.h). */
+		if (outq_write(u->tx, &b, 1))
+			atomic_fetch_add_explicit(&u->output_bytes, 1, memory_order_relaxed);
+		else
+			atomic_fetch_add_explicit(&u->output_dropped, 1, memory_order_relaxed);
 	}
 	u->thre_pending = true;
 }
@@ -260,6 +267,20 @@ void uart_set_term(struct uart *u, struct term *t)
 	u->term = t;
 }
 
+int uart_stats(void *opaque, struct stat_value *out, int max)
+{
+	struct uart *u = opaque;
+	struct stat_value v[] = {
+		{ "device", "uart", 0 },
+		{ "output_bytes", NULL, atomic_load(&u->output_bytes) },
+		{ "output_dropped", NULL, atomic_load(&u->output_dropped) },
+	};
+	int n = MIN((int)ARRAY_SIZE(v), max);
+
+	memcpy(out, v, n * sizeof(v[0]));
+	return n;
+}
+
 static void uart_destroy(void *dev)
 {
 	struct uart *u = dev;
@@ -268,7 +289,7 @@ static void uart_destroy(void *dev)
 	free(u);
 }
 
-int uart_create(struct machine *m, uint16_t port, uint32_t gsi, int out_fd, struct uart **out)
+int uart_create(struct machine *m, uint16_t port, uint32_t gsi, struct outq *tx, struct uart **out)
 {
 	struct uart *u = calloc(1, sizeof(*u));
 	int err;
@@ -278,7 +299,7 @@ int uart_create(struct machine *m, uint16_t port, uint32_t gsi, int out_fd, stru
 	u->machine = m;
 	u->port = port;
 	u->gsi = gsi;
-	u->out_fd = out_fd;
+	u->tx = tx;
 	u->lcr = 0x03; /* 8N1 */
 	u->mcr = MCR_OUT2;
 	u->dll = 0x0c; /* 9600 baud */

@@ -116,7 +116,9 @@ static void on_client(struct ev_handler *h, uint32_t events)
 	char *nl;
 
 	(void)events;
-	if (n <= 0) {
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) { /* hung up, or reset (ECONNRESET: it left with our reply unread) */
 		client_close(cl);
 		return;
 	}
@@ -132,8 +134,10 @@ static void on_client(struct ev_handler *h, uint32_t events)
 		execute(cl->ctl, cl->buf, out, sizeof(out) - 1);
 		len = strlen(out);
 		out[len++] = '\n';
-		/* MSG_NOSIGNAL: a client that hung up must not kill mica with SIGPIPE. */
-		if (send(h->fd, out, len, MSG_NOSIGNAL) < 0) {
+		/* MSG_NOSIGNAL: a client that hung up must not kill mica with SIGPIPE. The socket
+		 * is non-blocking: a reply that does not fit whole (a client sending commands
+		 * without reading the replies) ends the client rather than leave half a line. */
+		if (send(h->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len) {
 			client_close(cl);
 			return;
 		}
@@ -143,7 +147,7 @@ static void on_client(struct ev_handler *h, uint32_t events)
 	if (cl->len == sizeof(cl->buf) - 1) {
 		static const char msg[] = "error line too long\n";
 
-		if (send(h->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) < 0)
+		if (send(h->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			pr_debug("control: cannot answer a client");
 		client_close(cl);
 	}

@@ -14,7 +14,7 @@
  *            are packed from FUZZ_TAIL_BASE, so buffers can end right at the end of RAM
  *            (a device writing one byte too many then hits AddressSanitizer's redzone)
  *   [3]      bits 0-2: the device, n % 5: rng, console, blk, net, balloon; bits 3-7: the
- *            model's options (see its file)
+ *            model's options (see its file; the console's below)
  *   [4..15]  operations, cycled (see run_op)
  *
  * Checks beyond the sanitizers: a guest violation always leaves DEVICE_NEEDS_RESET set; once
@@ -26,17 +26,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/virtio_config.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "devices/virtio/devices.h"
 #include "tests/fuzz/fuzz_dev.h"
 #include "vmm/log.h"
+#include "vmm/outq.h"
 
 #define MAX_OPS 48
 
 static struct evloop loop;
 static struct virtio_env env;
-static int devnull = -1;
+static bool loop_ready;
 static unsigned queue_irqs, config_irqs;
 static uint64_t used_gpa[VIRTIO_MAX_QUEUES], avail_gpa[VIRTIO_MAX_QUEUES];
 static uint64_t ring_base;
@@ -74,15 +77,79 @@ static struct virtio_dev *rng_create(const struct virtio_env *e, uint8_t opt, ui
 	return dev;
 }
 
+/* The console writes to an output queue of one page on a one-page pipe, so that transmit
+ * backpressure (requests held, the transmitq stopped, resumed by the queue's callback) is
+ * reached within a few requests. Option bit 0: the pipe's reader reads (in the settle step,
+ * which also runs the event loop: the queue's writer, then the kick it sends), else it never
+ * does. */
+static struct outq *con_out;
+static int con_pipe[2] = { -1, -1 };
+static bool con_reader;
+static uint64_t con_drained;
+
 static struct virtio_dev *console_create(const struct virtio_env *e, uint8_t opt,
 					 uint64_t *features)
 {
 	struct virtio_dev *dev = NULL;
 
-	(void)opt;
 	*features = 1ULL << 0; /* VIRTIO_CONSOLE_F_SIZE */
-	FUZZ_ASSERT(virtio_console_create(e, devnull, &dev) == 0);
+	con_reader = opt & 1;
+	con_drained = 0;
+	FUZZ_ASSERT(pipe2(con_pipe, O_CLOEXEC) == 0);
+	fcntl(con_pipe[0], F_SETFL, O_NONBLOCK);
+	fcntl(con_pipe[1], F_SETPIPE_SZ, 4096);
+	FUZZ_ASSERT(outq_create(e->loop, con_pipe[1], 4096, &con_out) == 0);
+	FUZZ_ASSERT(virtio_console_create(e, con_out, &dev) == 0);
 	return dev;
+}
+
+static void console_settle(struct virtio_dev *dev)
+{
+	struct epoll_event evs[8];
+	uint8_t buf[4096];
+	ssize_t r;
+	int n;
+
+	(void)dev;
+	if (!con_reader)
+		return;
+	while ((r = read(con_pipe[0], buf, sizeof(buf))) > 0)
+		con_drained += r;
+	n = epoll_wait(loop.epfd, evs, 8, 0);
+	for (int i = 0; i < n; i++)
+		((struct ev_handler *)evs[i].data.ptr)->fn(evs[i].data.ptr, evs[i].events);
+}
+
+static uint64_t stat_named(struct stat_value *v, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(v[i].name, name))
+			return v[i].num;
+	FUZZ_ASSERT(0);
+	return 0;
+}
+
+/* Every byte the device says it handed over is in the pipe, read, queued or (never here)
+ * discarded: nothing is lost or made up on the way. */
+static void console_check(struct virtio_dev *dev, bool disrupted)
+{
+	struct stat_value d[STATS_MAX_VALUES], o[STATS_MAX_VALUES];
+	int nd = virtio_dev_stats(dev, d, STATS_MAX_VALUES), no = outq_stats(con_out, o, STATS_MAX_VALUES);
+	int in_pipe = 0;
+
+	(void)disrupted;
+	FUZZ_ASSERT(ioctl(con_pipe[0], FIONREAD, &in_pipe) == 0);
+	FUZZ_ASSERT(stat_named(d, nd, "output_bytes") ==
+		    stat_named(o, no, "bytes_written") + outq_queued(con_out));
+	FUZZ_ASSERT(stat_named(o, no, "bytes_written") == con_drained + (uint64_t)in_pipe);
+	FUZZ_ASSERT(stat_named(o, no, "bytes_discarded") == 0);
+}
+
+static void console_finish(void)
+{
+	outq_destroy(con_out);
+	close(con_pipe[0]);
+	close(con_pipe[1]);
 }
 
 /* 0: terminal input of arg * 9 bytes; 1: a terminal resize. */
@@ -102,7 +169,8 @@ static void console_op(struct virtio_dev *dev, int which, uint8_t arg)
 
 static const struct fuzz_model model_rng = { .create = rng_create };
 static const struct fuzz_model model_console = {
-	.create = console_create, .op = console_op,
+	.create = console_create, .op = console_op, .settle = console_settle,
+	.check = console_check, .finish = console_finish,
 };
 static const struct fuzz_model *const models[] = {
 	&model_rng, &model_console, &fuzz_model_blk, &fuzz_model_net, &fuzz_model_balloon,
@@ -255,9 +323,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_mem_load(data + 16, size - 16);
 		ring_base = 0;
 	}
-	if (devnull < 0) {
-		devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-		FUZZ_ASSERT(devnull >= 0 && evloop_init(&loop) == 0);
+	if (!loop_ready) {
+		loop_ready = true;
+		FUZZ_ASSERT(evloop_init(&loop) == 0);
 		log_set_level(LOG_ERROR); /* guest errors are the point here, not news */
 	}
 	env = (struct virtio_env){ .mem = &fuzz_mem, .loop = &loop };

@@ -7,6 +7,8 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_console.h>
 #include <stddef.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "devices/virtio/devices.h"
@@ -15,6 +17,7 @@
 #include "tests/unit/test.h"
 #include "tests/unit/vring_driver.h"
 #include "vmm/log.h"
+#include "vmm/outq.h"
 #include "vmm/util.h"
 
 #define RAM   (16 * 1024 * 1024ULL)
@@ -475,15 +478,20 @@ static void config_space_bounds(void)
 /* ---- virtio-console ---- */
 
 static int pipefd[2];
+static struct outq *con_out;
 
-static struct virtio_dev *console_setup(void)
+/* A console whose output queue holds qsize bytes, on a pipe of pipe_size bytes (0: the
+ * default) whose read end the test reads without blocking. */
+static struct virtio_dev *console_setup_with(size_t qsize, int pipe_size)
 {
 	struct virtio_dev *dev;
 
 	setup_vm();
-	if (pipe2(pipefd, O_NONBLOCK) < 0)
+	if (pipe(pipefd) < 0 || fcntl(pipefd[0], F_SETFL, O_NONBLOCK) < 0 ||
+	    (pipe_size && fcntl(pipefd[1], F_SETPIPE_SZ, pipe_size) < pipe_size) ||
+	    outq_create(&vm.loop, pipefd[1], qsize, &con_out))
 		abort();
-	CHECK_EQ(virtio_console_create(&vm.env, pipefd[1], &dev), 0);
+	CHECK_EQ(virtio_console_create(&vm.env, con_out, &dev), 0);
 	CHECK(dev != NULL);
 	if (!dev)
 		abort();
@@ -491,8 +499,16 @@ static struct virtio_dev *console_setup(void)
 	return dev;
 }
 
+static struct virtio_dev *console_setup(void)
+{
+	return console_setup_with(OUTQ_SIZE, 0);
+}
+
 static void console_teardown(void)
 {
+	while (vm.ndevs)
+		virtio_dev_free(vm.devs[--vm.ndevs]);
+	outq_destroy(con_out); /* after the device that writes to it, before the loop */
 	teardown();
 	close(pipefd[0]);
 	close(pipefd[1]);
@@ -719,9 +735,159 @@ static void console_resize(void)
 	console_teardown();
 }
 
+/* ---- virtio-console transmit backpressure ---- */
+
+#define BP_REQS QSIZE
+#define BP_LEN  1000
+
+static uint8_t bp_pat(size_t i)
+{
+	return (uint8_t)('!' + (i * 7 + i / 93) % 90);
+}
+
+static uint64_t dev_stat(struct virtio_dev *dev, const char *name)
+{
+	struct stat_value v[STATS_MAX_VALUES];
+	int n = virtio_dev_stats(dev, v, STATS_MAX_VALUES);
+
+	for (int i = 0; i < n; i++)
+		if (!strcmp(v[i].name, name))
+			return v[i].num;
+	return ~0ULL;
+}
+
+/* Runs the ready handlers of the test's event loop once (the output queue's writer, the
+ * console's kick eventfd). */
+static int run_loop(int timeout_ms)
+{
+	struct epoll_event evs[8];
+	int n = epoll_wait(vm.loop.epfd, evs, 8, timeout_ms);
+
+	for (int i = 0; i < n; i++)
+		((struct ev_handler *)evs[i].data.ptr)->fn(evs[i].data.ptr, evs[i].events);
+	return n < 0 ? 0 : n;
+}
+
+static int pipe_ready(void)
+{
+	int n = 0;
+
+	return ioctl(pipefd[0], FIONREAD, &n) < 0 ? -1 : n;
+}
+
+/* BP_REQS transmit requests of BP_LEN pattern bytes each, posted at once, and a kick. */
+static void post_flood(struct virtio_dev *dev, struct drv *tx)
+{
+	for (int r = 0; r < BP_REQS; r++) {
+		uint8_t *p = g2h(&vm.mem, buf_gpa(r), BP_LEN);
+
+		for (int k = 0; k < BP_LEN; k++)
+			p[k] = bp_pat((size_t)r * BP_LEN + k);
+		drv_desc(tx, r, buf_gpa(r), BP_LEN, 0, 0);
+		drv_post(tx, r);
+	}
+	virtio_queue_notified(dev, 1);
+}
+
+/* More output than the pipe and the output queue hold: the device takes what fits, returns
+ * exactly the requests whose bytes were all taken, and stops; a further kick changes nothing.
+ * As the reader reads, the queue calls back, the device resumes, and every byte arrives in
+ * order, each request going back only once its bytes are out of the guest's buffers. */
+static void console_backpressure(void)
+{
+	struct virtio_dev *dev = console_setup_with(4096, 4096);
+	struct drv *tx = &q[1];
+	static uint8_t out[BP_REQS * BP_LEN];
+	size_t got = 0, taken;
+	uint16_t used;
+	bool in_order = true, early = false;
+
+	bring_up(dev, F_V1);
+	post_flood(dev, tx);
+	taken = (size_t)pipe_ready() + outq_queued(con_out);
+	CHECK_EQ(outq_queued(con_out), 4096);                /* the queue is full */
+	CHECK(taken < BP_REQS * BP_LEN);
+	CHECK_EQ(tx->used->idx, taken / BP_LEN);              /* whole requests only */
+	CHECK_EQ(irqs[2], 1);
+	CHECK_EQ(dev_stat(dev, "output_waits"), 1);
+	used = tx->used->idx;
+	virtio_queue_notified(dev, 1);                        /* the driver kicks again */
+	CHECK_EQ(tx->used->idx, used);
+	CHECK_EQ((size_t)pipe_ready() + outq_queued(con_out), taken);
+
+	while (got < sizeof(out)) {
+		ssize_t n = read(pipefd[0], out + got, sizeof(out) - got);
+
+		if (n > 0)
+			got += n;
+		/* Nothing to read and nothing ready in the loop: the device is stuck. */
+		if (!run_loop(n > 0 ? 0 : 100) && n <= 0)
+			break;
+		/* Returned requests' bytes are all read or queued: none is still in the buffer. */
+		if ((size_t)tx->used->idx * BP_LEN > got + pipe_ready() + outq_queued(con_out))
+			early = true;
+	}
+	CHECK(!early);
+	CHECK_EQ(got, sizeof(out));
+	for (size_t i = 0; i < got; i++)
+		in_order &= out[i] == bp_pat(i);
+	CHECK(in_order);
+	CHECK_EQ(tx->used->idx, BP_REQS);
+	for (int r = 0; r < BP_REQS; r++) {
+		CHECK_EQ(tx->used->ring[r].id, r);
+		CHECK_EQ(tx->used->ring[r].len, 0);
+	}
+	CHECK(dev_stat(dev, "output_waits") >= 1);
+	CHECK_EQ(dev_stat(dev, "output_bytes"), sizeof(out));
+	CHECK(!(drv_get_status(dev) & S_RESET));
+	console_teardown();
+}
+
+/* A reset while requests wait for room: they belong to the old ring and never come back into
+ * it; the device works again after the driver sets it up anew. */
+static void console_reset_drops_held(void)
+{
+	struct virtio_dev *dev = console_setup_with(4096, 4096);
+	struct drv *tx = &q[1];
+	static uint8_t out[BP_REQS * BP_LEN];
+	size_t got = 0, taken;
+	uint16_t used;
+	ssize_t n;
+
+	bring_up(dev, F_V1);
+	post_flood(dev, tx);
+	taken = (size_t)pipe_ready() + outq_queued(con_out);
+	used = tx->used->idx;
+	CHECK(used < BP_REQS);
+	drv_set_status(dev, 0);
+	while (got < taken) {
+		n = read(pipefd[0], out + got, sizeof(out) - got);
+		if (n > 0)
+			got += n;
+		if (!run_loop(n > 0 ? 0 : 100) && n <= 0)
+			break;
+	}
+	while (run_loop(0)) /* the queue's callback and the kick it sends */
+		;
+	CHECK_EQ(got, taken);                   /* what was taken still reaches the reader */
+	CHECK_EQ(tx->used->idx, used);          /* and nothing went back into the old ring */
+
+	bring_up(dev, F_V1);
+	put(buf_gpa(0), "after reset\n");
+	drv_desc(tx, 0, buf_gpa(0), 12, 0, 0);
+	drv_post(tx, 0);
+	virtio_queue_notified(dev, 1);
+	n = read(pipefd[0], out, sizeof(out));
+	CHECK_EQ(n, 12);
+	CHECK(!memcmp(out, "after reset\n", 12));
+	CHECK_EQ(tx->used->idx, 1);
+	console_teardown();
+}
+
 TEST_MAIN("virtio-devices",
 	  T(feature_negotiation), T(rng_fills_buffers), T(rng_event_idx_suppression),
 	  T(rng_malformed_chain_needs_reset), T(notify_before_driver_ok),
 	  T(notify_bad_queue_is_ignored), T(bad_ring_address_needs_reset), T(reset_recovers),
 	  T(config_space_bounds), T(console_transmit), T(console_transmit_many),
-	  T(console_transmit_writable_needs_reset), T(console_receive), T(console_resize))
+	  T(console_transmit_writable_needs_reset), T(console_receive), T(console_resize),
+	  T(console_backpressure), T(console_reset_drops_held))
