@@ -1,10 +1,19 @@
 /* A network backend: where virtio-net's frames go and come from. The device model sees only
  * this interface (it never knows slirp from tap); a backend sees only the device's port.
  *
- * Threads and locks: send(), configure() and set_rx_paused() are called with the device lock
- * held, from the event-loop thread or (legacy PCI notifications) a vCPU thread. A backend calls
- * port->receive() and port->flush() from the event-loop thread, either without the device lock
- * or from inside its own send() (libslirp answers some frames at once); the port handles both. */
+ * Threads and locks:
+ *   - send(), configure() and set_rx_paused() are called with the device lock held, from the
+ *     event-loop thread or (legacy PCI notifications without an ioeventfd) a vCPU thread. They
+ *     never call back into the port: a backend that must hand a frame to code that may answer
+ *     at once (libslirp) copies it and hands it over later, from the loop.
+ *   - port->receive(), port->flush() and port->tx_room() are called from the event-loop thread
+ *     with no device lock held (they take it), and never from inside one of the calls above.
+ *     So the device lock is always taken before a backend's own locks, never after.
+ *
+ * Transmit backpressure: send() returns -EAGAIN when it cannot take the frame now. The device
+ * then keeps the frame (its chain stays in the ring), sends nothing more, and waits for the
+ * backend to call port->tx_room() once it can take frames again. A backend that returned
+ * -EAGAIN must call tx_room() later (once, after room appeared; an extra call is harmless). */
 #ifndef MICA_NET_BACKEND_H
 #define MICA_NET_BACKEND_H
 
@@ -24,11 +33,16 @@ struct net_port {
 	void (*receive)(struct net_port *p, const void *frame, size_t len);
 	/* After a batch of receive() calls: interrupt the guest if anything was delivered. */
 	void (*flush)(struct net_port *p);
+	/* The backend refused a frame (send() returned -EAGAIN) and can take frames again: the
+	 * device resumes transmitting (from the loop, after the handlers already ready). */
+	void (*tx_room)(struct net_port *p);
 };
 
 struct net_backend_ops {
 	/* One frame for the network: iov holds len bytes (with the virtio-net header first when
-	 * be->vnet_hdr). Must not block. Returns 0, or -errno when the frame was dropped. */
+	 * be->vnet_hdr), in guest memory: the backend must be done with it when send() returns
+	 * (copy it to keep it). Must not block. Returns 0 (taken), -EAGAIN (no room now: nothing
+	 * taken, tx_room() follows), or another -errno (the frame was dropped). */
 	int (*send)(struct net_backend *be, const struct iovec *iov, int iovcnt, size_t len);
 	/* Optional: the driver's features are known (at DRIVER_OK): the header size in use and
 	 * the acked VIRTIO_NET_F_* bits (a backend with offloads enables the GUEST_* ones). */
@@ -48,10 +62,12 @@ struct net_backend {
 };
 
 /* --net user: libslirp on loop (10.0.2.0/24, host 10.0.2.2, DHCP from 10.0.2.15, DNS
- * 10.0.2.3) with o's hostfwd rules. Returns 0, or -errno with e saying why. */
+ * 10.0.2.3) with o's hostfwd rules; frames from the guest wait in a bounded ring for the loop.
+ * Returns 0, or -errno with e saying why. */
 int net_slirp_create(struct evloop *loop, const struct net_opts *o, struct net_backend **out,
 		     struct err *e);
-/* --net tap,ifname=NAME: an existing tap (or a new one, with CAP_NET_ADMIN). */
+/* --net tap,ifname=NAME: an existing tap (or a new one, with CAP_NET_ADMIN); a full interface
+ * queue makes send() say -EAGAIN until the fd is writable. */
 int net_tap_create(struct evloop *loop, const char *ifname, struct net_backend **out,
 		   struct err *e);
 

@@ -7,12 +7,18 @@
  * libslirp re-declares the sockets it wants polled every iteration, so the backend hooks into
  * the loop (struct ev_hook): prepare() calls slirp_pollfds_fill() and brings the epoll set in
  * line with what it asked for (add / mod / del against the previous iteration), and returns
- * the time to the earliest timer; the handlers record what epoll reported; after() hands it to
- * slirp_pollfds_poll(), runs the timers that expired, and flushes the device's interrupts.
+ * the time to the earliest timer (0 while guest frames wait); the handlers record what epoll
+ * reported; after() injects the guest's frames, hands epoll's news to slirp_pollfds_poll(),
+ * runs the timers that expired, and flushes the device's interrupts.
  *
- * libslirp is not thread-safe: every call into it happens on the loop thread. A frame the
- * device sends from another thread (a legacy PCI notification handled on a vCPU thread) is
- * queued and injected by the loop, woken through an eventfd. */
+ * Frames from the guest: send() only copies the frame into a bounded ring (frame_ring.h) and
+ * returns; after() feeds at most SLIRP_TX_BATCH of them per iteration to slirp_input(). So
+ * libslirp runs only on the loop thread (it is not thread-safe), only ever reads mica's copy
+ * (never guest memory a vCPU may be rewriting), and answers (ARP, DHCP, ...) reach the device
+ * through port->receive() with no device lock held: no re-entry into the device. A full ring
+ * makes send() say -EAGAIN; the pop that makes room calls port->tx_room(). A frame sent from a
+ * vCPU thread (a legacy notification) takes the same path; only the loop, which may be
+ * asleep, must then be woken: an eventfd, written when the ring stops being empty. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -25,14 +31,20 @@
 #include <unistd.h>
 
 #include "devices/net/backend.h"
+#include "devices/net/frame_ring.h"
 #include "devices/net/slirp_lib.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
 
 #define SLIRP_MAX_FRAME (65550 + 14) /* what the device may send, Ethernet header included */
-#define DEFER_MAX 256                /* frames queued from other threads */
+/* Guest frames waiting for the loop: 128 KiB of address space; resident only as deep as the
+ * longest burst went (the ring starts over when empty), and it holds the largest frame. */
+#define SLIRP_TX_RING (128 << 10)
+#define SLIRP_TX_BATCH 64            /* frames injected per loop iteration */
 #define GUEST_ERRORS_LOGGED 10
+
+_Static_assert(FRAME_RING_MAX_FRAME(SLIRP_TX_RING) >= SLIRP_MAX_FRAME, "ring too small");
 
 struct slirp_fd {
 	struct ev_handler h;
@@ -53,11 +65,6 @@ struct slirp_timer {
 	struct slirp_timer *next;
 };
 
-struct deferred {
-	size_t len;
-	uint8_t data[];
-};
-
 struct slirp_backend {
 	struct net_backend be;
 	struct evloop *loop;
@@ -74,14 +81,11 @@ struct slirp_backend {
 	unsigned gen;
 	struct slirp_timer *timers;
 	unsigned long guest_errors;
-	uint8_t txbuf[SLIRP_MAX_FRAME];
 
-	/* Frames from other threads. */
-	pthread_mutex_t defer_lock;
-	struct deferred *defer[DEFER_MAX];
-	unsigned defer_head, defer_count;
-	struct ev_handler defer_h;     /* an eventfd */
-	atomic_bool loop_known;
+	/* Frames from the guest (the ring has its own lock). */
+	struct frame_ring tx;
+	struct ev_handler wake_h;      /* an eventfd: frames queued from another thread */
+	atomic_bool loop_known;        /* loop_thread is set (by the first prepare()) */
 	pthread_t loop_thread;
 };
 
@@ -325,6 +329,60 @@ static const SlirpCb slirp_callbacks = {
 	.timer_new_opaque = timer_new_opaque,
 };
 
+/* ---- frames from the guest ---- */
+
+static bool on_loop_thread(struct slirp_backend *sb)
+{
+	return atomic_load(&sb->loop_known) && pthread_equal(pthread_self(), sb->loop_thread);
+}
+
+static int slirp_send(struct net_backend *be, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct slirp_backend *sb = container_of(be, struct slirp_backend, be);
+	bool was_empty;
+	uint64_t one = 1;
+	int err = frame_ring_push(&sb->tx, iov, iovcnt, len, &was_empty);
+
+	if (err)
+		return err;
+	/* On the loop thread, this iteration's after() injects it; another thread wakes the loop
+	 * (once per batch: a ring already holding frames has its wake-up coming). */
+	if (was_empty && !on_loop_thread(sb) &&
+	    write(sb->wake_h.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pr_debug("net user: cannot wake the loop: %s", strerror(errno));
+	return 0;
+}
+
+static void wake_ready(struct ev_handler *h, uint32_t events)
+{
+	uint64_t v;
+
+	(void)events;
+	/* Only to end the wait: after() injects the frames. */
+	if (read(h->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pr_debug("net user: eventfd: %s", strerror(errno));
+}
+
+/* Feeds up to SLIRP_TX_BATCH queued frames to libslirp (loop thread, no device lock): what it
+ * answers at once goes to port->receive() from here. */
+static void inject(struct slirp_backend *sb)
+{
+	struct net_port *port = sb->be.port;
+	bool room = false;
+
+	for (int i = 0; i < SLIRP_TX_BATCH; i++) {
+		size_t len;
+		const uint8_t *frame = frame_ring_peek(&sb->tx, &len);
+
+		if (!frame)
+			break;
+		sb->lib.input(sb->slirp, frame, (int)len);
+		room |= frame_ring_pop(&sb->tx);
+	}
+	if (room && port)
+		port->tx_room(port);
+}
+
 /* ---- the loop hook ---- */
 
 static int slirp_prepare(struct ev_hook *hook)
@@ -342,6 +400,8 @@ static int slirp_prepare(struct ev_hook *hook)
 	sb->lib.pollfds_fill(sb->slirp, &timeout, add_poll, sb);
 	sync_fds(sb);
 
+	if (frame_ring_count(&sb->tx))
+		return 0; /* more than one batch waited: the rest goes next iteration */
 	now = clock_ms();
 	for (struct slirp_timer *t = sb->timers; t; t = t->next) {
 		if (t->armed) {
@@ -359,88 +419,11 @@ static void slirp_after(struct ev_hook *hook)
 {
 	struct slirp_backend *sb = container_of(hook, struct slirp_backend, hook);
 
+	inject(sb);
 	sb->lib.pollfds_poll(sb->slirp, 0, get_revents, sb);
 	run_timers(sb);
 	if (sb->be.port)
 		sb->be.port->flush(sb->be.port);
-}
-
-/* ---- frames from the guest ---- */
-
-static bool on_loop_thread(struct slirp_backend *sb)
-{
-	return atomic_load(&sb->loop_known) && pthread_equal(pthread_self(), sb->loop_thread);
-}
-
-static void defer_ready(struct ev_handler *h, uint32_t events)
-{
-	struct slirp_backend *sb = container_of(h, struct slirp_backend, defer_h);
-	struct deferred *batch[DEFER_MAX];
-	unsigned n = 0;
-	uint64_t v;
-
-	(void)events;
-	if (read(h->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return;
-	pthread_mutex_lock(&sb->defer_lock);
-	while (sb->defer_count) {
-		batch[n++] = sb->defer[sb->defer_head];
-		sb->defer_head = (sb->defer_head + 1) % DEFER_MAX;
-		sb->defer_count--;
-	}
-	pthread_mutex_unlock(&sb->defer_lock);
-	for (unsigned i = 0; i < n; i++) {
-		sb->lib.input(sb->slirp, batch[i]->data, (int)batch[i]->len);
-		free(batch[i]);
-	}
-	if (n && sb->be.port)
-		sb->be.port->flush(sb->be.port);
-}
-
-static int slirp_send(struct net_backend *be, const struct iovec *iov, int iovcnt, size_t len)
-{
-	struct slirp_backend *sb = container_of(be, struct slirp_backend, be);
-	const uint8_t *frame = iov[0].iov_base;
-	struct deferred *d = NULL;
-	uint64_t one = 1;
-	bool queued = false;
-
-	if (len > sizeof(sb->txbuf))
-		return -EMSGSIZE;
-	if (on_loop_thread(sb)) {
-		if (iovcnt != 1) {
-			size_t off = 0;
-
-			for (int i = 0; i < iovcnt; i++) {
-				memcpy(sb->txbuf + off, iov[i].iov_base, iov[i].iov_len);
-				off += iov[i].iov_len;
-			}
-			frame = sb->txbuf;
-		}
-		sb->lib.input(sb->slirp, frame, (int)len);
-		return 0;
-	}
-	d = malloc(sizeof(*d) + len);
-	if (!d)
-		return -ENOMEM;
-	d->len = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		memcpy(d->data + d->len, iov[i].iov_base, iov[i].iov_len);
-		d->len += iov[i].iov_len;
-	}
-	pthread_mutex_lock(&sb->defer_lock);
-	if (sb->defer_count < DEFER_MAX) {
-		sb->defer[(sb->defer_head + sb->defer_count++) % DEFER_MAX] = d;
-		queued = true;
-	}
-	pthread_mutex_unlock(&sb->defer_lock);
-	if (!queued) {
-		free(d);
-		return -ENOBUFS;
-	}
-	if (write(sb->defer_h.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		return -errno; /* queued all the same: the next wake-up takes it */
-	return 0;
 }
 
 /* ---- life cycle ---- */
@@ -464,18 +447,13 @@ static void slirp_destroy(struct net_backend *be)
 		sb->timers = t->next;
 		free(t);
 	}
-	while (sb->defer_count) {
-		free(sb->defer[sb->defer_head]);
-		sb->defer_head = (sb->defer_head + 1) % DEFER_MAX;
-		sb->defer_count--;
-	}
-	if (sb->defer_h.fn) {
-		evloop_del(sb->loop, &sb->defer_h);
-		close(sb->defer_h.fd);
+	if (sb->wake_h.fn) {
+		evloop_del(sb->loop, &sb->wake_h);
+		close(sb->wake_h.fd);
 	}
 	/* The hook stays on the loop's list (evloop has no way to take it off): the loop must
 	 * not run again once the device is destroyed, as in vm_destroy(). */
-	pthread_mutex_destroy(&sb->defer_lock);
+	frame_ring_destroy(&sb->tx);
 	free(sb->byfd);
 	free(sb->iter);
 	slirp_lib_close(&sb->lib);
@@ -517,7 +495,11 @@ int net_slirp_create(struct evloop *loop, const struct net_opts *o, struct net_b
 		return err_set(e, -ENOMEM, "out of memory");
 	sb->be = (struct net_backend){ .ops = &slirp_ops, .name = "user" };
 	sb->loop = loop;
-	pthread_mutex_init(&sb->defer_lock, NULL);
+	err = frame_ring_init(&sb->tx, SLIRP_TX_RING);
+	if (err) {
+		err_set(e, err, "net user: cannot map the transmit ring: %s", strerror(-err));
+		goto fail;
+	}
 	err = slirp_lib_open(&sb->lib, e);
 	if (err)
 		goto fail;
@@ -527,11 +509,11 @@ int net_slirp_create(struct evloop *loop, const struct net_opts *o, struct net_b
 		err = err_set(e, -errno, "net user: eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	sb->defer_h.fn = defer_ready;
-	err = evloop_add(loop, fd, EPOLLIN, &sb->defer_h);
+	sb->wake_h.fn = wake_ready;
+	err = evloop_add(loop, fd, EPOLLIN, &sb->wake_h);
 	if (err) {
 		close(fd);
-		sb->defer_h.fn = NULL;
+		sb->wake_h.fn = NULL;
 		err_set(e, err, "net user: epoll: %s", strerror(-err));
 		goto fail;
 	}

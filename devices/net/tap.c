@@ -7,8 +7,11 @@
  *
  * The fd is nonblocking and watched for EPOLLIN on the event loop, except while the device
  * holds as many frames as it will (set_rx_paused): then the kernel queues (and in the end
- * drops) them, and the loop does not spin. Opening needs CAP_NET_ADMIN, unless the interface
- * already exists and belongs to the user (ip tuntap add NAME mode tap user USER). */
+ * drops) them, and the loop does not spin. At most TAP_BATCH frames are read per wake-up. A
+ * write that finds the interface's queue full (EAGAIN) is refused to the device, which keeps
+ * the frame; the fd is then watched for EPOLLOUT too, until writable, when the device hears
+ * port->tx_room(). Opening needs CAP_NET_ADMIN, unless the interface already exists and
+ * belongs to the user (ip tuntap add NAME mode tap user USER). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -39,35 +42,54 @@ struct tap_backend {
 	struct ev_handler h;
 	int fd;
 	char ifname[IFNAMSIZ];
-	atomic_bool paused;
-	pthread_mutex_t watch_lock;       /* watched / dead, from any thread */
-	bool watched, dead;
+	atomic_bool paused;               /* set_rx_paused(); also read by the reading loop */
+	pthread_mutex_t watch_lock;       /* the three below, from any thread; a leaf lock */
+	bool dead;                        /* reading failed for good: no more EPOLLIN */
+	bool tx_waiting;                  /* a write met EAGAIN: EPOLLOUT until writable */
+	uint32_t watched;                 /* events registered with the loop (0: none) */
 	uint8_t buf[TAP_BUF];
 };
 
-
-static void set_watched(struct tap_backend *t, bool on)
+/* Brings the loop's watch in line with paused / dead / tx_waiting (watch_lock held). */
+static void update_watch(struct tap_backend *t)
 {
-	pthread_mutex_lock(&t->watch_lock);
-	on = on && !t->dead;
-	if (on != t->watched) {
-		int err = on ? evloop_add(t->loop, t->fd, EPOLLIN, &t->h) : evloop_del(t->loop, &t->h);
+	uint32_t want = (atomic_load(&t->paused) || t->dead ? 0 : EPOLLIN) |
+			(t->tx_waiting ? EPOLLOUT : 0);
+	int err;
 
-		if (!err)
-			t->watched = on;
-		else
-			pr_warn("net tap %s: epoll: %s", t->ifname, strerror(-err));
-	}
-	pthread_mutex_unlock(&t->watch_lock);
+	if (want == t->watched)
+		return;
+	if (!t->watched)
+		err = evloop_add(t->loop, t->fd, want, &t->h);
+	else if (!want)
+		err = evloop_del(t->loop, &t->h);
+	else
+		err = evloop_mod(t->loop, &t->h, want);
+	if (!err)
+		t->watched = want;
+	else
+		pr_warn("net tap %s: epoll: %s", t->ifname, strerror(-err));
 }
 
-static void tap_readable(struct ev_handler *h, uint32_t events)
+static void tap_ready(struct ev_handler *h, uint32_t events)
 {
 	struct tap_backend *t = container_of(h, struct tap_backend, h);
 	struct net_port *port = t->be.port;
+	bool room = false;
 	int got = 0;
 
-	(void)events;
+	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+		/* Writable (or broken: the next write fails for good and the frame is dropped). */
+		pthread_mutex_lock(&t->watch_lock);
+		room = t->tx_waiting;
+		t->tx_waiting = false;
+		update_watch(t);
+		pthread_mutex_unlock(&t->watch_lock);
+		if (room && port)
+			port->tx_room(port);
+	}
+	if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+		return;
 	for (int i = 0; i < TAP_BATCH && !atomic_load(&t->paused); i++) {
 		ssize_t r = read(t->fd, t->buf, sizeof(t->buf));
 
@@ -80,8 +102,8 @@ static void tap_readable(struct ev_handler *h, uint32_t events)
 			       strerror(errno));
 			pthread_mutex_lock(&t->watch_lock);
 			t->dead = true;
+			update_watch(t);
 			pthread_mutex_unlock(&t->watch_lock);
-			set_watched(t, false);
 			break;
 		}
 		if (r == 0 || !port)
@@ -102,7 +124,17 @@ static int tap_send(struct net_backend *be, const struct iovec *iov, int iovcnt,
 	do
 		w = writev(t->fd, iov, iovcnt);
 	while (w < 0 && errno == EINTR);
-	return w < 0 ? -errno : 0; /* EAGAIN: the interface's queue is full; the frame is lost */
+	if (w >= 0)
+		return 0;
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		/* The interface's queue is full: the device keeps the frame until EPOLLOUT. */
+		pthread_mutex_lock(&t->watch_lock);
+		t->tx_waiting = true;
+		update_watch(t);
+		pthread_mutex_unlock(&t->watch_lock);
+		return -EAGAIN;
+	}
+	return -errno;
 }
 
 static void tap_configure(struct net_backend *be, size_t hdr_len, uint64_t features)
@@ -129,7 +161,9 @@ static void tap_set_rx_paused(struct net_backend *be, bool paused)
 	struct tap_backend *t = container_of(be, struct tap_backend, be);
 
 	atomic_store(&t->paused, paused);
-	set_watched(t, !paused);
+	pthread_mutex_lock(&t->watch_lock);
+	update_watch(t);
+	pthread_mutex_unlock(&t->watch_lock);
 }
 
 static void tap_destroy(struct net_backend *be)
@@ -137,7 +171,11 @@ static void tap_destroy(struct net_backend *be)
 	struct tap_backend *t = container_of(be, struct tap_backend, be);
 
 	if (t->fd >= 0) {
-		set_watched(t, false);
+		pthread_mutex_lock(&t->watch_lock);
+		t->dead = true;
+		t->tx_waiting = false;
+		update_watch(t);
+		pthread_mutex_unlock(&t->watch_lock);
 		close(t->fd);
 	}
 	pthread_mutex_destroy(&t->watch_lock);
@@ -172,7 +210,7 @@ int net_tap_create(struct evloop *loop, const char *ifname, struct net_backend *
 			    (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6),
 	};
 	t->loop = loop;
-	t->h.fn = tap_readable;
+	t->h.fn = tap_ready;
 	pthread_mutex_init(&t->watch_lock, NULL);
 	snprintf(t->ifname, sizeof(t->ifname), "%s", ifname);
 
@@ -203,7 +241,9 @@ int net_tap_create(struct evloop *loop, const char *ifname, struct net_backend *
 		err = err_set(e, -errno, "cannot set up tap %s: %s", t->ifname, strerror(errno));
 		goto fail;
 	}
-	set_watched(t, true);
+	pthread_mutex_lock(&t->watch_lock);
+	update_watch(t);
+	pthread_mutex_unlock(&t->watch_lock);
 	if (!t->watched) {
 		err = err_set(e, -EIO, "cannot watch tap %s on the event loop", t->ifname);
 		goto fail;

@@ -2,7 +2,9 @@
  *
  * Transmit: each chain is a virtio-net header and a frame; the frame goes to the backend (with
  * the header kept when the backend speaks virtio-net headers itself, i.e. tap), the chain is
- * returned at once, and the driver is interrupted once per batch.
+ * returned at once, and the driver is interrupted once per batch. When the backend has no room
+ * (send() says -EAGAIN) the device stops: the chain goes back to the ring untouched, nothing
+ * is dropped, and transmitting resumes when the backend calls port->tx_room() (backend.h).
  *
  * Receive: a frame from the backend goes into device-writable chains behind a header (several
  * chains with VIRTIO_NET_F_MRG_RXBUF, num_buffers saying how many). When the driver has not
@@ -11,16 +13,20 @@
  * kick on queue 0 drains it. Frames are never truncated: one longer than the buffers the
  * driver can ever offer is dropped and counted.
  *
+ * Work per wake-up is bounded both ways, so neither a flooding guest nor a flooding network
+ * starves the loop's other handlers: transmit stops at VIRTIO_BUDGET chains (the core kicks it
+ * again) or at the backend's backpressure; receive takes what a backend hands over per wake-up
+ * (tap: TAP_BATCH frames; slirp: one pass over its sockets), and a receive kick delivers at
+ * most the NET_PENDING_MAX frames waiting.
+ *
  * The guest may be hostile: chains go through virtio_pop() (validated segments), every length
  * is checked against the segments before anything is written, and a short or oversized
  * transmit chain is dropped and counted, not a reason for a crash or a reset. */
-#include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +66,7 @@ struct pending_frame {
 
 struct net_counters {
 	atomic_ulong tx_packets, tx_bytes, tx_dropped_short, tx_dropped_too_big, tx_dropped_backend;
+	atomic_ulong tx_waits;
 	atomic_ulong rx_packets, rx_bytes, rx_dropped_full, rx_dropped_too_big, rx_dropped_not_ready;
 };
 
@@ -75,19 +82,16 @@ struct virtio_net {
 	bool mrg;                           /* VIRTIO_NET_F_MRG_RXBUF negotiated */
 	bool rx_unsignalled;                /* receive chains pushed, no interrupt yet */
 	bool rx_paused;                     /* the backend was asked to stop reading */
+	bool tx_blocked;                    /* the backend refused a frame: wait for tx_room() */
 	struct pending_frame *pending[NET_PENDING_MAX];
 	unsigned pending_head, pending_count;
-	struct virtq_req tx_req, rx_req;    /* separate: a frame sent may be answered at once */
+	struct virtq_req tx_req, rx_req;
 	struct iovec iov[VIRTQ_MAX_SEGS];
 	uint16_t rx_heads[VIRTQ_MAX_SIZE];
 	uint32_t rx_lens[VIRTQ_MAX_SIZE];
 
 	struct net_counters st;
 };
-
-/* The device whose transmit path this thread is in (device lock held): a backend that answers
- * a frame from inside send() (libslirp: ARP, DHCP) calls port->receive() on the same thread. */
-static _Thread_local struct virtio_net *tx_owner;
 
 static void count(atomic_ulong *c, unsigned long n)
 {
@@ -145,11 +149,11 @@ static uint8_t *chain_byte(struct virtq_req *req, uint64_t off)
 	return NULL;
 }
 
-/* Gives back the last n chains popped and not pushed: the device has no use for them yet
+/* Gives back the last n chains popped on q and not pushed: the device has no use for them yet
  * (virtq has no unpop; the chains are read and validated again when popped next time). */
-static void rx_unpop(struct virtio_net *n, uint16_t nchains)
+static void unpop(struct virtio_net *n, int q, uint16_t nchains)
 {
-	n->vdev.vqs[RX_QUEUE].last_avail -= nchains;
+	n->vdev.vqs[q].last_avail -= nchains;
 }
 
 static bool rx_ready(struct virtio_net *n)
@@ -215,13 +219,13 @@ static enum rx_result rx_one(struct virtio_net *n, const uint8_t *frame, size_t 
 		if (nbufs == vq->size) {
 			/* Every buffer the ring can hold would not do (or the driver keeps re-posting
 			 * empty ones): the frame can never fit. */
-			rx_unpop(n, nbufs);
+			unpop(n, RX_QUEUE, nbufs);
 			count(&n->st.rx_dropped_too_big, 1);
 			return RX_DROPPED;
 		}
 		err = virtio_pop(dev, RX_QUEUE, req, VIRTQ_DEV_WRITES);
 		if (err == -ENOENT) {
-			rx_unpop(n, nbufs);
+			unpop(n, RX_QUEUE, nbufs);
 			return RX_NOBUF;
 		}
 		if (err)
@@ -308,11 +312,9 @@ static void rx_signal(struct virtio_net *n)
 static void port_receive(struct net_port *p, const void *frame, size_t len)
 {
 	struct virtio_net *n = container_of(p, struct virtio_net, port);
-	bool lock = tx_owner != n;
 	struct pending_frame *pf;
 
-	if (lock)
-		pthread_mutex_lock(&n->vdev.lock);
+	pthread_mutex_lock(&n->vdev.lock);
 	if (!virtio_dev_ok(&n->vdev)) {
 		count(&n->st.rx_dropped_not_ready, 1);
 		goto out;
@@ -332,20 +334,28 @@ static void port_receive(struct net_port *p, const void *frame, size_t len)
 	if (++n->pending_count == NET_PENDING_MAX)
 		set_paused(n, true);
 out:
-	if (lock)
-		pthread_mutex_unlock(&n->vdev.lock);
+	pthread_mutex_unlock(&n->vdev.lock);
 }
 
 static void port_flush(struct net_port *p)
 {
 	struct virtio_net *n = container_of(p, struct virtio_net, port);
-	bool lock = tx_owner != n;
 
-	if (lock)
-		pthread_mutex_lock(&n->vdev.lock);
+	pthread_mutex_lock(&n->vdev.lock);
 	rx_signal(n);
-	if (lock)
-		pthread_mutex_unlock(&n->vdev.lock);
+	pthread_mutex_unlock(&n->vdev.lock);
+}
+
+static void port_tx_room(struct net_port *p)
+{
+	struct virtio_net *n = container_of(p, struct virtio_net, port);
+
+	pthread_mutex_lock(&n->vdev.lock);
+	if (n->tx_blocked) {
+		n->tx_blocked = false;
+		virtio_queue_kick(&n->vdev, TX_QUEUE);
+	}
+	pthread_mutex_unlock(&n->vdev.lock);
 }
 
 /* ---- transmit ---- */
@@ -369,6 +379,8 @@ static int tx_iov(struct virtio_net *n, const struct virtq_req *req, uint32_t sk
 	return niov;
 }
 
+/* Sends up to VIRTIO_BUDGET chains; returns true when it stopped at the budget with chains
+ * possibly left. While the backend has no room (tx_blocked) it pops nothing. */
 static bool net_transmit(struct virtio_net *n)
 {
 	struct virtio_dev *dev = &n->vdev;
@@ -376,8 +388,8 @@ static bool net_transmit(struct virtio_net *n)
 	uint32_t hl = n->hdr_len;
 	int sent = 0;
 
-	tx_owner = n;
-	while (sent < VIRTIO_BUDGET && virtio_pop(dev, TX_QUEUE, req, VIRTQ_DEV_READS) == 0) {
+	while (!n->tx_blocked && sent < VIRTIO_BUDGET &&
+	       virtio_pop(dev, TX_QUEUE, req, VIRTQ_DEV_READS) == 0) {
 		uint16_t head = req->head;
 
 		if (req->read_len < hl + NET_MIN_FRAME) {
@@ -387,8 +399,17 @@ static bool net_transmit(struct virtio_net *n)
 		} else {
 			uint32_t skip = n->be->vnet_hdr ? 0 : hl;
 			int niov = tx_iov(n, req, skip);
+			int err = n->be->ops->send(n->be, n->iov, niov, req->read_len - skip);
 
-			if (n->be->ops->send(n->be, n->iov, niov, req->read_len - skip) < 0) {
+			if (err == -EAGAIN) {
+				/* Backpressure: the chain stays the driver's to see in the ring; it is
+				 * popped (and checked) anew once the backend says tx_room(). */
+				unpop(n, TX_QUEUE, 1);
+				n->tx_blocked = true;
+				count(&n->st.tx_waits, 1);
+				break;
+			}
+			if (err < 0) {
 				count(&n->st.tx_dropped_backend, 1);
 			} else {
 				count(&n->st.tx_packets, 1);
@@ -398,10 +419,8 @@ static bool net_transmit(struct virtio_net *n)
 		virtio_push(dev, TX_QUEUE, head, 0);
 		sent++;
 	}
-	tx_owner = NULL;
 	if (sent)
 		virtio_notify_used(dev, TX_QUEUE);
-	rx_signal(n); /* frames the backend answered at once */
 	return sent == VIRTIO_BUDGET;
 }
 
@@ -448,6 +467,7 @@ static void net_reset(struct virtio_dev *dev)
 
 	pending_clear(n);
 	n->rx_unsignalled = false;
+	n->tx_blocked = false; /* a tx_room() still due only kicks an idle queue */
 	n->mrg = false;
 	n->hdr_len = NET_HDR_MAX;
 	set_paused(n, false);
@@ -462,6 +482,7 @@ void virtio_net_get_stats(struct virtio_dev *dev, struct virtio_net_stats *s)
 	s->tx_dropped_short = atomic_load(&n->st.tx_dropped_short);
 	s->tx_dropped_too_big = atomic_load(&n->st.tx_dropped_too_big);
 	s->tx_dropped_backend = atomic_load(&n->st.tx_dropped_backend);
+	s->tx_waits = atomic_load(&n->st.tx_waits);
 	s->rx_packets = atomic_load(&n->st.rx_packets);
 	s->rx_bytes = atomic_load(&n->st.rx_bytes);
 	s->rx_dropped_full = atomic_load(&n->st.rx_dropped_full);
@@ -470,144 +491,6 @@ void virtio_net_get_stats(struct virtio_dev *dev, struct virtio_net_stats *s)
 	pthread_mutex_lock(&dev->lock);
 	s->rx_pending = n->pending_count;
 	pthread_mutex_unlock(&dev->lock);
-}
-
-/* ---- options ---- */
-
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	unsigned v[6];
-	char tail;
-
-	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-		   &tail) != 6 || strlen(s) != 17)
-		return -EINVAL;
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)v[i];
-	return 0;
-}
-
-static int parse_port(const char *s, uint16_t *port, bool zero_ok)
-{
-	char *end;
-	unsigned long v;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v > 65535 || (!zero_ok && v == 0))
-		return -EINVAL;
-	*port = (uint16_t)v;
-	return 0;
-}
-
-/* "ADDR:PORT" with ADDR possibly empty; s is modified. */
-static int parse_addr_port(char *s, struct in_addr *addr, struct in_addr dflt, uint16_t *port,
-			   bool zero_ok)
-{
-	char *colon = strrchr(s, ':');
-
-	if (!colon)
-		return -EINVAL;
-	*colon = '\0';
-	if (!*s)
-		*addr = dflt;
-	else if (inet_pton(AF_INET, s, addr) != 1)
-		return -EINVAL;
-	return parse_port(colon + 1, port, zero_ok);
-}
-
-/* [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT */
-static int parse_hostfwd(char *s, struct net_hostfwd *h)
-{
-	char *colon = strchr(s, ':'), *dash;
-	struct in_addr any = { htonl(INADDR_ANY) }, guest;
-
-	if (!colon)
-		return -EINVAL;
-	*colon = '\0';
-	if (!strcmp(s, "udp"))
-		h->udp = true;
-	else if (strcmp(s, "tcp") && *s)
-		return -EINVAL;
-	s = colon + 1;
-	dash = strchr(s, '-');
-	if (!dash)
-		return -EINVAL;
-	*dash = '\0';
-	inet_pton(AF_INET, "10.0.2.15", &guest);
-	if (parse_addr_port(s, &h->host_addr, any, &h->host_port, true) < 0 ||
-	    parse_addr_port(dash + 1, &h->guest_addr, guest, &h->guest_port, false) < 0)
-		return -EINVAL;
-	return 0;
-}
-
-int net_parse_opts(const char *spec, struct net_opts *o, struct err *e)
-{
-	char buf[1024], *save = NULL, *tok;
-	bool ifname_set = false;
-
-	memset(o, 0, sizeof(*o));
-	if (strlen(spec) >= sizeof(buf))
-		return err_set(e, -EINVAL, "--net: the option string is too long%s", "");
-	strcpy(buf, spec);
-	tok = strtok_r(buf, ",", &save);
-	if (!tok)
-		return err_set(e, -EINVAL, "--net %s: give user, tap,ifname=NAME or none", spec);
-	if (!strcmp(tok, "user"))
-		o->kind = NET_USER;
-	else if (!strcmp(tok, "tap"))
-		o->kind = NET_TAP;
-	else if (!strcmp(tok, "none"))
-		o->kind = NET_NONE;
-	else
-		return err_set(e, -EINVAL, "--net %s: unknown network; give user, tap,ifname=NAME or none",
-			       tok);
-	while ((tok = strtok_r(NULL, ",", &save))) {
-		char *val = strchr(tok, '=');
-
-		if (o->kind == NET_NONE)
-			return err_set(e, -EINVAL, "--net none takes no options (got '%s')", tok);
-		if (!val)
-			return err_set(e, -EINVAL, "--net: option '%s' needs a value (NAME=VALUE)", tok);
-		*val++ = '\0';
-		if (!strcmp(tok, "mac")) {
-			if (parse_mac(val, o->mac) < 0)
-				return err_set(e, -EINVAL, "--net: mac=%s: give six hex bytes, as "
-					       "52:54:00:12:34:56", val);
-			if (o->mac[0] & 1)
-				return err_set(e, -EINVAL, "--net: mac=%s is a multicast address (the "
-					       "first byte must be even)", val);
-			o->mac_set = true;
-		} else if (!strcmp(tok, "hostfwd") && o->kind == NET_USER) {
-			char copy[256];
-
-			snprintf(copy, sizeof(copy), "%s", val);
-			if (o->nhostfwd == NET_MAX_HOSTFWD)
-				return err_set(e, -EINVAL, "--net: too many hostfwd rules (at most %s)",
-					       "16");
-			if (parse_hostfwd(val, &o->hostfwd[o->nhostfwd]) < 0)
-				return err_set(e, -EINVAL, "--net: hostfwd=%s: give "
-					       "[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT", copy);
-			o->nhostfwd++;
-		} else if (!strcmp(tok, "ifname") && o->kind == NET_TAP) {
-			if (!*val || strlen(val) >= IFNAMSIZ || strchr(val, '/'))
-				return err_set(e, -EINVAL, "--net: ifname=%s: not a valid interface name",
-					       val);
-			strcpy(o->ifname, val);
-			ifname_set = true;
-		} else if (!strcmp(tok, "hostfwd") || !strcmp(tok, "ifname")) {
-			return err_set(e, -EINVAL, "--net: %s= is not an option of this network (hostfwd= "
-				       "is for user, ifname= for tap)", tok);
-		} else {
-			return err_set(e, -EINVAL, "--net: unknown option '%s' (give mac=, hostfwd= or "
-				       "ifname=)", tok);
-		}
-	}
-	if (o->kind == NET_TAP && !ifname_set)
-		return err_set(e, -EINVAL, "--net %s: give the interface: tap,ifname=NAME", "tap");
-	return 0;
 }
 
 /* ---- construction ---- */
@@ -623,6 +506,7 @@ static int net_stats(struct virtio_dev *dev, struct stat_value *out, int max)
 		{ "tx_bytes", NULL, st.tx_bytes },
 		{ "tx_dropped", NULL, st.tx_dropped_short + st.tx_dropped_too_big +
 			st.tx_dropped_backend },
+		{ "tx_waits", NULL, st.tx_waits },
 		{ "rx_packets", NULL, st.rx_packets },
 		{ "rx_bytes", NULL, st.rx_bytes },
 		{ "rx_dropped", NULL, st.rx_dropped_full + st.rx_dropped_too_big +
@@ -677,7 +561,8 @@ int virtio_net_create_with(const struct virtio_env *env, const struct net_opts *
 	n->config.max_virtqueue_pairs = htole16(1);
 	n->config.mtu = htole16(NET_MTU);
 	n->hdr_len = NET_HDR_MAX;
-	n->port = (struct net_port){ .receive = port_receive, .flush = port_flush };
+	n->port = (struct net_port){ .receive = port_receive, .flush = port_flush,
+				     .tx_room = port_tx_room };
 	err = virtio_dev_init(&n->vdev, env, &n->ops, &n->config);
 	if (err) {
 		be->ops->destroy(be);

@@ -40,8 +40,8 @@ struct net_opts {
 	struct net_hostfwd hostfwd[NET_MAX_HOSTFWD];
 };
 
-/* Parses "user[,hostfwd=...]...[,mac=...]", "tap,ifname=NAME[,mac=...]" or "none". Returns 0,
- * or -EINVAL with e saying what is wrong. */
+/* Parses "user[,hostfwd=...]...[,mac=...]", "tap,ifname=NAME[,mac=...]" or "none" (net_opts.c).
+ * Returns 0, or -EINVAL with e saying what is wrong. */
 int net_parse_opts(const char *spec, struct net_opts *o, struct err *e);
 
 /* Creates the device with o->mac and its backend (on env->loop, so before the loop runs), not
@@ -59,7 +59,8 @@ struct virtio_net_stats {
 	unsigned long tx_packets, tx_bytes;
 	unsigned long tx_dropped_short;    /* chain shorter than the virtio-net header */
 	unsigned long tx_dropped_too_big;  /* frame longer than NET_MAX_FRAME */
-	unsigned long tx_dropped_backend;  /* the backend could not take it */
+	unsigned long tx_dropped_backend;  /* the backend failed it (not: had no room, see below) */
+	unsigned long tx_waits;            /* times transmit stopped until the backend had room */
 	unsigned long rx_packets, rx_bytes;
 	unsigned long rx_dropped_full;     /* the pending queue was full */
 	unsigned long rx_dropped_too_big;  /* longer than the buffers the guest posted */

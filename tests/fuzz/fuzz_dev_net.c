@@ -1,18 +1,30 @@
 /* virtio-net in the device target, on a fake backend that checks every frame the device
  * transmits and injects received frames when the operations say so.
  *
+ * The backend behaves as libslirp's does: it takes frames into a queue of a few frames (its
+ * capacity: options bits 2-4; class 0 holds 1 frame) and refuses more (send() says -EAGAIN);
+ * after each operation (settle, as the loop's after()) it empties the queue, unless stalled,
+ * answers the frames it took when asked to, and calls tx_room() after a refusal, delivering
+ * the kick that raises as the loop would.
+ *
  * Options: bit 0 the backend speaks virtio-net headers (as tap, with every offload); bit 1 the
- * driver leaves out MRG_RXBUF; bits 2-3 the backend's starting mode (see operation 1).
+ * driver leaves out MRG_RXBUF; bits 2-4 the backend's capacity class.
  * Operations: 0: the backend receives 1 << (arg & 3) frames of size class arg >> 2 (8 bytes to
  *             one byte more than the device takes), then flushes;
- *             1: the backend's mode becomes arg & 3 (bit 0: send() fails, bit 1: send()
- *             answers each frame at once with a received one, as libslirp does), then
- *             (arg & 4) a kick of the transmit queue and (arg & 8) of the receive queue.
+ *             1: the backend's mode becomes arg & 3 (bit 0: send() fails, bit 1: each frame
+ *             taken is answered with a received one at the next settle), it stalls (keeps its
+ *             queue full) if arg & 16; then (arg & 4) a kick of the transmit queue and
+ *             (arg & 8) of the receive queue.
  *
  * Every received frame is self-describing: after the header (the backend's own when it speaks
  * headers) come its length, a sequence number and a pattern. Checks beyond the sanitizers:
  *   - transmit: send() gets exactly the chain's readable bytes after the header (with it when
  *     the backend speaks headers), between 14 and 65550 bytes of frame, in guest RAM;
+ *   - backpressure: after a refusal the device calls send() no more until tx_room() (or a
+ *     reset), and tx_room() then signals the transmit queue's kick (unless a reset came
+ *     between); the device's counters match what the backend took, failed and refused (a
+ *     refused frame is neither sent nor dropped);
+ *   - send() is never called from inside a port call (tx_room() only signals the kick);
  *   - receive: every frame delivered (one chain, or num_buffers chains with MRG_RXBUF) holds
  *     the header and the whole frame, exactly: never truncated, never padded, in sequence
  *     (skipped when the driver's buffers overlap, where one write may clobber another);
@@ -22,6 +34,7 @@
  *     always when it is full. */
 #include <errno.h>
 #include <linux/virtio_net.h>
+#include <unistd.h>
 
 #include "devices/net/backend.h"
 #include "devices/virtio/net.h"
@@ -32,12 +45,23 @@
 #define HDR_MAX         12
 #define F(bit)          (1ULL << (bit))
 
+#define MODE_FAIL   1     /* send() fails: the frame is dropped */
+#define MODE_ANSWER 2     /* each frame taken is answered at the next settle */
+#define MODE_STALL  4     /* settle does not empty the queue */
+
 struct fake_backend {
 	struct net_backend be;
-	int mode;                 /* bit 0: sends fail; bit 1: sends are answered at once */
+	int mode;                 /* MODE_* */
+	unsigned cap, queued;     /* frames it holds at most (0: no limit), holds now */
 	bool paused;
 	size_t hdr_len;           /* as configure() said */
 	bool mrg;
+	bool refused;             /* send() said -EAGAIN; no tx_room() since */
+	unsigned configures;      /* configure() calls: one per activation, so after each reset */
+	unsigned refused_cfg;     /* configures at the refusal: unchanged, no reset since */
+	bool in_port;             /* inside a call of the device's port */
+	unsigned answers;         /* frames to answer after the operation */
+	unsigned long refusals, fails, taken;
 };
 
 static struct fake_backend fb;
@@ -74,7 +98,16 @@ static void inject(int cls)
 	next_seq++;
 	injected++;
 	/* Class 0 with headers: shorter than the header, which the device must drop. */
+	fb.in_port = true;
 	fb.be.port->receive(fb.be.port, frame, cls == 0 && hl ? hl - 1 : hl + plen);
+	fb.in_port = false;
+}
+
+static void flush(void)
+{
+	fb.in_port = true;
+	fb.be.port->flush(fb.be.port);
+	fb.in_port = false;
 }
 
 static int fb_send(struct net_backend *be, const struct iovec *iov, int iovcnt, size_t len)
@@ -83,6 +116,9 @@ static int fb_send(struct net_backend *be, const struct iovec *iov, int iovcnt, 
 	uint32_t hl = (uint32_t)fb.hdr_len, skip = be->vnet_hdr ? 0 : hl;
 	size_t got = 0, frame_len = len - (be->vnet_hdr ? hl : 0);
 
+	FUZZ_ASSERT(!fb.in_port); /* the port only asks the loop to transmit */
+	/* No send after a refusal until tx_room() or a reset. */
+	FUZZ_ASSERT(!fb.refused || fb.configures != fb.refused_cfg);
 	FUZZ_ASSERT(iovcnt >= 1 && iovcnt <= VIRTQ_MAX_SEGS && len <= sizeof(sent));
 	for (int i = 0; i < iovcnt; i++) {
 		FUZZ_ASSERT(fuzz_in_ram(iov[i].iov_base, iov[i].iov_len));
@@ -97,9 +133,21 @@ static int fb_send(struct net_backend *be, const struct iovec *iov, int iovcnt, 
 		FUZZ_ASSERT(fuzz_chain_bytes(c, false, skip, stream, len) == len);
 		FUZZ_ASSERT(!memcmp(stream, sent, len));
 	}
-	if (fb.mode & 2)
-		inject(2);
-	return fb.mode & 1 ? -EIO : 0;
+	if (fb.cap && fb.queued == fb.cap) {
+		fb.refused = true;
+		fb.refused_cfg = fb.configures;
+		fb.refusals++;
+		return -EAGAIN;
+	}
+	if (fb.mode & MODE_FAIL) {
+		fb.fails++;
+		return -EIO;
+	}
+	fb.taken++;
+	fb.queued++;
+	if (fb.mode & MODE_ANSWER)
+		fb.answers++;
+	return 0;
 }
 
 static void fb_configure(struct net_backend *be, size_t hdr_len, uint64_t features)
@@ -108,6 +156,7 @@ static void fb_configure(struct net_backend *be, size_t hdr_len, uint64_t featur
 	FUZZ_ASSERT(hdr_len == 10 || hdr_len == HDR_MAX);
 	fb.hdr_len = hdr_len;
 	fb.mrg = features & F(VIRTIO_NET_F_MRG_RXBUF);
+	fb.configures++;
 }
 
 static void fb_set_rx_paused(struct net_backend *be, bool paused)
@@ -131,6 +180,7 @@ static const struct net_backend_ops fb_ops = {
 
 static struct virtio_dev *net_create(const struct virtio_env *env, uint8_t opt, uint64_t *features)
 {
+	static const unsigned caps[8] = { 1, 2, 3, 8, 64, 0, 0, 0 };
 	struct net_opts o = { .kind = NET_USER, .mac_set = true, .mac = { 0x52, 0x54, 0, 1, 2, 3 } };
 	struct err e;
 	struct virtio_dev *dev = NULL;
@@ -138,7 +188,7 @@ static struct virtio_dev *net_create(const struct virtio_env *env, uint8_t opt, 
 	fb = (struct fake_backend){
 		.be = { .ops = &fb_ops, .name = "fuzz", .vnet_hdr = opt & 1,
 			.offloads = opt & 1 ? ~0ULL : 0 },
-		.mode = (opt >> 2) & 3,
+		.cap = caps[(opt >> 2) & 7],
 		.hdr_len = HDR_MAX,
 	};
 	next_seq = min_seq = 0;
@@ -151,19 +201,55 @@ static struct virtio_dev *net_create(const struct virtio_env *env, uint8_t opt, 
 	return dev;
 }
 
+/* The backend has room again after a refusal: tx_room(), and the kick it raises delivered as
+ * the loop would (the harness never reads the kick eventfds otherwise). A device not reset
+ * since the refusal (still waiting) must raise it. */
+static void tx_room(struct virtio_dev *dev)
+{
+	uint64_t v;
+	bool kicked, waiting = fb.configures == fb.refused_cfg &&
+			       (drv_get_status(dev) & VIRTIO_CONFIG_S_DRIVER_OK);
+
+	fb.refused = false;
+	fb.in_port = true;
+	fb.be.port->tx_room(fb.be.port);
+	fb.in_port = false;
+	kicked = read(virtio_kick_fd(dev, 1), &v, sizeof(v)) == sizeof(v);
+	if (waiting)
+		FUZZ_ASSERT(kicked);
+	if (kicked)
+		virtio_queue_notified(dev, 1);
+}
+
 static void net_op(struct virtio_dev *dev, int which, uint8_t arg)
 {
 	if (which == 0) {
 		for (int i = 0; i < 1 << (arg & 3); i++)
 			inject(arg >> 2);
-		fb.be.port->flush(fb.be.port);
+		flush();
 		return;
 	}
-	fb.mode = arg & 3;
+	fb.mode = (arg & 3) | (arg & 16 ? MODE_STALL : 0);
 	if (arg & 4)
 		virtio_queue_notified(dev, 1);
 	if (arg & 8)
 		virtio_queue_notified(dev, 0);
+}
+
+/* After each operation, from outside the device, as libslirp's after(): the frames taken go
+ * (their answers come back), and room is reported after a refusal. */
+static void net_settle(struct virtio_dev *dev)
+{
+	if (fb.mode & MODE_STALL)
+		return;
+	fb.queued = 0;
+	if (fb.answers) {
+		for (; fb.answers; fb.answers--)
+			inject(2);
+		flush();
+	}
+	if (fb.refused)
+		tx_room(dev);
 }
 
 /* The frames delivered on the receive queue in this operation, checked; returns how many. */
@@ -233,6 +319,9 @@ static void net_check(struct virtio_dev *dev, bool disrupted)
 		if (!aliased)
 			FUZZ_ASSERT(frames == s.rx_packets - before.rx_packets);
 	}
+	/* A refusal is neither a frame sent nor one dropped. */
+	FUZZ_ASSERT(s.tx_waits == fb.refusals);
+	FUZZ_ASSERT(s.tx_dropped_backend == fb.fails && s.tx_packets == fb.taken);
 	FUZZ_ASSERT(s.rx_pending <= NET_PENDING_MAX);
 	if (fb.paused)
 		FUZZ_ASSERT(s.rx_pending > NET_PENDING_MAX / 2);
@@ -245,5 +334,6 @@ static void net_check(struct virtio_dev *dev, bool disrupted)
 const struct fuzz_model fuzz_model_net = {
 	.create = net_create,
 	.op = net_op,
+	.settle = net_settle,
 	.check = net_check,
 };
