@@ -188,7 +188,8 @@ static struct pci_dev *lookup(struct pci_bus *pb, uint32_t bus, uint32_t slot, u
 	return pb->slots[slot];
 }
 
-/* One config access from either path; absent functions read as all-ones. */
+/* One config access from either path; absent functions read as all-ones, and so do accesses
+ * config space does not take: misaligned, or wider than a dword (an 8-byte ECAM access). */
 static void cfg_access(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t fn, uint32_t off,
 		       void *data, uint32_t len, bool write)
 {
@@ -197,7 +198,7 @@ static void cfg_access(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t
 
 	pthread_mutex_lock(&pb->lock);
 	p = lookup(pb, bus, slot, fn);
-	if (!p || (off & (len - 1)) || off + len > PCI_CFG_SIZE) {
+	if (!p || len > 4 || (off & (len - 1)) || off + len > PCI_CFG_SIZE) {
 		if (!write)
 			memset(data, 0xff, len);
 	} else if (write) {
