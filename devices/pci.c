@@ -53,24 +53,36 @@ static void bar_unmap(struct pci_dev *p, int i)
 		p->ops->bar_mapped(p, i, b->mapped_addr, false);
 }
 
-/* Maps or unmaps each BAR to match its address and the command register's decode bits. */
-static void bars_update(struct pci_dev *p)
+static bool bar_decoded(const struct pci_dev *p, const struct pci_bar *b)
 {
 	uint16_t cmd = pci_cfg_read16(p, PCI_COMMAND);
 
+	return b->io ? (cmd & PCI_COMMAND_IO) : (cmd & PCI_COMMAND_MEMORY);
+}
+
+/* Unmaps the device's BARs whose mapping no longer matches their address and decode bit. */
+static void bars_unmap_stale(struct pci_dev *p)
+{
 	for (int i = 0; i < PCI_NUM_BARS; i++) {
 		struct pci_bar *b = &p->bars[i];
-		bool decode = b->io ? (cmd & PCI_COMMAND_IO) : (cmd & PCI_COMMAND_MEMORY);
+
+		if (b->mapped && (!bar_decoded(p, b) || b->mapped_addr != b->addr))
+			bar_unmap(p, i);
+	}
+}
+
+/* Maps the device's decoded BARs that are not mapped yet, where nothing else is. */
+static void bars_map(struct pci_dev *p)
+{
+	for (int i = 0; i < PCI_NUM_BARS; i++) {
+		struct pci_bar *b = &p->bars[i];
 		uint64_t limit = b->io ? 0x10000 : (1ULL << 52);
 
-		if (!b->size)
-			continue;
-		if (b->mapped && (!decode || b->mapped_addr != b->addr))
-			bar_unmap(p, i);
 		/* An address of 0, or a half-programmed one past the address space, stays unmapped
 		 * (sizing writes all-ones to a BAR). Written so that it cannot wrap: a 64-bit BAR
 		 * may be programmed to the last size-aligned address below 2^64. */
-		if (b->mapped || !decode || !b->addr || b->size > limit || b->addr > limit - b->size)
+		if (!b->size || b->mapped || !bar_decoded(p, b) || !b->addr || b->size > limit ||
+		    b->addr > limit - b->size)
 			continue;
 		if (bus_register(b->io ? p->bus->machine->pio : p->bus->machine->mmio, b->addr, b->size,
 				 b->ops, b->opaque, "pci-bar") < 0) {
@@ -83,6 +95,20 @@ static void bars_update(struct pci_dev *p)
 		if (p->ops && p->ops->bar_mapped)
 			p->ops->bar_mapped(p, i, b->addr, true);
 	}
+}
+
+/* Makes the buses match every BAR and decode bit of the bus (bus lock held): first every
+ * stale mapping goes, then every BAR that can be is mapped. So a BAR the guest put over another
+ * one (not mapped: the first keeps the range) is mapped as soon as the other moves away, in
+ * whichever device and order the guest reprograms them. */
+static void bars_update(struct pci_bus *pb)
+{
+	for (int s = 0; s < PCI_MAX_SLOTS; s++)
+		if (pb->slots[s])
+			bars_unmap_stale(pb->slots[s]);
+	for (int s = 0; s < PCI_MAX_SLOTS; s++)
+		if (pb->slots[s])
+			bars_map(pb->slots[s]);
 }
 
 static void bar_store(struct pci_dev *p, int i)
@@ -120,7 +146,7 @@ static void bar_write(struct pci_dev *p, int reg, uint32_t val)
 	if (p->bars[i].io)
 		p->bars[i].addr &= 0xffff;
 	bar_store(p, i);
-	bars_update(p);
+	bars_update(p->bus);
 }
 
 /* ---- config space ---- */
@@ -171,7 +197,7 @@ static void cfg_write(struct pci_dev *p, uint32_t off, uint32_t len, uint32_t va
 		p->cfg[off + i] = (p->cfg[off + i] & ~m) | (b & m);
 	}
 	if (off <= PCI_COMMAND + 1 && off + len > PCI_COMMAND) {
-		bars_update(p);
+		bars_update(p->bus);
 		pthread_mutex_lock(&p->bus->intx_lock);
 		p->intx_disabled = pci_cfg_read16(p, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE;
 		intx_update(p);
@@ -373,7 +399,7 @@ int pci_register(struct pci_dev *p)
 	p->cfg[PCI_COMMAND] |= PCI_COMMAND_IO | PCI_COMMAND_MEMORY;
 	pthread_mutex_lock(&pb->lock);
 	pb->slots[slot] = p;
-	bars_update(p);
+	bars_update(pb);
 	pthread_mutex_unlock(&pb->lock);
 	return 0;
 }

@@ -467,6 +467,34 @@ static void bar_at_top_of_address_space(void)
 	teardown(1);
 }
 
+/* Two BARs put on the same address: the one there first keeps it; once it moves away, the
+ * other one is decoded where the guest put it. */
+static void overlapping_bars_resolve(void)
+{
+	setup(2);
+	CHECK_EQ(cfg_rd_at(2, PCI_BASE_ADDRESS_0, 4), PCI_MMIO32_START + BAR0_SIZE);
+	cfg_wr_at(2, PCI_BASE_ADDRESS_0, PCI_MMIO32_START, 4);     /* onto device 1's */
+	td[0].writes = td[1].writes = 0;
+	bus_write(&fm.mmio, PCI_MMIO32_START, &(uint32_t){ 0 }, 4);
+	CHECK_EQ(td[0].writes, 1);
+	CHECK_EQ(td[1].writes, 0);
+	cfg_wr_at(1, PCI_BASE_ADDRESS_0, 0xc8000000, 4);           /* device 1 moves away */
+	bus_write(&fm.mmio, PCI_MMIO32_START, &(uint32_t){ 0 }, 4);
+	bus_write(&fm.mmio, 0xc8000000, &(uint32_t){ 0 }, 4);
+	CHECK_EQ(td[0].writes, 1 + 1);
+	CHECK_EQ(td[1].writes, 1);
+	/* The same with an I/O BAR, and with decoding toggled instead of a move. */
+	cfg_wr_at(2, PCI_BASE_ADDRESS_1, PCI_IO_START, 4);
+	CHECK(claimed(&fm.pio, PCI_IO_START));
+	decode(1, false);
+	CHECK(claimed(&fm.pio, PCI_IO_START));
+	CHECK(claimed(&fm.mmio, PCI_MMIO32_START));
+	td[1].writes = 0;
+	bus_write(&fm.pio, PCI_IO_START, &(uint8_t){ 0 }, 1);
+	CHECK_EQ(td[1].writes, 1);
+	teardown(2);
+}
+
 /* ---- tests: INTx, reset ---- */
 
 static void intx_and_status_bit(void)
@@ -689,6 +717,6 @@ static void msix_masking_and_pending(void)
 
 TEST_MAIN("pci", T(host_bridge_and_absent_functions), T(config_mechanism_one),
 	  T(misaligned_and_wide_ecam_accesses), T(header_is_read_only), T(bar_sizing),
-	  T(bar_move_and_decode), T(bar_at_top_of_address_space),
+	  T(bar_move_and_decode), T(bar_at_top_of_address_space), T(overlapping_bars_resolve),
 	  T(intx_and_status_bit), T(reset_port), T(msix_capability), T(msix_table_accesses),
 	  T(msix_masking_and_pending))
