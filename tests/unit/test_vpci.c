@@ -564,6 +564,34 @@ static void msix_delivery(void)
 	teardown();
 }
 
+/* INTx follows the ISR whenever MSI-X is off: turning MSI-X on drops a raised line (the
+ * function may not use INTx meanwhile), turning it off raises the line for an ISR still
+ * pending (a driver falling back from MSI-X to INTx must not lose it). */
+static void msix_toggle_and_intx(void)
+{
+	setup(false);
+	bring_up(NO_VEC);
+	request(0);
+	CHECK_EQ(fm_line(&fm, INTX_GSI), 1);
+	msix_on();
+	CHECK_EQ(fm_line(&fm, INTX_GSI), 0);
+	CHECK_EQ(cfg_rd(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT, 0);
+	/* Raised with MSI-X on but no vector: ISR only. */
+	request(1);
+	CHECK_EQ(fm_line(&fm, INTX_GSI), 0);
+	cfg_wr(msix_cap + PCI_MSIX_FLAGS, 0, 2);
+	CHECK_EQ(fm_line(&fm, INTX_GSI), 1);
+	CHECK(cfg_rd(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	CHECK_EQ(rd(ISR, 1), VIRTIO_ISR_QUEUE);
+	CHECK_EQ(fm_line(&fm, INTX_GSI), 0);
+	/* Nothing pending: toggling leaves the line alone. */
+	msix_on();
+	cfg_wr(msix_cap + PCI_MSIX_FLAGS, 0, 2);
+	CHECK_EQ(fm_line(&fm, INTX_GSI), 0);
+	CHECK_EQ(fm.irq_raises[INTX_GSI], 2);
+	teardown();
+}
+
 /* VIRTIO_PCI_CAP_PCI_CFG: config-space access to BAR 4 through a window the driver points. */
 static void pci_cfg_window(void)
 {
@@ -803,6 +831,7 @@ static void device_config(void)
 
 TEST_MAIN("vpci", T(identity_and_capabilities), T(common_config_fields),
 	  T(queue_select_out_of_range), T(msix_vector_validation),
-	  T(isr_read_clears_and_lowers_intx), T(msix_delivery), T(pci_cfg_window),
+	  T(isr_read_clears_and_lowers_intx), T(msix_delivery), T(msix_toggle_and_intx),
+	  T(pci_cfg_window),
 	  T(legacy_io_bar), T(legacy_msix_registers), T(notify_follows_bar_move),
 	  T(device_config))
