@@ -214,15 +214,15 @@ static struct pci_dev *lookup(struct pci_bus *pb, uint32_t bus, uint32_t slot, u
 	return pb->slots[slot];
 }
 
-/* One config access from either path; absent functions read as all-ones, and so do accesses
- * config space does not take: misaligned, or wider than a dword (an 8-byte ECAM access). */
-static void cfg_access(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t fn, uint32_t off,
-		       void *data, uint32_t len, bool write)
+/* One config access from either path (bus lock held); absent functions read as all-ones, and
+ * so do accesses config space does not take: misaligned, or wider than a dword (an 8-byte ECAM
+ * access). */
+static void cfg_access_locked(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t fn,
+			      uint32_t off, void *data, uint32_t len, bool write)
 {
 	struct pci_dev *p;
 	uint32_t v = 0;
 
-	pthread_mutex_lock(&pb->lock);
 	p = lookup(pb, bus, slot, fn);
 	if (!p || len > 4 || (off & (len - 1)) || off + len > PCI_CFG_SIZE) {
 		if (!write)
@@ -234,6 +234,13 @@ static void cfg_access(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t
 		v = cfg_read(p, off, len);
 		memcpy(data, &v, len);
 	}
+}
+
+static void cfg_access(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t fn, uint32_t off,
+		       void *data, uint32_t len, bool write)
+{
+	pthread_mutex_lock(&pb->lock);
+	cfg_access_locked(pb, bus, slot, fn, off, data, len, write);
 	pthread_mutex_unlock(&pb->lock);
 }
 
@@ -242,7 +249,9 @@ static void cf8_read(void *opaque, uint64_t off, void *data, uint32_t len)
 	struct pci_bus *pb = opaque;
 
 	if (off == 0 && len == 4) {
+		pthread_mutex_lock(&pb->lock);
 		memcpy(data, &pb->cf8, 4);
+		pthread_mutex_unlock(&pb->lock);
 		return;
 	}
 	memset(data, 0, len); /* 0xcf9 reads as 0 */
@@ -254,7 +263,9 @@ static void cf8_write(void *opaque, uint64_t off, const void *data, uint32_t len
 	uint8_t v;
 
 	if (off == 0 && len == 4) {
+		pthread_mutex_lock(&pb->lock);
 		memcpy(&pb->cf8, data, 4);
+		pthread_mutex_unlock(&pb->lock);
 		return;
 	}
 	/* The reset control register at 0xcf9 (byte access): "reboot=pci". */
@@ -265,17 +276,20 @@ static void cf8_write(void *opaque, uint64_t off, const void *data, uint32_t len
 	}
 }
 
+/* The address register is read under the same hold of the bus lock as the access it selects:
+ * another vCPU writing 0xcf8 meanwhile cannot change the target half-way. */
 static void cfc_access(struct pci_bus *pb, uint64_t off, void *data, uint32_t len, bool write)
 {
-	uint32_t a = pb->cf8;
+	uint32_t a;
 
-	if (!(a & 0x80000000u)) {
-		if (!write)
-			memset(data, 0xff, len);
-		return;
-	}
-	cfg_access(pb, (a >> 16) & 0xff, (a >> 11) & 0x1f, (a >> 8) & 7, (a & 0xfc) + off, data, len,
-		   write);
+	pthread_mutex_lock(&pb->lock);
+	a = pb->cf8;
+	if (a & 0x80000000u)
+		cfg_access_locked(pb, (a >> 16) & 0xff, (a >> 11) & 0x1f, (a >> 8) & 7,
+				  (a & 0xfc) + off, data, len, write);
+	else if (!write)
+		memset(data, 0xff, len);
+	pthread_mutex_unlock(&pb->lock);
 }
 
 static void cfc_read(void *opaque, uint64_t off, void *data, uint32_t len)

@@ -104,7 +104,13 @@ static int fm_ioeventfd(struct machine *m, const struct machine_ioeventfd *io, b
 			err = 0;
 		}
 	}
-	if (assign && f->nioeventfds < FM_FDS) {
+	for (int i = 0; i < f->nioeventfds && assign && err; i++) {
+		if (!f->ioeventfds[i].live) {   /* a deassigned one's slot: reused */
+			f->ioeventfds[i] = (struct fm_ioeventfd){ *io, true };
+			err = 0;
+		}
+	}
+	if (assign && err && f->nioeventfds < FM_FDS) {
 		f->ioeventfds[f->nioeventfds++] = (struct fm_ioeventfd){ *io, true };
 		err = 0;
 	}
