@@ -216,8 +216,11 @@ void virtio_write_status(struct virtio_dev *dev, uint8_t status)
 		reset(dev);
 		return;
 	}
-	/* The device owns NEEDS_RESET; the driver cannot set or clear it. */
+	/* The device owns NEEDS_RESET; the driver cannot set or clear it. Nor can it clear
+	 * FEATURES_OK or DRIVER_OK once they are set (a driver must not clear a status bit; only a
+	 * reset does): the features stay fixed and checked while the device runs. */
 	status = (status & ~VIRTIO_CONFIG_S_NEEDS_RESET) | (dev->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	status |= dev->status & (VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 	if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && !(dev->status & VIRTIO_CONFIG_S_FEATURES_OK) &&
 	    !features_acceptable(dev))
 		status &= ~VIRTIO_CONFIG_S_FEATURES_OK;

@@ -480,6 +480,36 @@ static void status_and_reset(void)
 	}
 }
 
+/* The driver cannot take back FEATURES_OK or DRIVER_OK short of a reset: the features the
+ * device accepted stay fixed, and a running device stays running. */
+static void status_bits_stay_until_reset(void)
+{
+	setup(false);
+	w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(F_V1 >> 32));
+	w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV | S_FOK);
+	w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV | S_FOK | S_DOK);
+	/* Cleared FEATURES_OK, then features the device does not offer. */
+	w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV | S_DOK);
+	CHECK_EQ(r32(VIRTIO_MMIO_STATUS), S_ACK | S_DRV | S_FOK | S_DOK);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES, 0xffffffff);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES, 0xffffffff);
+	pthread_mutex_lock(&dev->lock);
+	CHECK_EQ(dev->driver_features, F_V1);
+	pthread_mutex_unlock(&dev->lock);
+	/* Cleared DRIVER_OK. */
+	w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV | S_FOK);
+	CHECK_EQ(r32(VIRTIO_MMIO_STATUS), S_ACK | S_DRV | S_FOK | S_DOK);
+	/* The other bits are the driver's to write (FAILED, say); only a reset clears it all. */
+	w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV | S_FOK | S_DOK | VIRTIO_CONFIG_S_FAILED);
+	CHECK_EQ(r32(VIRTIO_MMIO_STATUS), S_ACK | S_DRV | S_FOK | S_DOK | VIRTIO_CONFIG_S_FAILED);
+	w32(VIRTIO_MMIO_STATUS, 0);
+	CHECK_EQ(r32(VIRTIO_MMIO_STATUS), 0);
+	fm_destroy(&fm);
+}
+
 static void interrupt_status_and_ack(void)
 {
 	setup(false);
@@ -654,4 +684,5 @@ static void request_through_queue(void)
 TEST_MAIN("mmio", T(identity_registers), T(second_slot), T(fresh_register_block),
 	  T(non_word_accesses), T(feature_selects), T(queue_sel_out_of_range), T(queue_size_rules),
 	  T(ring_addresses), T(legacy_queue_pfn_layout), T(status_and_reset),
+	  T(status_bits_stay_until_reset),
 	  T(interrupt_status_and_ack), T(config_space_bounds), T(request_through_queue))
