@@ -16,7 +16,7 @@
  *     two bits, vectors 0, 1 or NO_VECTOR, nothing past a structure but 0 (or all-ones off the
  *     device), status bits only ones the program wrote (or NEEDS_RESET);
  *   - the device's state is one the spec allows: DRIVER_OK (modern) only with FEATURES_OK,
- *     FEATURES_OK only with acceptable features;
+ *     FEATURES_OK or DRIVER_OK only with features the device offers;
  *   - virtio-pci: INTx level == (ISR != 0) while MSI-X is off, 0 while it is on; the line is
  *     the level unless INTx-disable; the notify ioeventfds are exactly where the BARs are
  *     mapped; MSI routes only for the device's vectors;
@@ -596,8 +596,9 @@ static void check_state(void)
 	/* (A transitional device driven through both interfaces at once is left alone.) */
 	if ((kind == T_MMIO || kind == T_PCI) && (status & VIRTIO_CONFIG_S_DRIVER_OK))
 		FUZZ_ASSERT(status & VIRTIO_CONFIG_S_FEATURES_OK);
-	if (status & VIRTIO_CONFIG_S_FEATURES_OK)
-		FUZZ_ASSERT(!(acked & ~(F_RING | F_V1)));
+	/* A running device runs with features it offers (a legacy one: 32 bits, no VERSION_1). */
+	if (status & (VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK))
+		FUZZ_ASSERT(!(acked & ~(kind == T_MMIO_LEGACY ? F_RING : F_RING | F_V1)));
 	if (!is_pci())
 		return;
 	/* INTx: the ISR's while MSI-X is off, silent while it is on; the line obeys INTx-disable. */

@@ -510,6 +510,35 @@ static void status_bits_stay_until_reset(void)
 	fm_destroy(&fm);
 }
 
+/* A legacy driver has no FEATURES_OK: at DRIVER_OK the device drops what it did not offer
+ * (here: everything but the ring features; a legacy block has no VERSION_1), and from then on
+ * the features are fixed. */
+static void legacy_features_at_driver_ok(void)
+{
+	setup(true);
+	w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES, 0xffffffff);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES, 0xffffffff);
+	w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV | S_DOK);
+	CHECK_EQ(r32(VIRTIO_MMIO_STATUS), S_ACK | S_DRV | S_DOK);
+	pthread_mutex_lock(&dev->lock);
+	CHECK_EQ(dev->driver_features, (uint32_t)F_RING);
+	pthread_mutex_unlock(&dev->lock);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES, 0);
+	pthread_mutex_lock(&dev->lock);
+	CHECK_EQ(dev->driver_features, (uint32_t)F_RING);
+	pthread_mutex_unlock(&dev->lock);
+	/* After a reset they are the driver's to write again. */
+	w32(VIRTIO_MMIO_STATUS, 0);
+	w32(VIRTIO_MMIO_DRIVER_FEATURES, 1u << VIRTIO_RING_F_EVENT_IDX);
+	pthread_mutex_lock(&dev->lock);
+	CHECK_EQ(dev->driver_features, 1ULL << VIRTIO_RING_F_EVENT_IDX);
+	pthread_mutex_unlock(&dev->lock);
+	fm_destroy(&fm);
+}
+
 static void interrupt_status_and_ack(void)
 {
 	setup(false);
@@ -684,5 +713,5 @@ static void request_through_queue(void)
 TEST_MAIN("mmio", T(identity_registers), T(second_slot), T(fresh_register_block),
 	  T(non_word_accesses), T(feature_selects), T(queue_sel_out_of_range), T(queue_size_rules),
 	  T(ring_addresses), T(legacy_queue_pfn_layout), T(status_and_reset),
-	  T(status_bits_stay_until_reset),
+	  T(status_bits_stay_until_reset), T(legacy_features_at_driver_ok),
 	  T(interrupt_status_and_ack), T(config_space_bounds), T(request_through_queue))

@@ -723,6 +723,28 @@ static void legacy_io_bar(void)
 	teardown();
 }
 
+/* A transitional device brought up by a legacy driver (no FEATURES_OK): the features it
+ * runs with are the offered ones it acked, fixed from DRIVER_OK on, through either interface. */
+static void legacy_driver_features_fixed(void)
+{
+	setup(true);
+	lwr(VIRTIO_PCI_STATUS, S_ACK | S_DRV, 1);
+	lwr(VIRTIO_PCI_GUEST_FEATURES, 0xffffffff, 4);
+	lwr(VIRTIO_PCI_STATUS, S_ACK | S_DRV | S_DOK, 1);
+	CHECK_EQ(lrd(VIRTIO_PCI_GUEST_FEATURES, 4), (uint32_t)F_RING);
+	lwr(VIRTIO_PCI_GUEST_FEATURES, 0, 4);
+	CHECK_EQ(lrd(VIRTIO_PCI_GUEST_FEATURES, 4), (uint32_t)F_RING);
+	/* The modern interface cannot change them under the running device either. */
+	cwr(guest_feature_select, 1);
+	cwr(guest_feature, 0xffffffff);
+	cwr(guest_feature_select, 0);
+	cwr(guest_feature, 0);
+	pthread_mutex_lock(&dev->lock);
+	CHECK_EQ(dev->driver_features, (uint32_t)F_RING);
+	pthread_mutex_unlock(&dev->lock);
+	teardown();
+}
+
 /* The legacy config space moves from 20 to 24 when MSI-X is enabled, and the vector registers
  * appear at 20 and 22. */
 static void legacy_msix_registers(void)
@@ -832,6 +854,5 @@ static void device_config(void)
 TEST_MAIN("vpci", T(identity_and_capabilities), T(common_config_fields),
 	  T(queue_select_out_of_range), T(msix_vector_validation),
 	  T(isr_read_clears_and_lowers_intx), T(msix_delivery), T(msix_toggle_and_intx),
-	  T(pci_cfg_window),
-	  T(legacy_io_bar), T(legacy_msix_registers), T(notify_follows_bar_move),
-	  T(device_config))
+	  T(pci_cfg_window), T(legacy_io_bar), T(legacy_driver_features_fixed),
+	  T(legacy_msix_registers), T(notify_follows_bar_move), T(device_config))
