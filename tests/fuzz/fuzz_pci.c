@@ -283,7 +283,8 @@ static unsigned check_ranges(const struct bus *bus, bool pio)
 
 				if (!b->size || !b->mapped || b->io != pio || b->mapped_addr != r->base)
 					continue;
-				FUZZ_ASSERT(r->len == b->size && r->opaque == b->opaque && r->ops == b->ops);
+				FUZZ_ASSERT(r->len == b->size && r->opaque == b->opaque);
+				FUZZ_ASSERT(r->ops == b->ops);
 				FUZZ_ASSERT(b->addr == b->mapped_addr && bar_addr(devs[d], k) == b->addr);
 				FUZZ_ASSERT(decoded(devs[d], b));
 				found = true;
@@ -306,6 +307,9 @@ static void check_bars(void)
 			const struct pci_bar *b = &p->bars[k];
 			uint64_t limit = b->io ? 0x10000 : 1ULL << 52;
 			uint32_t lo = pci_cfg_read32(p, PCI_BASE_ADDRESS_0 + 4 * k);
+			uint32_t type = b->io ? PCI_BASE_ADDRESS_SPACE_IO
+					      : b->is64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0;
+			struct bus *on = b->io ? &fm.pio : &fm.mmio;
 			bool valid;
 
 			if (!b->size) {
@@ -317,8 +321,7 @@ static void check_bars(void)
 			/* Config space says the size-aligned address and the type. */
 			FUZZ_ASSERT(!(b->addr & (b->size - 1)));
 			FUZZ_ASSERT(bar_addr(p, k) == b->addr);
-			FUZZ_ASSERT((lo & (b->io ? 3 : 0xf)) ==
-				    (b->io ? PCI_BASE_ADDRESS_SPACE_IO : b->is64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0));
+			FUZZ_ASSERT((lo & (b->io ? 3 : 0xf)) == type);
 			FUZZ_ASSERT(b->io ? b->addr <= 0xffff : b->is64 || b->addr <= 0xffffffffULL);
 			valid = decoded(p, b) && b->addr && b->size <= limit && b->addr <= limit - b->size;
 			if (!valid) {
@@ -330,7 +333,7 @@ static void check_bars(void)
 				mapped++;
 			} else {
 				/* Only where something else already decodes part of it. */
-				FUZZ_ASSERT(overlaps_registered(b->io ? &fm.pio : &fm.mmio, b->addr, b->size));
+				FUZZ_ASSERT(overlaps_registered(on, b->addr, b->size));
 			}
 		}
 	}

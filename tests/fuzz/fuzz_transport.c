@@ -84,6 +84,12 @@ const char *__asan_default_options(void)
 
 /* ---- watching the device (linked with -Wl,--wrap) ---- */
 
+/* [p, p + len) lies in guest RAM. */
+static bool fuzz_ram_has(const uint8_t *p, uint64_t len)
+{
+	return p >= ram && len <= RAM_SIZE && (uint64_t)(p - ram) <= RAM_SIZE - len;
+}
+
 int __real_virtq_pop(struct virtq *vq, struct virtq_req *req, enum virtq_dir dir, const char **why);
 void __real_virtq_push(struct virtq *vq, uint16_t head, uint32_t written);
 bool __real_virtq_enable_kicks(struct virtq *vq);
@@ -122,7 +128,7 @@ int __wrap_virtq_pop(struct virtq *vq, struct virtq_req *req, enum virtq_dir dir
 	for (int i = 0; i < req->nsegs; i++) {
 		const uint8_t *p = req->segs[i].hva;
 
-		FUZZ_ASSERT(p >= ram && req->segs[i].len <= RAM_SIZE && p - ram <= (long)(RAM_SIZE - req->segs[i].len));
+		FUZZ_ASSERT(fuzz_ram_has(p, req->segs[i].len));
 		if (req->segs[i].write)
 			allow(p, req->segs[i].len);
 	}
@@ -193,7 +199,9 @@ static uint64_t bar_addr(int bar)
 
 	if (lo & PCI_BASE_ADDRESS_SPACE_IO)
 		return lo & ~3u;
-	return (lo & ~0xfu) | (bar == 4 ? (uint64_t)pci_cfg_read32(&vp->pdev, PCI_BASE_ADDRESS_5) << 32 : 0);
+	if (bar != 4)
+		return lo & ~0xfu;
+	return (lo & ~0xfu) | (uint64_t)pci_cfg_read32(&vp->pdev, PCI_BASE_ADDRESS_5) << 32;
 }
 
 static void note_write(uint64_t v, uint32_t len)

@@ -834,7 +834,7 @@ static void bar_mover(int id)
 	for (int i = 0; i < ITERS / 20; i++) {
 		cfg_wr(PCI_BASE_ADDRESS_5, i & 1 ? BAR_B >> 32 : BAR_A >> 32, 4);
 		if (!(i % 7))
-			cfg_wr(PCI_COMMAND, i & 8 ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY | PCI_COMMAND_IO, 2);
+			cfg_wr(PCI_COMMAND, PCI_COMMAND_IO | (i & 8 ? 0 : PCI_COMMAND_MEMORY), 2);
 	}
 	cfg_wr(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_IO, 2);
 }

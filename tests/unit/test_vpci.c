@@ -85,7 +85,8 @@ static uint8_t find_cap(uint8_t id, int type)
 	int n = 0;
 
 	for (uint8_t c = cfg_rd(PCI_CAPABILITY_LIST, 1); c && n < 48; c = cfg_rd(c + 1, 1), n++)
-		if (cfg_rd(c, 1) == id && (type < 0 || (int)cfg_rd(c + VIRTIO_PCI_CAP_CFG_TYPE, 1) == type))
+		if (cfg_rd(c, 1) == id &&
+		    (type < 0 || (int)cfg_rd(c + VIRTIO_PCI_CAP_CFG_TYPE, 1) == type))
 			return c;
 	return 0;
 }
