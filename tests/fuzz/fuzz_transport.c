@@ -64,10 +64,12 @@ static struct virtio_pci *vp;    /* the PCI transport's state, for the checks */
 static struct drv drv;
 static uint16_t qsize;
 
-/* What the program wrote: every 32-bit value (QueuePFN reads must be among them) and every
- * byte (status bits must be among them). */
+/* What the program wrote: every 32-bit value, each once (QueuePFN reads must be among them;
+ * when there are too many to keep, any value is), and every byte (status bits must be among
+ * them). */
 static uint32_t words[2 * MAX_OPS + 64];
 static unsigned nwords;
+static bool words_full;
 static uint8_t written_bits;
 
 /* What the device may write in the current operation. */
@@ -204,22 +206,32 @@ static uint64_t bar_addr(int bar)
 	return (lo & ~0xfu) | (uint64_t)pci_cfg_read32(&vp->pdev, PCI_BASE_ADDRESS_5) << 32;
 }
 
-static void note_write(uint64_t v, uint32_t len)
-{
-	for (uint32_t i = 0; i < len; i++)
-		written_bits |= (uint8_t)(v >> (8 * i));
-	if (len >= 4 && nwords < ARRAY_SIZE(words))
-		words[nwords++] = (uint32_t)v;
-	if (len == 8 && nwords < ARRAY_SIZE(words))
-		words[nwords++] = (uint32_t)(v >> 32);
-}
-
 static bool written_word(uint32_t v)
 {
 	for (unsigned i = 0; i < nwords; i++)
 		if (words[i] == v)
 			return true;
-	return false;
+	return words_full;
+}
+
+static void note_word(uint32_t w)
+{
+	if (written_word(w))
+		return;
+	if (nwords == ARRAY_SIZE(words))
+		words_full = true;
+	else
+		words[nwords++] = w;
+}
+
+static void note_write(uint64_t v, uint32_t len)
+{
+	for (uint32_t i = 0; i < len; i++)
+		written_bits |= (uint8_t)(v >> (8 * i));
+	if (len >= 4)
+		note_word((uint32_t)v);
+	if (len == 8)
+		note_word((uint32_t)(v >> 32));
 }
 
 static void mmio_wr(uint64_t off, uint32_t v)
@@ -653,6 +665,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&drv, 0, sizeof(drv));
 	memset(last_pop, 0, sizeof(last_pop));
 	nwords = nallowed = 0;
+	words_full = false;
 	written_bits = 0;
 	device_ran = allowed_overflow = false;
 	kind = hdr & 3;
