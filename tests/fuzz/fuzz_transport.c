@@ -228,8 +228,8 @@ static void note_write(uint64_t v, uint32_t len)
 {
 	for (uint32_t i = 0; i < len; i++)
 		written_bits |= (uint8_t)(v >> (8 * i));
-	if (len >= 4)
-		note_word((uint32_t)v);
+	/* Any width: the legacy BAR takes a 2-byte write to its 32-bit PFN, say. */
+	note_word((uint32_t)v);
 	if (len == 8)
 		note_word((uint32_t)(v >> 32));
 }
