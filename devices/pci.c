@@ -53,24 +53,36 @@ static void bar_unmap(struct pci_dev *p, int i)
 		p->ops->bar_mapped(p, i, b->mapped_addr, false);
 }
 
-/* Maps or unmaps each BAR to match its address and the command register's decode bits. */
-static void bars_update(struct pci_dev *p)
+static bool bar_decoded(const struct pci_dev *p, const struct pci_bar *b)
 {
 	uint16_t cmd = pci_cfg_read16(p, PCI_COMMAND);
 
+	return b->io ? (cmd & PCI_COMMAND_IO) : (cmd & PCI_COMMAND_MEMORY);
+}
+
+/* Unmaps the device's BARs whose mapping no longer matches their address and decode bit. */
+static void bars_unmap_stale(struct pci_dev *p)
+{
 	for (int i = 0; i < PCI_NUM_BARS; i++) {
 		struct pci_bar *b = &p->bars[i];
-		bool decode = b->io ? (cmd & PCI_COMMAND_IO) : (cmd & PCI_COMMAND_MEMORY);
+
+		if (b->mapped && (!bar_decoded(p, b) || b->mapped_addr != b->addr))
+			bar_unmap(p, i);
+	}
+}
+
+/* Maps the device's decoded BARs that are not mapped yet, where nothing else is. */
+static void bars_map(struct pci_dev *p)
+{
+	for (int i = 0; i < PCI_NUM_BARS; i++) {
+		struct pci_bar *b = &p->bars[i];
 		uint64_t limit = b->io ? 0x10000 : (1ULL << 52);
 
-		if (!b->size)
-			continue;
-		if (b->mapped && (!decode || b->mapped_addr != b->addr))
-			bar_unmap(p, i);
 		/* An address of 0, or a half-programmed one past the address space, stays unmapped
 		 * (sizing writes all-ones to a BAR). Written so that it cannot wrap: a 64-bit BAR
 		 * may be programmed to the last size-aligned address below 2^64. */
-		if (b->mapped || !decode || !b->addr || b->size > limit || b->addr > limit - b->size)
+		if (!b->size || b->mapped || !bar_decoded(p, b) || !b->addr || b->size > limit ||
+		    b->addr > limit - b->size)
 			continue;
 		if (bus_register(b->io ? p->bus->machine->pio : p->bus->machine->mmio, b->addr, b->size,
 				 b->ops, b->opaque, "pci-bar") < 0) {
@@ -83,6 +95,20 @@ static void bars_update(struct pci_dev *p)
 		if (p->ops && p->ops->bar_mapped)
 			p->ops->bar_mapped(p, i, b->addr, true);
 	}
+}
+
+/* Makes the buses match every BAR and decode bit of the bus (bus lock held): first every
+ * stale mapping goes, then every BAR that can be is mapped. So a BAR the guest put over another
+ * one (not mapped: the first keeps the range) is mapped as soon as the other moves away, in
+ * whichever device and order the guest reprograms them. */
+static void bars_update(struct pci_bus *pb)
+{
+	for (int s = 0; s < PCI_MAX_SLOTS; s++)
+		if (pb->slots[s])
+			bars_unmap_stale(pb->slots[s]);
+	for (int s = 0; s < PCI_MAX_SLOTS; s++)
+		if (pb->slots[s])
+			bars_map(pb->slots[s]);
 }
 
 static void bar_store(struct pci_dev *p, int i)
@@ -120,7 +146,7 @@ static void bar_write(struct pci_dev *p, int reg, uint32_t val)
 	if (p->bars[i].io)
 		p->bars[i].addr &= 0xffff;
 	bar_store(p, i);
-	bars_update(p);
+	bars_update(p->bus);
 }
 
 /* ---- config space ---- */
@@ -171,7 +197,7 @@ static void cfg_write(struct pci_dev *p, uint32_t off, uint32_t len, uint32_t va
 		p->cfg[off + i] = (p->cfg[off + i] & ~m) | (b & m);
 	}
 	if (off <= PCI_COMMAND + 1 && off + len > PCI_COMMAND) {
-		bars_update(p);
+		bars_update(p->bus);
 		pthread_mutex_lock(&p->bus->intx_lock);
 		p->intx_disabled = pci_cfg_read16(p, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE;
 		intx_update(p);
@@ -188,16 +214,17 @@ static struct pci_dev *lookup(struct pci_bus *pb, uint32_t bus, uint32_t slot, u
 	return pb->slots[slot];
 }
 
-/* One config access from either path; absent functions read as all-ones. */
-static void cfg_access(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t fn, uint32_t off,
-		       void *data, uint32_t len, bool write)
+/* One config access from either path (bus lock held); absent functions read as all-ones, and
+ * so do accesses config space does not take: misaligned, or wider than a dword (an 8-byte ECAM
+ * access). */
+static void cfg_access_locked(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t fn,
+			      uint32_t off, void *data, uint32_t len, bool write)
 {
 	struct pci_dev *p;
 	uint32_t v = 0;
 
-	pthread_mutex_lock(&pb->lock);
 	p = lookup(pb, bus, slot, fn);
-	if (!p || (off & (len - 1)) || off + len > PCI_CFG_SIZE) {
+	if (!p || len > 4 || (off & (len - 1)) || off + len > PCI_CFG_SIZE) {
 		if (!write)
 			memset(data, 0xff, len);
 	} else if (write) {
@@ -207,6 +234,13 @@ static void cfg_access(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t
 		v = cfg_read(p, off, len);
 		memcpy(data, &v, len);
 	}
+}
+
+static void cfg_access(struct pci_bus *pb, uint32_t bus, uint32_t slot, uint32_t fn, uint32_t off,
+		       void *data, uint32_t len, bool write)
+{
+	pthread_mutex_lock(&pb->lock);
+	cfg_access_locked(pb, bus, slot, fn, off, data, len, write);
 	pthread_mutex_unlock(&pb->lock);
 }
 
@@ -215,7 +249,9 @@ static void cf8_read(void *opaque, uint64_t off, void *data, uint32_t len)
 	struct pci_bus *pb = opaque;
 
 	if (off == 0 && len == 4) {
+		pthread_mutex_lock(&pb->lock);
 		memcpy(data, &pb->cf8, 4);
+		pthread_mutex_unlock(&pb->lock);
 		return;
 	}
 	memset(data, 0, len); /* 0xcf9 reads as 0 */
@@ -227,7 +263,9 @@ static void cf8_write(void *opaque, uint64_t off, const void *data, uint32_t len
 	uint8_t v;
 
 	if (off == 0 && len == 4) {
+		pthread_mutex_lock(&pb->lock);
 		memcpy(&pb->cf8, data, 4);
+		pthread_mutex_unlock(&pb->lock);
 		return;
 	}
 	/* The reset control register at 0xcf9 (byte access): "reboot=pci". */
@@ -238,17 +276,20 @@ static void cf8_write(void *opaque, uint64_t off, const void *data, uint32_t len
 	}
 }
 
+/* The address register is read under the same hold of the bus lock as the access it selects:
+ * another vCPU writing 0xcf8 meanwhile cannot change the target half-way. */
 static void cfc_access(struct pci_bus *pb, uint64_t off, void *data, uint32_t len, bool write)
 {
-	uint32_t a = pb->cf8;
+	uint32_t a;
 
-	if (!(a & 0x80000000u)) {
-		if (!write)
-			memset(data, 0xff, len);
-		return;
-	}
-	cfg_access(pb, (a >> 16) & 0xff, (a >> 11) & 0x1f, (a >> 8) & 7, (a & 0xfc) + off, data, len,
-		   write);
+	pthread_mutex_lock(&pb->lock);
+	a = pb->cf8;
+	if (a & 0x80000000u)
+		cfg_access_locked(pb, (a >> 16) & 0xff, (a >> 11) & 0x1f, (a >> 8) & 7,
+				  (a & 0xfc) + off, data, len, write);
+	else if (!write)
+		memset(data, 0xff, len);
+	pthread_mutex_unlock(&pb->lock);
 }
 
 static void cfc_read(void *opaque, uint64_t off, void *data, uint32_t len)
@@ -372,7 +413,7 @@ int pci_register(struct pci_dev *p)
 	p->cfg[PCI_COMMAND] |= PCI_COMMAND_IO | PCI_COMMAND_MEMORY;
 	pthread_mutex_lock(&pb->lock);
 	pb->slots[slot] = p;
-	bars_update(p);
+	bars_update(pb);
 	pthread_mutex_unlock(&pb->lock);
 	return 0;
 }

@@ -181,7 +181,7 @@ static void reg_write(struct virtio_mmio *m, uint64_t off, uint32_t v)
 static void mmio_read(void *opaque, uint64_t off, void *data, uint32_t len)
 {
 	struct virtio_mmio *m = opaque;
-	uint32_t v = 0;
+	uint64_t v = 0; /* as wide as any access: an 8-byte read copies out no stack bytes */
 
 	pthread_mutex_lock(&m->dev->lock);
 	if (off >= VIRTIO_MMIO_CONFIG)

@@ -200,8 +200,18 @@ static void vpci_cfg_written(struct pci_dev *pdev, uint32_t off, uint32_t len, u
 {
 	struct virtio_pci *vp = pdev->priv;
 	struct virtio_pci_cap cap;
+	bool msix_was = msix_enabled(&vp->msix);
 
 	msix_cfg_written(&vp->msix, off, len);
+	if (msix_enabled(&vp->msix) != msix_was) {
+		/* INTx is the ISR's while MSI-X is off, and silent while it is on: an interrupt
+		 * raised with MSI-X on (no vector, say) must reach a driver that falls back to
+		 * INTx. Under dev->lock, after the change: an interrupt being raised meanwhile
+		 * has either seen the new state or is reconciled here. */
+		pthread_mutex_lock(&vp->dev->lock);
+		pci_set_intx(&vp->pdev, !msix_enabled(&vp->msix) && vp->dev->isr);
+		pthread_mutex_unlock(&vp->dev->lock);
+	}
 	if (cfg_window(vp, off, &cap) && window_ok(&cap, len))
 		modern_write(vp, cap.offset, &val, cap.length);
 }

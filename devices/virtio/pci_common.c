@@ -52,15 +52,16 @@ void vpci_common_read(struct virtio_pci *vp, uint64_t off, void *data, uint32_t 
 		memset(data, 0, len);
 }
 
-/* A ring address: a 32-bit half, or (len 8) the whole of it. */
+/* A ring address: a 32-bit half, or (len 8, at the low half) the whole of it. Any other access
+ * is dropped, as for every field: an 8-byte one at the high half would straddle two fields. */
 static void ring_addr(struct virtio_dev *dev, uint16_t q, enum virtio_ring ring, bool high,
 		      uint64_t v, uint32_t len)
 {
-	if (len == 8)
+	if (len == 8 && !high)
 		virtio_queue_set_addr(dev, q, ring, v, ~0ULL);
-	else if (high)
+	else if (len == 4 && high)
 		virtio_queue_set_addr(dev, q, ring, v << 32, ~0xffffffffULL);
-	else
+	else if (len == 4)
 		virtio_queue_set_addr(dev, q, ring, v, 0xffffffffULL);
 }
 

@@ -216,8 +216,11 @@ void virtio_write_status(struct virtio_dev *dev, uint8_t status)
 		reset(dev);
 		return;
 	}
-	/* The device owns NEEDS_RESET; the driver cannot set or clear it. */
+	/* The device owns NEEDS_RESET; the driver cannot set or clear it. Nor can it clear
+	 * FEATURES_OK or DRIVER_OK once they are set (a driver must not clear a status bit; only a
+	 * reset does): the features stay fixed and checked while the device runs. */
 	status = (status & ~VIRTIO_CONFIG_S_NEEDS_RESET) | (dev->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	status |= dev->status & (VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 	if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && !(dev->status & VIRTIO_CONFIG_S_FEATURES_OK) &&
 	    !features_acceptable(dev))
 		status &= ~VIRTIO_CONFIG_S_FEATURES_OK;
@@ -226,6 +229,9 @@ void virtio_write_status(struct virtio_dev *dev, uint8_t status)
 		if (!dev->legacy && !(status & VIRTIO_CONFIG_S_FEATURES_OK)) {
 			status &= ~VIRTIO_CONFIG_S_DRIVER_OK;
 		} else {
+			/* A legacy driver negotiates nothing: what it acked beyond the offer is
+			 * dropped here (after FEATURES_OK there is nothing to drop). */
+			dev->driver_features &= virtio_offered_features(dev);
 			dev->status = status;
 			for (int q = 0; q < dev->ops->num_queues; q++)
 				set_ring_features(dev, q);
@@ -241,8 +247,8 @@ void virtio_write_status(struct virtio_dev *dev, uint8_t status)
 
 void virtio_set_driver_features(struct virtio_dev *dev, uint32_t word, uint32_t value)
 {
-	/* Features are fixed once accepted. */
-	if (word < 2 && !(dev->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
+	/* Features are fixed once accepted, or (legacy: no FEATURES_OK) once the device runs. */
+	if (word < 2 && !(dev->status & (VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK))) {
 		uint64_t mask = 0xffffffffULL << (32 * word);
 
 		dev->driver_features = (dev->driver_features & ~mask) | ((uint64_t)value << (32 * word));

@@ -20,7 +20,7 @@ FUZZ_CFLAGS  := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g -O1 -fno-omit-fr
 FUZZ_CPPFLAGS := -I.
 FUZZ_HDRS    := $(wildcard vmm/*.h devices/*.h devices/virtio/*.h devices/net/*.h tests/fuzz/*.h tests/unit/*.h)
 
-FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev
+FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev fuzz_transport fuzz_pci
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
 FUZZ_SRCS_fuzz_virtq      := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c
@@ -34,6 +34,16 @@ FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/fuzz_track.
 			     vmm/outq.c vmm/util.c
 FUZZ_LIBS_fuzz_virtio_dev := -luring -Wl,--wrap=virtq_pop,--wrap=virtq_push,--wrap=madvise \
 			     -Wl,--wrap=blk_io_queue,--wrap=blk_io_reap,--wrap=blk_io_submit_reap,--wrap=blk_io_drain
+# The transports and the PCI bus on the fake machine of the unit tests (tests/unit/fake_machine.h).
+FUZZ_MACHINE_SRCS := vmm/bus.c vmm/evloop.c vmm/memory.c vmm/machine.c vmm/log.c vmm/err.c
+FUZZ_SRCS_fuzz_transport := tests/fuzz/fuzz_transport.c devices/virtio/mmio.c devices/virtio/pci.c \
+			    devices/virtio/pci_common.c devices/virtio/pci_legacy.c \
+			    devices/virtio/virtio.c devices/virtio/virtq.c devices/virtio/rng.c \
+			    devices/pci.c devices/msix.c $(FUZZ_MACHINE_SRCS)
+FUZZ_LIBS_fuzz_transport := -Wl,--wrap=virtq_pop,--wrap=virtq_push,--wrap=virtq_enable_kicks
+FUZZ_SRCS_fuzz_pci := tests/fuzz/fuzz_pci.c devices/pci.c devices/msix.c devices/virtio/pci.c \
+		      devices/virtio/pci_common.c devices/virtio/pci_legacy.c devices/virtio/virtio.c \
+		      devices/virtio/virtq.c devices/virtio/rng.c $(FUZZ_MACHINE_SRCS)
 
 .PHONY: fuzz fuzz-smoke fuzz-build
 define fuzz_link
@@ -45,6 +55,12 @@ $(FUZZ_DIR)/fuzz_virtq: $(FUZZ_SRCS_fuzz_virtq) $(FUZZ_HDRS) tests/fuzz/fuzz.mk
 	$(fuzz_link)
 
 $(FUZZ_DIR)/fuzz_virtio_dev: $(FUZZ_SRCS_fuzz_virtio_dev) $(FUZZ_HDRS) tests/fuzz/fuzz.mk
+	$(fuzz_link)
+
+$(FUZZ_DIR)/fuzz_transport: $(FUZZ_SRCS_fuzz_transport) $(FUZZ_HDRS) tests/fuzz/fuzz.mk
+	$(fuzz_link)
+
+$(FUZZ_DIR)/fuzz_pci: $(FUZZ_SRCS_fuzz_pci) $(FUZZ_HDRS) tests/fuzz/fuzz.mk
 	$(fuzz_link)
 
 # Seed inputs (well-formed rings of each shape), written by a host program.

@@ -3,8 +3,10 @@
  * for the device target valid requests of each device model (every virtio-blk request type,
  * virtio-net frames both ways, balloon page lists and stats), so that the fuzzer starts from
  * deep states and mutates from there instead of having to discover a valid ring by itself.
- * Usage: mkseeds DIR (writes DIR/fuzz_virtq/ and DIR/fuzz_virtio_dev/). Built and run by
- * tests/fuzz/fuzz.mk. */
+ * The transport and PCI targets get programs: each transport brought up, requests, register
+ * sweeps, the PCI_CFG window; BARs sized, moved and overlapped, MSI-X fired and masked.
+ * Usage: mkseeds DIR (writes DIR/fuzz_virtq/, DIR/fuzz_virtio_dev/, DIR/fuzz_transport/ and
+ * DIR/fuzz_pci/). Built and run by tests/fuzz/fuzz.mk. */
 #include <errno.h>
 #include <linux/virtio_ring.h>
 #include <stdio.h>
@@ -366,6 +368,159 @@ static void balloon_seeds(void)
 	}
 }
 
+/* ---- fuzz_transport and fuzz_pci: byte-coded programs (see their run_op) ---- */
+
+static uint8_t prog[4096];
+static size_t plen;
+
+static void b1(unsigned v) { prog[plen++] = (uint8_t)v; }
+static void b2(unsigned v) { b1(v & 0xff); b1(v >> 8); }
+static void b4(uint32_t v) { b2(v & 0xffff); b2(v >> 16); }
+static void b8(uint64_t v) { b4((uint32_t)v); b4((uint32_t)(v >> 32)); }
+
+static void emit_prog(const char *target)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/seed-%03d", dir, target, nseeds++);
+	f = fopen(path, "wb");
+	if (!f || fwrite(prog, 1, plen, f) != plen || fclose(f)) {
+		perror(path);
+		exit(1);
+	}
+}
+
+/* fuzz_transport: a read (op 0) or write (op 1) of len bytes in a region at off. */
+static void t_access(bool write, unsigned len, unsigned region, unsigned off, uint64_t v)
+{
+	unsigned w = len == 1 ? 0 : len == 2 ? 1 : len == 4 ? 2 : 3;
+
+	b1(write);
+	b1(w | region << 2);
+	b2(off);
+	for (unsigned i = 0; write && i < len; i++)
+		b1((unsigned)(v >> (8 * i)));
+}
+
+static void transport_seeds(void)
+{
+	/* The PCI_CFG window capability of a virtio-pci device (MSI-X at 0x40, then the five
+	 * vendor capabilities) and its fields. */
+	const unsigned cfg_cap = 0x90;
+
+	for (unsigned kind = 0; kind < 4; kind++) {
+		bool pci = kind >= 2;
+
+		for (unsigned variant = 0; variant < 4; variant++) {
+			unsigned arg = 4 | (variant & 1 ? 0x40 : 0) | (pci && (variant & 2) ? 0x10 : 0) |
+				       (kind == 3 && variant >= 2 ? 0x20 : 0);
+
+			plen = 0;
+			b1(kind | (variant & 1 ? 4 : 0));
+			b1(2);                          /* bring-up */
+			b1(arg);
+			for (unsigned i = 0; i < 4; i++) {
+				b1(3);                  /* post a writable buffer */
+				b1(i);
+				b2(0x8000 + 0x200 * i);
+				b2(0x200);
+				b1(0);
+				b1(2);
+			}
+			b1(4);                          /* kick */
+			b1(variant & 2 ? 2 : 0);
+			if (!pci) {
+				for (unsigned off = 0; off < 0x100; off += 4)
+					t_access(false, 4, 0, off, 0);
+				t_access(true, 4, 0, 0x64, 1);  /* InterruptACK */
+				t_access(false, 8, 0, 0x70, 0);
+				t_access(true, 4, 0, 0x30, 1);  /* QueueSel out of range */
+				t_access(false, 4, 0, 0x34, 0);
+				t_access(false, 4, 0, 0x40, 0);
+				t_access(true, 4, 0, 0x70, 0);  /* reset */
+			} else {
+				for (unsigned off = 0; off < 0x38; off += 2)
+					t_access(false, 2, 0, off, 0);
+				t_access(false, 1, 0, 0x1000, 0);       /* ISR */
+				t_access(false, 8, 0, 0x4000, 0);       /* MSI-X table */
+				t_access(false, 8, 0, 0x5000, 0);       /* PBA */
+				t_access(true, 2, 0, 22, 1);            /* queue_select out of range */
+				t_access(false, 2, 0, 24, 0);
+				t_access(false, 2, 0, 26, 0);
+				/* The PCI_CFG window onto the ISR, then device_status. */
+				t_access(true, 1, 5, cfg_cap + 4, 4);
+				t_access(true, 4, 5, cfg_cap + 8, 0x1000);
+				t_access(true, 4, 5, cfg_cap + 12, 1);
+				t_access(false, 1, 5, cfg_cap + 16, 0);
+				t_access(true, 4, 5, cfg_cap + 8, 20);
+				t_access(false, 1, 5, cfg_cap + 16, 0);
+				/* MSI-X off and on again, INTx-disable, the legacy BAR. */
+				t_access(true, 2, 5, 0x42, 0);
+				t_access(true, 2, 5, 0x42, 0x8000);
+				t_access(true, 2, 5, 4, 0x407);
+				t_access(true, 2, 5, 4, 0x7);
+				for (unsigned off = 0; off < 24; off += 2)
+					t_access(false, 2, 4, off, 0);
+				t_access(false, 1, 4, 19, 0);
+				t_access(true, 1, 0, 20, 0);            /* reset */
+			}
+			b1(5);                          /* interrupts, as the event loop raises them */
+			b1(0);
+			b1(5);
+			b1(1);
+			emit_prog("fuzz_transport");
+		}
+	}
+}
+
+static void pci_seeds(void)
+{
+	for (unsigned variant = 0; variant < 3; variant++) {
+		plen = 0;
+		/* The header of both devices and the host bridge, through ECAM and 0xcf8/0xcfc. */
+		for (unsigned slot = 0; slot < 3; slot++) {
+			for (unsigned off = 0; off < 0x40; off += 4) {
+				b1(0);
+				b1(2);
+				b1(slot);
+				b2(off);
+			}
+			b1(2);
+			b4(0x80000000u | slot << 11 | 0x10);
+			b1(3);
+			b1(2);
+		}
+		/* Size and move BARs; one near the top of the address space. */
+		b1(1); b1(2); b1(1); b2(0x10); b4(0xffffffff);
+		b1(0); b1(2); b1(1); b2(0x10);
+		b1(9); b1(0 | 0 << 1); b8(0xc1000000);
+		b1(9); b1(1 | 4 << 1); b8(0x300000000ULL);
+		b1(9); b1(0 | 2 << 1 | (variant == 1 ? 0x10 : 0)); b8(0x4000);
+		b1(9); b1(1 | 0 << 1); b8(variant == 2 ? 0xc000 : 0xd000);  /* onto the other's */
+		b1(10); b1(0); b2(variant == 2 ? 0x1 : 0x407);
+		b1(10); b1(0); b2(0x7);
+		/* MSI-X of the test device: enable, program and unmask entry 1, fire, mask, fire. */
+		b1(1); b1(1); b1(1); b2(0x42); b2(0x8000);
+		b1(5); b1(0 | 2 << 1 | 0x10 | 2 << 5); b2(16); b4(0xfee01000);
+		b1(5); b1(0 | 2 << 1 | 0x10 | 2 << 5); b2(24); b4(0x41);
+		b1(5); b1(0 | 2 << 1 | 0x10 | 2 << 5); b2(28); b4(0);
+		b1(6); b1(1);
+		b1(6); b1(0);
+		b1(5); b1(0 | 2 << 1 | 2 << 5); b2(0x800);
+		b1(1); b1(1); b1(1); b2(0x42); b2(0xc000);
+		b1(6); b1(1);
+		b1(1); b1(1); b1(1); b2(0x42); b2(0x8000);
+		/* INTx with INTx-disable toggled; a reset request that does not reset. */
+		b1(7); b1(1);
+		b1(10); b1(0); b2(0x407);
+		b1(10); b1(0); b2(0x7);
+		b1(7); b1(0);
+		b1(11); b1(2);
+		emit_prog("fuzz_pci");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char path[512];
@@ -380,12 +535,18 @@ int main(int argc, char **argv)
 	mkdir(path, 0777);
 	snprintf(path, sizeof(path), "%s/fuzz_virtio_dev", dir);
 	mkdir(path, 0777);
+	snprintf(path, sizeof(path), "%s/fuzz_transport", dir);
+	mkdir(path, 0777);
+	snprintf(path, sizeof(path), "%s/fuzz_pci", dir);
+	mkdir(path, 0777);
 	nseeds = 0;
 	virtq_seeds();
 	device_seeds();
 	blk_seeds();
 	net_seeds();
 	balloon_seeds();
+	transport_seeds();
+	pci_seeds();
 	printf("mkseeds: %d seeds in %s\n", nseeds, dir);
 	return 0;
 }

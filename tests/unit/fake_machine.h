@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "vmm/bus.h"
@@ -103,7 +104,13 @@ static int fm_ioeventfd(struct machine *m, const struct machine_ioeventfd *io, b
 			err = 0;
 		}
 	}
-	if (assign && f->nioeventfds < FM_FDS) {
+	for (int i = 0; i < f->nioeventfds && assign && err; i++) {
+		if (!f->ioeventfds[i].live) {   /* a deassigned one's slot: reused */
+			f->ioeventfds[i] = (struct fm_ioeventfd){ *io, true };
+			err = 0;
+		}
+	}
+	if (assign && err && f->nioeventfds < FM_FDS) {
 		f->ioeventfds[f->nioeventfds++] = (struct fm_ioeventfd){ *io, true };
 		err = 0;
 	}
@@ -218,6 +225,67 @@ static inline const struct machine_ioeventfd *fm_ioeventfd_at(struct fake_machin
 		    f->ioeventfds[i].io.pio == pio)
 			return &f->ioeventfds[i].io;
 	return NULL;
+}
+
+/* The level gsi was last driven to, read under the machine's lock (for tests that race). */
+static inline int fm_line(struct fake_machine *f, uint32_t gsi)
+{
+	int level;
+
+	pthread_mutex_lock(&f->lock);
+	level = f->irq_level[gsi];
+	pthread_mutex_unlock(&f->lock);
+	return level;
+}
+
+/* A guest write as KVM handles it: a live ioeventfd that matches (address; length unless it
+ * is a zero-length MMIO one; data if datamatch) is signalled instead of exiting to the device.
+ * Returns true when an ioeventfd took the write. */
+static inline bool fm_guest_write(struct fake_machine *f, bool pio, uint64_t addr,
+				  const void *data, uint32_t len)
+{
+	uint64_t one = 1, v = 0;
+	int fd = -1;
+
+	memcpy(&v, data, len < 8 ? len : 8);
+	pthread_mutex_lock(&f->lock);
+	for (int i = 0; i < f->nioeventfds && fd < 0; i++) {
+		const struct machine_ioeventfd *io = &f->ioeventfds[i].io;
+
+		if (!f->ioeventfds[i].live || io->pio != pio || io->addr != addr ||
+		    (io->len && io->len != len))
+			continue;
+		if (io->datamatch && (io->len < 8 ? v & ((1ULL << (8 * io->len)) - 1) : v) != io->data)
+			continue;
+		fd = io->fd;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (fd >= 0)
+		return write(fd, &one, sizeof(one)) == sizeof(one);
+	bus_write(pio ? &f->pio : &f->mmio, addr, data, len);
+	return false;
+}
+
+/* Runs the event loop's handlers that are ready now, as its thread would, until none is (at
+ * most `rounds` waits). Returns how many handlers ran. */
+static inline int fm_run_ready(struct fake_machine *f, int rounds)
+{
+	int ran = 0;
+
+	while (rounds-- > 0) {
+		struct epoll_event evs[16];
+		int n = epoll_wait(f->loop.epfd, evs, 16, 0);
+
+		if (n <= 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			struct ev_handler *h = evs[i].data.ptr;
+
+			h->fn(h, evs[i].events);
+		}
+		ran += n;
+	}
+	return ran;
 }
 
 #endif
