@@ -16,6 +16,7 @@
 #include "tests/unit/vring_driver.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
+#include "vmm/outq.h"
 
 #define RAM    (16 * 1024 * 1024ULL)
 #define BASE   VIRTIO_MMIO_BASE
@@ -573,11 +574,13 @@ static void config_space_bounds(void)
 {
 	struct console_sink sink;
 	struct virtio_dev *d;
+	struct outq *out;
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
 	log_set_level(LOG_ERROR);
 	fm_init(&fm, RAM);
-	if (null < 0 || virtio_console_create(&(struct virtio_env){ &fm.mem, &fm.loop }, null, &d))
+	if (null < 0 || outq_create(&fm.loop, null, 4096, &out) ||
+	    virtio_console_create(&(struct virtio_env){ &fm.mem, &fm.loop }, out, &d))
 		abort();
 	setup_dev(d, false);
 	/* struct virtio_console_config: cols 80, rows 25, max_nr_ports 0, emerg_wr 0: 12 bytes. */
@@ -608,6 +611,7 @@ static void config_space_bounds(void)
 	CHECK_EQ(r32(VIRTIO_MMIO_CONFIG_GENERATION), 1);
 	CHECK_EQ(rd(VIRTIO_MMIO_CONFIG, 4), 100 | 40 << 16);
 	fm_destroy(&fm);
+	outq_destroy(out);
 	close(null);
 }
 

@@ -19,6 +19,7 @@
 #include "tests/unit/vring_driver.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
+#include "vmm/outq.h"
 
 #define RAM      (16 * 1024 * 1024ULL)
 #define SLOT     1
@@ -169,6 +170,7 @@ static void setup(bool transitional)
 }
 
 static int console_out = -1;
+static struct outq *console_q;
 
 static void setup_console(bool transitional)
 {
@@ -176,8 +178,8 @@ static void setup_console(bool transitional)
 
 	machine_up(true);
 	console_out = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	if (console_out < 0 ||
-	    virtio_console_create(&(struct virtio_env){ &fm.mem, &fm.loop }, console_out, &d))
+	if (console_out < 0 || outq_create(&fm.loop, console_out, 4096, &console_q) ||
+	    virtio_console_create(&(struct virtio_env){ &fm.mem, &fm.loop }, console_q, &d))
 		abort();
 	attach(d, transitional);
 }
@@ -185,6 +187,9 @@ static void setup_console(bool transitional)
 static void teardown(void)
 {
 	fm_destroy(&fm);
+	if (console_q)
+		outq_destroy(console_q);
+	console_q = NULL;
 	if (console_out >= 0)
 		close(console_out);
 	console_out = -1;
