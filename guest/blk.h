@@ -6,8 +6,6 @@
 
 #include "virtio.h"
 
-#define VIRTIO_ID_BLOCK 2
-
 #define BLK_F_SIZE_MAX     1
 #define BLK_F_SEG_MAX      2
 #define BLK_F_RO           5

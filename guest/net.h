@@ -11,10 +11,6 @@
 
 #include "virtio.h"
 
-#ifndef VIRTIO_ID_NET
-#define VIRTIO_ID_NET 1
-#endif
-
 /* Feature bits and configuration layout (virtio 1.1, 5.1.3, 5.1.4) */
 #define VIRTIO_NET_F_MTU       3
 #define VIRTIO_NET_F_MAC       5

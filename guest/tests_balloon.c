@@ -1,6 +1,6 @@
 /* virtio-balloon (device ID 5), driven by the host: mica --balloon --control SOCK, then
  * `balloon MIB` on the socket once the guest says it waits (tests/integration/control.py;
- * tests/integration/guest_devices.sh does it all and checks mica's RSS).
+ * tests/integration/kvm.sh does it all, over each transport, and checks mica's RSS).
  *
  * virtio_balloon (destructive: needs the host): touches 32 MiB, waits up to 60 s for a
  * configuration interrupt with num_pages > 0, inflates exactly num_pages 4 KiB PFNs of the
@@ -13,10 +13,6 @@
 #define MS 1000000UL
 #define IO_TIMEOUT (5000 * MS)
 #define HOST_TIMEOUT (60000 * MS)
-
-#ifndef VIRTIO_ID_BALLOON
-#define VIRTIO_ID_BALLOON 5
-#endif
 
 #define BALLOON_F_MUST_TELL_HOST 0
 #define BALLOON_F_STATS_VQ       1

@@ -1,7 +1,8 @@
 /* virtio-net (device ID 1) through the guest's own driver and IPv4 stack (net.h), against
  * libslirp (mica --net user; QEMU -netdev user): guest 10.0.2.15, gateway and host loopback
  * 10.0.2.2, DNS 10.0.2.3. A missing device SKIPs; so does a test whose host-side peer is not
- * named on the command line. tests/integration/guest_net.sh runs them all with host peers.
+ * named on the command line. tests/integration/kvm.sh runs them all over each transport, with
+ * host peers (guest_peers.py).
  *
  * virtio_net: bring-up, the MAC (net_mac=XX:..:XX when mica was given mac=, else a 52:54:00
  *   address), link up, a DHCP lease (10.0.2.15, router 10.0.2.2, DNS 10.0.2.3, /24), ARP of

@@ -1,32 +1,25 @@
-/* virtio devices (issues #3, #4): rng, console, negotiation, reset, EVENT_IDX, and hostile
- * drivers the device must survive (DEVICE_NEEDS_RESET, the other device unaffected), over
- * whichever transport the device sits on (virtio-mmio v2/legacy, virtio-pci modern/legacy).
- * mica: --rng --console virtio [--transport mmio-legacy|pci|pci-transitional]. A missing device
- * SKIPs. */
-#include "virtio.h"
+/* virtio devices (issues #3, #4): rng, console, negotiation, reset, EVENT_IDX, over whichever
+ * transport the device sits on (virtio-mmio v2/legacy, virtio-pci modern/legacy). The hostile
+ * drivers are in tests_virtio_hostile.c; what both share is here, declared in tests_virtio.h.
+ * mica: --rng and/or --console virtio [--transport mmio-legacy|pci|pci-transitional]; other
+ * devices may be there too, no test touches them. A test whose device is missing SKIPs. */
+#include "tests_virtio.h"
 
-#define MS 1000000UL
-#define IO_TIMEOUT (2000 * MS)
+/* ---- shared with tests_virtio_hostile.c ---- */
 
-#define STD_FEATURES (BIT64(VIRTIO_F_VERSION_1) | BIT64(VIRTIO_F_INDIRECT_DESC) | BIT64(VIRTIO_F_EVENT_IDX))
-
-/* ---- shared buffers: never-reused pages, so allocate once ---- */
+/* never-reused pages, so allocate once */
 #define POOL_PAGES 80
-#define PG_MISC    64 /* 64..71: indirect / hostile / single requests */
-#define PG_CON     72 /* 72..79: console */
 static uint8_t *pool;
 
-static uint8_t *page(unsigned i)
+uint8_t *vtest_page(unsigned i)
 {
     if (!pool)
         pool = alloc_pages(POOL_PAGES);
-    return pool ? pool + (size_t)i * PAGE_SIZE : NULL;
+    return pool && i < POOL_PAGES ? pool + (size_t)i * PAGE_SIZE : NULL;
 }
 
-static uint64_t pa(const void *p) { return virt_to_phys(p); }
-
-static struct vdev *rng(void) { return virtio_find(VIRTIO_ID_RNG, 0); }
-static struct vdev *con(void) { return virtio_find(VIRTIO_ID_CONSOLE, 0); }
+struct vdev *vtest_rng(void) { return virtio_find(VIRTIO_ID_RNG, 0); }
+struct vdev *vtest_con(void) { return virtio_find(VIRTIO_ID_CONSOLE, 0); }
 
 static bool all_equal(const uint8_t *p, size_t n)
 {
@@ -59,7 +52,7 @@ static bool got_used_irq(struct vdev *d, unsigned irq0)
 static enum test_result rng_once(struct vdev *d, uint32_t len, bool indirect, const char *what)
 {
     struct virtq *vq = &d->vq[0];
-    uint8_t *buf = page(PG_MISC);
+    uint8_t *buf = vtest_page(PG_MISC);
     CHECK(buf, "out of memory");
     memset(buf, 0x5a, len);
     struct vbuf b = {pa(buf), len};
@@ -82,7 +75,7 @@ static enum test_result rng_once(struct vdev *d, uint32_t len, bool indirect, co
 static enum test_result con_write(struct vdev *d, const char *text, const char *what)
 {
     struct virtq *vq = &d->vq[1];
-    uint8_t *buf = page(PG_CON);
+    uint8_t *buf = vtest_page(PG_CON);
     CHECK(buf, "out of memory");
     size_t n = strlen(text);
     memcpy(buf, text, n);
@@ -100,6 +93,17 @@ static enum test_result con_write(struct vdev *d, const char *text, const char *
     return TEST_PASS;
 }
 
+enum test_result vtest_works(struct vdev *d, const char *what)
+{
+    if (d->device_id == VIRTIO_ID_RNG)
+        return rng_once(d, 64, false, what);
+    CHECK(d->device_id == VIRTIO_ID_CONSOLE, "%s: no request for a virtio %s device", what,
+          virtio_dev_name(d->device_id));
+    char line[120];
+    snprintf(line, sizeof(line), "# virtio-console: %s\n", what);
+    return con_write(d, line, what);
+}
+
 /* ---- virtio_rng: 64 requests each of 1, 64 and 4096 bytes, 16 per kick (fewer when the
  * queue is smaller: QEMU's virtio-rng has 8 entries) ---- */
 #define RNG_REQS  64
@@ -107,10 +111,10 @@ static enum test_result con_write(struct vdev *d, const char *text, const char *
 
 static enum test_result test_virtio_rng(void)
 {
-    struct vdev *d = rng();
+    struct vdev *d = vtest_rng();
     if (!d)
         return test_skip("no virtio-rng device (mica --rng)");
-    CHECK(page(0), "out of memory");
+    CHECK(vtest_page(0), "out of memory");
     CHECK(vdev_up(d, STD_FEATURES, 0), "bring-up failed: Status 0x%x", vdev_status(d));
     struct virtq *vq = &d->vq[0];
     /* The queue size is a power of 2, so the batch divides RNG_REQS. */
@@ -124,7 +128,7 @@ static enum test_result test_virtio_rng(void)
         bool have_prev = false;
         for (unsigned b = 0; b < RNG_REQS / batch; b++) {
             for (unsigned i = 0; i < batch; i++) {
-                uint8_t *p = page(b * batch + i);
+                uint8_t *p = vtest_page(b * batch + i);
                 memset(p, 0x5a, len);
                 struct vbuf vb = {pa(p), len};
                 CHECK(vq_add(vq, &vb, 0, 1, p, false) >= 0, "no room in the queue (num_free %u of %u)",
@@ -139,13 +143,13 @@ static enum test_result test_virtio_rng(void)
                 uint32_t got;
                 CHECK(vq_pop(vq, &tok, &got), "used entry %u of the batch invalid", i);
                 uint8_t *p = tok;
-                unsigned k = (unsigned)((p - page(0)) / PAGE_SIZE);
+                unsigned k = (unsigned)((p - vtest_page(0)) / PAGE_SIZE);
                 CHECK(k < RNG_REQS, "used entry token %p is not one of ours", tok);
                 CHECK(got == len, "request %u: used len %u, expected %u", k, got, len);
             }
             for (unsigned i = 0; i < batch; i++) {
                 unsigned k = b * batch + i;
-                uint8_t *p = page(k);
+                uint8_t *p = vtest_page(k);
                 if (len == 1) {
                     ones[k] = p[0];
                     continue;
@@ -194,12 +198,12 @@ static enum test_result indirect_check(unsigned k, const uint8_t *p, uint32_t go
 
 static enum test_result test_virtio_rng_indirect(void)
 {
-    struct vdev *d = rng();
+    struct vdev *d = vtest_rng();
     if (!d)
         return test_skip("no virtio-rng device (mica --rng)");
     if (!(d->offered & BIT64(VIRTIO_F_INDIRECT_DESC)))
         return test_skip("the device does not offer VIRTIO_RING_F_INDIRECT_DESC");
-    CHECK(page(0), "out of memory");
+    CHECK(vtest_page(0), "out of memory");
     CHECK(vdev_up(d, BIT64(VIRTIO_F_INDIRECT_DESC), 0), "bring-up failed: Status 0x%x", vdev_status(d));
     struct virtq *vq = &d->vq[0];
     CHECK(vq->indirect_ok, "INDIRECT_DESC not negotiated");
@@ -217,7 +221,7 @@ static enum test_result test_virtio_rng_indirect(void)
             bool indirect = next < NREQ - 1;
             if (vq->num_free < (indirect ? 1 : ARRAY_SIZE(segs)))
                 break;
-            uint8_t *p = page(next);
+            uint8_t *p = vtest_page(next);
             memset(p, 0x5a, PAGE_SIZE);
             struct vbuf vb[ARRAY_SIZE(segs)];
             for (unsigned s = 0; s < ARRAY_SIZE(segs); s++)
@@ -236,8 +240,8 @@ static enum test_result test_virtio_rng_indirect(void)
             uint32_t got;
             CHECK(vq_pop(vq, &tok, &got), "used entry %u invalid", done);
             uint8_t *p = tok;
-            unsigned k = (unsigned)((p - page(0)) / PAGE_SIZE);
-            CHECK(p >= page(0) && k >= first && k < next, "used token %p is not one of the outstanding requests",
+            unsigned k = (unsigned)((p - vtest_page(0)) / PAGE_SIZE);
+            CHECK(p >= vtest_page(0) && k >= first && k < next, "used token %p is not one of the outstanding requests",
                   tok);
             CHECK(!(seen & 1u << k), "request %u used twice", k);
             seen |= 1u << k;
@@ -255,7 +259,7 @@ TEST(virtio_rng_indirect, test_virtio_rng_indirect);
 /* ---- virtio_console_out: one line through the transmitq, as a two-buffer chain ---- */
 static enum test_result test_virtio_console_out(void)
 {
-    struct vdev *d = con();
+    struct vdev *d = vtest_con();
     if (!d)
         return test_skip("no virtio-console device (mica --console virtio)");
     CHECK(vdev_up(d, STD_FEATURES | BIT64(VIRTIO_CONSOLE_F_SIZE), 0), "bring-up failed: Status 0x%x",
@@ -264,7 +268,7 @@ static enum test_result test_virtio_console_out(void)
         printf("# virtio-console: %ux%u\n", vdev_config_read(d, 0, 2), vdev_config_read(d, 2, 2));
     struct virtq *vq = &d->vq[1];
     static const char a[] = "virtio-console: ", b[] = "hello from the guest\n";
-    uint8_t *buf = page(PG_CON);
+    uint8_t *buf = vtest_page(PG_CON);
     CHECK(buf, "out of memory");
     memcpy(buf, a, sizeof(a) - 1);
     memcpy(buf + 256, b, sizeof(b) - 1);
@@ -303,13 +307,13 @@ static bool rx_cond(void *arg)
 
 static enum test_result test_virtio_console_in(void)
 {
-    struct vdev *d = con();
+    struct vdev *d = vtest_con();
     if (!d)
         return test_skip("no virtio-console device (mica --console virtio)");
     CHECK(vdev_up(d, STD_FEATURES, 0), "bring-up failed: Status 0x%x", vdev_status(d));
     struct virtq *vq = &d->vq[0];
     for (unsigned i = 0; i < RX_BUFS; i++) {
-        uint8_t *p = page(PG_CON + 1) + i * RX_LEN;
+        uint8_t *p = vtest_page(PG_CON + 1) + i * RX_LEN;
         struct vbuf vb = {pa(p), RX_LEN};
         CHECK(vq_add(vq, &vb, 0, 1, p, false) >= 0, "no room in the receiveq");
     }
@@ -366,7 +370,7 @@ static void con_size(struct vdev *d, uint32_t *gen, uint16_t *cols, uint16_t *ro
 
 static enum test_result test_virtio_console_size(void)
 {
-    struct vdev *d = con();
+    struct vdev *d = vtest_con();
     if (!d)
         return test_skip("no virtio-console device (mica --console virtio)");
     if (!(d->offered & BIT64(VIRTIO_CONSOLE_F_SIZE)))
@@ -395,7 +399,7 @@ TEST_DESTRUCTIVE(virtio_console_size, test_virtio_console_size);
 /* ---- virtio_negotiation: an unoffered feature is refused, a legal subset accepted ---- */
 static enum test_result test_virtio_negotiation(void)
 {
-    struct vdev *d = rng();
+    struct vdev *d = vtest_rng();
     if (!d)
         return test_skip("no virtio-rng device (mica --rng)");
     if (vdev_legacy(d)) {
@@ -453,20 +457,11 @@ static bool has_used(void *arg) { return vq_has_used(arg); }
  * (DeviceFeaturesSel, QueueSel) are left away from 0 across the reset: the spec does not say a
  * reset returns them to 0 (QEMU keeps DeviceFeaturesSel), so what they read afterwards is only
  * reported, and every check selects explicitly. ---- */
-static enum test_result device_works(struct vdev *d, const char *what)
-{
-    if (d->device_id == VIRTIO_ID_RNG)
-        return rng_once(d, 64, false, what);
-    char line[120];
-    snprintf(line, sizeof(line), "# virtio-console: %s\n", what);
-    return con_write(d, line, what);
-}
-
 static enum test_result reset_one(struct vdev *d, const char *name)
 {
     CHECK(vdev_up(d, STD_FEATURES | BIT64(VIRTIO_CONSOLE_F_SIZE), 0), "%s: bring-up failed: Status 0x%x", name,
           vdev_status(d));
-    enum test_result r = device_works(d, "in use before reset");
+    enum test_result r = vtest_works(d, "in use before reset");
     if (r != TEST_PASS)
         return r;
     uint32_t qmax[VDEV_MAX_QUEUES];
@@ -481,7 +476,7 @@ static enum test_result reset_one(struct vdev *d, const char *name)
     if (d->device_id == VIRTIO_ID_RNG) {
         vdev_irq_mask(d, true);
         struct virtq *vq = &d->vq[0];
-        uint8_t *p = page(PG_MISC);
+        uint8_t *p = vtest_page(PG_MISC);
         struct vbuf vb = {pa(p), 16};
         if (vq_add(vq, &vb, 0, 1, p, false) < 0) {
             vdev_irq_mask(d, false);
@@ -517,12 +512,12 @@ static enum test_result reset_one(struct vdev *d, const char *name)
     }
     CHECK(vdev_up(d, STD_FEATURES | BIT64(VIRTIO_CONSOLE_F_SIZE), 0), "%s: bring-up after reset failed: Status 0x%x",
           name, vdev_status(d));
-    return device_works(d, "works after reset");
+    return vtest_works(d, "works after reset");
 }
 
 static enum test_result test_virtio_reset(void)
 {
-    struct vdev *devs[2] = {rng(), con()};
+    struct vdev *devs[2] = {vtest_rng(), vtest_con()};
     if (!devs[0] && !devs[1])
         return test_skip("no virtio-rng or virtio-console device");
     for (unsigned i = 0; i < 2; i++) {
@@ -539,7 +534,7 @@ TEST(virtio_reset, test_virtio_reset);
 /* ---- virtio_event_idx: used_event holds back used-buffer interrupts until crossed ---- */
 static enum test_result test_virtio_event_idx(void)
 {
-    struct vdev *d = rng();
+    struct vdev *d = vtest_rng();
     if (!d)
         return test_skip("no virtio-rng device (mica --rng)");
     if (!(d->offered & BIT64(VIRTIO_F_EVENT_IDX)))
@@ -558,7 +553,7 @@ static enum test_result test_virtio_event_idx(void)
     WRITE_ONCE(*vq_used_event(vq), (uint16_t)(base + AHEAD - 1));
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     unsigned irq0 = d->used_irqs;
-    uint8_t *p = page(PG_MISC);
+    uint8_t *p = vtest_page(PG_MISC);
     for (unsigned i = 0; i < AHEAD; i++) {
         if (i == AHEAD - 1) {
             /* Nothing may have arrived for the requests below used_event (allow stragglers). */
@@ -590,205 +585,3 @@ static enum test_result test_virtio_event_idx(void)
     return rng_once(d, 16, false, "request after used_event caught up");
 }
 TEST(virtio_event_idx, test_virtio_event_idx);
-
-/* ---- hostile drivers: the device must go to DEVICE_NEEDS_RESET, raise a configuration
- * interrupt, use nothing, leave the other device alone, and work again after a reset ---- */
-typedef const char *(*inject_fn)(struct vdev *d);
-
-static enum test_result hostile(const char *name, bool console, inject_fn inject, bool early, uint64_t need)
-{
-    struct vdev *victim = console ? con() : rng(), *other = console ? rng() : con();
-    if (!victim)
-        return test_skip("no virtio-%s device to attack (mica %s)", console ? "console" : "rng",
-                         console ? "--console virtio" : "--rng");
-    if ((victim->offered & need) != need)
-        return test_skip("the device does not offer features 0x%lx", need);
-    CHECK(page(0), "out of memory");
-    if (other) {
-        CHECK(vdev_up(other, STD_FEATURES, 0), "other device: bring-up failed: Status 0x%x", vdev_status(other));
-        enum test_result r = device_works(other, "other device before the attack");
-        if (r != TEST_PASS)
-            return r;
-    } else {
-        printf("# %s: no second device: the isolation check is skipped\n", name);
-    }
-    uint64_t feat = STD_FEATURES & ~BIT64(VIRTIO_F_EVENT_IDX);
-    if (early) {
-        vdev_begin(victim);
-        CHECK(vdev_set_features(victim, victim->offered & feat), "victim: features refused");
-        for (unsigned q = 0; q < victim->nqueues; q++)
-            CHECK(vq_setup(victim, q, 0), "victim: queue %u setup failed", q);
-    } else {
-        CHECK(vdev_up(victim, feat, 0), "victim: bring-up failed: Status 0x%x", vdev_status(victim));
-    }
-    unsigned cfg0 = victim->config_irqs;
-    const char *what = inject(victim);
-    CHECK(what, "could not build the bad request");
-    bool got = wait_count(&victim->config_irqs, cfg0, IO_TIMEOUT);
-    uint8_t st = vdev_status(victim);
-    printf("# %s: %s: Status 0x%x, InterruptStatus seen 0x%x\n", name, what, st, victim->isr_seen);
-    CHECK(got, "%s: no configuration-change interrupt within 2 s (Status 0x%x)", what, st);
-    CHECK(st & VIRTIO_S_NEEDS_RESET, "%s: Status 0x%x without DEVICE_NEEDS_RESET (0x40)", what, st);
-    CHECK(victim->isr_seen & VIRTIO_INT_CONFIG, "%s: InterruptStatus never had bit 1", what);
-    for (unsigned q = 0; q < victim->nqueues; q++)
-        CHECK(!victim->vq[q].num || vq_used_idx(&victim->vq[q]) == 0, "%s: queue %u used idx %u: something was used",
-              what, q, vq_used_idx(&victim->vq[q]));
-    /* A broken device stays inert: a valid request and a kick are not served until reset. */
-    struct virtq *vq = &victim->vq[console ? 1 : 0];
-    struct vbuf vb = {pa(page(PG_MISC + 2)), 64};
-    if (vq_add(vq, &vb, console, !console, NULL, false) >= 0)
-        vq_notify(vq);
-    if (other) {
-        enum test_result r = device_works(other, "other device works after the attack");
-        if (r != TEST_PASS)
-            return r;
-    } else {
-        sleep_ns(20 * MS);
-    }
-    CHECK(vq_used_idx(vq) == 0, "broken device used a buffer after another kick (used idx %u)", vq_used_idx(vq));
-    vdev_reset(victim);
-    st = vdev_status(victim);
-    CHECK(st == 0, "victim: Status 0x%x after reset (NEEDS_RESET must clear)", st);
-    CHECK(vdev_up(victim, STD_FEATURES, 0), "victim: bring-up after reset failed: Status 0x%x", vdev_status(victim));
-    return device_works(victim, "victim works after reset");
-}
-
-static uint8_t *hbuf(void) { return page(PG_MISC + 1); }
-
-static const char *inject_notify_early(struct vdev *d)
-{
-    struct virtq *vq = &d->vq[0];
-    struct vbuf vb = {pa(hbuf()), 64};
-    if (vq_add(vq, &vb, 0, 1, hbuf(), false) < 0)
-        return NULL;
-    vq_notify(vq); /* Status is ACKNOWLEDGE|DRIVER|FEATURES_OK: no DRIVER_OK yet */
-    return "notify before DRIVER_OK";
-}
-
-static const char *inject_loop(struct vdev *d)
-{
-    struct virtq *vq = &d->vq[0];
-    int a = vq_alloc_desc(vq), b = vq_alloc_desc(vq);
-    if (a < 0 || b < 0)
-        return NULL;
-    vq->desc[a] = (struct vring_desc){pa(hbuf()), 64, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, (uint16_t)b};
-    vq->desc[b] = (struct vring_desc){pa(hbuf() + 64), 64, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, (uint16_t)a};
-    vq_publish(vq, (uint16_t)a);
-    vq_notify(vq);
-    return "descriptor chain a -> b -> a";
-}
-
-static const char *inject_beyond_ram(struct vdev *d) /* on the console's transmitq */
-{
-    struct virtq *vq = &d->vq[1];
-    int a = vq_alloc_desc(vq);
-    if (a < 0)
-        return NULL;
-    vq->desc[a] = (struct vring_desc){0x7fff00000000ULL, 64, 0, 0};
-    vq_publish(vq, (uint16_t)a);
-    vq_notify(vq);
-    return "transmit buffer at 0x7fff00000000";
-}
-
-static const char *inject_wrap(struct vdev *d)
-{
-    struct virtq *vq = &d->vq[0];
-    int a = vq_alloc_desc(vq);
-    if (a < 0)
-        return NULL;
-    vq->desc[a] = (struct vring_desc){0xfffffffffffff000ULL, 0x2000, VRING_DESC_F_WRITE, 0};
-    vq_publish(vq, (uint16_t)a);
-    vq_notify(vq);
-    return "buffer 0xfffffffffffff000 + 0x2000";
-}
-
-static const char *inject_nested_indirect(struct vdev *d)
-{
-    struct virtq *vq = &d->vq[0];
-    int a = vq_alloc_desc(vq);
-    if (a < 0)
-        return NULL;
-    struct vring_desc *outer = (struct vring_desc *)(hbuf() + 1024), *inner = outer + 4;
-    inner[0] = (struct vring_desc){pa(hbuf()), 64, VRING_DESC_F_WRITE, 0};
-    outer[0] = (struct vring_desc){pa(inner), sizeof(*inner), VRING_DESC_F_INDIRECT, 0};
-    vq->desc[a] = (struct vring_desc){pa(outer), sizeof(*outer), VRING_DESC_F_INDIRECT, 0};
-    vq_publish(vq, (uint16_t)a);
-    vq_notify(vq);
-    return "indirect table holding an INDIRECT descriptor";
-}
-
-static const char *inject_readonly(struct vdev *d)
-{
-    struct virtq *vq = &d->vq[0];
-    struct vbuf vb = {pa(hbuf()), 64};
-    if (vq_add(vq, &vb, 1, 0, hbuf(), false) < 0) /* device-readable */
-        return NULL;
-    vq_notify(vq);
-    return "rng buffer without VRING_DESC_F_WRITE";
-}
-
-static const char *inject_avail_jump(struct vdev *d)
-{
-    struct virtq *vq = &d->vq[0];
-    struct vbuf vb = {pa(hbuf()), 64};
-    if (vq_add(vq, &vb, 0, 1, hbuf(), false) < 0)
-        return NULL;
-    vq->avail_idx = (uint16_t)(vq->avail_idx + vq->num + 1);
-    WRITE_ONCE(vq->avail->idx, vq->avail_idx);
-    vq_notify(vq);
-    return "avail idx moved by queue size + 2";
-}
-
-#define HOSTILE(n, console, fn, early, need)                                                 \
-    static enum test_result test_##n(void) { return hostile(#n, console, fn, early, need); } \
-    TEST(n, test_##n)
-
-/* A kick before DRIVER_OK breaks the spec's rule, but Linux's virtio_balloon does exactly that
- * with its stats queue, so mica defers it: nothing is used before DRIVER_OK, the device stays
- * healthy, and the buffer is served once DRIVER_OK is set. */
-static enum test_result test_virtio_hostile_notify_early(void)
-{
-    struct vdev *victim = rng(), *other = con();
-    if (!victim)
-        return test_skip("no virtio-rng device (mica --rng)");
-    CHECK(page(0), "out of memory");
-    if (other) {
-        CHECK(vdev_up(other, STD_FEATURES, 0), "other device: bring-up failed: Status 0x%x", vdev_status(other));
-        enum test_result r = device_works(other, "other device before the early kick");
-        if (r != TEST_PASS)
-            return r;
-    }
-    vdev_begin(victim);
-    CHECK(vdev_set_features(victim, victim->offered & STD_FEATURES & ~BIT64(VIRTIO_F_EVENT_IDX)),
-          "victim: features refused");
-    for (unsigned q = 0; q < victim->nqueues; q++)
-        CHECK(vq_setup(victim, q, 0), "victim: queue %u setup failed", q);
-    unsigned cfg0 = victim->config_irqs;
-    const char *what = inject_notify_early(victim);
-    CHECK(what, "could not build the request");
-    sleep_ns(50 * MS);
-    uint8_t st = vdev_status(victim);
-    printf("# virtio_hostile_notify_early: %s: Status 0x%x, used idx %u\n", what, st,
-           vq_used_idx(&victim->vq[0]));
-    CHECK(vq_used_idx(&victim->vq[0]) == 0, "a buffer was used before DRIVER_OK");
-    CHECK(!(st & VIRTIO_S_NEEDS_RESET), "Status 0x%x: the device gave up on an early kick", st);
-    CHECK(victim->config_irqs == cfg0, "a configuration interrupt for an early kick");
-    vdev_driver_ok(victim);
-    CHECK(vq_wait_used(&victim->vq[0], 1, IO_TIMEOUT), "the early buffer was not served after DRIVER_OK");
-    void *token;
-    uint32_t len;
-    CHECK(vq_pop(&victim->vq[0], &token, &len) && len == 64, "the early buffer came back with %u bytes", len);
-    if (other) {
-        enum test_result r = device_works(other, "other device after the early kick");
-        if (r != TEST_PASS)
-            return r;
-    }
-    return device_works(victim, "victim after the early kick");
-}
-TEST(virtio_hostile_notify_early, test_virtio_hostile_notify_early);
-HOSTILE(virtio_hostile_loop, false, inject_loop, false, 0);
-HOSTILE(virtio_hostile_beyond_ram, true, inject_beyond_ram, false, 0);
-HOSTILE(virtio_hostile_wrap, false, inject_wrap, false, 0);
-HOSTILE(virtio_hostile_nested_indirect, false, inject_nested_indirect, false, BIT64(VIRTIO_F_INDIRECT_DESC));
-HOSTILE(virtio_hostile_readonly, false, inject_readonly, false, 0);
-HOSTILE(virtio_hostile_avail_jump, false, inject_avail_jump, false, 0);

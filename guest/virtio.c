@@ -121,14 +121,16 @@ static const struct vdev_ops mmio_legacy_ops = MMIO_OPS("mmio-legacy", true, NUL
 const char *virtio_dev_name(uint32_t id)
 {
     switch (id) {
+    case VIRTIO_ID_NET: return "net";
+    case VIRTIO_ID_BLOCK: return "block";
     case VIRTIO_ID_CONSOLE: return "console";
     case VIRTIO_ID_RNG: return "rng";
-    case 1: return "net";
-    case 2: return "block";
-    case 5: return "balloon";
+    case VIRTIO_ID_BALLOON: return "balloon";
     default: return "?";
     }
 }
+
+bool virtio_dev_known(uint32_t id) { return strcmp(virtio_dev_name(id), "?") != 0; }
 
 static void probe_mmio(void)
 {
@@ -154,6 +156,10 @@ static void probe_mmio(void)
         }
         if (d->device_id == 0) /* an empty slot */
             continue;
+        if (!virtio_dev_known(d->device_id)) { /* its interrupt stays masked */
+            printf("# virtio: 0x%lx: device id %u: no driver here, ignored\n", base, d->device_id);
+            continue;
+        }
         d->kind = d->version == 1 ? VDEV_MMIO_LEGACY : VDEV_MMIO;
         d->ops = d->version == 1 ? &mmio_legacy_ops : &mmio_ops;
         d->offered = d->ops->device_features(d);
@@ -195,6 +201,8 @@ unsigned virtio_count(void)
         probe();
     return ndevs;
 }
+
+struct vdev *virtio_get(unsigned i) { return i < virtio_count() ? &devs[i] : NULL; }
 
 /* ---- transport-independent register access ---- */
 

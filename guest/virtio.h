@@ -56,8 +56,14 @@
 #define VIRTIO_F_VERSION_1    32
 #define BIT64(n) (1ULL << (n))
 
+/* Device IDs (virtio 1.1, 5): the types this guest has a driver for (virtio_dev_known).
+ * Discovery reads the ID of a device of any other type, prints it and leaves the device alone:
+ * none of its registers written, no interrupt routed, not returned by virtio_find / virtio_get. */
+#define VIRTIO_ID_NET     1
+#define VIRTIO_ID_BLOCK   2
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG     4
+#define VIRTIO_ID_BALLOON 5
 
 /* ---- split virtqueue layout (virtio 1.1, 2.6) ---- */
 #define VRING_DESC_F_NEXT     1
@@ -242,7 +248,8 @@ static inline bool vdev_legacy(const struct vdev *d) { return d->ops->legacy; }
 static inline bool vdev_is_pci(const struct vdev *d) { return d->kind == VDEV_PCI || d->kind == VDEV_PCI_LEGACY; }
 /* "mmio", "mmio-legacy", "pci", "pci-legacy" */
 const char *vdev_transport_name(const struct vdev *d);
-const char *virtio_dev_name(uint32_t id);
+const char *virtio_dev_name(uint32_t id);             /* "?" for a type virtio_dev_known() denies */
+bool virtio_dev_known(uint32_t id);
 
 /* Transport-independent register access (for tests). */
 uint32_t vdev_config_read(struct vdev *d, unsigned off, unsigned width); /* device config */
@@ -261,7 +268,8 @@ void vdev_irq_mask(struct vdev *d, bool masked);
 /* Discovery (first call probes the FDT's virtio-mmio slots, routing each GSI, then the PCI
  * bus, setting up MSI-X): the idx-th device with this ID (mmio ones first), or NULL. */
 struct vdev *virtio_find(uint32_t device_id, unsigned idx);
-unsigned virtio_count(void);
+unsigned virtio_count(void);                          /* devices found (of known types) */
+struct vdev *virtio_get(unsigned i);                  /* the i-th device found (mmio ones first), or NULL */
 
 /* Bring-up in steps (for tests that break the rules between them) ... */
 void vdev_reset(struct vdev *d);                      /* Status 0, read back; forget the queues */

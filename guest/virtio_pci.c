@@ -343,12 +343,19 @@ static uintptr_t cap_addr(const struct pci_func *f, uint8_t at, uint32_t *len)
     return (uintptr_t)(f->bar[bar].addr + off);
 }
 
+/* The virtio device ID of a virtio-pci function: a transitional device (0x1000-0x103f) has it in
+ * its subsystem ID, a modern one (0x1040-0x107f) in its device ID (4.1.2.1). */
+static uint32_t pci_virtio_id(const struct pci_func *f)
+{
+    return f->device < 0x1040 ? f->subsys_id : (uint32_t)(f->device - 0x1040);
+}
+
 static bool setup_one(struct vdev *d, struct pci_func *f)
 {
     d->pci = f;
     d->vector = -1;
     d->transitional = f->device < 0x1040;
-    d->device_id = d->transitional ? f->subsys_id : (uint32_t)(f->device - 0x1040);
+    d->device_id = pci_virtio_id(f);
     d->version = f->revision;
     d->gsi = f->irq_line;
     for (unsigned e = 0; e < VDEV_MAX_VECTORS; e++)
@@ -451,6 +458,11 @@ void virtio_pci_probe(struct vdev *devs, unsigned *ndevs, unsigned max)
         struct pci_func *f = pci_func_get(i);
         if (f->vendor != VIRTIO_PCI_VENDOR || f->device < 0x1000 || f->device > 0x107f)
             continue;
+        if (!virtio_dev_known(pci_virtio_id(f))) { /* left as enumerated: no command bits, no MSI-X */
+            printf("# virtio: pci 00:%02x.%u: device id %u: no driver here, ignored\n", f->slot, f->fn,
+                   pci_virtio_id(f));
+            continue;
+        }
         struct vdev *d = &devs[*ndevs];
         memset(d, 0, sizeof(*d));
         if (!setup_one(d, f))

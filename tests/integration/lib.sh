@@ -47,12 +47,42 @@ require_kvm() {
 	fi
 }
 
-# wait_for FILE REGEX SECONDS: whether a line of FILE matches REGEX within SECONDS.
+# Checks in pure bash (in a nested VM every process costs much):
+# matches FILE ERE: a line of FILE matches ERE.
+matches() {
+	local l
+	[ -r "$1" ] || return 1
+	while IFS= read -r l; do
+		[[ $l =~ $2 ]] && return 0
+	done <"$1"
+	return 1
+}
+# matches_all FILE ERE...: each ERE matches a line of FILE.
+matches_all() {
+	local f=$1 re
+	shift
+	for re; do
+		matches "$f" "$re" || return 1
+	done
+}
+
+# nap SECONDS: sleeps without starting a process (a read that times out on a FIFO nobody
+# writes to); in a nested VM every process costs much, and a poll loop runs many.
+nap_fifo=$(mktemp -u /tmp/mica-nap.XXXXXX)
+if mkfifo "$nap_fifo" && exec {nap_fd}<>"$nap_fifo"; then
+	nap() { read -r -t "$1" -u $nap_fd; }
+else
+	nap() { sleep "$1"; }
+fi
+rm -f "$nap_fifo"
+
+# wait_for FILE ERE SECONDS: whether a line of FILE matches ERE within SECONDS (polled every
+# 0.1 s, in bash alone).
 wait_for() {
 	local i
-	for i in $(seq $(($3 * 10))); do
-		grep -q -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
+	for ((i = 0; i < $3 * 10; i++)); do
+		matches "$1" "$2" && return 0
+		nap 0.1
 	done
 	return 1
 }
@@ -78,4 +108,39 @@ type_when() {
 	exec 9>&-
 	rm -f "$fifo"
 	tr -d '\r' <"$OUT/$name.out" >"$OUT/$name.txt"
+}
+
+# free_port: a port of 127.0.0.1 nobody listens on.
+free_port() {
+	local p i
+	for ((i = 0; i < 50; i++)); do
+		p=$((30000 + RANDOM % 20000))
+		(exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }
+	done
+}
+# tcp_line PORT: connects to 127.0.0.1:PORT and prints the first line received within 40 s.
+tcp_line() {
+	local fd line
+	exec {fd}<>/dev/tcp/127.0.0.1/$1 || return 1
+	IFS= read -r -t 40 -u $fd line && printf '%s\n' "$line"
+	exec {fd}>&-
+}
+
+# tap_read FILE: the guest's TAP results in FILE, into the associative array tap: tap[TEST] is
+# "ok", "skip REASON" or "not ok REASON" (read once: checks on many tests stay cheap).
+declare -A tap
+tap_read() {
+	local l re='^(not )?ok [0-9]+ - ([a-z0-9_]+)( # (SKIP )?(.*))?$'
+	tap=()
+	[ -r "$1" ] || return
+	while IFS= read -r l; do
+		[[ $l =~ $re ]] || continue
+		if [ -n "${BASH_REMATCH[1]}" ]; then
+			tap[${BASH_REMATCH[2]}]="not ok ${BASH_REMATCH[5]}"
+		elif [ -n "${BASH_REMATCH[4]}" ]; then
+			tap[${BASH_REMATCH[2]}]="skip ${BASH_REMATCH[5]}"
+		else
+			tap[${BASH_REMATCH[2]}]=ok
+		fi
+	done <"$1"
 }
