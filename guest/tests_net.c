@@ -7,7 +7,7 @@
  * virtio_net: bring-up, the MAC (net_mac=XX:..:XX when mica was given mac=, else a 52:54:00
  *   address), link up, a DHCP lease (10.0.2.15, router 10.0.2.2, DNS 10.0.2.3, /24), ARP of
  *   10.0.2.2, ICMP echo to 10.0.2.2 (several sizes up to the MTU) and 10.0.2.3.
- * virtio_net_udp (net_udp=PORT: an echo server on the host's loopback, udpecho.py): datagrams
+ * virtio_net_udp (net_udp=PORT: an echo server on the host's loopback, guest_peers.py): datagrams
  *   to 10.0.2.2:PORT come back as "echo " + datagram.
  * virtio_net_tcp (net_tcp=PORT: tcpserve.py): connect to 10.0.2.2:PORT, send a line, receive
  *   "pong-from-host\n" and the FIN, close. With MRG_RXBUF (small buffers).
@@ -164,7 +164,7 @@ TEST(virtio_net, test_virtio_net);
 static enum test_result test_virtio_net_udp(void)
 {
     struct opening o;
-    TRY(open_net("virtio_net_udp", "net_udp", "a UDP echo server on the host's loopback: tests/integration/udpecho.py",
+    TRY(open_net("virtio_net_udp", "net_udp", "a UDP echo server on the host's loopback: tests/integration/guest_peers.py",
                  0, true, true, &o));
     struct vdev *d = o.d;
     uint16_t port = o.port;

@@ -417,3 +417,8 @@ if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 else
 	fail linux-reaches-init "build/linux is missing: scripts/get-linux-guest did not run"
 fi
+
+# mica's output path: a closed, stalled or paused stdout and a hung-up control client never
+# stall or kill mica; a guest flooding net transmit does not stop blk or the console.
+tests/integration/guest_output.sh
+tests/integration/guest_net_flood.sh
