@@ -155,24 +155,18 @@ static void reg_write(struct virtio_mmio *m, uint64_t off, uint32_t v)
 	}
 	switch (off) {
 	case VIRTIO_MMIO_QUEUE_READY: virtio_queue_set_ready(dev, q, v & 1); break;
-	case VIRTIO_MMIO_QUEUE_DESC_LOW:
-		virtio_queue_set_addr(dev, q, VIRTIO_RING_DESC, v, 0xffffffffULL);
+	case VIRTIO_MMIO_QUEUE_DESC_LOW: case VIRTIO_MMIO_QUEUE_DESC_HIGH:
+	case VIRTIO_MMIO_QUEUE_AVAIL_LOW: case VIRTIO_MMIO_QUEUE_AVAIL_HIGH:
+	case VIRTIO_MMIO_QUEUE_USED_LOW: case VIRTIO_MMIO_QUEUE_USED_HIGH: {
+		/* Descriptor, avail and used rings in that order, 16 bytes apart: low word, then
+		 * high word. */
+		enum virtio_ring ring = (enum virtio_ring)((off - VIRTIO_MMIO_QUEUE_DESC_LOW) / 16);
+		bool high = off & 4;
+
+		virtio_queue_set_addr(dev, q, ring, high ? (uint64_t)v << 32 : v,
+				      high ? ~0xffffffffULL : 0xffffffffULL);
 		break;
-	case VIRTIO_MMIO_QUEUE_DESC_HIGH:
-		virtio_queue_set_addr(dev, q, VIRTIO_RING_DESC, (uint64_t)v << 32, ~0xffffffffULL);
-		break;
-	case VIRTIO_MMIO_QUEUE_AVAIL_LOW:
-		virtio_queue_set_addr(dev, q, VIRTIO_RING_AVAIL, v, 0xffffffffULL);
-		break;
-	case VIRTIO_MMIO_QUEUE_AVAIL_HIGH:
-		virtio_queue_set_addr(dev, q, VIRTIO_RING_AVAIL, (uint64_t)v << 32, ~0xffffffffULL);
-		break;
-	case VIRTIO_MMIO_QUEUE_USED_LOW:
-		virtio_queue_set_addr(dev, q, VIRTIO_RING_USED, v, 0xffffffffULL);
-		break;
-	case VIRTIO_MMIO_QUEUE_USED_HIGH:
-		virtio_queue_set_addr(dev, q, VIRTIO_RING_USED, (uint64_t)v << 32, ~0xffffffffULL);
-		break;
+	}
 	}
 }
 

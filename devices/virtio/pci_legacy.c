@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "devices/virtio/pci_transport.h"
+#include "vmm/util.h"
 
 static uint32_t config_off(struct virtio_pci *vp)
 {
@@ -76,39 +77,39 @@ static void reg_write(struct virtio_pci *vp, uint64_t off, uint32_t v)
 	}
 }
 
-static void legacy_read(void *opaque, uint64_t off, void *data, uint32_t len)
+/* One access to BAR 0 (I/O: at most 4 bytes). */
+static void legacy_access(struct virtio_pci *vp, uint64_t off, void *data, uint32_t len,
+			  bool write)
 {
-	struct virtio_pci *vp = opaque;
 	struct virtio_dev *dev = vp->dev;
-	uint32_t cfg = config_off(vp), v = 0;
+	uint32_t cfg, v = 0;
 
 	pthread_mutex_lock(&dev->lock);
 	/* The driver speaks the legacy interface: 32 feature bits, no VERSION_1. */
 	dev->legacy = true;
-	if (off >= cfg) {
+	cfg = config_off(vp);
+	if (off >= cfg && write) {
+		virtio_config_write(dev, off - cfg, data, len);
+	} else if (off >= cfg) {
 		virtio_config_read(dev, off - cfg, data, len);
+	} else if (write) {
+		memcpy(&v, data, MIN(len, 4u));
+		reg_write(vp, off, v);
 	} else {
 		v = reg_read(vp, off);
-		memcpy(data, &v, len);
+		memcpy(data, &v, MIN(len, 4u));
 	}
 	pthread_mutex_unlock(&dev->lock);
 }
 
+static void legacy_read(void *opaque, uint64_t off, void *data, uint32_t len)
+{
+	legacy_access(opaque, off, data, len, false);
+}
+
 static void legacy_write(void *opaque, uint64_t off, const void *data, uint32_t len)
 {
-	struct virtio_pci *vp = opaque;
-	struct virtio_dev *dev = vp->dev;
-	uint32_t cfg = config_off(vp), v = 0;
-
-	pthread_mutex_lock(&dev->lock);
-	dev->legacy = true;
-	if (off >= cfg) {
-		virtio_config_write(dev, off - cfg, data, len);
-	} else {
-		memcpy(&v, data, len);
-		reg_write(vp, off, v);
-	}
-	pthread_mutex_unlock(&dev->lock);
+	legacy_access(opaque, off, (void *)data, len, true);
 }
 
 const struct bus_ops vpci_legacy_ops = { .read = legacy_read, .write = legacy_write };

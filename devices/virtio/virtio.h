@@ -157,6 +157,7 @@ void virtio_config_write(struct virtio_dev *dev, uint32_t off, const void *data,
 /* Queue q's size, if q exists and is not enabled and size is a power of two up to the
  * maximum; otherwise nothing changes. */
 void virtio_queue_set_size(struct virtio_dev *dev, uint32_t q, uint32_t size);
+/* In this order: virtio-mmio derives it from its register offsets. */
 enum virtio_ring { VIRTIO_RING_DESC, VIRTIO_RING_AVAIL, VIRTIO_RING_USED };
 /* Sets the bits of mask in one ring address of queue q, unless the queue is live or does not
  * exist (such writes are dropped). */

@@ -65,6 +65,8 @@ mkfifo "$fifo"
 exec 8<>"$fifo" # so that no open of the FIFO waits, whatever happens to the client process
 python3 - "$sock" "$OUT/$name.out" "$fifo" >"$OUT/$name.clients" 2>&1 <<'EOF' &
 import socket, sys, time
+sys.path.insert(0, "tests/integration")
+from control import command
 path, out, fifo = sys.argv[1:4]
 stdin = open(fifo, "w")  # mica's stdin
 deadline = time.monotonic() + 90
@@ -81,20 +83,11 @@ for i in range(20):
     s.sendall(b"help\nballoon 1\nhelp\n")
     s.close()  # at once: the replies meet a closed socket
 print("# 20 clients sent commands and hung up")
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(30)
-s.connect(path)
-s.sendall(b"help\n")
-reply = b""
-while not reply.endswith(b"\n"):
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    reply += chunk
+reply = command(path, "help")[1]
 print("# then: %r" % reply[:40])
 stdin.write("after-the-hangups\n")
 stdin.flush()
-sys.exit(0 if reply.startswith(b"ok") else 1)
+sys.exit(0 if reply.startswith("ok") else 1)
 EOF
 clients=$!
 timeout -k 5 "${LIMIT:-120}" "$MICA" run --kernel "$GUEST" --mem 64M --control "$sock" \

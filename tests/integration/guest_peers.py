@@ -16,7 +16,9 @@ exists for every run N (or 30 minutes pass):
     are there. Writes DIR/balloon-N: lines "rss0 KB", "rss1 KB", "reply LINE", "stats LINE".
     A run that ends (DIR/done-N) before it gets there is given up.
 The logs are appended to with a fresh open each time: the caller may truncate them between runs."""
-import os, socket, struct, sys, threading, time
+import os, socket, sys, threading, time
+
+from control import command  # tests/integration/control.py
 
 d, outs = sys.argv[1], sys.argv[2:]
 deadline = time.monotonic() + 1800
@@ -82,22 +84,6 @@ def rss_kb(pid):
     except OSError:
         pass
     return ""
-
-
-def command(path, cmd):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    s.connect(path)
-    pid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
-    s.sendall((cmd + "\n").encode())
-    reply = b""
-    while not reply.endswith(b"\n"):
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        reply += chunk
-    s.close()
-    return pid, reply.decode(errors="replace").strip()
 
 
 def balloon(n):

@@ -14,6 +14,7 @@
 #define MICA_TEST_FAKE_MACHINE_H
 
 #include <errno.h>
+#include <linux/pci_regs.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@
 
 #include "vmm/bus.h"
 #include "vmm/evloop.h"
+#include "vmm/layout.h"
 #include "vmm/machine.h"
 #include "vmm/memory.h"
 #include "vmm/util.h"
@@ -286,6 +288,66 @@ static inline int fm_run_ready(struct fake_machine *f, int rounds)
 		ran += n;
 	}
 	return ran;
+}
+
+/* ---- what a guest sees: accesses as a vCPU makes them ---- */
+
+static inline uint64_t fm_read(struct fake_machine *f, bool pio, uint64_t addr, uint32_t len)
+{
+	uint64_t v = 0;
+
+	bus_read(pio ? &f->pio : &f->mmio, addr, &v, len);
+	return v;
+}
+
+static inline void fm_write(struct fake_machine *f, bool pio, uint64_t addr, uint64_t v,
+			    uint32_t len)
+{
+	bus_write(pio ? &f->pio : &f->mmio, addr, &v, len);
+}
+
+/* Config space of bus 0, function 0 of slot, through the ECAM window. */
+static inline uint64_t fm_ecam(int slot, uint32_t off)
+{
+	return PCI_ECAM_BASE + ((uint64_t)slot << 15) + off;
+}
+
+static inline uint32_t fm_cfg_read(struct fake_machine *f, int slot, uint32_t off, uint32_t len)
+{
+	return (uint32_t)fm_read(f, false, fm_ecam(slot, off), len);
+}
+
+static inline void fm_cfg_write(struct fake_machine *f, int slot, uint32_t off, uint32_t v,
+				uint32_t len)
+{
+	fm_write(f, false, fm_ecam(slot, off), v, len);
+}
+
+/* Where config space says BAR bar is (I/O or memory, 32 or 64 bits). */
+static inline uint64_t fm_bar_addr(struct fake_machine *f, int slot, int bar)
+{
+	uint32_t lo = fm_cfg_read(f, slot, PCI_BASE_ADDRESS_0 + 4 * bar, 4);
+
+	if (lo & PCI_BASE_ADDRESS_SPACE_IO)
+		return lo & ~3u;
+	if ((lo & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64)
+		return (lo & ~0xfu) |
+		       (uint64_t)fm_cfg_read(f, slot, PCI_BASE_ADDRESS_0 + 4 * bar + 4, 4) << 32;
+	return lo & ~0xfu;
+}
+
+/* The offset of capability id in slot's list (for a vendor capability, the one whose byte 3,
+ * virtio's cfg_type, is type; type < 0: any), or 0. */
+static inline uint8_t fm_find_cap(struct fake_machine *f, int slot, uint8_t id, int type)
+{
+	int n = 0;
+
+	for (uint8_t c = fm_cfg_read(f, slot, PCI_CAPABILITY_LIST, 1); c && n < 48;
+	     c = fm_cfg_read(f, slot, c + 1, 1), n++)
+		if (fm_cfg_read(f, slot, c, 1) == id &&
+		    (type < 0 || (int)fm_cfg_read(f, slot, c + 3, 1) == type))
+			return c;
+	return 0;
 }
 
 #endif

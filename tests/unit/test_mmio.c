@@ -78,15 +78,6 @@ static void w32(uint64_t off, uint32_t v)
 }
 
 /* Device state a test looks at directly (the registers are write-only), under its lock. */
-static struct virtq vq0(void)
-{
-	struct virtq vq;
-
-	pthread_mutex_lock(&dev->lock);
-	vq = dev->vqs[0];
-	pthread_mutex_unlock(&dev->lock);
-	return vq;
-}
 
 static uint16_t qsize0(void)
 {
@@ -212,7 +203,7 @@ static void non_word_accesses(void)
 		for (int i = 0; i < 64; i++)
 			CHECK_EQ(after[i], before[i]);
 		CHECK_EQ(qsize0(), 16);
-		CHECK(!vq0().ready);
+		CHECK(!drv_vq(dev, 0).ready);
 		CHECK_EQ(drv_isr(dev), 0);
 		fm_destroy(&fm);
 	}
@@ -306,10 +297,10 @@ static void queue_sel_out_of_range(void)
 		CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_READY), 0);
 		CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_PFN), 0);
 		CHECK_EQ(qsize0(), 32);
-		CHECK(!vq0().ready);
-		CHECK_EQ(vq0().desc_gpa, 0);
-		CHECK_EQ(vq0().avail_gpa, 0);
-		CHECK_EQ(vq0().used_gpa, 0);
+		CHECK(!drv_vq(dev, 0).ready);
+		CHECK_EQ(drv_vq(dev, 0).desc_gpa, 0);
+		CHECK_EQ(drv_vq(dev, 0).avail_gpa, 0);
+		CHECK_EQ(drv_vq(dev, 0).used_gpa, 0);
 		pthread_mutex_lock(&dev->lock);
 		CHECK_EQ(dev->status & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
 		pthread_mutex_unlock(&dev->lock);
@@ -338,7 +329,7 @@ static void queue_size_rules(void)
 	CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_READY), 1);
 	w32(VIRTIO_MMIO_QUEUE_NUM, 32);
 	CHECK_EQ(qsize0(), 8);
-	CHECK_EQ(vq0().size, 8);
+	CHECK_EQ(drv_vq(dev, 0).size, 8);
 	w32(VIRTIO_MMIO_QUEUE_READY, 0);
 	w32(VIRTIO_MMIO_QUEUE_NUM, 32);
 	CHECK_EQ(qsize0(), 32);
@@ -355,9 +346,9 @@ static void ring_addresses(void)
 	w32(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, 0x2);
 	w32(VIRTIO_MMIO_QUEUE_USED_LOW, 0x32345000);
 	w32(VIRTIO_MMIO_QUEUE_USED_HIGH, 0x3);
-	CHECK_EQ(vq0().desc_gpa, 0x112345000ULL);
-	CHECK_EQ(vq0().avail_gpa, 0x222345000ULL);
-	CHECK_EQ(vq0().used_gpa, 0x332345000ULL);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, 0x112345000ULL);
+	CHECK_EQ(drv_vq(dev, 0).avail_gpa, 0x222345000ULL);
+	CHECK_EQ(drv_vq(dev, 0).used_gpa, 0x332345000ULL);
 	/* The rings are outside RAM: enabling fails, the device wants a reset. */
 	w32(VIRTIO_MMIO_QUEUE_READY, 1);
 	CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_READY), 0);
@@ -379,15 +370,15 @@ static void ring_addresses(void)
 	w32(VIRTIO_MMIO_QUEUE_AVAIL_LOW, 0x21000);
 	w32(VIRTIO_MMIO_QUEUE_USED_LOW, 0x22000);
 	w32(VIRTIO_MMIO_QUEUE_USED_HIGH, 5);
-	CHECK_EQ(vq0().desc_gpa, 0x10000);
-	CHECK_EQ(vq0().avail_gpa, 0x11000);
-	CHECK_EQ(vq0().used_gpa, 0x12000);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, 0x10000);
+	CHECK_EQ(drv_vq(dev, 0).avail_gpa, 0x11000);
+	CHECK_EQ(drv_vq(dev, 0).used_gpa, 0x12000);
 	/* Disabled, the queue keeps its addresses and takes new ones. */
 	w32(VIRTIO_MMIO_QUEUE_READY, 0);
 	CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_READY), 0);
-	CHECK_EQ(vq0().desc_gpa, 0x10000);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, 0x10000);
 	w32(VIRTIO_MMIO_QUEUE_DESC_LOW, 0x20000);
-	CHECK_EQ(vq0().desc_gpa, 0x20000);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, 0x20000);
 	/* QueueReady is bit 0 only. */
 	w32(VIRTIO_MMIO_QUEUE_READY, 2);
 	CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_READY), 0);
@@ -403,37 +394,37 @@ static void legacy_queue_pfn_layout(void)
 	w32(VIRTIO_MMIO_QUEUE_ALIGN, 4096);
 	w32(VIRTIO_MMIO_QUEUE_PFN, 0x10);
 	CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_PFN), 0x10);
-	CHECK(vq0().ready);
-	CHECK_EQ(vq0().desc_gpa, 0x10000);
-	CHECK_EQ(vq0().avail_gpa, 0x10000 + 16 * 16);
-	CHECK_EQ(vq0().used_gpa, 0x11000);
-	CHECK_EQ(vq0().size, 16);
+	CHECK(drv_vq(dev, 0).ready);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, 0x10000);
+	CHECK_EQ(drv_vq(dev, 0).avail_gpa, 0x10000 + 16 * 16);
+	CHECK_EQ(drv_vq(dev, 0).used_gpa, 0x11000);
+	CHECK_EQ(drv_vq(dev, 0).size, 16);
 	/* Not while ready: the PFN stays, the queue does not move. */
 	w32(VIRTIO_MMIO_QUEUE_PFN, 0x20);
 	CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_PFN), 0x10);
-	CHECK_EQ(vq0().desc_gpa, 0x10000);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, 0x10000);
 	/* PFN 0 disables it. */
 	w32(VIRTIO_MMIO_QUEUE_PFN, 0);
 	CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_PFN), 0);
-	CHECK(!vq0().ready);
+	CHECK(!drv_vq(dev, 0).ready);
 	/* Another page size and alignment. */
 	w32(VIRTIO_MMIO_GUEST_PAGE_SIZE, 0x2000);
 	w32(VIRTIO_MMIO_QUEUE_ALIGN, 64);
 	w32(VIRTIO_MMIO_QUEUE_PFN, 0x10);
-	CHECK_EQ(vq0().desc_gpa, 0x20000);
-	CHECK_EQ(vq0().avail_gpa, 0x20100);
-	CHECK_EQ(vq0().used_gpa, 0x20140); /* 0x20100 + 4 + 2 * 16 + 2, up to 64 */
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, 0x20000);
+	CHECK_EQ(drv_vq(dev, 0).avail_gpa, 0x20100);
+	CHECK_EQ(drv_vq(dev, 0).used_gpa, 0x20140); /* 0x20100 + 4 + 2 * 16 + 2, up to 64 */
 	/* The v2 registers do not exist in a legacy block. */
 	CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_READY), 0);
 	w32(VIRTIO_MMIO_QUEUE_READY, 0);
-	CHECK(vq0().ready);
+	CHECK(drv_vq(dev, 0).ready);
 	fm_destroy(&fm);
 
 	/* And QueuePFN does not exist in a v2 block. */
 	setup(false);
 	w32(VIRTIO_MMIO_QUEUE_NUM, 16);
 	w32(VIRTIO_MMIO_QUEUE_PFN, 0x10);
-	CHECK(!vq0().ready);
+	CHECK(!drv_vq(dev, 0).ready);
 	CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_PFN), 0);
 	fm_destroy(&fm);
 }
@@ -459,7 +450,7 @@ static void status_and_reset(void)
 			w32(VIRTIO_MMIO_QUEUE_SEL, 0);
 			w32(VIRTIO_MMIO_QUEUE_NUM, 16);
 			w32(VIRTIO_MMIO_QUEUE_PFN, 0x10);
-			CHECK(vq0().ready);
+			CHECK(drv_vq(dev, 0).ready);
 			w32(VIRTIO_MMIO_QUEUE_SEL, 3);
 		}
 		CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_NUM_MAX), 0);
@@ -469,7 +460,7 @@ static void status_and_reset(void)
 		CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_NUM_MAX), QMAX);
 		CHECK_EQ(r32(VIRTIO_MMIO_DEVICE_FEATURES), (uint32_t)F_RING);
 		CHECK_EQ(r32(VIRTIO_MMIO_QUEUE_PFN), 0);
-		CHECK(!vq0().ready);
+		CHECK(!drv_vq(dev, 0).ready);
 		CHECK_EQ(qsize0(), QMAX);
 		/* A driver word now lands at select 0. */
 		w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV);
@@ -649,8 +640,8 @@ static void bring_up(struct drv *d, bool legacy)
 	}
 	w32(VIRTIO_MMIO_STATUS, S_ACK | S_DRV | (legacy ? 0 : S_FOK) | S_DOK);
 	CHECK_EQ(r32(VIRTIO_MMIO_STATUS), S_ACK | S_DRV | (legacy ? 0 : S_FOK) | S_DOK);
-	CHECK(vq0().ready);
-	CHECK_EQ(vq0().used_gpa, used);
+	CHECK(drv_vq(dev, 0).ready);
+	CHECK_EQ(drv_vq(dev, 0).used_gpa, used);
 }
 
 static void post_buffer(struct drv *d, uint16_t i)

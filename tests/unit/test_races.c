@@ -148,15 +148,12 @@ static void mw32(uint64_t off, uint32_t v)
 
 static uint64_t rd(uint64_t off, uint32_t len)
 {
-	uint64_t v = 0;
-
-	bus_read(&fm.mmio, bar4 + off, &v, len);
-	return v;
+	return fm_read(&fm, false, bar4 + off, len);
 }
 
 static void wr(uint64_t off, uint64_t v, uint32_t len)
 {
-	bus_write(&fm.mmio, bar4 + off, &v, len);
+	fm_write(&fm, false, bar4 + off, v, len);
 }
 
 #define C(field) offsetof(struct virtio_pci_common_cfg, field)
@@ -166,54 +163,22 @@ static void wr(uint64_t off, uint64_t v, uint32_t len)
 
 static uint32_t lrd(uint32_t off, uint32_t len)
 {
-	uint32_t v = 0;
-
-	bus_read(&fm.pio, LEGACY + off, &v, len);
-	return v;
+	return (uint32_t)fm_read(&fm, true, LEGACY + off, len);
 }
 
 static void lwr(uint32_t off, uint32_t v, uint32_t len)
 {
-	bus_write(&fm.pio, LEGACY + off, &v, len);
-}
-
-static uint64_t ecam(int slot, uint32_t off)
-{
-	return PCI_ECAM_BASE + ((uint64_t)slot << 15) + off;
+	fm_write(&fm, true, LEGACY + off, v, len);
 }
 
 static uint32_t cfg_rd(uint32_t off, uint32_t len)
 {
-	uint32_t v = 0;
-
-	bus_read(&fm.mmio, ecam(SLOT, off), &v, len);
-	return v;
+	return fm_cfg_read(&fm, SLOT, off, len);
 }
 
 static void cfg_wr(uint32_t off, uint32_t v, uint32_t len)
 {
-	bus_write(&fm.mmio, ecam(SLOT, off), &v, len);
-}
-
-static uint8_t find_cap(uint8_t id, int type)
-{
-	int n = 0;
-
-	for (uint8_t c = cfg_rd(PCI_CAPABILITY_LIST, 1); c && n < 48; c = cfg_rd(c + 1, 1), n++)
-		if (cfg_rd(c, 1) == id &&
-		    (type < 0 || (int)cfg_rd(c + VIRTIO_PCI_CAP_CFG_TYPE, 1) == type))
-			return c;
-	return 0;
-}
-
-static struct virtq vq0(void)
-{
-	struct virtq vq;
-
-	pthread_mutex_lock(&dev->lock);
-	vq = dev->vqs[0];
-	pthread_mutex_unlock(&dev->lock);
-	return vq;
+	fm_cfg_write(&fm, SLOT, off, v, len);
 }
 
 static uint8_t dev_isr(void)
@@ -246,8 +211,8 @@ static void setup_pci(bool transitional)
 	    machine_own(&fm.m, dev, virtio_dev_free))
 		abort();
 	bar4 = (cfg_rd(PCI_BASE_ADDRESS_4, 4) & ~0xfULL) | (uint64_t)cfg_rd(PCI_BASE_ADDRESS_5, 4) << 32;
-	msix_cap = find_cap(PCI_CAP_ID_MSIX, -1);
-	cfg_cap = find_cap(PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
+	msix_cap = fm_find_cap(&fm, SLOT, PCI_CAP_ID_MSIX, -1);
+	cfg_cap = fm_find_cap(&fm, SLOT, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
 }
 
 static void msix_on(void)
@@ -387,9 +352,9 @@ static void mmio_legacy_queue_sel(void)
 	EXPECT_CLEAN();
 	mw32(VIRTIO_MMIO_QUEUE_SEL, 0);
 	CHECK_EQ(m32(VIRTIO_MMIO_QUEUE_PFN), RING >> 12);
-	CHECK(vq0().ready);
-	CHECK_EQ(vq0().desc_gpa, RING);
-	CHECK_EQ(vq0().size, QSIZE);
+	CHECK(drv_vq(dev, 0).ready);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, RING);
+	CHECK_EQ(drv_vq(dev, 0).size, QSIZE);
 	fm_destroy(&fm);
 }
 
@@ -427,8 +392,8 @@ static void mmio_v2_selectors(void)
 	mmio_bring_up();
 	race(4, fns);
 	EXPECT_CLEAN();
-	CHECK(vq0().ready);
-	CHECK_EQ(vq0().desc_gpa, RING);
+	CHECK(drv_vq(dev, 0).ready);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, RING);
 	fm_destroy(&fm);
 }
 
@@ -537,7 +502,7 @@ static void pci_queue_select(void)
 	CHECK_EQ(crd(queue_size), QSIZE);
 	CHECK_EQ(crd(queue_msix_vector), 1);
 	CHECK_EQ(rd(C(queue_desc_lo), 8), RING);
-	CHECK(vq0().ready);
+	CHECK(drv_vq(dev, 0).ready);
 	fm_destroy(&fm);
 }
 
@@ -591,7 +556,7 @@ static void pci_legacy_queue_select(void)
 	lwr(VIRTIO_PCI_QUEUE_SEL, 0, 2);
 	CHECK_EQ(lrd(VIRTIO_PCI_QUEUE_PFN, 4), RING >> 12);
 	CHECK_EQ(lrd(VIRTIO_MSI_QUEUE_VECTOR, 2), 1);
-	CHECK_EQ(vq0().desc_gpa, RING);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, RING);
 	fm_destroy(&fm);
 }
 

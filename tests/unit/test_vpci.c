@@ -51,60 +51,26 @@ static uint8_t msix_cap, cfg_cap; /* capability offsets */
 
 /* ---- config space, as the guest reaches it ---- */
 
-static uint64_t ecam(int slot, uint32_t off)
-{
-	return PCI_ECAM_BASE + ((uint64_t)slot << 15) + off;
-}
-
 static uint32_t cfg_rd(uint32_t off, uint32_t len)
 {
-	uint32_t v = 0;
-
-	bus_read(&fm.mmio, ecam(SLOT, off), &v, len);
-	return v;
+	return fm_cfg_read(&fm, SLOT, off, len);
 }
 
 static void cfg_wr(uint32_t off, uint32_t v, uint32_t len)
 {
-	bus_write(&fm.mmio, ecam(SLOT, off), &v, len);
-}
-
-static uint64_t bar_addr(int bar)
-{
-	uint32_t lo = cfg_rd(PCI_BASE_ADDRESS_0 + 4 * bar, 4);
-
-	if (lo & PCI_BASE_ADDRESS_SPACE_IO)
-		return lo & ~3u;
-	if ((lo & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64)
-		return (lo & ~0xfu) | (uint64_t)cfg_rd(PCI_BASE_ADDRESS_0 + 4 * bar + 4, 4) << 32;
-	return lo & ~0xfu;
-}
-
-/* The capability of this id (and, for vendor ones, cfg_type), or 0. */
-static uint8_t find_cap(uint8_t id, int type)
-{
-	int n = 0;
-
-	for (uint8_t c = cfg_rd(PCI_CAPABILITY_LIST, 1); c && n < 48; c = cfg_rd(c + 1, 1), n++)
-		if (cfg_rd(c, 1) == id &&
-		    (type < 0 || (int)cfg_rd(c + VIRTIO_PCI_CAP_CFG_TYPE, 1) == type))
-			return c;
-	return 0;
+	fm_cfg_write(&fm, SLOT, off, v, len);
 }
 
 /* ---- BAR 4 ---- */
 
 static uint64_t rd(uint64_t off, uint32_t len)
 {
-	uint64_t v = 0;
-
-	bus_read(&fm.mmio, bar4 + off, &v, len);
-	return v;
+	return fm_read(&fm, false, bar4 + off, len);
 }
 
 static void wr(uint64_t off, uint64_t v, uint32_t len)
 {
-	bus_write(&fm.mmio, bar4 + off, &v, len);
+	fm_write(&fm, false, bar4 + off, v, len);
 }
 
 #define C(field) (COMMON + offsetof(struct virtio_pci_common_cfg, field))
@@ -112,31 +78,18 @@ static void wr(uint64_t off, uint64_t v, uint32_t len)
 #define crd(field) rd(C(field), CSIZE(field))
 #define cwr(field, v) wr(C(field), (v), CSIZE(field))
 
-static struct virtq vq0(void)
-{
-	struct virtq vq;
-
-	pthread_mutex_lock(&dev->lock);
-	vq = dev->vqs[0];
-	pthread_mutex_unlock(&dev->lock);
-	return vq;
-}
-
 /* ---- the legacy I/O BAR ---- */
 
 #define LEGACY 0xc000
 
 static uint32_t lrd(uint32_t off, uint32_t len)
 {
-	uint32_t v = 0;
-
-	bus_read(&fm.pio, LEGACY + off, &v, len);
-	return v;
+	return (uint32_t)fm_read(&fm, true, LEGACY + off, len);
 }
 
 static void lwr(uint32_t off, uint32_t v, uint32_t len)
 {
-	bus_write(&fm.pio, LEGACY + off, &v, len);
+	fm_write(&fm, true, LEGACY + off, v, len);
 }
 
 /* ---- set-up ---- */
@@ -146,9 +99,9 @@ static void attach(struct virtio_dev *d, bool transitional)
 	dev = d;
 	CHECK_EQ(virtio_pci_attach(bus, &fm.m, dev, transitional), 0);
 	CHECK_EQ(machine_own(&fm.m, dev, virtio_dev_free), 0);
-	bar4 = bar_addr(4);
-	msix_cap = find_cap(PCI_CAP_ID_MSIX, -1);
-	cfg_cap = find_cap(PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
+	bar4 = fm_bar_addr(&fm, SLOT, 4);
+	msix_cap = fm_find_cap(&fm, SLOT, PCI_CAP_ID_MSIX, -1);
+	cfg_cap = fm_find_cap(&fm, SLOT, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
 }
 
 static void machine_up(bool no_length_ioeventfds)
@@ -279,20 +232,20 @@ static void identity_and_capabilities(void)
 		CHECK_EQ(cfg_rd(msix_cap + PCI_MSIX_TABLE, 4), TABLE | 4);
 		CHECK_EQ(cfg_rd(msix_cap + PCI_MSIX_PBA, 4), PBA | 4);
 		/* The virtio structures. */
-		c = find_cap(PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_COMMON_CFG);
+		c = fm_find_cap(&fm, SLOT, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_COMMON_CFG);
 		CHECK(c && cfg_rd(c + VIRTIO_PCI_CAP_BAR, 1) == 4);
 		CHECK_EQ(cfg_rd(c + VIRTIO_PCI_CAP_OFFSET, 4), COMMON);
 		CHECK_EQ(cfg_rd(c + VIRTIO_PCI_CAP_LENGTH, 4), sizeof(struct virtio_pci_common_cfg));
-		c = find_cap(PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_ISR_CFG);
+		c = fm_find_cap(&fm, SLOT, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_ISR_CFG);
 		CHECK(c && cfg_rd(c + VIRTIO_PCI_CAP_OFFSET, 4) == ISR);
-		c = find_cap(PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_DEVICE_CFG);
+		c = fm_find_cap(&fm, SLOT, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_DEVICE_CFG);
 		CHECK(c && cfg_rd(c + VIRTIO_PCI_CAP_OFFSET, 4) == DEVCFG);
-		c = find_cap(PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_NOTIFY_CFG);
+		c = fm_find_cap(&fm, SLOT, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_NOTIFY_CFG);
 		CHECK(c && cfg_rd(c + VIRTIO_PCI_CAP_OFFSET, 4) == NOTIFY);
 		CHECK_EQ(cfg_rd(c + VIRTIO_PCI_NOTIFY_CAP_MULT, 4), 4);
 		CHECK(cfg_cap != 0);
 		/* The capabilities are read-only, but for the PCI_CFG window's bar/offset/length. */
-		c = find_cap(PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_COMMON_CFG);
+		c = fm_find_cap(&fm, SLOT, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_COMMON_CFG);
 		cfg_wr(c + VIRTIO_PCI_CAP_OFFSET, 0x1234, 4);
 		cfg_wr(c + VIRTIO_PCI_CAP_NEXT, 0, 1);
 		CHECK_EQ(cfg_rd(c + VIRTIO_PCI_CAP_OFFSET, 4), COMMON);
@@ -396,7 +349,7 @@ static void common_config_fields(void)
 	CHECK_EQ(crd(queue_enable), 0);
 	cwr(queue_enable, 1);
 	CHECK_EQ(crd(queue_enable), 1);
-	CHECK(vq0().ready);
+	CHECK(drv_vq(dev, 0).ready);
 	cwr(queue_enable, 0);
 	CHECK_EQ(crd(queue_enable), 1);
 	/* A live queue neither resizes nor moves. */
@@ -451,8 +404,8 @@ static void queue_select_out_of_range(void)
 	CHECK_EQ(crd(queue_msix_vector), 0);
 	CHECK_EQ(crd(queue_enable), 0);
 	CHECK_EQ(rd(C(queue_desc_lo), 8), 0);
-	CHECK_EQ(vq0().desc_gpa, 0);
-	CHECK(!vq0().ready);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, 0);
+	CHECK(!drv_vq(dev, 0).ready);
 	teardown();
 }
 
@@ -690,10 +643,10 @@ static void legacy_io_bar(void)
 	lwr(VIRTIO_PCI_STATUS, S_ACK | S_DRV, 1);
 	lwr(VIRTIO_PCI_QUEUE_PFN, RING >> 12, 4);
 	CHECK_EQ(lrd(VIRTIO_PCI_QUEUE_PFN, 4), RING >> 12);
-	CHECK(vq0().ready);
-	CHECK_EQ(vq0().desc_gpa, RING);
-	CHECK_EQ(vq0().avail_gpa, RING + 16 * QMAX);
-	CHECK_EQ(vq0().used_gpa, RING + 0x2000); /* RING + 4096 + 4 + 512 + 2, up to 4 KiB */
+	CHECK(drv_vq(dev, 0).ready);
+	CHECK_EQ(drv_vq(dev, 0).desc_gpa, RING);
+	CHECK_EQ(drv_vq(dev, 0).avail_gpa, RING + 16 * QMAX);
+	CHECK_EQ(drv_vq(dev, 0).used_gpa, RING + 0x2000); /* RING + 4096 + 4 + 512 + 2, up to 4 KiB */
 	lwr(VIRTIO_PCI_QUEUE_PFN, 0x99, 4);      /* live: ignored */
 	CHECK_EQ(lrd(VIRTIO_PCI_QUEUE_PFN, 4), RING >> 12);
 	lwr(VIRTIO_PCI_STATUS, S_ACK | S_DRV | S_DOK, 1);
@@ -722,7 +675,7 @@ static void legacy_io_bar(void)
 	lwr(VIRTIO_PCI_STATUS, 0, 1);
 	CHECK_EQ(fm_line(&fm, INTX_GSI), 0);
 	CHECK_EQ(lrd(VIRTIO_PCI_QUEUE_PFN, 4), 0);
-	CHECK(!vq0().ready);
+	CHECK(!drv_vq(dev, 0).ready);
 	/* Past the registers and the (empty) device config: 0. */
 	CHECK_EQ(lrd(0x40, 4), 0);
 	CHECK_EQ(lrd(0xfc, 4), 0);
@@ -811,8 +764,8 @@ static void notify_follows_bar_move(void)
 		cfg_wr(PCI_BASE_ADDRESS_4, (uint32_t)moved, 4);
 		cfg_wr(PCI_BASE_ADDRESS_5, (uint32_t)(moved >> 32), 4);
 		cfg_wr(PCI_BASE_ADDRESS_0, io_moved, 4);
-		CHECK_EQ(bar_addr(4), moved);
-		CHECK_EQ(bar_addr(0), io_moved);
+		CHECK_EQ(fm_bar_addr(&fm, SLOT, 4), moved);
+		CHECK_EQ(fm_bar_addr(&fm, SLOT, 0), io_moved);
 		cfg_wr(PCI_COMMAND, cmd, 2);
 		CHECK(fm_ioeventfd_at(&fm, bar4 + NOTIFY, false) == NULL);
 		CHECK(fm_ioeventfd_at(&fm, moved + NOTIFY, false) != NULL);

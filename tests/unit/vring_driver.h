@@ -193,6 +193,17 @@ static inline void drv_queue_ready(struct virtio_dev *dev, int q, bool ready)
 	pthread_mutex_unlock(&dev->lock);
 }
 
+/* A copy of queue q as the device has it now (taken under its lock). */
+static inline struct virtq drv_vq(struct virtio_dev *dev, int q)
+{
+	struct virtq vq;
+
+	pthread_mutex_lock(&dev->lock);
+	vq = dev->vqs[q];
+	pthread_mutex_unlock(&dev->lock);
+	return vq;
+}
+
 static inline uint8_t drv_isr(struct virtio_dev *dev)
 {
 	uint8_t isr;
