@@ -29,7 +29,6 @@
  * 'g' on COM1, which the host sends once it has read KVM's counters. */
 #include "blk.h"
 
-#define MS 1000000UL
 #define SYNC_TIMEOUT (60000 * MS)
 #define SAFETY_TIMER_NS (1000 * MS)
 #define SEQ_REQ_BYTES (1u << 20)

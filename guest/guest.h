@@ -167,6 +167,7 @@ void time_init(void);                 /* BSP, after LAPIC and IDT */
 extern uint64_t tsc_hz;               /* 0 if unknown */
 extern const char *tsc_source;
 extern bool have_rdtscp;
+#define MS 1000000UL                  /* nanoseconds in a millisecond */
 uint64_t cycles_to_ns(uint64_t c);    /* 0 if the TSC frequency is unknown */
 uint64_t ns_to_cycles(uint64_t ns);   /* uses a 3 GHz guess if unknown (only for timeouts) */
 /* hlt (with the LAPIC timer as a wake-up) until cond(arg) or timeout; true if cond. */
@@ -207,6 +208,9 @@ void lapic_init_this_cpu(void);       /* enable via SVR, mask LINT0 (no PIC ExtI
 uint32_t lapic_id(void);
 void lapic_send_ipi(uint32_t apic_id, uint8_t vector);
 void lapic_timer_oneshot(uint64_t ns);
+/* Fires every ns until stopped: a wait that hlts survives a lost timer interrupt. */
+void lapic_timer_periodic(uint64_t ns);
+void lapic_timer_stop(void);
 extern uint64_t lapic_timer_hz;       /* 1 GHz (KVM's APIC bus) unless CPUID says otherwise */
 
 #define IOAPIC_EDGE       0

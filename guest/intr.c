@@ -86,16 +86,22 @@ void lapic_send_ipi(uint32_t apic_id, uint8_t vector)
     restore_flags(f);
 }
 
-void lapic_timer_oneshot(uint64_t ns)
+static void lapic_timer_arm(uint64_t ns, uint32_t mode)
 {
     uint64_t ticks = ns * (lapic_timer_hz / 1000000) / 1000;
     if (ticks == 0)
         ticks = 1;
     if (ticks > 0xffffffff)
         ticks = 0xffffffff;
-    lapic_write(LAPIC_LVT_TMR, VEC_TIMER);        /* one-shot, unmasked */
+    lapic_write(LAPIC_LVT_TMR, mode | VEC_TIMER); /* unmasked */
     lapic_write(LAPIC_TMR_ICR, (uint32_t)ticks);
 }
+
+void lapic_timer_oneshot(uint64_t ns) { lapic_timer_arm(ns, 0); }
+
+void lapic_timer_periodic(uint64_t ns) { lapic_timer_arm(ns, 1u << 17); }
+
+void lapic_timer_stop(void) { lapic_write(LAPIC_TMR_ICR, 0); }
 
 /* ---- IOAPIC ---- */
 static uint32_t ioapic_read(uint32_t reg)

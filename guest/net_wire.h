@@ -6,7 +6,6 @@
 
 #include "net.h"
 
-#define MS 1000000UL
 #define RETRY_NS (500 * MS)   /* a request unanswered this long is sent again ... */
 #define TRIES    6            /* ... this many times in all */
 

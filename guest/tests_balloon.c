@@ -10,7 +10,6 @@
  * deflated pages read zero: the host discarded them. A fresh stats buffer goes out at the end. */
 #include "virtio.h"
 
-#define MS 1000000UL
 #define IO_TIMEOUT (5000 * MS)
 #define HOST_TIMEOUT (60000 * MS)
 

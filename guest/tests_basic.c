@@ -1,7 +1,6 @@
 /* The machine's basic devices: serial, rtc, cpus, bus; destructive: triplefault, spin. */
 #include "guest.h"
 
-#define MS 1000000UL
 
 /* ---- serial: COM1 as a 16550A ---- */
 #define THR 0

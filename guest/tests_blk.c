@@ -10,7 +10,6 @@
  * no NUL), then byte i (24 <= i < 512) = (k * 13 + i * 7 + seed) & 0xff. */
 #include "blk.h"
 
-#define MS 1000000UL
 #define IO_TIMEOUT BLK_IO_TIMEOUT_NS
 
 #define REQ_SECTORS  128u          /* 64 KiB per request */

@@ -19,7 +19,6 @@
  *   MAC (we answer) and the reply spans several 256-byte mergeable buffers. */
 #include "net.h"
 
-#define MS 1000000UL
 #define S  (1000 * MS)
 
 #define GATEWAY IP4(10, 0, 2, 2)

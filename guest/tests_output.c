@@ -14,7 +14,6 @@
  * mica: --console virtio --disk IMG (any --transport). A missing device SKIPs. */
 #include "blk.h"
 
-#define MS 1000000UL
 #define CON_BUF      4096u
 #define CON_PREFIX   "# flood-console "
 #define SERIAL_LINE  64u

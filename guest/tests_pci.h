@@ -13,7 +13,6 @@
 #include "pci.h"
 #include "virtio.h"
 
-#define MS 1000000UL
 #define IO_TIMEOUT (2000 * MS)
 #define VERSION_1 BIT64(VIRTIO_F_VERSION_1)
 

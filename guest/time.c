@@ -60,6 +60,8 @@ uint64_t ns_to_cycles(uint64_t ns)
     return ns / 1000000000u * hz + ns % 1000000000u * hz / 1000000000u;
 }
 
+#define WAIT_TICK_NS (50 * MS)
+
 bool wait_until(bool (*cond)(void *), void *arg, uint64_t timeout_ns)
 {
     uint64_t flags = save_flags();
@@ -72,11 +74,15 @@ bool wait_until(bool (*cond)(void *), void *arg, uint64_t timeout_ns)
         uint64_t el = rdtsc() - start;
         if (el >= limit)
             break;
-        /* wake at the deadline at the latest; an interrupt (IPI, device) wakes us earlier */
-        uint64_t left = limit - el;
-        lapic_timer_oneshot(tsc_hz ? cycles_to_ns(left) + 1000 : timeout_ns / 8 + 1000);
+        /* Wake at the deadline at the latest (an interrupt, IPI or device, wakes us earlier),
+         * with a periodic timer of at most WAIT_TICK_NS: under nested KVM a LAPIC timer
+         * interrupt is now and then lost (the timer expired, nothing requested, the vCPU
+         * still halted), and a one-shot timer would then leave this wait halted for good. */
+        uint64_t left = limit - el, ns = tsc_hz ? cycles_to_ns(left) + 1000 : timeout_ns / 8 + 1000;
+        lapic_timer_periodic(ns < WAIT_TICK_NS ? ns : WAIT_TICK_NS);
         __asm__ volatile("sti; hlt" ::: "memory");
     }
+    lapic_timer_stop();
     restore_flags(flags);
     return ok;
 }

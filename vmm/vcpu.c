@@ -137,6 +137,45 @@ void vcpu_destroy(struct vcpu *vcpu)
 	vcpu->fd = -1;
 }
 
+/* Where a stopped vCPU was and what it waited for: one line. Only once its thread has left
+ * KVM_RUN (KVM serializes the vCPU's ioctls). */
+void vcpu_describe(struct vcpu *vcpu)
+{
+	struct kvm_regs r;
+	struct kvm_mp_state mp;
+	struct kvm_lapic_state *l = malloc(sizeof(*l));
+	char isr[64] = "", irr[64] = "";
+	size_t n = 0, m = 0;
+
+	if (!l || ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_MP_STATE, &mp) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_LAPIC, l) < 0) {
+		pr_err("vCPU %d: cannot read its state: %s", vcpu->index, strerror(errno));
+		free(l);
+		return;
+	}
+	/* The vectors in service (ISR, 8 registers of 32 bits, 16 bytes apart, from 0x100) and
+	 * those requested, not yet delivered (IRR, from 0x200). */
+	for (int i = 0; i < 8; i++) {
+		uint32_t s, q;
+
+		memcpy(&s, l->regs + 0x100 + 16 * i, 4);
+		memcpy(&q, l->regs + 0x200 + 16 * i, 4);
+		for (int b = 0; b < 32; b++) {
+			if ((s & (1u << b)) && n < sizeof(isr) - 5)
+				n += snprintf(isr + n, sizeof(isr) - n, " %d", 32 * i + b);
+			if ((q & (1u << b)) && m < sizeof(irr) - 5)
+				m += snprintf(irr + m, sizeof(irr) - m, " %d", 32 * i + b);
+		}
+	}
+	pr_err("vCPU %d: %s, rip %llx, interrupts %s, LAPIC timer LVT %08x initial %u current %u, "
+	       "in service:%s, requested:%s", vcpu->index,
+	       mp.mp_state == KVM_MP_STATE_HALTED ? "halted" : mp.mp_state == KVM_MP_STATE_RUNNABLE
+	       ? "running" : "waiting for INIT/SIPI", r.rip, r.rflags & 0x200 ? "on" : "off",
+	       *(uint32_t *)(l->regs + 0x320), *(uint32_t *)(l->regs + 0x380),
+	       *(uint32_t *)(l->regs + 0x390), n ? isr : " none", m ? irr : " none");
+	free(l);
+}
+
 void vcpu_dump_regs(struct vcpu *vcpu)
 {
 	struct kvm_regs r;

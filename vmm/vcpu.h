@@ -34,6 +34,9 @@ int vcpu_start(struct vcpu *vcpu);
 /* Makes a vCPU leave KVM_RUN (the VM is stopping). */
 void vcpu_kick(struct vcpu *vcpu);
 void vcpu_join(struct vcpu *vcpu);
+/* One line on stderr: halted or not, rip, IF, the LAPIC timer and the vectors in service. For a
+ * vCPU whose thread has stopped. */
+void vcpu_describe(struct vcpu *vcpu);
 /* Prints general and segment registers to stderr. */
 void vcpu_dump_regs(struct vcpu *vcpu);
 

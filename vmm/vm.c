@@ -333,6 +333,10 @@ int vm_run(struct vm *vm)
 	for (int i = 0; i < started; i++)
 		vcpu_join(&vm->vcpus[i]);
 	err = vm->exit_status;
+	/* A guest that did not finish in time: say where each vCPU was waiting. */
+	if (!strcmp(vm->exit_reason, "timeout"))
+		for (int i = 0; i < started; i++)
+			vcpu_describe(&vm->vcpus[i]);
 out:
 	if (sfd >= 0)
 		close(sfd);
