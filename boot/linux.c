@@ -5,10 +5,10 @@
  * (pvh.c) hands the same facts over in hvm_start_info. */
 #include <asm/bootparam.h>
 #include <asm/e820.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "boot/acpi.h"
@@ -49,7 +49,7 @@ static void add_e820(void *ctx, uint64_t addr, uint64_t size, uint32_t type)
 static bool cmdline_has_acpi(const char *s)
 {
 	for (const char *p = strstr(s, "acpi="); p; p = strstr(p + 1, "acpi="))
-		if (p == s || p[-1] == ' ')
+		if (p == s || isspace((unsigned char)p[-1]))
 			return true;
 	return false;
 }

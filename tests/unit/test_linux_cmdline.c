@@ -43,6 +43,7 @@ static void test_acpi_off_appended(void)
 		/* The user's own acpi= wins, first word or not. */
 		{ "acpi=force console=ttyS0", false, "acpi=force console=ttyS0" },
 		{ "quiet acpi=noirq", false, "quiet acpi=noirq" },
+		{ "quiet\tacpi=noirq", false, "quiet\tacpi=noirq" },
 		/* Words that only contain "acpi=" are not the acpi= option. */
 		{ "pnpacpi=off", false, "pnpacpi=off acpi=off" },
 		{ "x.noacpi=1 quiet", false, "x.noacpi=1 quiet acpi=off" },
