@@ -12,6 +12,7 @@
 
 #include "boot/acpi.h"
 #include "boot/aml.h"
+#include "devices/pci.h"
 #include "vmm/layout.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
@@ -144,16 +145,16 @@ static void dsdt_pci(struct aml *a, const struct acpi_info *info)
 	aml_res_dword_memory(a, PCI_MMIO32_START, PCI_MMIO32_START + PCI_MMIO32_SIZE - 1);
 	aml_res_qword_memory(a, info->pci_mmio64_start, info->pci_mmio64_end - 1);
 	aml_end(a);
-	/* INTx: slot s, pin p (0 = INTA) on GSI 16 + (s + p) % 4, as devices/pci.c wires it. */
+	/* INTx of every slot but the host bridge's, pin 0 = INTA, as devices/pci.c wires it. */
 	aml_name_decl(a, "_PRT");
-	aml_package(a, 31 * 4);
-	for (int slot = 1; slot < 32; slot++) {
+	aml_package(a, (PCI_MAX_SLOTS - 1) * 4);
+	for (int slot = 1; slot < PCI_MAX_SLOTS; slot++) {
 		for (int pin = 0; pin < 4; pin++) {
 			aml_package(a, 4);
 			aml_integer(a, ((uint64_t)slot << 16) | 0xffff);
 			aml_integer(a, pin);
 			aml_integer(a, 0);
-			aml_integer(a, 16 + (slot + pin) % 4);
+			aml_integer(a, pci_intx_gsi(slot, pin));
 			aml_end(a);
 		}
 	}

@@ -3,6 +3,7 @@
 #define MICA_BOOT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/err.h"
@@ -19,7 +20,7 @@ enum kernel_kind {
 /* What the boot loaders and firmware tables are told beyond the machine itself. */
 struct boot_config {
 	const char *cmdline;        /* NULL: empty */
-	bool acpi;                  /* ACPI tables (else an MP table and virtio_mmio.device=) */
+	bool acpi;                  /* ACPI tables (else an MP table, acpi=off, no virtio-mmio) */
 	/* The exit-cost lab: the FDT's bench node lists the probes; the floor VM of `mica bench
 	 * exits` also gives the guest bare notify addresses (0: none). */
 	bool bench_probes;
@@ -78,6 +79,8 @@ int pvh_load(struct vm *vm, const struct boot_file *kernel, const struct boot_fi
 struct setup_header;
 void linux_memory_map(struct vm *vm, void (*add)(void *ctx, uint64_t addr, uint64_t size,
 						  uint32_t type), void *ctx);
+/* Writes the command line (the user's, plus acpi=off without ACPI unless it says acpi=...);
+ * refuses virtio-mmio devices without ACPI (-EINVAL, e says so). */
 int linux_write_cmdline(struct vm *vm, const struct boot_config *bc, size_t max, struct err *e);
 int linux_place_initrd(struct vm *vm, const struct boot_file *initrd, uint64_t kernel_end,
 		       uint64_t addr_max, uint64_t *addr, struct err *e);
@@ -90,7 +93,8 @@ void linux_default_setup_header(struct setup_header *h);
 int bzimage_check(const struct boot_file *f, struct err *e);
 int bzimage_load(struct vm *vm, const struct boot_file *kernel, const struct boot_file *initrd,
 		 const struct boot_config *bc, struct boot_entry *entry, struct err *e);
-/* Builds the MP table (for --acpi off) at the start of the EBDA. */
+/* Builds the MP table (for --acpi off) at the start of the EBDA: CPUs, buses, IOAPIC, ISA and
+ * PCI interrupt routing. */
 int mptable_build(struct vm *vm, struct err *e);
 /* Builds the boot-info flattened device tree at BOOTINFO_ADDR. */
 int fdt_build_bootinfo(struct vm *vm, const struct boot_config *bc, struct err *e);

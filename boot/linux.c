@@ -1,12 +1,14 @@
-/* What every way of booting Linux shares: the command line (with virtio_mmio.device= entries
- * when there is no ACPI), the e820 map, the initrd's place, and the firmware tables (ACPI, or
- * an MP table with --acpi off). boot_params for the 64-bit boot protocol (bzImage, vmlinux) is
- * built here too; the PVH entry (pvh.c) hands the same facts over in hvm_start_info. */
+/* What every way of booting Linux shares: the command line (with acpi=off when there is no
+ * ACPI, and virtio-mmio devices then refused: Linux finds them only in ACPI tables), the e820
+ * map, the initrd's place, and the firmware tables (ACPI, or an MP table with --acpi off).
+ * boot_params for the 64-bit boot protocol (bzImage, vmlinux) is built here too; the PVH entry
+ * (pvh.c) hands the same facts over in hvm_start_info. */
 #include <asm/bootparam.h>
 #include <asm/e820.h>
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "boot/acpi.h"
@@ -43,32 +45,47 @@ static void add_e820(void *ctx, uint64_t addr, uint64_t size, uint32_t type)
 		bp->e820_table[bp->e820_entries++] = (struct boot_e820_entry){ addr, size, type };
 }
 
+/* Whether the command line already says acpi=...: a word of its own, the user's choice. */
+static bool cmdline_has_acpi(const char *s)
+{
+	for (const char *p = strstr(s, "acpi="); p; p = strstr(p + 1, "acpi="))
+		if (p == s || isspace((unsigned char)p[-1]))
+			return true;
+	return false;
+}
+
+/* Without ACPI tables, Linux has no way to find a virtio-mmio device: x86 kernels have no
+ * device tree, and distributions build without VIRTIO_MMIO_CMDLINE_DEVICES (virtio_mmio.device=
+ * is ignored by Debian's generic and cloud kernels). Refused, rather than booted without them. */
+static int check_mmio_without_acpi(const struct vm *vm, const struct boot_config *bc,
+				   struct err *e)
+{
+	for (int i = 0; i < vm->machine.nplatform_devs && !bc->acpi; i++)
+		if (!strcmp(vm->machine.platform_devs[i].compatible, "virtio,mmio"))
+			return err_set(e, -EINVAL, "--acpi off: Linux finds virtio-mmio devices "
+				       "only through ACPI tables; use --transport pci or leave ACPI "
+				       "on");
+	return 0;
+}
+
 int linux_write_cmdline(struct vm *vm, const struct boot_config *bc, size_t max, struct err *e)
 {
 	const char *user = bc->cmdline ? bc->cmdline : "";
-	size_t len = strlen(user) + 1 + (size_t)vm->machine.nplatform_devs * 64, n;
-	char *s = malloc(len), *dst;
+	/* No tables: acpi=off spares the kernel its search for them (and its "ACPI BIOS Error
+	 * (bug): A valid RSDP was not found" on the console, even with quiet). */
+	const char *extra = !bc->acpi && !cmdline_has_acpi(user) ? "acpi=off" : "";
+	char *dst;
+	size_t n;
+	int err = check_mmio_without_acpi(vm, bc, e);
 
-	if (!s)
-		return err_set(e, -ENOMEM, "out of memory");
-	n = snprintf(s, len, "%s", user);
-	/* Without ACPI, kernels built with VIRTIO_MMIO_CMDLINE_DEVICES find the devices here. */
-	for (int i = 0; i < vm->machine.nplatform_devs && !bc->acpi; i++) {
-		const struct machine_platform_dev *d = &vm->machine.platform_devs[i];
-
-		if (!strcmp(d->compatible, "virtio,mmio"))
-			n += snprintf(s + n, len - n, " virtio_mmio.device=%lluK@0x%llx:%u",
-				      (unsigned long long)d->size / 1024, (unsigned long long)d->base,
-				      d->gsi);
-	}
+	if (err)
+		return err;
+	n = strlen(user) + (*user && *extra ? 1 : 0) + strlen(extra);
 	dst = gpa_range(&vm->mem, CMDLINE_ADDR, n + 1);
-	if (n > max || n >= CMDLINE_MAX || !dst) {
-		free(s);
+	if (n > max || n >= CMDLINE_MAX || !dst)
 		return err_set(e, -E2BIG, "the --cmdline string is longer than this kernel "
 			       "accepts");
-	}
-	memcpy(dst, s, n + 1);
-	free(s);
+	snprintf(dst, n + 1, "%s%s%s", user, *user && *extra ? " " : "", extra);
 	return 0;
 }
 

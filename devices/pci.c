@@ -392,8 +392,7 @@ int pci_register(struct pci_dev *p)
 		return -ENOSPC;
 	p->slot = slot;
 	p->cfg[PCI_INTERRUPT_PIN] = 1; /* INTA */
-	/* The usual swizzle: slot s, pin p (INTA = 1) on GSI 16 + (s + p - 1) % 4. */
-	p->intx_gsi = PCI_INTX_GSI_BASE + (slot + p->cfg[PCI_INTERRUPT_PIN] - 1) % 4;
+	p->intx_gsi = pci_intx_gsi(slot, p->cfg[PCI_INTERRUPT_PIN] - 1);
 	p->cfg[PCI_INTERRUPT_LINE] = p->intx_gsi;
 	for (int i = 0; i < PCI_NUM_BARS; i++) {
 		struct pci_bar *b = &p->bars[i];

@@ -3,7 +3,8 @@
  *
  * Devices get their BARs pre-assigned as firmware would (32-bit memory BARs in the window below
  * 4 GiB, 64-bit ones above RAM, I/O BARs from 0xc000) with decoding enabled; a guest may
- * reassign them. INTx of slot s, pin p (1 = INTA) goes to GSI 16 + (s + p - 1) % 4. */
+ * reassign them. INTx of slot s, pin p (1 = INTA) goes to GSI 16 + (s + p - 1) % 4
+ * (pci_intx_gsi(), which the firmware tables describe too). */
 #ifndef MICA_PCI_H
 #define MICA_PCI_H
 
@@ -77,6 +78,14 @@ int pci_register(struct pci_dev *pdev);
 
 /* The window for 64-bit BARs: from the first 1 GiB boundary at or above the end of RAM. */
 void pci_mmio64_window(const struct machine *m, uint64_t *start, uint64_t *end);
+
+/* The GSI (IOAPIC pin) that INTx pin `pin` (0 = INTA .. 3 = INTD) of `slot` is wired to: the
+ * usual swizzle. The one copy of the wiring: devices/pci.c drives the line there, the ACPI _PRT
+ * and the MP table tell the guest so. */
+static inline uint32_t pci_intx_gsi(int slot, int pin)
+{
+	return PCI_INTX_GSI_BASE + (uint32_t)(slot + pin) % 4;
+}
 
 /* Drives the device's INTx line (pin A); respects the command register's INTx-disable bit.
  * Any thread; takes only the bus's INTx lock. */

@@ -334,18 +334,8 @@ if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 			test "$rc" = 0 -a -n "$(grep "\"reason\": \"${how#*:}\"" "$OUT/$name.json")"
 	done
 
-	# --acpi off: an MP table (and virtio_mmio.device= entries). Debian's cloud kernel has no
-	# MP-table parser, its generic kernel (the one scripts/with-kvm fetched) has: two CPUs.
-	generic=$(ls build/with-kvm/pkg/linux-image-*/boot/vmlinuz-* 2>/dev/null | head -n 1)
-	if [ -n "$generic" ]; then
-		LIMIT=300 run_mica linux-mptable run --kernel "$generic" --initrd build/linux/initramfs.cpio.gz \
-			--mem 256M --cpus 2 --acpi off --timeout 240 \
-			--cmdline "console=ttyS0 quiet loglevel=1 mica.test=cpus mica.cpus=2"
-		expect linux-mptable "two CPUs online from the MP table" \
-			test "$rc" = 0 -a -n "$(grep 'mica-linux: cpus online 2' "$OUT/linux-mptable.txt")"
-	else
-		skip linux-mptable "no generic Debian kernel under build/with-kvm/pkg (scripts/with-kvm fetches it where /dev/kvm is missing)"
-	fi
+	# --acpi off: the MP table (CPUs, PCI INTx), acpi=off, virtio-mmio refused for Linux.
+	tests/integration/linux_noacpi.sh
 
 	# The same kernel as an uncompressed vmlinux: through its PVH entry note, and (notes
 	# stripped) through the 64-bit boot protocol with a built boot_params.
