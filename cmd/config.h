@@ -37,6 +37,8 @@ struct mica_config {
 	const char *control_path;        /* --control */
 	const char *stats_path;          /* --stats-json */
 	bool bench_devices;              /* --bench-devices: the exit-cost lab's probes */
+	bool landlock;                   /* --landlock on|off (on by default) */
+	const char *landlock_probe;      /* --debug-landlock-probe (hidden, for the tests) */
 	int verbosity;
 };
 

@@ -10,6 +10,7 @@
 #include "boot/boot.h"
 #include "cmd/bench_exits.h"
 #include "cmd/cli.h"
+#include "cmd/landlock_rules.h"
 #include "devices/legacy.h"
 #include "devices/pci.h"
 #include "devices/uart.h"
@@ -17,6 +18,7 @@
 #include "devices/virtio/devices.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
+#include "sandbox/landlock_probe.h"
 #include "vmm/control.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
@@ -124,6 +126,8 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct par
 	}
 	if (c->bench_devices && (err = bench_devices_create(m)))
 		return err;
+	if (c->landlock_probe && (err = landlock_probe_create(m, c->landlock_probe)))
+		return err;
 	return stats_add_device(&p->stats, outq_stats, p->out);
 }
 
@@ -156,6 +160,7 @@ static int run(struct mica_config *c)
 	struct boot_file kernel = { 0 }, initrd = { 0 };
 	struct boot_entry entry;
 	struct parts parts = { 0 };
+	struct landlock *landlock = NULL;
 	struct term term;
 	struct vm vm;
 	struct run_times times = { .start_ns = now_ns() };
@@ -206,6 +211,13 @@ static int run(struct mica_config *c)
 		status = EXIT_CRASH;
 		goto out_vm;
 	}
+	/* Setup is done: from here on, mica opens only what its options named. */
+	err = landlock_confine(c, &landlock, &e);
+	if (err) {
+		pr_err("%s", e.msg);
+		status = EXIT_CRASH;
+		goto out_vm;
+	}
 	term_start(&term, &vm, parts.console);
 	if (parts.vcon)
 		virtio_console_set_term(parts.vcon, &term);
@@ -222,6 +234,7 @@ static int run(struct mica_config *c)
 		pr_err("cannot write --stats-json %s: %s", c->stats_path, strerror(-err));
 out_vm:
 	vm_destroy(&vm);
+	landlock_close(landlock);
 	boot_file_close(&kernel);
 	boot_file_close(&initrd);
 	return status;

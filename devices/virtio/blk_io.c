@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "vmm/confine.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
@@ -322,6 +323,7 @@ static int pool_execute(struct blk_io_req *r)
 static void *pool_worker(void *opaque)
 {
 	struct blk_io *io = opaque;
+	unsigned confined = 0;   /* vmm/confine.h: started during setup, before the sandbox */
 
 	pthread_mutex_lock(&io->lock);
 	for (;;) {
@@ -338,6 +340,7 @@ static void *pool_worker(void *opaque)
 			io->work_tail = NULL;
 		pthread_mutex_unlock(&io->lock);
 
+		confine_late_thread(&confined);
 		r->res = pool_execute(r);
 		r->next = NULL;
 

@@ -412,3 +412,5 @@ fi
 # stall or kill mica; a guest flooding net transmit does not stop blk or the console.
 tests/integration/guest_output.sh
 tests/integration/guest_net_flood.sh
+# Landlock: a guest-driven open of a file no option named is refused.
+tests/integration/guest_landlock.sh

@@ -1,0 +1,112 @@
+/* The Landlock rules of `mica run` (sandbox/landlock.h). Files mica opened during setup stay
+ * usable whatever the rules say; the rules decide what may be opened again, or for the first
+ * time, afterwards. Anything an option names that mica might open late is allowed here, and
+ * nothing else: a guest that takes over a device model finds every other file refused. */
+#include "cmd/landlock_rules.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd/config.h"
+
+#include "sandbox/landlock.h"
+#include "vmm/confine.h"
+#include "vmm/log.h"
+
+/* A path that may be missing on this host (no tap support, no resolv.conf) just gets no rule. */
+static int allow_if_present(struct landlock *ll, const char *path, unsigned use, struct err *e)
+{
+	int err = landlock_allow(ll, path, use, e);
+
+	if (err == -ENOENT) {
+		e->msg[0] = '\0';
+		return 0;
+	}
+	return err;
+}
+
+/* --stats-json is written at exit: the file is created now (if it is not there yet), so that a
+ * rule can name it rather than its whole directory. A path mica cannot create gets no rule: the
+ * write at exit fails and says so, as it would without Landlock. */
+static int allow_stats(struct landlock *ll, const char *path, struct err *e)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0666);
+	int err;
+
+	if (fd < 0)
+		return 0;
+	err = landlock_allow_fd(ll, fd, path, LL_WRITE, e);
+	close(fd);
+	/* Its "memory" section reads mica's own smaps at that moment. */
+	return err ? err : landlock_allow(ll, "/proc/self/smaps", LL_READ, e);
+}
+
+static int add_rules(struct landlock *ll, const struct mica_config *c, struct err *e)
+{
+	int err = landlock_allow(ll, "/dev/kvm", LL_READ | LL_WRITE | LL_IOCTL, e);
+
+	for (int i = 0; !err && i < c->ndisks; i++)
+		err = landlock_allow(ll, c->disks[i].path, LL_READ | (c->disks[i].ro ? 0 : LL_WRITE),
+				     e);
+	for (int i = 0; !err && i < c->nnets; i++) {
+		if (c->nets[i].kind == NET_TAP)
+			err = landlock_allow(ll, "/dev/net/tun", LL_READ | LL_WRITE | LL_IOCTL, e);
+		else if (c->nets[i].kind == NET_USER)
+			/* libslirp reads it when the guest first asks its DNS address (10.0.2.3). */
+			err = allow_if_present(ll, "/etc/resolv.conf", LL_READ, e);
+	}
+	if (!err && c->stats_path)
+		err = allow_stats(ll, c->stats_path, e);
+	/* The --control socket is bound already; clients connecting need no rule. Removing it at
+	 * exit would need LL_UNLINK on its whole directory tree: it stays, and the next run on
+	 * that path replaces it (vmm/control.c). A host-filesystem share (none yet) would add its
+	 * directory here with LL_READ | LL_WRITE | LL_LIST | LL_CREATE. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* Sanitizer builds only: their runtimes read /proc/self/maps, list /proc/self/task (LSan)
+	 * and read mica's binary and libraries (symbolizing a report) after setup. */
+	if (!err)
+		err = landlock_allow(ll, "/proc", LL_READ | LL_LIST, e);
+	if (!err)
+		err = landlock_allow(ll, "/proc/self/exe", LL_READ, e);
+	if (!err)
+		err = allow_if_present(ll, "/usr", LL_READ | LL_EXEC | LL_LIST, e);
+#endif
+	return err;
+}
+
+int landlock_confine(const struct mica_config *c, struct landlock **out, struct err *e)
+{
+	struct landlock *ll;
+	int err;
+
+	*out = NULL;
+	if (!c->landlock) {
+		pr_info("landlock: off (--landlock off): mica may open any file its user may");
+		return 0;
+	}
+	err = landlock_open(&ll, 0, e);
+	if (err == -EOPNOTSUPP) {
+		pr_info("landlock: not available (%s): mica runs without it", e->msg);
+		e->msg[0] = '\0';
+		return 0;
+	}
+	if (err)
+		return err;
+	err = add_rules(ll, c, e);
+	if (!err)
+		err = landlock_apply(ll, e);
+	if (!err)
+		err = confine_add(landlock_confine_thread);
+	if (!err)
+		pr_info("landlock: on (ABI %u): after setup mica opens only the files its options "
+			"named", landlock_abi(ll));
+	if (err) {
+		landlock_close(ll);
+		return err;
+	}
+	*out = ll;
+	return 0;
+}
