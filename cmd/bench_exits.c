@@ -456,17 +456,6 @@ int bench_main(int argc, char **argv)
 		return floor_main(kernel, cmdline);
 	if (check_guest(kernel))
 		return EXIT_USAGE;
-	/* Both runs need KVM: say so once, here, rather than once per run. */
-	{
-		struct kvm_caps caps;
-		int kvm_fd;
-
-		if (kvm_open(&kvm_fd, &caps, &e)) {
-			fprintf(stderr, "mica: bench exits: %s\n", e.msg);
-			return EXIT_USAGE;
-		}
-		close(kvm_fd);
-	}
 	if (!json) {
 		mkdir(beside_binary(dir_buf, sizeof(dir_buf), DEFAULT_JSON_DIR), 0755);
 		json = beside_binary(json_buf, sizeof(json_buf), DEFAULT_JSON);
@@ -474,6 +463,18 @@ int bench_main(int argc, char **argv)
 	if (out_file_open(&out, json, "--json", &e)) {
 		fprintf(stderr, "mica: bench exits: %s\n", e.msg);
 		return EXIT_USAGE;
+	}
+	/* Both runs need KVM: say so once, here, rather than once per run. */
+	{
+		struct kvm_caps caps;
+		int kvm_fd;
+
+		if (kvm_open(&kvm_fd, &caps, &e)) {
+			fprintf(stderr, "mica: bench exits: %s\n", e.msg);
+			out_file_abandon(&out);
+			return EXIT_USAGE;
+		}
+		close(kvm_fd);
 	}
 	return exits_main(kernel, iters, &out);
 }

@@ -185,9 +185,9 @@ static int open_inputs(struct mica_config *c, struct inputs *in, struct err *e)
 		if (err)
 			return err;
 	}
-	if (c->control_path && (err = check_socket_path("--control", c->control_path, e)))
-		return err;
 	if ((err = out_file_open(&in->stats, c->stats_path, "--stats-json", e)))
+		return err;
+	if (c->control_path && (err = check_socket_path("--control", c->control_path, e)))
 		return err;
 	if (!c->boot.cmdline && kind == KERNEL_BZIMAGE)
 		c->boot.cmdline = LINUX_DEFAULT_CMDLINE;
