@@ -150,6 +150,7 @@ tap_read() {
 # has spaces; "$F", "$T" and the like expand; blank lines and # comments are skipped). T is the
 # case's own empty directory, mica's working directory too. Marks:
 #   @nobody   run as nobody where we are root (permission cases: root reads anything)
+#   @no-net-admin  run without CAP_NET_ADMIN (tap cases where we are root)
 #   @as=KIB   run under ulimit -v KIB (the address-space limit)
 #   @needs=FILE  skip the case unless FILE exists (a Linux kernel, a fixture)
 BAD_DIR=$(realpath -m "${BAD_DIR:-$OUT/bad}")
@@ -172,6 +173,7 @@ bad_case() {
 	while [[ ${1:-} == @* ]]; do
 		case $1 in
 		@nobody) [ "$(id -u)" = 0 ] && wrap=(setpriv --reuid=nobody --regid=nogroup --clear-groups) ;;
+		@no-net-admin) [ "$(id -u)" = 0 ] && wrap=(setpriv --bounding-set=-net_admin --inh-caps=-net_admin) ;;
 		@as=*) as=${1#@as=} ;;
 		@needs=*) [ -e "${1#@needs=}" ] || { skip "bad-$name" "no ${1#@needs=}"; return; } ;;
 		esac

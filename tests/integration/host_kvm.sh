@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Bad invocations that mica can only refuse once KVM is open (a network backend, a lock held
+# by another running mica), in host.sh's table format: status, one line on stderr, nothing on
+# stdout, no file left behind (a --stats-json or --control path named is gone again). Runs
+# under scripts/with-kvm (kvm.sh calls it; alone: scripts/with-kvm tests/integration/host_kvm.sh).
+cd "$(dirname "$0")/../.."
+# The cases' directories in /tmp too: 9p (the shared tree) has no UNIX sockets.
+BAD_DIR=$(mktemp -d /tmp/mica-bad-cases.XXXXXX)
+. tests/integration/lib.sh
+
+require_kvm
+
+# Fixtures in /tmp: image locks need a local file system (9p's flock is not shared).
+F=$(mktemp -d /tmp/mica-bad.XXXXXX)
+G=$(realpath "$GUEST")
+LINUX=$(realpath -m build/linux/vmlinuz)
+truncate -s 1M "$F/disk-held"
+# A running mica holds a disk image (its lock is taken before the guest starts).
+timeout -k 5 300 "$MICA" run --kernel "$G" --mem 64M --disk "$F/disk-held" --cmdline tests=spin \
+	--timeout 280 >/dev/null 2>&1 </dev/null &
+holder=$!
+for _ in $(seq 900); do flock -n -s "$F/disk-held" true 2>/dev/null || break; nap 0.1; done
+# A host port somebody else listens on.
+port=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(60)' $port &
+listener=$!
+for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; nap 0.1; done
+
+bad_table <<'TABLE'
+# name                 status  stderr ERE                                          [marks] args
+disk-held-by-mica       2  "image .*disk-held is in use by another process"     run --kernel "$G" --mem 64M --disk "$F/disk-held"
+hostfwd-port-in-use     2  "net user: cannot forward tcp 127.0.0.1:$port .*Address already in use" run --kernel "$G" --mem 64M --net "user,hostfwd=tcp:127.0.0.1:$port-:80" --stats-json "$T/stats.json" --control "$T/sock"
+tap-no-permission       2  "cannot open tap micabad0"             @no-net-admin run --kernel "$G" --mem 64M --net tap,ifname=micabad0 --stats-json /dev/null
+mem-more-than-host      2  "--mem 200G: this host has .* of RAM and swap"       run --kernel "$G" --mem 200G
+linux-needs-more-mem    2  "the kernel needs more guest RAM than --mem gives it" @needs=$LINUX run --kernel "$LINUX" --mem 8M --stats-json "$T/stats.json"
+TABLE
+
+kill $listener 2>/dev/null
+kill $holder 2>/dev/null
+wait 2>/dev/null
+rm -rf "$F" "$BAD_DIR"
