@@ -14,7 +14,17 @@ require_kvm
 F=$(mktemp -d /tmp/mica-bad.XXXXXX)
 G=$(realpath "$GUEST")
 LINUX=$(realpath -m build/linux/vmlinuz)
-truncate -s 1M "$F/disk-held"
+truncate -s 1M "$F/disk-held" "$F/disk-ro"
+chmod 444 "$F/disk-ro"
+mkfifo "$F/fifo"
+# Corrupt copies of Debian's cloud kernel (see host.sh): before mica checked, the third made the
+# guest triple-fault (125) and the zeroed one hang until --timeout.
+if [ -f "$LINUX" ]; then
+	size=$(stat -c %s "$LINUX")
+	head -c $((size / 3)) "$LINUX" >"$F/cloud-third"
+	cp "$LINUX" "$F/cloud-zeroed"
+	dd if=/dev/zero of="$F/cloud-zeroed" bs=64K seek=$((size / 2 / 65536)) count=1 conv=notrunc status=none
+fi
 # A running mica holds a disk image (its lock is taken before the guest starts).
 timeout -k 5 300 "$MICA" run --kernel "$G" --mem 64M --disk "$F/disk-held" --cmdline tests=spin \
 	--timeout 280 >/dev/null 2>&1 </dev/null &
@@ -34,6 +44,17 @@ hostfwd-port-in-use     2  "net user: cannot forward tcp 127.0.0.1:$port .*Addre
 tap-no-permission       2  "cannot open tap micabad0"             @no-net-admin run --kernel "$G" --mem 64M --net tap,ifname=micabad0 --stats-json /dev/null
 mem-more-than-host      2  "--mem 200G: this host has .* of RAM and swap"       run --kernel "$G" --mem 200G
 linux-needs-more-mem    2  "the kernel needs more guest RAM than --mem gives it" @needs=$LINUX run --kernel "$LINUX" --mem 8M --stats-json "$T/stats.json"
+# Refused before KVM now; here, where KVM would have run the guest, they show what happened
+# before: the VM ran (and exited 0, or hung, or triple-faulted) instead.
+kernel-fifo             2  "cannot use kernel .*not a regular file"             run --kernel "$F/fifo"
+kernel-twice            2  "^mica: --kernel given twice"                        run --kernel "$G" --kernel "$G" --mem 64M --cmdline tests=serial
+control-empty           2  "^mica: --control: empty value"                      run --kernel "$G" --mem 64M --cmdline tests=serial --control ""
+stats-json-unwritable   2  "--stats-json .*: cannot write there"                run --kernel "$G" --mem 64M --cmdline tests=serial --stats-json "$T/no/such/stats.json"
+disk-read-only-no-ro    2  "disk-ro for writing: Permission denied \(add ,ro for a read-only disk\)" @nobody run --kernel "$G" --mem 64M --disk "$F/disk-ro"
+bzimage-truncated       2  "truncated or corrupt kernel image"                  @needs=$F/cloud-third run --kernel "$F/cloud-third" --mem 256M --timeout 60
+bzimage-zeroed          2  "truncated or corrupt kernel image: its CRC-32"      @needs=$F/cloud-zeroed run --kernel "$F/cloud-zeroed" --mem 256M --timeout 60
+bench-missing-kernel    2  "^mica: bench exits: cannot use kernel"              bench exits --kernel "$F/nope" --json "$T/exits.json"
+bench-linux-kernel      2  "a Linux kernel, not mica's test guest"              @needs=$LINUX bench exits --kernel "$LINUX" --json "$T/exits.json"
 TABLE
 
 kill $listener 2>/dev/null

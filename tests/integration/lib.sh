@@ -151,7 +151,7 @@ tap_read() {
 # case's own empty directory, mica's working directory too. Marks:
 #   @nobody   run as nobody where we are root (permission cases: root reads anything)
 #   @no-net-admin  run without CAP_NET_ADMIN (tap cases where we are root)
-#   @as=KIB   run under ulimit -v KIB (the address-space limit)
+#   @as=KIB   run under ulimit -v KIB (the address-space limit; skipped for sanitizer builds)
 #   @needs=FILE  skip the case unless FILE exists (a Linux kernel, a fixture)
 BAD_DIR=$(realpath -m "${BAD_DIR:-$OUT/bad}")
 bad_table() {
@@ -174,7 +174,9 @@ bad_case() {
 		case $1 in
 		@nobody) [ "$(id -u)" = 0 ] && wrap=(setpriv --reuid=nobody --regid=nogroup --clear-groups) ;;
 		@no-net-admin) [ "$(id -u)" = 0 ] && wrap=(setpriv --bounding-set=-net_admin --inh-caps=-net_admin) ;;
-		@as=*) as=${1#@as=} ;;
+		@as=*) as=${1#@as=}
+			# A sanitizer's shadow memory cannot live under an address-space limit.
+			[[ $MICA != *-san && $MICA != *-tsan ]] || { skip "bad-$name" "ulimit -v and a sanitizer build"; return; } ;;
 		@needs=*) [ -e "${1#@needs=}" ] || { skip "bad-$name" "no ${1#@needs=}"; return; } ;;
 		esac
 		shift
