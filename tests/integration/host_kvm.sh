@@ -25,11 +25,18 @@ if [ -f "$LINUX" ]; then
 	cp "$LINUX" "$F/cloud-zeroed"
 	dd if=/dev/zero of="$F/cloud-zeroed" bs=64K seek=$((size / 2 / 65536)) count=1 conv=notrunc status=none
 fi
-# A running mica holds a disk image (its lock is taken before the guest starts).
+# A running mica holds a disk image (its lock is taken before KVM is opened).
 timeout -k 5 300 "$MICA" run --kernel "$G" --mem 64M --disk "$F/disk-held" --cmdline tests=spin \
-	--timeout 280 >/dev/null 2>&1 </dev/null &
+	--timeout 280 >/dev/null 2>"$OUT/bad-holder.err" </dev/null &
 holder=$!
-for _ in $(seq 900); do flock -n -s "$F/disk-held" true 2>/dev/null || break; nap 0.1; done
+for _ in $(seq 1200); do
+	flock -n -s "$F/disk-held" true 2>/dev/null || break
+	kill -0 $holder 2>/dev/null || break
+	nap 0.1
+done
+if flock -n -s "$F/disk-held" true 2>/dev/null; then
+	echo "# the holding mica has no lock on its image (alive: $(kill -0 $holder 2>/dev/null && echo yes || echo no)): $(head -c 300 "$OUT/bad-holder.err")"
+fi
 # A host port somebody else listens on.
 port=$(free_port)
 python3 -c 'import socket, sys, time
