@@ -78,6 +78,15 @@ int elf_check(const struct boot_file *f, enum kernel_kind *kind, struct err *e)
 	    eh->e_phnum > ELF_MAX_PHDRS || eh->e_phoff > f->size ||
 	    (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > f->size - eh->e_phoff)
 		return err_set(e, -ENOEXEC, "a malformed ELF file (program headers)");
+	/* Checked again by elf_load_segments(); here so a cut file is refused before KVM. */
+	for (int i = 0; i < eh->e_phnum; i++) {
+		const Elf64_Phdr *p = &phdrs(f)[i];
+
+		if (p->p_type == PT_LOAD && (p->p_offset > f->size ||
+					     p->p_filesz > f->size - p->p_offset))
+			return err_set(e, -ENOEXEC, "a truncated or corrupt ELF file (a segment "
+				       "extends past the end of the file)");
+	}
 	if (find_note(f, "MICA", MICA_NOTE_ENTRY_CONTRACT, &len))
 		*kind = KERNEL_ELF;
 	else if (elf_pvh_entry(f))

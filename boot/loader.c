@@ -19,7 +19,9 @@ int boot_file_open(struct boot_file *f, const char *path, struct err *e)
 
 	memset(f, 0, sizeof(*f));
 	f->path = path;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever,
+	 * before the check below could refuse it; on a regular file the flag changes nothing. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return err_set(e, -errno, "%s", strerror(errno));
 	if (fstat(fd, &st) < 0) {

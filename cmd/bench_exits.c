@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <linux/kvm.h>
 #include <linux/virtio_mmio.h>
 #include <stdio.h>
@@ -20,15 +21,19 @@
 #include <unistd.h>
 
 #include "boot/boot.h"
+#include "vmm/kvm.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
+#include "vmm/outfile.h"
 #include "vmm/util.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
 #define FLOOR_PCI_NOTIFY (PCI_MMIO32_START + 0x3000)
-#define DEFAULT_GUEST "build/guest/mica-testguest"
-#define DEFAULT_JSON "build/bench/exits.json"
+/* Defaults, next to the mica binary (build/mica): build/guest/..., build/bench/... */
+#define DEFAULT_GUEST "guest/mica-testguest"
+#define DEFAULT_JSON_DIR "bench"
+#define DEFAULT_JSON "bench/exits.json"
 
 static const struct {
 	const char *name;
@@ -258,7 +263,7 @@ static void cpu_model(char *buf, size_t len, bool *nested)
 	fclose(f);
 }
 
-static int exits_main(const char *kernel, unsigned long iters, const char *json_path)
+static int exits_main(const char *kernel, unsigned long iters, struct out_file *json)
 {
 	char cmdline[64], iters_s[32], stats_path[] = "/tmp/mica-bench-XXXXXX";
 	char cpu[128], *out_mica = NULL, *out_floor = NULL, *stats = NULL;
@@ -268,12 +273,14 @@ static int exits_main(const char *kernel, unsigned long iters, const char *json_
 	bool nested;
 	int fd;
 	FILE *j;
+	const char *json_path = json->path;
 
 	snprintf(cmdline, sizeof(cmdline), "tests=bench iters=%lu", iters);
 	snprintf(iters_s, sizeof(iters_s), "%lu", iters);
 	fd = mkstemp(stats_path);
 	if (fd < 0) {
 		pr_err("cannot create a temporary file: %s", strerror(errno));
+		out_file_abandon(json);
 		return EXIT_CRASH;
 	}
 	close(fd);
@@ -296,6 +303,7 @@ static int exits_main(const char *kernel, unsigned long iters, const char *json_
 		fprintf(stderr, "--- floor\n%s--- mica\n%s", out_floor ? out_floor : "",
 			out_mica ? out_mica : "");
 		unlink(stats_path);
+		out_file_abandon(json);
 		return EXIT_CRASH;
 	}
 	parse(out_floor, &fl);
@@ -334,9 +342,7 @@ static int exits_main(const char *kernel, unsigned long iters, const char *json_
 		       json_sum(stats, "notifies_userspace"), json_sum(stats, "notifies"));
 	}
 
-	mkdir("build", 0755);
-	mkdir("build/bench", 0755);
-	j = fopen(json_path, "we");
+	j = out_file_stream(json);
 	if (j) {
 		fprintf(j, "{\n  \"host_cpu\": \"%s\",\n  \"kernel\": \"%s\",\n  \"nested\": %s,\n"
 			   "  \"tsc_khz\": %lu,\n  \"iterations\": %lu,\n  \"mechanisms\": [",
@@ -348,13 +354,49 @@ static int exits_main(const char *kernel, unsigned long iters, const char *json_
 				n++ ? "," : "", mechanisms[i].name, mica.cycles[i], fl.cycles[i]);
 		}
 		fprintf(j, "\n  ],\n  \"mica_stats\": %s\n}\n", stats ? stats : "null");
-		fclose(j);
-		printf("\nJSON: %s\n", json_path);
 	}
+	if (out_file_commit(json, j))
+		pr_err("cannot write --json %s", json_path);
+	else
+		printf("\nJSON: %s\n", json_path);
 	free(stats);
 	free(out_mica);
 	free(out_floor);
 	return 0;
+}
+
+/* path, or NAME next to the mica binary (/proc/self/exe), so that the defaults work from any
+ * directory. */
+static const char *beside_binary(char *buf, size_t len, const char *name)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	char *slash;
+
+	if (n <= 0)
+		return name;
+	buf[n] = '\0';
+	slash = strrchr(buf, '/');
+	if (!slash || (size_t)(slash + 1 - buf) + strlen(name) >= len)
+		return name;
+	strcpy(slash + 1, name);
+	return buf;
+}
+
+/* The kernel must be mica's test guest (it runs tests=bench): checked before anything runs. */
+static int check_guest(const char *path)
+{
+	struct boot_file f;
+	struct err e = { "" };
+	enum kernel_kind kind;
+	int err = boot_file_open(&f, path, &e);
+
+	if (!err && !(err = boot_detect(&f, &kind, &e)) && kind != KERNEL_ELF)
+		err = err_set(&e, -EINVAL, "a %s kernel, not mica's test guest: give --kernel "
+			      "build/guest/mica-testguest", kind == KERNEL_PVH ? "PVH" : "Linux");
+	boot_file_close(&f);
+	if (err)
+		pr_err("bench exits: cannot use kernel '%s': %s", path, e.msg);
+	return err;
 }
 
 int bench_main(int argc, char **argv)
@@ -366,7 +408,10 @@ int bench_main(int argc, char **argv)
 		{ "json", required_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *kernel = DEFAULT_GUEST, *cmdline = "tests=bench", *json = DEFAULT_JSON;
+	char kernel_buf[PATH_MAX], json_buf[PATH_MAX], dir_buf[PATH_MAX];
+	const char *kernel = NULL, *cmdline = "tests=bench", *json = NULL;
+	struct out_file out;
+	struct err e = { "" };
 	unsigned long iters = 2000;
 	int opt;
 
@@ -377,7 +422,7 @@ int bench_main(int argc, char **argv)
 	}
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc - 1, argv + 1, ":", opts, NULL)) != -1) {
 		char *end;
 
 		switch (opt) {
@@ -385,19 +430,51 @@ int bench_main(int argc, char **argv)
 		case 'c': cmdline = optarg; break;
 		case 'j': json = optarg; break;
 		case 'i':
+			errno = 0;
 			iters = strtoul(optarg, &end, 10);
-			if (*end || !iters || iters > 100000000) {
+			if (errno || *end || !iters || iters > 100000000 || optarg[0] == '-') {
 				fprintf(stderr, "mica: --iterations %s: give a whole number from 1 to 1e8\n",
 					optarg);
 				return EXIT_USAGE;
 			}
 			break;
+		case ':':
+			fprintf(stderr, "mica: bench: %s needs a value\n", argv[optind]);
+			return EXIT_USAGE;
 		default:
 			fprintf(stderr, "mica: bench: unknown option %s\n", argv[optind]);
 			return EXIT_USAGE;
 		}
 	}
+	if (optind + 1 < argc) {
+		fprintf(stderr, "mica: bench: unexpected argument '%s'\n", argv[optind + 1]);
+		return EXIT_USAGE;
+	}
+	if (!kernel)
+		kernel = beside_binary(kernel_buf, sizeof(kernel_buf), DEFAULT_GUEST);
 	if (!strcmp(argv[1], "floor"))
 		return floor_main(kernel, cmdline);
-	return exits_main(kernel, iters, json);
+	if (check_guest(kernel))
+		return EXIT_USAGE;
+	if (!json) {
+		mkdir(beside_binary(dir_buf, sizeof(dir_buf), DEFAULT_JSON_DIR), 0755);
+		json = beside_binary(json_buf, sizeof(json_buf), DEFAULT_JSON);
+	}
+	if (out_file_open(&out, json, "--json", &e)) {
+		fprintf(stderr, "mica: bench exits: %s\n", e.msg);
+		return EXIT_USAGE;
+	}
+	/* Both runs need KVM: say so once, here, rather than once per run. */
+	{
+		struct kvm_caps caps;
+		int kvm_fd;
+
+		if (kvm_open(&kvm_fd, &caps, &e)) {
+			fprintf(stderr, "mica: bench exits: %s\n", e.msg);
+			out_file_abandon(&out);
+			return EXIT_USAGE;
+		}
+		close(kvm_fd);
+	}
+	return exits_main(kernel, iters, &out);
 }

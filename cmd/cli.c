@@ -83,6 +83,35 @@ static void default_mac(const char *kernel, unsigned index, uint8_t mac[6])
 	mac[5] = (uint8_t)h;
 }
 
+/* Options that may be given more than once; every other one is refused the second time (the
+ * first or the last copy winning silently hides a mistake in a long command line). */
+static bool repeatable(const char *name)
+{
+	static const char *const names[] = { "rng", "disk", "net", NULL };
+
+	for (int i = 0; names[i]; i++)
+		if (!strcmp(name, names[i]))
+			return true;
+	return false;
+}
+
+/* Refuses a second copy of a non-repeatable option and an empty value (--control "" would
+ * silently mean "no socket"); only --cmdline "" means something (an empty command line). */
+static int check_once(const char *name, const char *arg, int opt, uint64_t *seen, struct err *e)
+{
+	uint64_t bit = 1ULL << (opt - 256);
+
+	if (arg && !arg[0] && strcmp(name, "cmdline"))
+		return err_set(e, -EINVAL, "--%s: empty value; give one, or leave the option out",
+			       name);
+	if (repeatable(name))
+		return 0;
+	if (*seen & bit)
+		return err_set(e, -EINVAL, "--%s given twice; give it once", name);
+	*seen |= bit;
+	return 0;
+}
+
 static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
@@ -116,13 +145,20 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 	};
 	struct mica_config *c = &cli->cfg;
 	bool rng_transport_set[CONFIG_MAX_RNGS] = { false };
-	int opt;
+	uint64_t seen = 0; /* bit (opt - 256): a long option already given */
+	int opt, idx;
 
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":vh", opts, &idx)) != -1) {
 		char *end;
 
+		if (opt >= 256 && opt < 256 + 64) {
+			int err = check_once(opts[idx].name, optarg, opt, &seen, e);
+
+			if (err)
+				return err;
+		}
 		switch (opt) {
 		case OPT_KERNEL:
 			c->kernel = optarg;

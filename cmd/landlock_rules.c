@@ -28,22 +28,6 @@ static int allow_if_present(struct landlock *ll, const char *path, unsigned use,
 	return err;
 }
 
-/* --stats-json is written at exit: the file is created now (if it is not there yet), so that a
- * rule can name it rather than its whole directory. A path mica cannot create gets no rule: the
- * write at exit fails and says so, as it would without Landlock. */
-static int allow_stats(struct landlock *ll, const char *path, struct err *e)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0666);
-	int err;
-
-	if (fd < 0)
-		return 0;
-	err = landlock_allow_fd(ll, fd, path, LL_WRITE, e);
-	close(fd);
-	/* Its "memory" section reads mica's own smaps at that moment. */
-	return err ? err : landlock_allow(ll, "/proc/self/smaps", LL_READ, e);
-}
-
 static int add_rules(struct landlock *ll, const struct mica_config *c, struct err *e)
 {
 	int err = landlock_allow(ll, "/dev/kvm", LL_READ | LL_WRITE | LL_IOCTL, e);
@@ -58,8 +42,10 @@ static int add_rules(struct landlock *ll, const struct mica_config *c, struct er
 			/* libslirp reads it when the guest first asks its DNS address (10.0.2.3). */
 			err = allow_if_present(ll, "/etc/resolv.conf", LL_READ, e);
 	}
+	/* --stats-json was opened before the run (vmm/outfile.h) and is written through that fd;
+	 * its "memory" section reads mica's own smaps at exit. */
 	if (!err && c->stats_path)
-		err = allow_stats(ll, c->stats_path, e);
+		err = landlock_allow(ll, "/proc/self/smaps", LL_READ, e);
 	/* The --control socket is bound already; clients connecting need no rule. Removing it at
 	 * exit would need LL_UNLINK on its whole directory tree: it stays, and the next run on
 	 * that path replaces it (vmm/control.c). A host-filesystem share (none yet) would add its

@@ -2,9 +2,11 @@
  * User errors end here, reported once, with exit status 2. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "boot/boot.h"
@@ -15,13 +17,16 @@
 #include "devices/pci.h"
 #include "devices/uart.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/blk_image.h"
 #include "devices/virtio/devices.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
 #include "sandbox/landlock_probe.h"
 #include "vmm/control.h"
+#include "vmm/host_mem.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
+#include "vmm/outfile.h"
 #include "vmm/outq.h"
 #include "vmm/stats.h"
 #include "vmm/term.h"
@@ -45,6 +50,16 @@ struct parts {
 	struct stats_devices stats;    /* --stats-json's devices */
 };
 
+/* Everything of the command line that lives outside mica: opened (or checked) before KVM is
+ * touched, so that a wrong path or size is reported as such even on a host without /dev/kvm,
+ * and before any guest work is done. */
+struct inputs {
+	struct boot_file kernel, initrd;
+	struct blk_image disks[CONFIG_MAX_DISKS]; /* create_devices() hands each to its device */
+	int ndisks;                               /* opened so far */
+	struct out_file stats;                    /* --stats-json */
+};
+
 /* Attaches a freshly created virtio device (freeing it if that fails) and lists it for
  * --stats-json. */
 static int plug(struct vm *vm, struct parts *p, struct virtio_dev *dev,
@@ -62,8 +77,8 @@ static int plug(struct vm *vm, struct parts *p, struct virtio_dev *dev,
 /* The devices of the machine, in the fixed order that decides their slots (see
  * docs/boot-contract.md). Fills e only for what the user can mend (an image, a network);
  * anything else is mica's own failure. */
-static int create_devices(struct vm *vm, const struct mica_config *c, struct parts *p,
-			  struct err *e)
+static int create_devices(struct vm *vm, const struct mica_config *c, struct inputs *in,
+			  struct parts *p, struct err *e)
 {
 	struct machine *m = &vm->machine;
 	struct virtio_env env = { .mem = &vm->mem, .loop = &vm->loop };
@@ -103,7 +118,7 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct par
 		p->console = virtio_console_sink(dev);
 	}
 	for (int i = 0; i < c->ndisks; i++) {
-		err = virtio_blk_create(&env, &c->disks[i], &dev, e);
+		err = virtio_blk_create_on(&env, &c->disks[i], &in->disks[i], &dev, e);
 		if (err || (err = plug(vm, p, dev, c->transport)))
 			return err;
 	}
@@ -131,33 +146,73 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct par
 	return stats_add_device(&p->stats, outq_stats, p->out);
 }
 
-/* The user's files, checked before touching KVM, so a wrong path is reported as such even on a
- * machine without /dev/kvm. */
-static int open_inputs(struct mica_config *c, struct boot_file *kernel, struct boot_file *initrd,
-		       struct err *e)
+/* A path mica will create a socket at: its directory must exist, and the path must be free or
+ * a stale socket (control_listen() replaces only those). */
+static int check_socket_path(const char *opt, const char *path, struct err *e)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return err_set(e, -EEXIST, "%s %s: the file exists and is not a socket: give another "
+			       "path", opt, path);
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+		 slash ? path : ".");
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return err_set(e, -ENOENT, "%s %s: no directory %s to create the socket in", opt,
+			       path, dir);
+	return 0;
+}
+
+static int open_inputs(struct mica_config *c, struct inputs *in, struct err *e)
 {
 	enum kernel_kind kind;
+	int err;
 
-	if (boot_file_open(kernel, c->kernel, e) || boot_detect(kernel, &kind, e))
+	if (boot_file_open(&in->kernel, c->kernel, e) || boot_detect(&in->kernel, &kind, e))
 		return err_prefix(e, -EINVAL, "cannot use kernel '%s'", c->kernel);
-	if (c->initrd && boot_file_open(initrd, c->initrd, e))
+	if (c->initrd && boot_file_open(&in->initrd, c->initrd, e))
 		return err_prefix(e, -EINVAL, "cannot use initrd '%s'", c->initrd);
-	for (int i = 0; i < c->ndisks; i++) {
-		const struct blk_opts *o = &c->disks[i];
-
-		if (access(o->path, o->ro ? R_OK : R_OK | W_OK) < 0)
-			return err_set(e, -errno, "cannot use disk image '%s': %s", o->path,
-				       strerror(errno));
+	if (c->initrd && kind == KERNEL_ELF)
+		return err_set(e, -EINVAL, "--initrd is only for Linux kernels (bzImage, vmlinux); "
+			       "'%s' is an ELF kernel for mica", c->kernel);
+	if (in->initrd.size >= c->vm.mem_size)
+		return err_set(e, -EINVAL, "initrd '%s' (%llu MiB) is larger than the guest's RAM "
+			       "(--mem %llu MiB): give more --mem", c->initrd,
+			       (unsigned long long)(in->initrd.size >> 20),
+			       (unsigned long long)(c->vm.mem_size >> 20));
+	if ((err = host_mem_check(c->vm.mem_size, e)))
+		return err;
+	for (; in->ndisks < c->ndisks; in->ndisks++) {
+		err = blk_image_open(&in->disks[in->ndisks], &c->disks[in->ndisks], e);
+		if (err)
+			return err;
 	}
+	if ((err = out_file_open(&in->stats, c->stats_path, "--stats-json", e)))
+		return err;
+	if (c->control_path && (err = check_socket_path("--control", c->control_path, e)))
+		return err;
 	if (!c->boot.cmdline && kind == KERNEL_BZIMAGE)
 		c->boot.cmdline = LINUX_DEFAULT_CMDLINE;
 	c->boot.bench_probes = c->bench_devices;
 	return 0;
 }
 
+/* Closes what the run did not hand over: the boot files, disks no device took, and the
+ * --stats-json file if the run ends without statistics (removed if this run created it). */
+static void close_inputs(struct inputs *in)
+{
+	boot_file_close(&in->kernel);
+	boot_file_close(&in->initrd);
+	for (int i = 0; i < in->ndisks; i++)
+		blk_image_close(&in->disks[i]);
+	out_file_abandon(&in->stats);
+}
+
 static int run(struct mica_config *c)
 {
-	struct boot_file kernel = { 0 }, initrd = { 0 };
+	struct inputs in = { 0 };
 	struct boot_entry entry;
 	struct parts parts = { 0 };
 	struct landlock *landlock = NULL;
@@ -165,12 +220,15 @@ static int run(struct mica_config *c)
 	struct vm vm;
 	struct run_times times = { .start_ns = now_ns() };
 	struct err e = { "" };
+	FILE *stats;
 	int err, status;
 
-	if (open_inputs(c, &kernel, &initrd, &e)) {
+	for (int i = 0; i < CONFIG_MAX_DISKS; i++)
+		in.disks[i].fd = in.disks[i].fd_buffered = -1;
+	in.stats.fd = -1;
+	if (open_inputs(c, &in, &e)) {
 		pr_err("%s", e.msg);
-		boot_file_close(&kernel);
-		boot_file_close(&initrd);
+		close_inputs(&in);
 		return EXIT_USAGE;
 	}
 	err = vm_create(&vm, &c->vm, &e);
@@ -180,7 +238,7 @@ static int run(struct mica_config *c)
 		status = EXIT_USAGE;
 		goto out_vm;
 	}
-	err = create_devices(&vm, c, &parts, &e);
+	err = create_devices(&vm, c, &in, &parts, &e);
 	if (err) {
 		/* A device's own message (an image that is locked, unreadable...) is the user's
 		 * problem; anything else is ours. */
@@ -196,15 +254,15 @@ static int run(struct mica_config *c)
 		status = EXIT_USAGE;
 		goto out_vm;
 	}
-	err = boot_load_kernel(&vm, &c->boot, &kernel, &initrd, &entry, &e);
+	err = boot_load_kernel(&vm, &c->boot, &in.kernel, &in.initrd, &entry, &e);
 	if (err) {
 		pr_err("cannot load kernel '%s': %s", c->kernel, e.msg);
 		status = EXIT_USAGE;
 		goto out_vm;
 	}
 	/* The images are in guest RAM now; drop the mappings before the guest runs. */
-	boot_file_close(&kernel);
-	boot_file_close(&initrd);
+	boot_file_close(&in.kernel);
+	boot_file_close(&in.initrd);
 	err = boot_setup_vcpus(&vm, &entry);
 	if (err) {
 		pr_err("cannot set up the vCPUs' boot state: %s", strerror(-err));
@@ -230,13 +288,18 @@ static int run(struct mica_config *c)
 	 * one that takes nothing for a while is not waited for. */
 	outq_flush(parts.out, OUTQ_FLUSH_IDLE_MS);
 	term_stop(&term);
-	if (c->stats_path && (err = stats_write_json(&vm, &parts.stats, &times, c->stats_path)))
-		pr_err("cannot write --stats-json %s: %s", c->stats_path, strerror(-err));
+	if (c->stats_path) {
+		stats = out_file_stream(&in.stats);
+		err = stats ? stats_write_json(&vm, &parts.stats, &times, stats) : -ENOMEM;
+		if (out_file_commit(&in.stats, stats) && !err)
+			err = -EIO;
+		if (err)
+			pr_err("cannot write --stats-json %s: %s", c->stats_path, strerror(-err));
+	}
 out_vm:
 	vm_destroy(&vm);
 	landlock_close(landlock);
-	boot_file_close(&kernel);
-	boot_file_close(&initrd);
+	close_inputs(&in);
 	return status;
 }
 

@@ -45,15 +45,12 @@ int stats_add_device(struct stats_devices *s, stats_fn fn, void *obj)
 }
 
 int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
-		     const struct run_times *t, const char *path)
+		     const struct run_times *t, FILE *f)
 {
 	struct vcpu_stats sum = { 0 };
 	unsigned long rss, guest_rss;
 	struct rusage ru;
-	FILE *f = fopen(path, "we");
 
-	if (!f)
-		return -errno;
 	for (int i = 0; i < vm->ncpus; i++) {
 		sum.pio += vm->vcpus[i].stats.pio;
 		sum.mmio += vm->vcpus[i].stats.mmio;
@@ -96,5 +93,5 @@ int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
 		fprintf(f, " }");
 	}
 	fprintf(f, "%s]\n}\n", devs->n ? "\n  " : "");
-	return fclose(f) ? -errno : 0;
+	return ferror(f) ? -EIO : 0;
 }

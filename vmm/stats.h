@@ -3,6 +3,7 @@
 #define MICA_STATS_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 struct vm;
 
@@ -37,8 +38,9 @@ struct run_times {
 	uint64_t end_ns;         /* the VM ended */
 };
 
-/* Writes the statistics file; returns 0 or -errno. */
+/* Writes the statistics as JSON to f (the --stats-json file, opened before the run: see
+ * vmm/outfile.h); returns 0 or -EIO. */
 int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
-		     const struct run_times *t, const char *path);
+		     const struct run_times *t, FILE *f);
 
 #endif

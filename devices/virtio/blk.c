@@ -596,25 +596,33 @@ static void blk_destroy(struct virtio_dev *dev)
 int virtio_blk_create(const struct virtio_env *env, const struct blk_opts *o,
 		      struct virtio_dev **out, struct err *e)
 {
+	struct blk_image img;
+	int err = blk_image_open(&img, o, e);
+
+	return err ? err : virtio_blk_create_on(env, o, &img, out, e);
+}
+
+int virtio_blk_create_on(const struct virtio_env *env, const struct blk_opts *o,
+			 struct blk_image *img, struct virtio_dev **out, struct err *e)
+{
 	struct virtio_blk *b = calloc(1, sizeof(*b));
 	struct virtio_blk_config *c;
 	int nq = o->num_queues < 1 ? 1 : MIN(o->num_queues, VIRTIO_MAX_QUEUES), err;
 	uint64_t f;
 
-	if (!b)
+	if (!b) {
+		blk_image_close(img);
 		return err_set(e, -ENOMEM, "out of memory");
-	b->img.fd = b->img.fd_buffered = -1;
+	}
+	/* The device owns the image from here, on failure too (blk_free closes it). */
+	b->img = *img;
+	img->fd = img->fd_buffered = -1;
 	b->ro = o->ro;
 	b->path = strdup(o->path);
 	b->slots = calloc((size_t)nq * BLK_QUEUE_SIZE, sizeof(*b->slots));
 	if (!b->path || !b->slots) {
 		blk_free(b);
 		return err_set(e, -ENOMEM, "out of memory");
-	}
-	err = blk_image_open(&b->img, o, e);
-	if (err) {
-		blk_free(b);
-		return err;
 	}
 	memcpy(b->serial, o->serial, MIN(strlen(o->serial), sizeof(b->serial)));
 

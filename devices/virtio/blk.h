@@ -36,6 +36,12 @@ int blk_parse_opts(const char *spec, struct blk_opts *o, struct err *e);
  * Returns 0, or -errno with e saying why. */
 int virtio_blk_create(const struct virtio_env *env, const struct blk_opts *o,
 		      struct virtio_dev **out, struct err *e);
+/* The same on an image the caller opened with blk_image_open() (cmd/main.c opens every file
+ * of the command line before it touches KVM). The device takes the image over, on failure too
+ * (the image is closed then). */
+struct blk_image;
+int virtio_blk_create_on(const struct virtio_env *env, const struct blk_opts *o,
+			 struct blk_image *img, struct virtio_dev **out, struct err *e);
 
 /* What the device did, for statistics. Requests that failed are counted once, under the first
  * reason found. */

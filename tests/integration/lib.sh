@@ -144,3 +144,60 @@ tap_read() {
 		fi
 	done <"$1"
 }
+
+# ---- bad invocations: a table, one case a line, checked by bad_case ----
+# bad_table < TABLE: each line is NAME STATUS ERE [@MARK...] ARGS... in shell words (quote what
+# has spaces; "$F", "$T" and the like expand; blank lines and # comments are skipped). T is the
+# case's own empty directory, mica's working directory too. Marks:
+#   @nobody   run as nobody where we are root (permission cases: root reads anything)
+#   @no-net-admin  run without CAP_NET_ADMIN (tap cases where we are root)
+#   @as=KIB   run under ulimit -v KIB (the address-space limit; skipped for sanitizer builds)
+#   @needs=FILE  skip the case unless FILE exists (a Linux kernel, a fixture)
+BAD_DIR=$(realpath -m "${BAD_DIR:-$OUT/bad}")
+bad_table() {
+	local line name
+	while IFS= read -r line; do
+		[[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+		name=${line%%[[:space:]]*}
+		T=$BAD_DIR/$name
+		rm -rf "$T" && mkdir -p "$T"
+		eval "bad_case $line"
+	done
+}
+
+# bad_case NAME STATUS ERE [@MARK...] ARGS...: mica ARGS must exit STATUS with exactly one line
+# on stderr, matching ERE, nothing on stdout, and leave nothing behind in T.
+bad_case() {
+	local name=$1 status=$2 re=$3 wrap=() as= left lines=0 l why=
+	shift 3
+	while [[ ${1:-} == @* ]]; do
+		case $1 in
+		@nobody) [ "$(id -u)" = 0 ] && wrap=(setpriv --reuid=nobody --regid=nogroup --clear-groups) ;;
+		@no-net-admin) [ "$(id -u)" = 0 ] && wrap=(setpriv --bounding-set=-net_admin --inh-caps=-net_admin) ;;
+		@as=*) as=${1#@as=}
+			# A sanitizer's shadow memory cannot live under an address-space limit.
+			[[ $MICA != *-san && $MICA != *-tsan ]] || { skip "bad-$name" "ulimit -v and a sanitizer build"; return; } ;;
+		@needs=*) [ -e "${1#@needs=}" ] || { skip "bad-$name" "no ${1#@needs=}"; return; } ;;
+		esac
+		shift
+	done
+	[ -n "${MICA_ABS:-}" ] || MICA_ABS=$(realpath "$MICA")
+	(
+		cd "$T" || exit 99
+		[ -z "$as" ] || ulimit -v "$as"
+		exec timeout -k 2 "${LIMIT:-20}" "${wrap[@]}" "$MICA_ABS" "$@"
+	) >"$OUT/bad-$name.out" 2>"$OUT/bad-$name.err" </dev/null
+	rc=$?
+	while IFS= read -r l; do lines=$((lines + 1)); done <"$OUT/bad-$name.err"
+	left=$(shopt -s nullglob dotglob; l=("$T"/*); echo "${l[@]##*/}")
+	[ "$rc" = "$status" ] || why="status $rc, want $status;"
+	[ "$lines" = 1 ] || why="$why $lines lines on stderr, want 1;"
+	matches "$OUT/bad-$name.err" "$re" || why="$why stderr does not match '$re';"
+	[ ! -s "$OUT/bad-$name.out" ] || why="$why output on stdout;"
+	[ -z "$left" ] || why="$why left behind: $left;"
+	if [ -z "$why" ]; then
+		ok "bad-$name"
+	else
+		fail "bad-$name" "$why stderr: $(head -c 300 "$OUT/bad-$name.err" | tr '\n' ' ')"
+	fi
+}
