@@ -422,3 +422,5 @@ fi
 # stall or kill mica; a guest flooding net transmit does not stop blk or the console.
 tests/integration/guest_output.sh
 tests/integration/guest_net_flood.sh
+# What a Linux guest was told is durable survives kill -9 of mica, in every cache mode.
+tests/integration/guest_durability.sh
