@@ -2,7 +2,7 @@
 #   make            build/mica and build/guest/mica-testguest
 #   make test       unit tests, then integration tests through scripts/with-kvm
 #   make bench      benchmarks (KVM ones through scripts/with-kvm), JSON in build/bench/
-#   make soak       the kill -9 durability test with 210 kills (DURABILITY_ITER per cache mode)
+#   make soak       the kill -9 durability test with 201 kills (DURABILITY_ITER per cache mode)
 #   make SAN=1 ...  the same with AddressSanitizer and UBSan (objects in build/san/)
 #   make SAN=thread ...  the same with ThreadSanitizer (objects in build/tsan/)
 
@@ -68,9 +68,9 @@ test: all $(UNIT_BINS) fuzz-build
 bench: all
 	@scripts/bench
 
-# The kill -9 durability test at length: 70 kills per cache mode (210), blocks checked and lost.
+# The kill -9 durability test at length: 67 kills per cache mode (201), blocks checked and lost.
 soak: all
-	@scripts/get-linux-guest && DURABILITY_ITER=$${DURABILITY_ITER:-70} scripts/with-kvm \
+	@scripts/get-linux-guest && DURABILITY_ITER=$${DURABILITY_ITER:-67} scripts/with-kvm \
 		tests/integration/guest_durability.sh
 
 clean:
