@@ -22,7 +22,7 @@
  * file system can, and says UNSUPP where it cannot, which Linux's BLKDISCARD ignores), so the
  * checker takes zeros or the prefill there, and counts the latter apart.
  * Lines starting "durable:" tell the setup (cache type, queue limits), the end of the disk, or
- * an error.
+ * an error. At the end of the disk it prints "durable: done" and waits (for the host's kill).
  *
  * On the host:
  *   durable check IMAGE OUTPUT SEED
@@ -293,7 +293,10 @@ static int guest(const char *mode, const char *seed_s, const char *dev)
 			status = 1;
 	}
 	say("durable: done\n");
-	return status;
+	if (status)
+		return status;
+	for (;;)
+		pause(); /* the host kills the VM: a run that ended must not look like a kill */
 }
 
 /* ---- the host side ---- */
