@@ -2,6 +2,7 @@
 #   make            build/mica and build/guest/mica-testguest
 #   make test       unit tests, then integration tests through scripts/with-kvm
 #   make bench      benchmarks (KVM ones through scripts/with-kvm), JSON in build/bench/
+#   make soak       the kill -9 durability test with 201 kills (DURABILITY_ITER per cache mode)
 #   make SAN=1 ...  the same with AddressSanitizer and UBSan (objects in build/san/)
 #   make SAN=thread ...  the same with ThreadSanitizer (objects in build/tsan/)
 
@@ -41,7 +42,7 @@ CORE_OBJS := $(CORE_SRCS:%.c=$(OBJDIR)/%.o)
 UNIT_SRCS  := $(wildcard tests/unit/*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(OBJDIR)/tests/%)
 
-.PHONY: all test unit integration bench clean
+.PHONY: all test unit integration bench soak clean
 all: $(MICA)
 
 include guest/guest.mk
@@ -71,6 +72,11 @@ test: all $(UNIT_BINS) fuzz-build
 # Host-only sections run here, the others through scripts/with-kvm (scripts/bench decides).
 bench: all
 	@scripts/bench
+
+# The kill -9 durability test at length: 67 kills per cache mode (201), blocks checked and lost.
+soak: all
+	@scripts/get-linux-guest && DURABILITY_ITER=$${DURABILITY_ITER:-67} scripts/with-kvm \
+		tests/integration/guest_durability.sh
 
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/san $(BUILD)/tsan $(BUILD)/fuzz $(BUILD)/mica $(BUILD)/mica-san $(BUILD)/mica-tsan $(BUILD)/guest $(BUILD)/bench

@@ -31,6 +31,7 @@
 #include <linux/virtio_ids.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vmm/log.h"
 #include "vmm/util.h"
@@ -508,14 +509,36 @@ static void blk_ready(void *opaque)
 
 /* ---- device ops ---- */
 
+/* The driver turned the write cache off: from now on it sends no FLUSH and takes every completed
+ * write as durable, also those it wrote with the cache on and never flushed, and those still in
+ * flight (prepared without RWF_DSYNC). So wait for what is in flight, completing it, and make
+ * the image durable once, before the config write returns. Rare (a driver's setup, an admin's
+ * echo to cache_type): the vCPU waits. */
+static void blk_cache_off(struct virtio_blk *b)
+{
+	blk_io_drain(b->io, blk_complete, b);
+	if (fdatasync(b->img.fd) < 0) {
+		STAT(b, io_errors, 1);
+		if (b->io_errors_logged++ < IO_ERRORS_LOGGED)
+			pr_warn("virtio-blk %s: flushing as the write cache goes off: %s", b->path,
+				strerror(errno));
+	}
+	run_io(b); /* queues that stopped for want of room go on; completions are signalled */
+}
+
 static void blk_config_written(struct virtio_dev *dev, uint32_t off, uint32_t len)
 {
 	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
 	const uint32_t wce_off = offsetof(struct virtio_blk_config, wce);
 
 	/* Only wce is writable, and only with CONFIG_WCE; the rest snaps back. */
-	if (off <= wce_off && wce_off - off < len && virtio_has_feature(dev, VIRTIO_BLK_F_CONFIG_WCE))
-		b->wce = b->config.wce ? 1 : 0;
+	if (off <= wce_off && wce_off - off < len && virtio_has_feature(dev, VIRTIO_BLK_F_CONFIG_WCE)) {
+		uint8_t wce = b->config.wce ? 1 : 0;
+
+		if (b->wce && !wce)
+			blk_cache_off(b);
+		b->wce = wce;
+	}
 	b->config = b->config_init;
 	b->config.wce = b->wce;
 }

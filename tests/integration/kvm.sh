@@ -415,3 +415,5 @@ tests/integration/guest_output.sh
 tests/integration/guest_net_flood.sh
 # Landlock: a guest-driven open of a file no option named is refused.
 tests/integration/guest_landlock.sh
+# What a Linux guest was told is durable survives kill -9 of mica, in every cache mode.
+tests/integration/guest_durability.sh
