@@ -408,9 +408,10 @@ else
 	fail linux-reaches-init "build/linux is missing: scripts/get-linux-guest did not run"
 fi
 
+# Bad invocations only KVM reaches: one line, status 2, nothing left behind.
+tests/integration/host_kvm.sh
 # mica's output path: a closed, stalled or paused stdout and a hung-up control client never
 # stall or kill mica; a guest flooding net transmit does not stop blk or the console.
-tests/integration/host_kvm.sh
 tests/integration/guest_output.sh
 tests/integration/guest_net_flood.sh
 # Landlock: a guest-driven open of a file no option named is refused.
