@@ -9,6 +9,7 @@
 #include "devices/virtio/attach.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
+#include "sandbox/seccomp.h"
 #include "vmm/vm.h"
 
 #define CONFIG_MAX_DISKS 8
@@ -37,6 +38,8 @@ struct mica_config {
 	const char *control_path;        /* --control */
 	const char *stats_path;          /* --stats-json */
 	bool bench_devices;              /* --bench-devices: the exit-cost lab's probes */
+	struct seccomp_opts seccomp;     /* --seccomp, --debug-seccomp-probe (cmd/main.c fills
+					  * in what the other options imply) */
 	int verbosity;
 };
 

@@ -17,6 +17,7 @@
 #include "devices/virtio/devices.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
+#include "sandbox/seccomp.h"
 #include "vmm/control.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
@@ -151,6 +152,18 @@ static int open_inputs(struct mica_config *c, struct boot_file *kernel, struct b
 	return 0;
 }
 
+/* The filters, with what the other options imply (sandbox/seccomp.h). */
+static int start_seccomp(struct mica_config *c)
+{
+	struct seccomp_opts *o = &c->seccomp;
+
+	o->exit_writes_file = c->stats_path != NULL;
+	o->control_socket = c->control_path != NULL;
+	for (int i = 0; i < c->nnets; i++)
+		o->tap |= c->nets[i].kind == NET_TAP;
+	return seccomp_setup(o);
+}
+
 static int run(struct mica_config *c)
 {
 	struct boot_file kernel = { 0 }, initrd = { 0 };
@@ -167,6 +180,16 @@ static int run(struct mica_config *c)
 		boot_file_close(&kernel);
 		boot_file_close(&initrd);
 		return EXIT_USAGE;
+	}
+	/* Before the devices: the blk pool's workers confine themselves as they start. */
+	if ((err = start_seccomp(c))) {
+		if (err == -EINVAL)
+			pr_err("this kernel has no seccomp filters: run with --seccomp off");
+		else
+			pr_err("cannot prepare the seccomp filters: %s", strerror(-err));
+		boot_file_close(&kernel);
+		boot_file_close(&initrd);
+		return err == -EINVAL ? EXIT_USAGE : EXIT_CRASH;
 	}
 	err = vm_create(&vm, &c->vm, &e);
 	if (err) {

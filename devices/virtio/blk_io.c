@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "sandbox/seccomp.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
@@ -323,6 +324,7 @@ static void *pool_worker(void *opaque)
 {
 	struct blk_io *io = opaque;
 
+	seccomp_enter(SECCOMP_IO, -1);
 	pthread_mutex_lock(&io->lock);
 	for (;;) {
 		struct blk_io_req *r;
