@@ -5,15 +5,19 @@
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/futex.h>
 #include <linux/seccomp.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/ucontext.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sandbox/seccomp_rules.h"
@@ -58,6 +62,8 @@ int seccomp_kind_parse(const char *s, enum seccomp_kind *kind)
 
 /* ---- the report ---- */
 
+static atomic_int reported; /* a SIGSYS handler is writing its line */
+
 /* Appends s at *p, within end; async-signal-safe. */
 static void put_str(char **p, char *end, const char *s)
 {
@@ -65,31 +71,46 @@ static void put_str(char **p, char *end, const char *s)
 		*(*p)++ = *s++;
 }
 
-static void put_uint(char **p, char *end, unsigned long v)
+static void put_uint(char **p, char *end, unsigned long v, unsigned base)
 {
 	char digits[24];
 	int n = 0;
 
+	if (base == 16)
+		put_str(p, end, "0x");
 	do
-		digits[n++] = (char)('0' + v % 10);
-	while ((v /= 10) && n < (int)sizeof(digits));
+		digits[n++] = "0123456789abcdef"[v % base];
+	while ((v /= base) && n < (int)sizeof(digits));
 	while (n > 0 && *p < end)
 		*(*p)++ = digits[--n];
 }
 
 /* SIGSYS from SECCOMP_RET_TRAP: one line, then exit 125. Only write(2) and _exit(2), both in
- * every filter; the rest is arithmetic on this thread's stack and constant tables. */
+ * every filter; the rest is arithmetic on this thread's stack and constant tables. The call's
+ * first three arguments (from the trapped registers) tell an ioctl's request or a socket's
+ * family. */
 static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 {
-	char line[160], *p = line, *end = line + sizeof(line) - 1;
+	static const int arg_regs[3] = { REG_RDI, REG_RSI, REG_RDX };
+	const greg_t *regs = ((ucontext_t *)uctx)->uc_mcontext.gregs;
+	char line[224], *p = line, *end = line + sizeof(line) - 1;
 	const char *name = syscall_name((unsigned long)si->si_syscall);
 
 	(void)sig;
-	(void)uctx;
+	/* One line for the process: a second thread that trips meanwhile waits (futex, in every
+	 * filter) for the first one's exit, which ends it too. */
+	if (atomic_exchange(&reported, 1))
+		for (;;)
+			syscall(SYS_futex, &reported, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0);
 	put_str(&p, end, "mica: seccomp: forbidden system call ");
 	put_str(&p, end, name ? name : "unknown");
 	put_str(&p, end, " (");
-	put_uint(&p, end, (unsigned long)si->si_syscall);
+	put_uint(&p, end, (unsigned long)si->si_syscall, 10);
+	put_str(&p, end, "; arguments");
+	for (int i = 0; i < 3; i++) {
+		put_str(&p, end, i ? ", " : " ");
+		put_uint(&p, end, (unsigned long)regs[arg_regs[i]], 16);
+	}
 	put_str(&p, end, ") on thread ");
 	put_str(&p, end, thread_label);
 	put_str(&p, end, " (");
@@ -242,8 +263,11 @@ int seccomp_setup(const struct seccomp_opts *o)
 		sc.prog[k] = p.insns;
 		sc.len[k] = (unsigned short)p.n;
 	}
-	/* glibc reads /sys/devices/system/cpu/online the first time a thread needs a malloc arena
-	 * of its own, to size the arena limit; a fixed limit spares a confined thread the open. */
+	/* What glibc does lazily on first use and would then open a file for, done now, on the
+	 * main thread: the time zone (/etc/localtime, at the RTC's first localtime_r on a vCPU)
+	 * and the limit on malloc arenas (/sys/devices/system/cpu/online, the first time a
+	 * thread needs an arena of its own; a fixed limit spares the read). */
+	tzset();
 	mallopt(M_ARENA_MAX, 8);
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGSYS, &sa, NULL) < 0)
@@ -267,7 +291,7 @@ void seccomp_enter(enum seccomp_kind kind, int index)
 		return;
 	put_str(&p, end, kind_names[kind]);
 	if (index >= 0)
-		put_uint(&p, end, (unsigned long)index);
+		put_uint(&p, end, (unsigned long)index, 10);
 	*p = '\0';
 	thread_kind = kind;
 	if (sc.on) {

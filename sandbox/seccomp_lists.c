@@ -42,8 +42,9 @@
 #define KVM_WIRING KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD, KVM_SET_GSI_ROUTING
 
 static const struct sc_rule vcpu_rules[] = {
-	/* The register dump of a vCPU that failed (vcpu_dump_regs); TCSETSF: the crash path. */
-	IN(ioctl, 1, KVM_RUN, KVM_WIRING, KVM_GET_REGS, KVM_GET_SREGS, TCSETSF),
+	/* The register dump of a vCPU that failed (vcpu_dump_regs); TCGETS, TCSETSF: the
+	 * terminal restored on the crash path. */
+	IN(ioctl, 1, KVM_RUN, KVM_WIRING, KVM_GET_REGS, KVM_GET_SREGS, TCGETS, TCSETSF),
 	ANY(write),             /* eventfds, the UART's output, log lines */
 	ANY(futex),
 	ANY(writev),            /* the UART's output (vmm/outq.c) */
@@ -70,7 +71,7 @@ static const struct sc_rule loop_rules[] = {
 	IN(ioctl, 1, KVM_WIRING,
 	   FIONREAD,            /* libslirp */
 	   TIOCGWINSZ,          /* the terminal's size, on SIGWINCH */
-	   TCSETSF,             /* the terminal restored at the end */
+	   TCGETS, TCSETSF,     /* the terminal restored at the end (tcsetattr) */
 	   /* On --timeout, each vCPU's state (vcpu_describe); --stats-json's TSC frequency. */
 	   KVM_GET_REGS, KVM_GET_MP_STATE, KVM_GET_LAPIC, KVM_GET_TSC_KHZ),
 	ANY(writev),            /* stdout */
@@ -117,7 +118,7 @@ static const struct sc_rule io_rules[] = {
 	   FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE),
 	ANY(write),             /* the completion eventfd */
 	ANY(futex),
-	IN(ioctl, 1, TCSETSF),  /* the crash path */
+	IN(ioctl, 1, TCGETS, TCSETSF), /* the crash path */
 };
 
 static const struct sc_rule all_rules[] = {

@@ -422,3 +422,5 @@ fi
 # stall or kill mica; a guest flooding net transmit does not stop blk or the console.
 tests/integration/guest_output.sh
 tests/integration/guest_net_flood.sh
+# seccomp: a forbidden call from each kind of thread ends mica with 125 and says so.
+tests/integration/guest_seccomp.sh

@@ -108,11 +108,12 @@ static int nothing(void)
 	return 0;
 }
 
-static bool said(const struct outcome *o, const char *call, const char *thread)
+static bool said(const struct outcome *o, const char *call, int nr, const char *thread)
 {
 	char want[128];
 
-	snprintf(want, sizeof(want), "mica: seccomp: forbidden system call %s (", call);
+	snprintf(want, sizeof(want), "mica: seccomp: forbidden system call %s (%d; arguments ", call,
+		 nr);
 	return strstr(o->err, want) == o->err && strstr(o->err, thread) &&
 	       strchr(o->err, '\n') == o->err + strlen(o->err) - 1;
 }
@@ -134,7 +135,8 @@ static void test_forbidden_ioctl_ends_with_125(void)
 	struct outcome o = confined(SECCOMP_VCPU, true, SECCOMP_NONE, ioctl_not_kvm);
 
 	CHECK_EQ(o.status, SECCOMP_EXIT_STATUS);
-	CHECK(said(&o, "ioctl", "on thread vcpu3 (vcpu)"));
+	CHECK(said(&o, "ioctl", __NR_ioctl, "on thread vcpu3 (vcpu)"));
+	CHECK(strstr(o.err, "; arguments 0xffffffff, 0x5412, ")); /* fd -1, TIOCSTI */
 	printf("# %s", o.err);
 }
 
@@ -143,7 +145,7 @@ static void test_executable_memory_refused(void)
 	struct outcome o = confined(SECCOMP_LOOP, true, SECCOMP_NONE, mmap_exec);
 
 	CHECK_EQ(o.status, SECCOMP_EXIT_STATUS);
-	CHECK(said(&o, "mmap", "on thread loop (loop)"));
+	CHECK(said(&o, "mmap", __NR_mmap, "on thread loop (loop)"));
 }
 
 static void test_loop_sockets_inet_only(void)
@@ -151,7 +153,8 @@ static void test_loop_sockets_inet_only(void)
 	struct outcome o = confined(SECCOMP_LOOP, true, SECCOMP_NONE, socket_unix);
 
 	CHECK_EQ(o.status, SECCOMP_EXIT_STATUS);
-	CHECK(said(&o, "socket", "(loop)"));
+	CHECK(said(&o, "socket", __NR_socket, "(loop)"));
+	CHECK(strstr(o.err, "; arguments 0x1, ")); /* AF_UNIX */
 }
 
 static void test_io_worker_cannot_open(void)
@@ -159,7 +162,7 @@ static void test_io_worker_cannot_open(void)
 	struct outcome o = confined(SECCOMP_IO, true, SECCOMP_NONE, open_file);
 
 	CHECK_EQ(o.status, SECCOMP_EXIT_STATUS);
-	CHECK(said(&o, "openat", "on thread io (io)"));
+	CHECK(said(&o, "openat", __NR_openat, "on thread io (io)"));
 }
 
 static void test_probe_per_kind(void)
@@ -170,7 +173,7 @@ static void test_probe_per_kind(void)
 
 		snprintf(thread, sizeof(thread), "(%s): stopping", seccomp_kind_name(k));
 		CHECK_EQ(o.status, SECCOMP_EXIT_STATUS);
-		CHECK(said(&o, "personality", thread));
+		CHECK(said(&o, "personality", __NR_personality, thread));
 		/* Another kind's probe is not this thread's business. */
 		o = confined(k, true, (k + 1) % SECCOMP_NKINDS, nothing);
 		CHECK_EQ(o.status, 0);
