@@ -159,8 +159,10 @@ static int start_seccomp(struct mica_config *c)
 
 	o->exit_writes_file = c->stats_path != NULL;
 	o->control_socket = c->control_path != NULL;
-	for (int i = 0; i < c->nnets; i++)
+	for (int i = 0; i < c->nnets; i++) {
 		o->tap |= c->nets[i].kind == NET_TAP;
+		o->slirp |= c->nets[i].kind == NET_USER;
+	}
 	return seccomp_setup(o);
 }
 

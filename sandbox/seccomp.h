@@ -55,6 +55,7 @@ struct seccomp_opts {
 				    * /proc/self/smaps for the memory figures) */
 	bool control_socket;       /* --control: the loop removes its socket file at exit */
 	bool tap;                  /* --net tap: the tap fd's offload ioctls on feature changes */
+	bool slirp;                /* --net user: libslirp reads /etc/resolv.conf at runtime */
 };
 
 /* The kind's name: "loop", "vcpu", "io". */

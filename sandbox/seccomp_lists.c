@@ -75,7 +75,6 @@ static const struct sc_rule loop_rules[] = {
 	   /* On --timeout, each vCPU's state (vcpu_describe); --stats-json's TSC frequency. */
 	   KVM_GET_REGS, KVM_GET_MP_STATE, KVM_GET_LAPIC, KVM_GET_TSC_KHZ),
 	ANY(writev),            /* stdout */
-	ANY(readv),
 	ANY(recvmsg),           /* libslirp: ICMP errors (IP_RECVERR) */
 	ANY(sendmsg),           /* stdout as a socket; libslirp */
 	ANY(getrandom),         /* virtio-rng */
@@ -107,6 +106,14 @@ static const struct sc_rule loop_exit_file_rules[] = {
 	ANY(newfstatat),
 	ANY(lseek),
 	ANY(getrusage),
+};
+
+/* --net user: libslirp reads /etc/resolv.conf when the guest first asks its DNS proxy
+ * (10.0.2.3), and stats it on later queries to see whether it changed; fopen's "r" only. */
+static const struct sc_rule loop_slirp_rules[] = {
+	IN(openat, 2, O_RDONLY),
+	ANY(newfstatat),
+	ANY(lseek),
 };
 
 static const struct sc_rule io_rules[] = {
@@ -191,7 +198,7 @@ struct group {
 
 int sc_rules(enum seccomp_kind kind, const struct seccomp_opts *o, struct sc_rule *out, int max)
 {
-	struct group g[6];
+	struct group g[8];
 	int ng = 0, n = 0;
 
 	switch (kind) {
@@ -204,6 +211,8 @@ int sc_rules(enum seccomp_kind kind, const struct seccomp_opts *o, struct sc_rul
 		g[ng++] = GROUP(loop_rules);
 		if (o->tap)
 			g[ng++] = GROUP(loop_tap_rules);
+		if (o->slirp)
+			g[ng++] = GROUP(loop_slirp_rules);
 		if (o->exit_writes_file)
 			g[ng++] = GROUP(loop_exit_file_rules);
 		if (o->control_socket) {

@@ -195,7 +195,8 @@ static void test_lists(void)
 				      __NR_clone, __NR_clone3, __NR_fork, __NR_vfork,
 				      __NR_process_vm_writev, __NR_bpf, __NR_seccomp, __NR_prctl,
 				      __NR_mount, __NR_kexec_load, __NR_init_module };
-	struct seccomp_opts all = { .exit_writes_file = true, .control_socket = true, .tap = true };
+	struct seccomp_opts all = { .exit_writes_file = true, .control_socket = true, .tap = true,
+				   .slirp = true };
 	int nrs[128];
 
 	for (int k = 0; k < SECCOMP_NKINDS; k++) {
