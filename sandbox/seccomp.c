@@ -3,6 +3,7 @@
 #include "sandbox/seccomp.h"
 
 #include <errno.h>
+#include <link.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/futex.h>
@@ -176,6 +177,69 @@ static void emit_rule(struct prog *p, const struct sc_rule *r)
 	emit(p, BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW);
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* Sanitizer builds (make SAN=1, SAN=thread) only: the sanitizer runtimes make system calls of
+ * their own, from their own code (sanitizer_common's internal_syscall: the allocator's mmap,
+ * reports, LeakSanitizer's check at exit, which clones a tracer process that ptraces every
+ * thread). Calls whose instruction pointer lies in a runtime's executable segment are allowed;
+ * mica's calls, which go through libc (the interceptors call the real libc functions), are
+ * filtered as in the default build. */
+#define MAX_RUNTIME_RANGES 8
+
+static struct { uint64_t start, last; } runtime[MAX_RUNTIME_RANGES];
+static int nruntime;
+
+static int find_runtime(struct dl_phdr_info *info, size_t size, void *data)
+{
+	static const char *const libs[] = { "/libasan.so", "/libtsan.so", "/libubsan.so", "/liblsan.so" };
+
+	(void)size;
+	(void)data;
+	for (size_t l = 0; l < sizeof(libs) / sizeof(libs[0]); l++) {
+		if (!info->dlpi_name || !strstr(info->dlpi_name, libs[l]))
+			continue;
+		for (int i = 0; i < info->dlpi_phnum; i++) {
+			const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+			uint64_t start = info->dlpi_addr + ph->p_vaddr, last = start + ph->p_memsz - 1;
+
+			if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || !ph->p_memsz)
+				continue;
+			/* One range per 4 GiB window: BPF compares 32 bits at a time. */
+			while (nruntime < MAX_RUNTIME_RANGES) {
+				uint64_t window_last = start | 0xffffffffULL;
+
+				runtime[nruntime].start = start;
+				runtime[nruntime++].last = last < window_last ? last : window_last;
+				if (last <= window_last)
+					break;
+				start = window_last + 1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Allows the call when the instruction pointer lies in a runtime's range. */
+static void emit_runtime_ranges(struct prog *p)
+{
+	const uint32_t ip = offsetof(struct seccomp_data, instruction_pointer);
+
+	for (int i = 0; i < nruntime; i++) {
+		emit(p, BPF_LD | BPF_W | BPF_ABS, 0, 0, ip + 4);
+		emit(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 4, (uint32_t)(runtime[i].start >> 32));
+		emit(p, BPF_LD | BPF_W | BPF_ABS, 0, 0, ip);
+		emit(p, BPF_JMP | BPF_JGE | BPF_K, 0, 2, (uint32_t)runtime[i].start);
+		emit(p, BPF_JMP | BPF_JGT | BPF_K, 1, 0, (uint32_t)runtime[i].last);
+		emit(p, BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW);
+	}
+}
+#else
+static void emit_runtime_ranges(struct prog *p)
+{
+	(void)p;
+}
+#endif
+
 /* The kind's program: the architecture, then the rules in order, then the trap. */
 static int compile(enum seccomp_kind kind, const struct seccomp_opts *o, struct prog *p)
 {
@@ -187,6 +251,7 @@ static int compile(enum seccomp_kind kind, const struct seccomp_opts *o, struct 
 	emit(p, BPF_LD | BPF_W | BPF_ABS, 0, 0, offsetof(struct seccomp_data, arch));
 	emit(p, BPF_JMP | BPF_JEQ | BPF_K, 1, 0, AUDIT_ARCH_X86_64);
 	emit(p, BPF_RET | BPF_K, 0, 0, SECCOMP_RET_KILL_PROCESS);
+	emit_runtime_ranges(p);
 	emit(p, BPF_LD | BPF_W | BPF_ABS, 0, 0, offsetof(struct seccomp_data, nr));
 	/* The x32 ABI shares the architecture value, its numbers have bit 30 set. */
 	emit(p, BPF_JMP | BPF_JGE | BPF_K, 0, 1, 0x40000000u);
@@ -248,6 +313,9 @@ int seccomp_setup(const struct seccomp_opts *o)
 			return -EINVAL;
 		}
 	}
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	dl_iterate_phdr(find_runtime, NULL);
+#endif
 	for (int k = 0; k < SECCOMP_NKINDS; k++) {
 		struct prog p = { .insns = calloc(MAX_INSNS, sizeof(struct sock_filter)),
 				  .max = MAX_INSNS };
