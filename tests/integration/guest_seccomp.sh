@@ -58,6 +58,7 @@ for _ in $(seq 40); do
 done
 wait $pid
 rc=$?
+echo "# $name: thread:mode$modes"
 expect $name "every thread in filter mode (Seccomp: 2):$modes" \
 	test "$(printf '%s\n' $modes | grep -c ':2$')" -ge 7 -a -z "$(printf '%s\n' $modes | grep -v ':2$')" \
 	-a -n "$(printf '%s\n' $modes | grep '^mica-vcpu1:2$')"
