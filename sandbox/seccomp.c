@@ -25,10 +25,10 @@
 #include "sandbox/syscall_names.h"
 
 #define MAX_RULES 128
-#define MAX_INSNS 1024  /* BPF_MAXINSNS is 4096; the largest list needs about 200 */
+#define MAX_INSNS 1024  /* BPF_MAXINSNS is 4096; the loop's program, the longest, has < 200 */
 
 /* Set by seccomp_setup() on the main thread before any confined thread exists; read-only
- * afterwards. */
+ * afterwards. The programs live as long as the process. */
 static struct {
 	bool ready;                  /* seccomp_setup() ran */
 	bool on;
@@ -302,8 +302,8 @@ int seccomp_setup(const struct seccomp_opts *o)
 	sc.on = o->on;
 	if (!o->on)
 		return 0;
-	/* PR_GET_SECCOMP fails with EINVAL on a kernel without seccomp at all; SECCOMP_GET_ACTION_AVAIL
-	 * tells whether filters (and the TRAP action) are there. */
+	/* PR_GET_SECCOMP fails with EINVAL on a kernel without seccomp at all;
+	 * SECCOMP_GET_ACTION_AVAIL tells whether filters (and the TRAP action) are there. */
 	{
 		uint32_t action = SECCOMP_RET_TRAP;
 
