@@ -86,8 +86,10 @@ static void put_uint(char **p, char *end, unsigned long v, unsigned base)
 		*(*p)++ = digits[--n];
 }
 
-/* SIGSYS from SECCOMP_RET_TRAP: one line, then exit 125. Only write(2) and _exit(2), both in
- * every filter; the rest is arithmetic on this thread's stack and constant tables. The call's
+/* SIGSYS from SECCOMP_RET_TRAP: one line, then exit 125. Only write(2) and exit_group(2), both
+ * in every filter, made with syscall(2) so that no wrapper (a sanitizer's _exit interceptor
+ * finalizing its runtime) runs first; the rest is arithmetic on this thread's stack and
+ * constant tables. The call's
  * first three arguments (from the trapped registers) tell an ioctl's request or a socket's
  * family. */
 static void on_sigsys(int sig, siginfo_t *si, void *uctx)
@@ -117,10 +119,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	put_str(&p, end, " (");
 	put_str(&p, end, seccomp_kind_name(thread_kind));
 	put_str(&p, end, "): stopping\n");
-	if (write(STDERR_FILENO, line, (size_t)(p - line)) < 0) {
-		/* nothing more can be said */
-	}
-	_exit(SECCOMP_EXIT_STATUS);
+	syscall(SYS_write, STDERR_FILENO, line, (size_t)(p - line));
+	for (;;)
+		syscall(SYS_exit_group, SECCOMP_EXIT_STATUS);
 }
 
 /* ---- BPF ---- */
