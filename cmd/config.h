@@ -9,6 +9,7 @@
 #include "devices/virtio/attach.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
+#include "sandbox/seccomp.h"
 #include "vmm/vm.h"
 
 #define CONFIG_MAX_DISKS 8
@@ -39,6 +40,8 @@ struct mica_config {
 	bool bench_devices;              /* --bench-devices: the exit-cost lab's probes */
 	bool landlock;                   /* --landlock on|off (on by default) */
 	const char *landlock_probe;      /* --debug-landlock-probe (hidden, for the tests) */
+	struct seccomp_opts seccomp;     /* --seccomp, --debug-seccomp-probe (cmd/main.c fills
+					  * in what the other options imply) */
 	int verbosity;
 };
 

@@ -22,6 +22,8 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
 #include "sandbox/landlock_probe.h"
+#include "sandbox/seccomp.h"
+#include "vmm/confine.h"
 #include "vmm/control.h"
 #include "vmm/host_mem.h"
 #include "vmm/layout.h"
@@ -210,6 +212,20 @@ static void close_inputs(struct inputs *in)
 	out_file_abandon(&in->stats);
 }
 
+/* The filters, with what the other options imply (sandbox/seccomp.h). */
+static int start_seccomp(struct mica_config *c)
+{
+	struct seccomp_opts *o = &c->seccomp;
+
+	o->exit_writes_file = c->stats_path != NULL;
+	o->control_socket = c->control_path != NULL;
+	for (int i = 0; i < c->nnets; i++) {
+		o->tap |= c->nets[i].kind == NET_TAP;
+		o->slirp |= c->nets[i].kind == NET_USER;
+	}
+	return seccomp_setup(o);
+}
+
 static int run(struct mica_config *c)
 {
 	struct inputs in = { 0 };
@@ -230,6 +246,16 @@ static int run(struct mica_config *c)
 		pr_err("%s", e.msg);
 		close_inputs(&in);
 		return EXIT_USAGE;
+	}
+	/* Before any thread starts: the vCPUs and the loop enter their filters in vm_run(), the
+	 * blk pool's workers through vmm/confine.h once Landlock is on. */
+	if ((err = start_seccomp(c))) {
+		if (err == -EINVAL)
+			pr_err("this kernel has no seccomp filters: run with --seccomp off");
+		else
+			pr_err("cannot prepare the seccomp filters: %s", strerror(-err));
+		close_inputs(&in);
+		return err == -EINVAL ? EXIT_USAGE : EXIT_CRASH;
 	}
 	err = vm_create(&vm, &c->vm, &e);
 	if (err) {
@@ -273,6 +299,12 @@ static int run(struct mica_config *c)
 	err = landlock_confine(c, &landlock, &e);
 	if (err) {
 		pr_err("%s", e.msg);
+		status = EXIT_CRASH;
+		goto out_vm;
+	}
+	/* The blk pool's workers, started during setup, take their filter after Landlock. */
+	if ((err = confine_add(seccomp_enter_io))) {
+		pr_err("cannot confine the blk workers: %s", strerror(-err));
 		status = EXIT_CRASH;
 		goto out_vm;
 	}

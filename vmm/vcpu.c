@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "sandbox/seccomp.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -301,6 +302,7 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&kick);
 	sigaddset(&kick, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	seccomp_enter(SECCOMP_VCPU, vcpu->index);
 	while (!atomic_load(&vm->exit_requested)) {
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)

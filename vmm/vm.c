@@ -11,6 +11,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "sandbox/seccomp.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
@@ -322,6 +323,8 @@ int vm_run(struct vm *vm)
 			break;
 		}
 	}
+	/* Every thread exists now: the main thread's filter is for the loop and the teardown. */
+	seccomp_enter(SECCOMP_LOOP, -1);
 	err = evloop_run(&vm->loop);
 	if (err) {
 		pr_err("event loop failed: %s", strerror(-err));

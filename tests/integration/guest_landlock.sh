@@ -28,11 +28,13 @@ echo "not for the guest" >"$secret"
 blk="--disk $img,serial=$SERIAL"
 cmdline="tests=virtio_blk,landlock_probe blk_serial=$SERIAL blk_sectors=$SECTORS"
 
-# probe NAME PATH [mica options...]: the guest's disk test, then the probe of PATH.
+# probe NAME PATH [mica options...]: the guest's disk test, then the probe of PATH. The probe
+# opens on a vCPU thread, whose seccomp filter allows no open at all: --seccomp off isolates
+# Landlock here (landlock-probe-under-seccomp below shows the filter stopping it first).
 probe() {
 	local name=$1 path=$2; shift 2
 	run_mica "$name" run --kernel "$GUEST" --mem 64M $blk --debug-landlock-probe "$path" \
-		--cmdline "$cmdline" -v "$@"
+		--cmdline "$cmdline" -v --seccomp off "$@"
 }
 # said NAME PATH HOW RESULT: mica printed the probe's line for PATH.
 said() { has_err "$1" "landlock probe: open $2 for $3: $4\$"; }
@@ -63,6 +65,11 @@ else
 fi
 
 probe landlock-off-opens "$secret" --landlock off
+run_mica landlock-probe-under-seccomp run --kernel "$GUEST" --mem 64M $blk \
+	--debug-landlock-probe "$secret" --cmdline "$cmdline"
+expect landlock-probe-under-seccomp "with seccomp on, the vCPU's open ends mica first (125)" \
+	test "$rc" = 125 -a -n "$(grep 'seccomp: forbidden system call open.* on thread vcpu' \
+		"$OUT/landlock-probe-under-seccomp.err")"
 expect landlock-off-opens "with --landlock off the probe opens $secret both ways" \
 	eval 'passed landlock-off-opens && said landlock-off-opens "$secret" reading ok &&
 	said landlock-off-opens "$secret" writing ok'
