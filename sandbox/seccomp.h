@@ -54,7 +54,8 @@ struct seccomp_opts {
 	enum seccomp_kind probe;   /* --debug-seccomp-probe: this kind makes one forbidden call
 				    * (personality(2)) once its filter is on; SECCOMP_NONE: none.
 				    * With --seccomp off the call is made too, and succeeds. */
-	bool exit_writes_file;     /* --stats-json: the loop opens files at exit (the JSON, and
+	bool exit_writes_file;     /* --stats-json: the loop writes the JSON at exit (through the fd
+				    * opened before the run; opens only
 				    * /proc/self/smaps for the memory figures) */
 	bool control_socket;       /* --control: the loop removes its socket file at exit */
 	bool tap;                  /* --net tap: the tap fd's offload ioctls on feature changes */
