@@ -23,7 +23,6 @@
 #include "devices/virtio/virtio.h"
 #include "sandbox/landlock_probe.h"
 #include "sandbox/seccomp.h"
-#include "vmm/confine.h"
 #include "vmm/control.h"
 #include "vmm/host_mem.h"
 #include "vmm/layout.h"
@@ -247,8 +246,7 @@ static int run(struct mica_config *c)
 		close_inputs(&in);
 		return EXIT_USAGE;
 	}
-	/* Before any thread starts: the vCPUs and the loop enter their filters in vm_run(), the
-	 * blk pool's workers through vmm/confine.h once Landlock is on. */
+	/* Before the devices: the blk pool's workers enter their filter as they start. */
 	if ((err = start_seccomp(c))) {
 		if (err == -EINVAL)
 			pr_err("this kernel has no seccomp filters: run with --seccomp off");
@@ -299,12 +297,6 @@ static int run(struct mica_config *c)
 	err = landlock_confine(c, &landlock, &e);
 	if (err) {
 		pr_err("%s", e.msg);
-		status = EXIT_CRASH;
-		goto out_vm;
-	}
-	/* The blk pool's workers, started during setup, take their filter after Landlock. */
-	if ((err = confine_add(seccomp_enter_io))) {
-		pr_err("cannot confine the blk workers: %s", strerror(-err));
 		status = EXIT_CRASH;
 		goto out_vm;
 	}

@@ -223,7 +223,13 @@ int landlock_confine_thread(void)
 {
 	int fd = atomic_load(&applied_fd);
 
-	return fd < 0 ? 0 : restrict_self(fd);
+	if (fd < 0)
+		return 0;
+	/* A blk worker runs under its seccomp filter by now, which set no_new_privs and allows
+	 * landlock_restrict_self but not prctl. */
+	if (syscall(SYS_landlock_restrict_self, fd, 0) == 0)
+		return 0;
+	return errno == EPERM ? restrict_self(fd) : -errno;
 }
 
 void landlock_close(struct landlock *ll)

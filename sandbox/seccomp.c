@@ -389,9 +389,3 @@ void seccomp_enter(enum seccomp_kind kind, int index)
 	if (sc.probe == kind)
 		probe();
 }
-
-int seccomp_enter_io(void)
-{
-	seccomp_enter(SECCOMP_IO, -1);
-	return 0;
-}

@@ -16,9 +16,9 @@
  *             is inherited by threads created later);
  *       vcpu  each vCPU thread, before its first KVM_RUN;
  *       io    each blk I/O pool worker, before it takes its first job (the pool starts when
- *             its device is created; a worker only waits until then): cmd/main.c registers
- *             seccomp_enter_io() with vmm/confine.h after the Landlock step, and the worker
- *             runs the steps before its first job.
+ *             its device is created; a worker only waits until then). Its Landlock step
+ *             (vmm/confine.h) comes later, under the filter, at its first job: the io
+ *             filter allows landlock_restrict_self, which can only narrow what it may open.
  *     It sets no_new_privs, unblocks SIGSYS for the thread, installs that kind's filter (one
  *     seccomp(2) call, no allocation) and, if --debug-seccomp-probe named this kind, makes
  *     the probe's forbidden call. A filter cannot be removed: the thread keeps it until it ends.
@@ -74,9 +74,6 @@ int seccomp_setup(const struct seccomp_opts *o);
 /* Confines the calling thread as kind; index (>= 0) numbers it in the message (vcpu0), -1
  * for none. */
 void seccomp_enter(enum seccomp_kind kind, int index);
-/* seccomp_enter(SECCOMP_IO, -1) as a vmm/confine.h step (returns 0): a blk I/O pool worker,
- * started during setup, runs it before its first job, after the Landlock step. */
-int seccomp_enter_io(void);
 
 /* The distinct system calls kind may make under o (any arguments, or some), ascending, into
  * nrs (up to max); returns how many there are. For the README's lists and the unit tests. */

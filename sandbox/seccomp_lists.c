@@ -52,6 +52,8 @@ static const struct sc_rule vcpu_rules[] = {
 	ANY(epoll_ctl),         /* outq arms the loop's EPOLLOUT */
 	ANY(getrandom),         /* virtio-rng served on a kick that came through the exit */
 	ANY(io_uring_enter),    /* virtio-blk: submission on such a kick; the drain of a reset */
+	ANY(fdatasync),         /* virtio-blk: the driver turns the write cache off (a config
+				 * write): the image is synced before the write returns */
 };
 
 static const struct sc_rule vcpu_tap_rules[] = {
@@ -128,6 +130,9 @@ static const struct sc_rule io_rules[] = {
 	ANY(write),             /* the completion eventfd */
 	ANY(futex),
 	IN(ioctl, 1, TCGETS, TCSETSF), /* the crash path */
+	/* The worker's Landlock step at its first job (vmm/confine.h): it can only narrow what
+	 * the thread may open. no_new_privs is set already, by seccomp_enter(). */
+	ANY(landlock_restrict_self),
 };
 
 static const struct sc_rule all_rules[] = {

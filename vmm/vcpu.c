@@ -297,8 +297,13 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
+	char name[16];
 	sigset_t kick;
 
+	/* Named by the thread itself (prctl): naming it from outside writes
+	 * /proc/self/task/TID/comm, which Landlock, applied before the vCPUs start, refuses. */
+	snprintf(name, sizeof(name), "mica-vcpu%d", vcpu->index);
+	pthread_setname_np(pthread_self(), name);
 	sigemptyset(&kick);
 	sigaddset(&kick, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
@@ -324,7 +329,6 @@ static void *vcpu_thread(void *arg)
 int vcpu_start(struct vcpu *vcpu)
 {
 	pthread_attr_t attr;
-	char name[16];
 	int err;
 
 	pthread_attr_init(&attr);
@@ -333,8 +337,6 @@ int vcpu_start(struct vcpu *vcpu)
 	pthread_attr_destroy(&attr);
 	if (err)
 		return -err;
-	snprintf(name, sizeof(name), "mica-vcpu%d", vcpu->index);
-	pthread_setname_np(vcpu->thread, name);
 	vcpu->started = 1;
 	return 0;
 }

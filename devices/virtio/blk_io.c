@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "sandbox/seccomp.h"
 #include "vmm/confine.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
@@ -324,6 +325,8 @@ static void *pool_worker(void *opaque)
 {
 	struct blk_io *io = opaque;
 	unsigned confined = 0;   /* vmm/confine.h: started during setup, before the sandbox */
+
+	seccomp_enter(SECCOMP_IO, -1);
 
 	pthread_mutex_lock(&io->lock);
 	for (;;) {

@@ -65,14 +65,14 @@ else
 fi
 
 probe landlock-off-opens "$secret" --landlock off
+expect landlock-off-opens "with --landlock off the probe opens $secret both ways" \
+	eval 'passed landlock-off-opens && said landlock-off-opens "$secret" reading ok &&
+	said landlock-off-opens "$secret" writing ok'
 run_mica landlock-probe-under-seccomp run --kernel "$GUEST" --mem 64M $blk \
 	--debug-landlock-probe "$secret" --cmdline "$cmdline"
 expect landlock-probe-under-seccomp "with seccomp on, the vCPU's open ends mica first (125)" \
 	test "$rc" = 125 -a -n "$(grep 'seccomp: forbidden system call open.* on thread vcpu' \
 		"$OUT/landlock-probe-under-seccomp.err")"
-expect landlock-off-opens "with --landlock off the probe opens $secret both ways" \
-	eval 'passed landlock-off-opens && said landlock-off-opens "$secret" reading ok &&
-	said landlock-off-opens "$secret" writing ok'
 
 name=landlock-all-devices
 rm -f "$OUT/$name.json"
