@@ -87,6 +87,10 @@ transport-bogus         2  "^mica: --transport bogus: give mmio, mmio-legacy, pc
 rng-transport-bogus     2  "^mica: --rng=bogus: give mmio"                      run --kernel "$G" --rng=bogus
 console-bogus           2  "^mica: --console tty: give serial or virtio"        run --kernel "$G" --console tty
 acpi-bogus              2  "^mica: --acpi maybe: give on or off"                run --kernel "$G" --acpi maybe
+seccomp-bogus           2  "^mica: --seccomp maybe: give on or off"             run --kernel "$G" --seccomp maybe
+landlock-bogus          2  "^mica: --landlock maybe: give on or off"            run --kernel "$G" --landlock maybe
+seccomp-probe-bogus     2  "^mica: --debug-seccomp-probe disk: give loop, vcpu or io" run --kernel "$G" --debug-seccomp-probe disk
+seccomp-twice           2  "^mica: --seccomp given twice; give it once"       run --kernel "$G" --seccomp on --seccomp off
 disk-missing            2  "cannot open image .*/nope: No such file"            run --kernel "$G" --disk "$F/nope"
 disk-directory          2  "cannot open image .*: Is a directory"               run --kernel "$G" --disk "$F"
 disk-read-only-no-ro    2  "cannot open image .*disk-ro for writing: Permission denied \(add ,ro for a read-only disk\)" @nobody run --kernel "$G" --disk "$F/disk-ro"
