@@ -90,11 +90,14 @@ for spec in writeback:sync/wce writethrough:write none:sync/write; do
 		cp "$DIR/prefill" "$img"
 		rm -f "$OUT/$name.out"
 		MICA_BLK_NO_URING=$no_uring "$MICA" run --kernel build/linux/vmlinuz --initrd build/linux/initramfs.cpio.gz \
-			--mem 128M --disk "$img,cache=$cache" --timeout 120 \
+			--mem 128M --disk "$img,cache=$cache" --timeout 240 \
 			--cmdline "console=ttyS0 quiet loglevel=1 mica.durable=$gmode+dz,$seed" \
 			>"$OUT/$name.out" 2>"$OUT/$name.err" </dev/null &
 		pid=$!
-		for ((t = 0; t < 1200; t++)); do
+		# Up to ~3 min for the guest's first lines (a sanitizer build, nested, on a loaded
+		# machine once took over a minute); a guest that hangs is ended by --timeout first,
+		# with each vCPU's state on stderr.
+		for ((t = 0; t < 3600; t++)); do
 			count_done "$OUT/$name.out"
 			[ $ndone -ge 4 ] && break
 			kill -0 $pid 2>/dev/null || break
