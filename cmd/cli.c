@@ -120,6 +120,15 @@ static int check_once(const char *name, const char *arg, int opt, uint64_t *seen
 	return 0;
 }
 
+/* An on|off option's value into *out; -EINVAL with e naming the option otherwise. */
+static int parse_on_off(const char *name, const char *arg, bool *out, struct err *e)
+{
+	if (strcmp(arg, "on") && strcmp(arg, "off"))
+		return err_set(e, -EINVAL, "%s %s: give on or off", name, arg);
+	*out = !strcmp(arg, "on");
+	return 0;
+}
+
 static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
@@ -243,9 +252,8 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 			c->nnets++;
 			break;
 		case OPT_ACPI:
-			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
-				return err_set(e, -EINVAL, "--acpi %s: give on or off", optarg);
-			c->boot.acpi = !strcmp(optarg, "on");
+			if (parse_on_off("--acpi", optarg, &c->boot.acpi, e))
+				return -EINVAL;
 			break;
 		case OPT_CONTROL:
 			c->control_path = optarg;
@@ -273,17 +281,15 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 			c->stats_path = optarg;
 			break;
 		case OPT_LANDLOCK:
-			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
-				return err_set(e, -EINVAL, "--landlock %s: give on or off", optarg);
-			c->landlock = !strcmp(optarg, "on");
+			if (parse_on_off("--landlock", optarg, &c->landlock, e))
+				return -EINVAL;
 			break;
 		case OPT_LANDLOCK_PROBE:
 			c->landlock_probe = optarg;
 			break;
 		case OPT_SECCOMP:
-			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
-				return err_set(e, -EINVAL, "--seccomp %s: give on or off", optarg);
-			c->seccomp.on = !strcmp(optarg, "on");
+			if (parse_on_off("--seccomp", optarg, &c->seccomp.on, e))
+				return -EINVAL;
 			break;
 		case OPT_SECCOMP_PROBE:
 			if (seccomp_kind_parse(optarg, &c->seccomp.probe))
