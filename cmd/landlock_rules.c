@@ -5,10 +5,8 @@
 #include "cmd/landlock_rules.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cmd/config.h"
 

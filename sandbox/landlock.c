@@ -181,17 +181,6 @@ int landlock_allow(struct landlock *ll, const char *path, unsigned use, struct e
 	return add_rule(ll, fd, path, use, e);
 }
 
-int landlock_allow_fd(struct landlock *ll, int fd, const char *what, unsigned use,
-		      struct err *e)
-{
-	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-
-	if (dup < 0)
-		return err_set(e, -errno, "landlock: cannot duplicate the fd of %s: %s", what,
-			       strerror(errno));
-	return add_rule(ll, dup, what, use, e);
-}
-
 static int restrict_self(int ruleset_fd)
 {
 	/* Required of an unprivileged process, so that no exec can regain privileges. */

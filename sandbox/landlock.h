@@ -55,9 +55,6 @@ uint64_t landlock_handled(const struct landlock *ll);
  * (LL_LIST, LL_CREATE, LL_UNLINK) are dropped for one. -errno with e set when path cannot be
  * opened (-ENOENT for a missing one: the caller decides whether that matters). */
 int landlock_allow(struct landlock *ll, const char *path, unsigned use, struct err *e);
-/* The same for a file mica holds open (fd is duplicated): a file it created itself. */
-int landlock_allow_fd(struct landlock *ll, int fd, const char *what, unsigned use,
-		      struct err *e);
 /* Confines the calling thread and its future threads (sets no_new_privs first). */
 int landlock_apply(struct landlock *ll, struct err *e);
 /* Confines the calling thread with the applied ruleset; 0 and nothing done if none was
