@@ -154,7 +154,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
 		{ "stats-json", required_argument, NULL, OPT_STATS },
 		{ "landlock", required_argument, NULL, OPT_LANDLOCK },
-		/* Hidden, for tests/integration/guest_landlock.sh (sandbox/landlock_probe.h). */
+		/* Hidden, for tests/integration/guest_landlock.sh (confine/landlock_probe.h). */
 		{ "debug-landlock-probe", required_argument, NULL, OPT_LANDLOCK_PROBE },
 		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 		{ "debug-seccomp-probe", required_argument, NULL, OPT_SECCOMP_PROBE },

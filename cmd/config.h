@@ -9,7 +9,7 @@
 #include "devices/virtio/attach.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
-#include "sandbox/seccomp.h"
+#include "confine/seccomp.h"
 #include "vmm/vm.h"
 
 #define CONFIG_MAX_DISKS 8

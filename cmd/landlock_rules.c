@@ -1,4 +1,4 @@
-/* The Landlock rules of `mica run` (sandbox/landlock.h). Files mica opened during setup stay
+/* The Landlock rules of `mica run` (confine/landlock.h). Files mica opened during setup stay
  * usable whatever the rules say; the rules decide what may be opened again, or for the first
  * time, afterwards. Anything an option names that mica might open late is allowed here, and
  * nothing else: a guest that takes over a device model finds every other file refused. */
@@ -10,7 +10,7 @@
 
 #include "cmd/config.h"
 
-#include "sandbox/landlock.h"
+#include "confine/landlock.h"
 #include "vmm/confine.h"
 #include "vmm/log.h"
 

@@ -2,7 +2,7 @@
 #ifndef MICA_CMD_LANDLOCK_RULES_H
 #define MICA_CMD_LANDLOCK_RULES_H
 
-#include "sandbox/landlock.h"
+#include "confine/landlock.h"
 #include "vmm/err.h"
 
 struct mica_config;

@@ -21,8 +21,8 @@
 #include "devices/virtio/devices.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
-#include "sandbox/landlock_probe.h"
-#include "sandbox/seccomp.h"
+#include "confine/landlock_probe.h"
+#include "confine/seccomp.h"
 #include "vmm/control.h"
 #include "vmm/host_mem.h"
 #include "vmm/layout.h"
@@ -211,7 +211,7 @@ static void close_inputs(struct inputs *in)
 	out_file_abandon(&in->stats);
 }
 
-/* The filters, with what the other options imply (sandbox/seccomp.h). */
+/* The filters, with what the other options imply (confine/seccomp.h). */
 static int start_seccomp(struct mica_config *c)
 {
 	struct seccomp_opts *o = &c->seccomp;

@@ -1,6 +1,6 @@
 /* Confinement for threads started during setup.
  *
- * The sandbox (Landlock, seccomp) is applied by the composition root once setup is done, on the
+ * The confinement (Landlock, seccomp) is applied by the composition root once setup is done, on the
  * main thread, and is inherited by the threads it starts afterwards (the vCPUs). A thread that a
  * device starts during setup (the blk I/O pool when io_uring is unavailable) already runs then:
  * it calls confine_late_thread() before each piece of guest-driven work, which runs, once per

@@ -1,6 +1,6 @@
 /* A file mica writes at exit (--stats-json, `mica bench exits --json`), opened before the VM
  * starts and kept open to the end: a path mica cannot write is reported before any work is
- * done, and nothing needs opening at exit, when the sandbox no longer allows it.
+ * done, and nothing needs opening at exit, when the confinement no longer allows it.
  *
  * An existing file is opened without truncating it, so a run that fails before it has results
  * leaves it as it was; a file this run created is removed again by out_file_abandon(). The

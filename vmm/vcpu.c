@@ -10,7 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "sandbox/seccomp.h"
+#include "confine/seccomp.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 

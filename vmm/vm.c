@@ -11,7 +11,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "sandbox/seccomp.h"
+#include "confine/seccomp.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
 #include "vmm/util.h"

@@ -14,7 +14,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "sandbox/seccomp.h"
+#include "confine/seccomp.h"
 #include "vmm/confine.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
@@ -324,7 +324,7 @@ static int pool_execute(struct blk_io_req *r)
 static void *pool_worker(void *opaque)
 {
 	struct blk_io *io = opaque;
-	unsigned confined = 0;   /* vmm/confine.h: started during setup, before the sandbox */
+	unsigned confined = 0;   /* vmm/confine.h: started during setup, before the confinement */
 
 	seccomp_enter(SECCOMP_IO, -1);
 

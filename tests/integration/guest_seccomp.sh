@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# seccomp (sandbox/seccomp.h): every other integration test runs with the filters on (the
+# seccomp (confine/seccomp.h): every other integration test runs with the filters on (the
 # default); here:
 #   seccomp-probe-KIND   --debug-seccomp-probe makes one thread of that kind call personality(2)
 #                        once its filter is on: mica ends with status 125 and one line naming the

@@ -1,4 +1,4 @@
-/* sandbox/landlock.c against the running kernel's Landlock (each confinement in a child
+/* confine/landlock.c against the running kernel's Landlock (each confinement in a child
  * process): what a rule allows opens, everything else is refused with EACCES; older ABIs are
  * masked, not refused; a thread started before the ruleset is applied confines itself through
  * vmm/confine.h. Skipped where the kernel has no Landlock. */
@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sandbox/landlock.h"
+#include "confine/landlock.h"
 #include "tests/unit/test.h"
 #include "vmm/confine.h"
 

@@ -1,4 +1,4 @@
-/* The seccomp filters (sandbox/seccomp.c) on this machine's kernel, without KVM: each case
+/* The seccomp filters (confine/seccomp.c) on this machine's kernel, without KVM: each case
  * runs in a forked child that installs one kind's filter and makes calls; an allowed call
  * returns (with whatever error its bogus arguments earn), a forbidden one ends the child with
  * status 125 and one line naming the call and the thread. */
@@ -13,8 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sandbox/seccomp.h"
-#include "sandbox/syscall_names.h"
+#include "confine/seccomp.h"
+#include "confine/syscall_names.h"
 #include "tests/unit/test.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -213,7 +213,7 @@ static void test_lists(void)
 			printf(" %s", syscall_name((unsigned long)nrs[i]));
 		printf("\n");
 		CHECK(n > 10);
-		/* Sanitizer builds add three calls (sandbox/seccomp_lists.c). */
+		/* Sanitizer builds add three calls (confine/seccomp_lists.c). */
 		CHECK(n <= (k == SECCOMP_LOOP ? 48 : 26) + 3 * SANITIZED);
 		for (int i = 0; i < n; i++)
 			for (size_t j = 0; j < sizeof(never) / sizeof(never[0]); j++)

@@ -1,6 +1,6 @@
-/* seccomp-bpf filters per thread kind: compiled from sandbox/seccomp_lists.c, installed by each
+/* seccomp-bpf filters per thread kind: compiled from confine/seccomp_lists.c, installed by each
  * thread, reported by a SIGSYS handler. See seccomp.h for the contract. */
-#include "sandbox/seccomp.h"
+#include "confine/seccomp.h"
 
 #include <errno.h>
 #include <link.h>
@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sandbox/seccomp_rules.h"
-#include "sandbox/syscall_names.h"
+#include "confine/seccomp_rules.h"
+#include "confine/syscall_names.h"
 
 #define MAX_RULES 128
 #define MAX_INSNS 1024  /* BPF_MAXINSNS is 4096; the loop's program, the longest, has < 200 */

@@ -1,11 +1,11 @@
 /* The allow-lists of the seccomp filters as data: seccomp_lists.c writes them, seccomp.c turns
- * them into BPF. Private to sandbox/. */
+ * them into BPF. Private to confine/. */
 #ifndef MICA_SANDBOX_SECCOMP_RULES_H
 #define MICA_SANDBOX_SECCOMP_RULES_H
 
 #include <stdint.h>
 
-#include "sandbox/seccomp.h"
+#include "confine/seccomp.h"
 
 #define SC_MAX_VALUES 24
 

@@ -1,4 +1,4 @@
-#include "sandbox/landlock_probe.h"
+#include "confine/landlock_probe.h"
 
 #include <errno.h>
 #include <fcntl.h>

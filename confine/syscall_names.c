@@ -3,7 +3,7 @@
  *   sed -n 's/^#define __NR_\([a-z0-9_]*\) .*$/\1/p' /usr/include/x86_64-linux-gnu/asm/unistd_64.h
  * Numbers come from the header through __NR_*, so a name can never sit at a wrong index; a call
  * newer than the header prints as its number alone. */
-#include "sandbox/syscall_names.h"
+#include "confine/syscall_names.h"
 
 #include <stddef.h>
 #include <sys/syscall.h>

@@ -6,7 +6,7 @@
  *   - seccomp_setup(), once, on the main thread, before any thread that will call
  *     seccomp_enter() exists and before any such thread is created: it builds one BPF program
  *     per kind (classic BPF, compiled by seccomp.c from the tables in
- *     sandbox/seccomp_lists.c) and installs the SIGSYS handler. Nothing after it allocates on
+ *     confine/seccomp_lists.c) and installs the SIGSYS handler. Nothing after it allocates on
  *     behalf of a filter. It also does now what glibc would do lazily on a confined thread
  *     and open a file for: the time zone (tzset) and the malloc arena limit.
  *   - seccomp_enter(kind, index), on the thread itself, at the point where that thread is done

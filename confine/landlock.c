@@ -1,5 +1,5 @@
 /* Landlock through its raw system calls (<linux/landlock.h>, no library). See landlock.h. */
-#include "sandbox/landlock.h"
+#include "confine/landlock.h"
 
 #include <errno.h>
 #include <fcntl.h>

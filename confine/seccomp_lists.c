@@ -16,7 +16,7 @@
  *         (glibc blocks signals and frees the stack's pages), the crash path (vmm/term.c's
  *         SIGSEGV/SIGBUS/SIGABRT handler restores the terminal and re-raises), and the SIGSYS
  *         report itself (write, exit_group). */
-#include "sandbox/seccomp_rules.h"
+#include "confine/seccomp_rules.h"
 
 #include <errno.h>
 #include <fcntl.h>
