@@ -327,6 +327,112 @@ static void readdir_lists_everything_and_resumes_at_an_offset(void)
 	scratch_done();
 }
 
+
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	while (d && readdir(d))
+		n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* One descriptor per node and per handle, none per request, and none left after close. */
+static void descriptors_are_one_per_node_and_handle(void)
+{
+	struct hostfs_entry en;
+	struct listing l;
+	struct hostfs *fs;
+	int base, opened;
+	uint64_t id, fh, dfh;
+	struct stat st;
+
+	scratch();
+	put("a", "x");
+	put("b", "x");
+	mkdir(at("d"), 0755);
+	base = open_fds();
+	fs = share(false);
+	opened = open_fds();
+	CHECK_EQ(opened - base, 3);              /* the root, /proc/self/fd, /proc/self */
+	id = lookup(fs, HOSTFS_ROOT_ID, "a");
+	for (int i = 0; i < 10; i++)             /* a known inode: nothing more */
+		CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "a", &en), 0);
+	CHECK(lookup(fs, HOSTFS_ROOT_ID, "b") != 0);
+	CHECK_EQ(open_fds() - opened, 2);
+	for (int i = 0; i < 10; i++) {
+		CHECK_EQ(hostfs_getattr(fs, id, &st), 0);
+		CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "missing", &en), -ENOENT);
+		CHECK_EQ(hostfs_getxattr(fs, id, "user.none", NULL, 0), -ENODATA);
+		CHECK_EQ(hostfs_access(fs, id, R_OK), 0);
+	}
+	CHECK_EQ(open_fds() - opened, 2);
+	CHECK_EQ(hostfs_open_file(fs, id, O_RDONLY, &fh), 0);
+	CHECK_EQ(hostfs_opendir(fs, HOSTFS_ROOT_ID, &dfh), 0);
+	list(fs, dfh, 0, -1, &l);
+	CHECK_EQ(open_fds() - opened, 4);
+	/* A handle outlives its node's forget: it has its own descriptor. */
+	hostfs_forget(fs, id, 11);
+	CHECK_EQ(hostfs_getattr(fs, id, &st), -ESTALE);
+	CHECK_EQ(hostfs_read(fs, fh, 0, &(struct iovec){ &st, 1 }, 1), 1);
+	CHECK_EQ(open_fds() - opened, 3);
+	hostfs_close(fs);
+	CHECK_EQ(open_fds(), base);
+	scratch_done();
+}
+
+/* A directory larger than one getdents64 buffer, read a few entries per call: every name once,
+ * whether the next call resumes in the buffer or seeks. */
+static void readdir_in_small_steps_sees_every_entry_once(void)
+{
+	static char seen[400];
+	struct listing l;
+	struct hostfs *fs;
+	uint64_t fh, off = 0;
+	int total = 0, calls = 0;
+
+	scratch();
+	for (int i = 0; i < 400; i++) {
+		char name[80];
+
+		snprintf(name, sizeof(name), "entry-with-a-rather-long-name-to-fill-buffers-%03d", i);
+		put(name, "");
+	}
+	fs = share(false);
+	CHECK_EQ(hostfs_opendir(fs, HOSTFS_ROOT_ID, &fh), 0);
+	memset(seen, 0, sizeof(seen));
+	for (;;) {
+		list(fs, fh, off, 7, &l);
+		calls++;
+		if (l.n == 0)
+			break;
+		for (int i = 0; i < l.n; i++) {
+			const char *dash = strrchr(l.names[i], '-');
+
+			total++;
+			if (dash && l.names[i][0] == 'e')
+				seen[atoi(dash + 1)]++;
+		}
+		off = l.next[l.n - 1];
+		/* Every third call from a second handle: a seek to the same offset. */
+		if (calls % 3 == 0) {
+			uint64_t other;
+
+			CHECK_EQ(hostfs_opendir(fs, HOSTFS_ROOT_ID, &other), 0);
+			CHECK_EQ(hostfs_releasedir(fs, fh), 0);
+			fh = other;
+		}
+	}
+	CHECK_EQ(total, 402);
+	for (int i = 0; i < 400; i++)
+		CHECK_EQ(seen[i], 1);
+	hostfs_close(fs);
+	scratch_done();
+}
+
 /* ---- confinement ---- */
 
 static void names_that_are_not_one_component_are_refused(void)
@@ -1131,6 +1237,8 @@ TEST_MAIN("hostfs",
 	T(lookup_and_getattr_match_the_host),
 	T(read_moves_bytes_into_the_callers_buffers),
 	T(readdir_lists_everything_and_resumes_at_an_offset),
+	T(descriptors_are_one_per_node_and_handle),
+	T(readdir_in_small_steps_sees_every_entry_once),
 	T(names_that_are_not_one_component_are_refused),
 	T(a_subdirectory_share_cannot_reach_its_parent),
 	T(pseudo_file_systems_are_empty_read_only_directories),
