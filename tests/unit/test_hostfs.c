@@ -727,7 +727,7 @@ static void device_nodes_fifos_and_sockets_are_never_opened(void)
 	CHECK_EQ(hostfs_create(fs, HOSTFS_ROOT_ID, "fifo", 0644, O_RDONLY, 0, &en, &fh), -EACCES);
 	sa.valid = HOSTFS_SET_SIZE;
 	CHECK_EQ(hostfs_setattr(fs, fifo.id, UINT64_MAX, &sa, &st), -EACCES);
-	CHECK_EQ(hostfs_mknod(fs, HOSTFS_ROOT_ID, "reg", S_IFREG | 0666, 0, 027, &en), 0);
+	CHECK_EQ(hostfs_mknod(fs, HOSTFS_ROOT_ID, "reg", S_IFREG | 06666, 0, 027, &en), 0);
 	CHECK_EQ(en.st.st_mode, S_IFREG | 0640);
 	CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "sock", &sock), 0);
 	CHECK(S_ISSOCK(sock.st.st_mode));
@@ -942,9 +942,9 @@ static void create_write_and_read_back(void)
 	scratch();
 	put("old", "old contents");
 	fs = share(false);
-	CHECK_EQ(hostfs_create(fs, HOSTFS_ROOT_ID, "new", 0666, O_RDWR | O_CREAT | O_EXCL, 022,
+	CHECK_EQ(hostfs_create(fs, HOSTFS_ROOT_ID, "new", 06666, O_RDWR | O_CREAT | O_EXCL, 022,
 			       &en, &fh), 0);
-	CHECK_EQ(en.st.st_mode, S_IFREG | 0644);
+	CHECK_EQ(en.st.st_mode, S_IFREG | 0644);          /* no setuid, no setgid */
 	CHECK_EQ(en.st.st_uid, geteuid());
 	CHECK_EQ(hostfs_write(fs, fh, 0, (struct iovec[]){ { "hel", 3 }, { "lo", 2 } }, 2), 5);
 	CHECK_EQ(hostfs_write(fs, fh, 5, &(struct iovec){ " you", 4 }, 1), 4);
@@ -995,11 +995,20 @@ static void setattr_changes_mode_owner_size_and_times(void)
 	id = lookup(fs, HOSTFS_ROOT_ID, "file");
 	link_id = lookup(fs, HOSTFS_ROOT_ID, "link");
 	sa.valid = HOSTFS_SET_MODE;
-	sa.mode = S_IFREG | 04600;           /* the type bits are not the guest's to change */
+	sa.mode = S_IFDIR | 01640;           /* the type bits are not the guest's to change */
 	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), 0);
-	CHECK_EQ(st.st_mode, S_IFREG | 04600);
+	CHECK_EQ(st.st_mode, S_IFREG | 01640);
 	lstat(at("file"), &hs);
-	CHECK_EQ(hs.st_mode, S_IFREG | 04600);
+	CHECK_EQ(hs.st_mode, S_IFREG | 01640);
+	/* Never a setuid or setgid program; a setgid directory is fine. */
+	sa.mode = 06755;
+	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), 0);
+	CHECK_EQ(st.st_mode, S_IFREG | 0755);
+	lstat(at("file"), &hs);
+	CHECK_EQ(hs.st_mode, S_IFREG | 0755);
+	sa.mode = 02775;
+	CHECK_EQ(hostfs_setattr(fs, HOSTFS_ROOT_ID, UINT64_MAX, &sa, &st), 0);
+	CHECK_EQ(st.st_mode, S_IFDIR | 02775);
 	CHECK_EQ(hostfs_setattr(fs, link_id, UINT64_MAX, &sa, &st), -EOPNOTSUPP);
 	/* Owner: to mica's own ids. */
 	sa.valid = HOSTFS_SET_UID | HOSTFS_SET_GID;
@@ -1008,6 +1017,15 @@ static void setattr_changes_mode_owner_size_and_times(void)
 	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), 0);
 	CHECK_EQ(st.st_uid, geteuid());
 	CHECK_EQ(hostfs_setattr(fs, link_id, UINT64_MAX, &sa, &st), 0);
+	/* To anyone else: refused, even with mica as root. */
+	sa.uid = geteuid() + 1234;
+	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), -EPERM);
+	sa.valid = HOSTFS_SET_GID;
+	sa.gid = getegid() + 1234;
+	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), -EPERM);
+	lstat(at("file"), &hs);
+	CHECK_EQ(hs.st_uid, geteuid());
+	CHECK_EQ(hs.st_gid, getegid());
 	/* Size: through a reopened descriptor, and through the caller's handle. */
 	sa.valid = HOSTFS_SET_SIZE;
 	sa.size = 4;
