@@ -3,6 +3,7 @@
  * host's own calls see, and the confinement: names that climb, symlinks that point out, device
  * nodes and FIFOs, pseudo file systems, the bounds, stale ids, read-only shares. */
 #include <dirent.h>
+#include <linux/capability.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -16,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -1142,6 +1144,65 @@ static void directories_change_as_asked(void)
 	scratch_done();
 }
 
+/* Without CAP_DAC_READ_SEARCH, linkat's AT_EMPTY_PATH is refused: link goes through the magic
+ * link instead. A child drops the capability and reports its failed checks in its status. */
+static int link_child(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+	struct hostfs_entry f, s, l;
+	struct hostfs *fs;
+	int fd;
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return 77;
+	d[0].effective &= ~(1u << CAP_DAC_READ_SEARCH);
+	if (syscall(SYS_capset, &h, d) < 0)
+		return 77;
+	fd = open(at("file"), O_PATH);
+	if (linkat(fd, "", AT_FDCWD, at("direct"), AT_EMPTY_PATH) == 0 || errno != ENOENT)
+		return 77;                      /* the kernel does not need the capability */
+	close(fd);
+	fs = share(false);
+	CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "file", &f), 0);
+	CHECK_EQ(hostfs_link(fs, f.id, HOSTFS_ROOT_ID, "hard", &l), 0);
+	CHECK_EQ(l.id, f.id);
+	CHECK_EQ(l.st.st_nlink, 2);
+	CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "link", &s), 0);
+	CHECK_EQ(hostfs_link(fs, s.id, HOSTFS_ROOT_ID, "hardlink", &l), 0);
+	CHECK(S_ISLNK(l.st.st_mode));         /* the symlink itself, not its target */
+	CHECK_EQ(l.id, s.id);
+	hostfs_close(fs);
+	return test_failed_checks;
+}
+
+static void link_works_without_cap_dac_read_search(void)
+{
+	struct stat st;
+	int status;
+	pid_t pid;
+
+	scratch();
+	put("file", "x");
+	CHECK_EQ(symlink("file", at("link")), 0);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(link_child());
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status));
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+		scratch_done();
+		TEST_SKIP("cannot drop CAP_DAC_READ_SEARCH, or linkat does not need it");
+	}
+	CHECK_EQ(WEXITSTATUS(status), 0);
+	CHECK_EQ(lstat(at("hard"), &st), 0);
+	CHECK_EQ(st.st_nlink, 2);
+	CHECK_EQ(lstat(at("hardlink"), &st), 0);
+	CHECK(S_ISLNK(st.st_mode));
+	scratch_done();
+}
+
 static void access_and_statfs(void)
 {
 	struct hostfs *fs;
@@ -1269,6 +1330,7 @@ TEST_MAIN("hostfs",
 	T(create_write_and_read_back),
 	T(setattr_changes_mode_owner_size_and_times),
 	T(directories_change_as_asked),
+	T(link_works_without_cap_dac_read_search),
 	T(access_and_statfs),
 	T(extended_attributes_are_read_without_following),
 	T(lseek_finds_data_and_holes_and_fallocate_allocates))
