@@ -41,8 +41,8 @@
  * drops n of them, and the node (and its descriptor) goes when none are left. Ids are never
  * reused within one hostfs (a 64-bit counter), so a stale id from the guest is -ESTALE, never
  * another file (hostfs/internal.h: an id encodes its table slot and that counter, so a stale one
- * is known without a search). One host inode (st_dev, st_ino) has one node id while referenced (hard links
- * share it).
+ * is known without a search). One host inode (st_dev, st_ino) has one node id while
+ * referenced (hard links share it).
  *
  * File handles (open files and directories) are 64-bit values; an unknown one is -EBADF.
  *
