@@ -88,8 +88,18 @@ int hostfs_create(struct hostfs *fs, uint64_t parent, const char *name, mode_t m
 		if (r < 0)
 			return r;
 		r = hostfs_open_file(fs, out->id, flags, fh);
-		if (r < 0)
+		if (r < 0) {
 			hostfs_forget(fs, out->id, 1);
+			return r;
+		}
+		/* O_TRUNC changed the size the lookup saw: the reply carries the file as it is
+		 * now (the guest would otherwise cache the old size). */
+		if ((flags & O_TRUNC) &&
+		    fstat(hostfs_handle_get(fs, *fh)->fd, &out->st) < 0) {
+			r = -errno;
+			hostfs_release(fs, *fh);
+			hostfs_forget(fs, out->id, 1);
+		}
 		return r;
 	}
 	if (fd < 0)

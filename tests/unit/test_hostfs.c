@@ -967,6 +967,7 @@ static void create_write_and_read_back(void)
 	CHECK_EQ(hostfs_create(fs, HOSTFS_ROOT_ID, "old", 0644, O_WRONLY | O_EXCL, 0, &en, &fh),
 		 -EEXIST);
 	CHECK_EQ(hostfs_create(fs, HOSTFS_ROOT_ID, "old", 0644, O_RDWR | O_TRUNC, 0, &en, &fh), 0);
+	CHECK_EQ(en.st.st_size, 0); /* the entry as it is after the truncation, not before */
 	CHECK_EQ(hostfs_getattr(fs, en.id, &st), 0);
 	CHECK_EQ(st.st_size, 0);
 	CHECK_EQ(hostfs_release(fs, fh), 0);
