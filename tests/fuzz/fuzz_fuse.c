@@ -3,8 +3,9 @@
  *
  * A scratch share is made once (mkdtemp under /tmp: files, a directory, a symlink, a FIFO) and
  * removed at exit; two servers serve it, one read-only and one writable. Each input starts a
- * new session (reset and INIT, so that an input replays the same way whatever ran before),
- * then serves its requests in turn:
+ * new session (reset and INIT) on the share as it was made (put back when the input before
+ * sent anything that may have changed it), so that an input replays the same way whatever ran
+ * before and the share never grows; then it serves its requests in turn:
  *
  *   [0]        bit 0: the read-only server
  *   then, per request:
@@ -22,17 +23,14 @@
  * reply area and equals the out header's len, an error reply is a header alone with a
  * negative errno, and FORGETs get no reply.
  *
- * FALLOCATE is wrapped (-Wl,--wrap) to at most 1 MiB, and RLIMIT_FSIZE bounds what writes may
- * grow a file to, so that the fuzzer does not fill /tmp. */
+ * FALLOCATE is wrapped (-Wl,--wrap) to at most 1 MiB: one request must not fill /tmp. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <linux/fuse.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,14 +38,13 @@
 #include "hostfs/hostfs.h"
 #include "tests/fuzz/fuzz_common.h"
 
-#define FILE_LIMIT (16 << 20)
-
 static char share[64];
 static struct hostfs *fs[2];
 static struct fuse_server *srv[2];
 static struct virtq_req req;
 static uint64_t ids[8], fhs[8];
 static int nids, nfhs;
+static bool dirty;          /* a request may have changed the share */
 
 int __real_hostfs_fallocate(struct hostfs *h, uint64_t fh, int mode, uint64_t off, uint64_t len);
 
@@ -70,26 +67,42 @@ static void put(const char *rel, const char *data)
 	close(fd);
 }
 
+/* Directories made searchable first (the guest may have chmod'ed one to 0), then everything
+ * removed bottom-up; the share's own directory only at exit (the servers hold it). */
+static int open_up(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag == FTW_D && (st->st_mode & 0700) != 0700)
+		chmod(path, 0700);
+	return 0;
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
+	(void)st, (void)flag;
+	if (ftw->level > 0)
+		remove(path);
+	return 0;
+}
+
+static void empty_share(void)
+{
+	chmod(share, 0700);
+	nftw(share, open_up, 16, FTW_PHYS);
+	nftw(share, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void remove_share(void)
 {
-	nftw(share, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	empty_share();
+	rmdir(share);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+static void populate(void)
 {
-	struct rlimit fsize = { FILE_LIMIT, FILE_LIMIT };
 	char p[128];
 
-	(void)argc, (void)argv;
-	snprintf(share, sizeof(share), "/tmp/mica-fuzz-fuse-XXXXXX");
-	FUZZ_ASSERT(mkdtemp(share));
-	atexit(remove_share);
+	chmod(share, 0755);
 	put("hello.txt", "hello, world\n");
 	snprintf(p, sizeof(p), "%s/dir", share);
 	FUZZ_ASSERT(mkdir(p, 0755) == 0);
@@ -99,9 +112,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	FUZZ_ASSERT(symlink("../../etc/passwd", p) == 0);
 	snprintf(p, sizeof(p), "%s/fifo", share);
 	FUZZ_ASSERT(mkfifo(p, 0600) == 0);
-	/* Writes beyond the limit fail with EFBIG instead of a signal. */
-	signal(SIGXFSZ, SIG_IGN);
-	setrlimit(RLIMIT_FSIZE, &fsize);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc, (void)argv;
+	snprintf(share, sizeof(share), "/tmp/mica-fuzz-fuse-XXXXXX");
+	FUZZ_ASSERT(mkdtemp(share));
+	atexit(remove_share);
+	populate();
 	for (int i = 0; i < 2; i++) {
 		struct hostfs_opts ho = { .path = share, .readonly = i == 1, .max_inodes = 256,
 					  .max_handles = 64 };
@@ -237,6 +256,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++, size--;
 	nids = nfhs = 0;
 	fuse_server_reset(s);
+	if (dirty) {
+		empty_share();
+		populate();
+		dirty = false;
+	}
 	memcpy(msg, &h, sizeof(h));
 	memcpy(msg + sizeof(h), &init, sizeof(init));
 	used = serve(s, msg, sizeof(msg), 0, 0, 4096, &out);
@@ -257,6 +281,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		substitute(r, n);
 		if (n >= 8)
 			memcpy(&opcode, r + 4, 4);
+		switch (opcode) {
+		case FUSE_SETATTR: case FUSE_SYMLINK: case FUSE_MKNOD: case FUSE_MKDIR:
+		case FUSE_UNLINK: case FUSE_RMDIR: case FUSE_RENAME: case FUSE_LINK: case FUSE_OPEN:
+		case FUSE_WRITE: case FUSE_CREATE: case FUSE_FALLOCATE: case FUSE_RENAME2:
+		case FUSE_SETXATTR: case FUSE_REMOVEXATTR:
+			dirty = true;
+		}
 		used = serve(s, r, n, rpiece, wpiece, wcap, &out);
 		if (opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET)
 			FUZZ_ASSERT(used == 0);
