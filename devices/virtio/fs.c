@@ -94,7 +94,7 @@ static void finish_reset(struct virtio_fs *fs)
 static bool fs_queue_notify(struct virtio_dev *dev, int q)
 {
 	struct virtio_fs *fs = container_of(dev, struct virtio_fs, vdev);
-	int n = 0, pushed = 0;
+	int n = 0;
 
 	if (serving != fs) {
 		/* A vCPU thread: the device thread serves it, from the kick eventfd. */
@@ -115,10 +115,11 @@ static bool fs_queue_notify(struct virtio_dev *dev, int q)
 		if (epoch != fs->epoch[q])
 			return false; /* the ring went away meanwhile: nothing more to push */
 		virtio_push(dev, q, fs->req.head, written);
-		pushed++;
-	}
-	if (pushed)
+		/* Each reply at once, not at the end of the batch: the next request may wait on
+		 * the disk, and this one's caller should not wait with it (EVENT_IDX keeps it to
+		 * one interrupt while the driver has not caught up). */
 		virtio_notify_used(dev, q);
+	}
 	return n == VIRTIO_BUDGET;
 }
 
