@@ -62,7 +62,8 @@ int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 		int vlen = (int)(end - val);
 
 		if (!len)
-			return err_set(e, -EINVAL, "--share %s: empty option (a stray comma?)", o->path);
+			return err_set(e, -EINVAL, "--share %s: empty option (a stray comma?)",
+				       o->path);
 		if (!eq && klen == 2 && !memcmp(opt, "ro", 2)) {
 			o->ro = true;
 		} else if (eq && klen == 3 && !memcmp(opt, "tag", 3)) {
@@ -75,11 +76,12 @@ int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 		} else if (eq && klen == 7 && !memcmp(opt, "timeout", 7)) {
 			if (parse_timeout(val, vlen, &o->timeout) < 0)
 				return err_set(e, -EINVAL, "--share %s: timeout '%.*s': give whole "
-					       "seconds, 0 to %d", o->path, vlen, val, FS_TIMEOUT_MAX);
+					       "seconds, 0 to %d", o->path, vlen, val,
+					       FS_TIMEOUT_MAX);
 			o->timeout_set = true;
 		} else {
-			return err_set(e, -EINVAL, "--share %s: unknown option '%.*s' (give tag=TAG, "
-				       "ro or timeout=SECONDS)", o->path, len, opt);
+			return err_set(e, -EINVAL, "--share %s: unknown option '%.*s' (give "
+				       "tag=TAG, ro or timeout=SECONDS)", o->path, len, opt);
 		}
 		p = end;
 	}

@@ -124,7 +124,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	for (int i = 0; i < 2; i++) {
 		struct hostfs_opts ho = { .path = share, .readonly = i == 1, .max_inodes = 256,
 					  .max_handles = 64 };
-		struct fuse_server_opts so = { .timeout = 1, .keep_cache = i == 1, .max_pages = 32 };
+		struct fuse_server_opts so = { .timeout = 1, .keep_cache = i == 1,
+					       .max_pages = 32 };
 		struct err e = { "" };
 
 		if (hostfs_open(&ho, &fs[i], &e)) {

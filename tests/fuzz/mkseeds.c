@@ -615,8 +615,10 @@ static void fuse_seeds(void)
 		       sizeof(struct fuse_getxattr_in), NULL, NULL, 0, 0, 64);
 		fz_req(FUSE_GETXATTR, 3, &(struct fuse_getxattr_in){ .size = 64 },
 		       sizeof(struct fuse_getxattr_in), "user.x", NULL, 0, 0, 128);
-		fz_req(FUSE_BATCH_FORGET, 0, "\x02\0\0\0\0\0\0\0\x02\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0"
-		       "\x03\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0", 40, NULL, NULL, 0, 0, 0);
+		/* Two entries: nodes 2 and 3 (the harness's ids), one reference each. */
+		fz_req(FUSE_BATCH_FORGET, 0, "\x02\0\0\0\0\0\0\0" "\x02\0\0\0\0\0\0\0"
+		       "\x01\0\0\0\0\0\0\0" "\x03\0\0\0\0\0\0\0" "\x01\0\0\0\0\0\0\0",
+		       40, NULL, NULL, 0, 0, 0);
 		fz_req(FUSE_DESTROY, 0, NULL, 0, NULL, NULL, 0, 0, 64);
 		fz_emit();
 		/* Changes (EROFS on the read-only share). */
@@ -629,8 +631,8 @@ static void fuse_seeds(void)
 		fz_req(FUSE_SETATTR, 2, &(struct fuse_setattr_in){ .valid = FATTR_SIZE,
 								    .fh = 1, .size = 5 },
 		       sizeof(struct fuse_setattr_in), NULL, NULL, 0, 0, 4096);
-		fz_req(FUSE_FSYNC, 2, &(struct fuse_fsync_in){ .fh = 1 }, sizeof(struct fuse_fsync_in),
-		       NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_FSYNC, 2, &(struct fuse_fsync_in){ .fh = 1 },
+		       sizeof(struct fuse_fsync_in), NULL, NULL, 0, 0, 64);
 		fz_req(FUSE_FALLOCATE, 2, &(struct fuse_fallocate_in){ .fh = 1, .length = 4096 },
 		       sizeof(struct fuse_fallocate_in), NULL, NULL, 0, 0, 64);
 		fz_req(FUSE_LSEEK, 2, &(struct fuse_lseek_in){ .fh = 1, .whence = 3 },

@@ -108,7 +108,8 @@ static bool host_exists(const char *rel)
 static void setup(bool ro, uint32_t timeout)
 {
 	struct hostfs_opts ho = { 0 };
-	struct fuse_server_opts so = { .timeout = timeout, .keep_cache = ro, .max_pages = MAX_PAGES };
+	struct fuse_server_opts so = { .timeout = timeout, .keep_cache = ro,
+				       .max_pages = MAX_PAGES };
 	struct err e = { "" };
 
 	log_set_level(LOG_ERROR);
@@ -709,8 +710,8 @@ static void changes(void)
 	init();
 	/* CREATE: an entry and an open handle. */
 	{
-		struct fuse_create_in in = { .flags = O_RDWR | O_CREAT | O_EXCL, .mode = S_IFREG | 0640,
-					     .umask = 022 };
+		struct fuse_create_in in = { .flags = O_RDWR | O_CREAT | O_EXCL,
+					     .mode = S_IFREG | 0640, .umask = 022 };
 		const struct fuse_open_out *oo;
 
 		begin(FUSE_CREATE, FUSE_ROOT_ID);
@@ -775,7 +776,8 @@ static void changes(void)
 		add_str("../hello.txt");
 		CHECK_EQ(serve(4096, NULL), 0);
 		host_path(p, sizeof(p), "sub/sl");
-		CHECK(readlink(p, target, sizeof(target) - 1) == 12 && !strcmp(target, "../hello.txt"));
+		CHECK_EQ(readlink(p, target, sizeof(target) - 1), 12);
+		CHECK(!strcmp(target, "../hello.txt"));
 		begin(FUSE_LINK, dir);
 		add(&li, sizeof(li));
 		add_str("hard");
@@ -811,9 +813,11 @@ static void changes(void)
 		begin(FUSE_RMDIR, FUSE_ROOT_ID);
 		add_str("sub");
 		CHECK_EQ(serve(4096, NULL), -ENOTEMPTY);
-		for (const char *const *n = (const char *const[]){ "sl", "hard", "fifo", NULL }; *n; n++) {
+		static const char *const names[] = { "sl", "hard", "fifo" };
+
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 			begin(FUSE_UNLINK, dir);
-			add_str(*n);
+			add_str(names[i]);
 			CHECK_EQ(serve(4096, NULL), 0);
 		}
 		begin(FUSE_RMDIR, FUSE_ROOT_ID);
@@ -1093,7 +1097,8 @@ static void bad_names(void)
 		CHECK(!host_exists("sl"));
 		/* RENAME with one name only. */
 		begin(FUSE_RENAME, FUSE_ROOT_ID);
-		add(&(struct fuse_rename_in){ .newdir = FUSE_ROOT_ID }, sizeof(struct fuse_rename_in));
+		add(&(struct fuse_rename_in){ .newdir = FUSE_ROOT_ID },
+		    sizeof(struct fuse_rename_in));
 		add_str("hello.txt");
 		CHECK_EQ(serve(4096, NULL), -EINVAL);
 		CHECK(host_exists("hello.txt"));
