@@ -72,9 +72,9 @@ static enum test_result still_answers(const char *after)
     return TEST_PASS;
 }
 
-/* A LOOKUP under root whose name buffer holds the string name (with its NUL) but whose
- * descriptor covers only its first n bytes, and whose in.len claims len_claim bytes of name. Returns what fs_check_reply does; used 0 (no reply) is
- * FS_R_NOREPLY. */
+/* A LOOKUP under the root whose name buffer holds the string name (with its NUL) but whose
+ * descriptor covers only its first n bytes, and whose in.len claims len_claim bytes of name.
+ * Returns what fs_check_reply does; used 0 (no reply) is FS_R_NOREPLY. */
 #define FS_R_NOREPLY (-10002)
 static int lookup_raw(const char *name, uint32_t n, uint32_t len_claim, struct fuse_entry_out *e)
 {
@@ -313,6 +313,7 @@ static enum test_result sec_framing(void)
 
 #define SLOT_SIZE 256 /* in: header + name (< 64); out at +64: header + entry (144) */
 #define SLOT_OUT  64
+#define SLOT_REPLY (sizeof(struct fuse_out_header) + sizeof(struct fuse_entry_out))
 
 struct flood {
     uint64_t many;                   /* node id of many/ */
@@ -340,7 +341,7 @@ static enum test_result flood_run(struct flood *f, uint32_t count, unsigned batc
             f->unique[n] = fs_hdr(&fs, s, FUSE_LOOKUP, f->many, (uint32_t)(sizeof(struct fuse_in_header) + nl));
             memcpy(s + sizeof(struct fuse_in_header), name, (size_t)nl);
             struct vbuf b[2] = {{virt_to_phys(s), (uint32_t)(sizeof(struct fuse_in_header) + nl)},
-                                {virt_to_phys(s + SLOT_OUT), sizeof(struct fuse_out_header) + sizeof(struct fuse_entry_out)}};
+                                {virt_to_phys(s + SLOT_OUT), SLOT_REPLY}};
             CHECK(vq_add(vq, b, 1, 1, (void *)(uintptr_t)(n + 1), false) >= 0, "flood: no room in the queue");
         }
         vq_kick(vq);
@@ -353,8 +354,7 @@ static enum test_result flood_run(struct flood *f, uint32_t count, unsigned batc
             CHECK(vq_pop(vq, &tok, &used), "flood: used entry %u of %u missing", k, n);
             unsigned i = (unsigned)(uintptr_t)tok - 1;
             uint8_t *out = f->slots + i * SLOT_SIZE + SLOT_OUT;
-            int r = fs_check_reply(&fs, (const struct fuse_out_header *)out, used, f->unique[i],
-                                   sizeof(struct fuse_out_header) + sizeof(struct fuse_entry_out));
+            int r = fs_check_reply(&fs, (const struct fuse_out_header *)out, used, f->unique[i], SLOT_REPLY);
             uint32_t idx = f->next - n + i;
             if (r == -FS_ENFILE) {
                 if (!f->enfile++)
