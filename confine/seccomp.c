@@ -42,7 +42,7 @@ static _Thread_local char thread_label[16] = "unconfined";
 static _Thread_local enum seccomp_kind thread_kind = SECCOMP_NONE;
 
 static const char *const kind_names[SECCOMP_NKINDS] = {
-	[SECCOMP_LOOP] = "loop", [SECCOMP_VCPU] = "vcpu", [SECCOMP_IO] = "io",
+	[SECCOMP_LOOP] = "loop", [SECCOMP_VCPU] = "vcpu", [SECCOMP_IO] = "io", [SECCOMP_FS] = "fs",
 };
 
 const char *seccomp_kind_name(enum seccomp_kind kind)

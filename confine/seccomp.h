@@ -19,6 +19,9 @@
  *             its device is created; a worker only waits until then). Its Landlock step
  *             (vmm/confine.h) comes later, under the filter, at its first job: the io
  *             filter allows landlock_restrict_self, which can only narrow what it may open.
+ *       fs    each virtio-fs device thread, as it starts (with its device, after
+ *             seccomp_setup()), before it runs its event loop; its Landlock step comes
+ *             before each batch of requests, as for io.
  *     It sets no_new_privs, unblocks SIGSYS for the thread, installs that kind's filter (one
  *     seccomp(2) call, no allocation) and, if --debug-seccomp-probe named this kind, makes
  *     the probe's forbidden call. A filter cannot be removed: the thread keeps it until it ends.
@@ -42,6 +45,7 @@ enum seccomp_kind {
 	SECCOMP_LOOP,   /* the main thread: event loop, device backends, teardown */
 	SECCOMP_VCPU,   /* a vCPU thread: KVM_RUN and the register handlers of devices */
 	SECCOMP_IO,     /* a blk I/O pool worker: file reads, writes, syncs */
+	SECCOMP_FS,     /* a virtio-fs device thread: its event loop and hostfs's file calls */
 	SECCOMP_NKINDS,
 	SECCOMP_NONE = -1,
 };
@@ -62,7 +66,7 @@ struct seccomp_opts {
 	bool slirp;                /* --net user: libslirp reads /etc/resolv.conf at runtime */
 };
 
-/* The kind's name: "loop", "vcpu", "io". */
+/* The kind's name: "loop", "vcpu", "io", "fs". */
 const char *seccomp_kind_name(enum seccomp_kind kind);
 /* Parses a kind's name; returns 0 or -EINVAL. */
 int seccomp_kind_parse(const char *s, enum seccomp_kind *kind);

@@ -12,6 +12,9 @@
  *   loop  epoll, the devices' backends (eventfds, io_uring, libslirp's sockets, the control
  *         socket, stdin and stdout), vCPU kicks, and the teardown after the vCPUs ended;
  *   io    the pool worker's file operations;
+ *   fs    a virtio-fs device thread: its own event loop (kicks, interrupts) and hostfs's
+ *         calls on the share (every name resolved beneath a descriptor it holds; Landlock
+ *         keeps it to the shared tree whatever the call);
  *   all   every thread: locks, memory (malloc; never executable), the end of a thread
  *         (glibc blocks signals and frees the stack's pages), the crash path (vmm/term.c's
  *         SIGSEGV/SIGBUS/SIGABRT handler restores the terminal and re-raises), and the SIGSYS
@@ -135,6 +138,54 @@ static const struct sc_rule io_rules[] = {
 	ANY(landlock_restrict_self),
 };
 
+static const struct sc_rule fs_rules[] = {
+	/* The device's event loop: kicks (edge-triggered, never read), its stop eventfd, the
+	 * used-buffer interrupts (an irqfd or MSI-X irqfd write; KVM_IRQ_LINE for PCI INTx), a
+	 * kick re-signalled at the work budget. TCGETS, TCSETSF: the crash path. */
+	ANY(epoll_wait),
+	ANY(read),
+	ANY(write),
+	ANY(futex),
+	IN(ioctl, 1, KVM_IRQ_LINE, TCGETS, TCSETSF),
+	/* READ and WRITE, straight between the file and guest memory (pread64, pwrite64: the
+	 * rest of a short transfer). */
+	ANY(preadv),
+	ANY(pwritev),
+	ANY(pread64),
+	ANY(pwrite64),
+	/* hostfs (hostfs/): names resolved beneath the O_PATH descriptors it holds (openat2),
+	 * files reopened through /proc/self/fd (openat), attributes, directories, the changes a
+	 * writable share allows; /proc/self/mountinfo read again when a new mount turns up. */
+	ANY(openat2),
+	ANY(openat),
+	ANY(close),
+	ANY(statx),
+	ANY(newfstatat),
+	ANY(fstatfs),
+	ANY(getdents64),
+	ANY(lseek),
+	ANY(readlinkat),
+	ANY(faccessat2),
+	ANY(faccessat),
+	ANY(fgetxattr),
+	ANY(flistxattr),
+	ANY(mkdirat),
+	ANY(mknodat),
+	ANY(symlinkat),
+	ANY(linkat),
+	ANY(unlinkat),
+	ANY(renameat2),
+	ANY(fchmodat),
+	ANY(fchownat),
+	ANY(utimensat),
+	ANY(ftruncate),
+	ANY(fallocate),
+	ANY(fsync),
+	ANY(fdatasync),
+	/* The thread's Landlock step before its first requests (vmm/confine.h). */
+	ANY(landlock_restrict_self),
+};
+
 static const struct sc_rule all_rules[] = {
 	CLEAR(mmap, 2, PROT_EXEC),      /* malloc's arenas; never executable memory */
 	CLEAR(mprotect, 2, PROT_EXEC),
@@ -203,6 +254,9 @@ int sc_rules(enum seccomp_kind kind, const struct seccomp_opts *o, struct sc_rul
 		break;
 	case SECCOMP_IO:
 		g[ng++] = GROUP(io_rules);
+		break;
+	case SECCOMP_FS:
+		g[ng++] = GROUP(fs_rules);
 		break;
 	default:
 		return -EINVAL;

@@ -36,7 +36,8 @@
  * returning a struct hostfs_entry) adds one reference to the node it returns; hostfs_forget()
  * drops n of them, and the node (and its descriptor) goes when none are left. Ids are never
  * reused within one hostfs (a 64-bit counter), so a stale id from the guest is -ESTALE, never
- * another file. One host inode (st_dev, st_ino) has one node id while referenced (hard links
+ * another file (hostfs/internal.h: an id encodes its table slot and that counter, so a stale one
+ * is known without a search). One host inode (st_dev, st_ino) has one node id while referenced (hard links
  * share it).
  *
  * File handles (open files and directories) are 64-bit values; an unknown one is -EBADF.
@@ -153,7 +154,9 @@ int hostfs_rename(struct hostfs *fs, uint64_t olddir, const char *oldname, uint6
 
 /* flags: the guest's O_* open flags; O_CREAT, O_EXCL, O_NOCTTY, O_NOFOLLOW are dropped (the
  * node exists), O_APPEND, O_TRUNC, O_DIRECT, O_SYNC, O_DSYNC, O_NONBLOCK kept, and the file is
- * always opened O_CLOEXEC | O_NOFOLLOW. Only regular files. */
+ * always opened O_CLOEXEC, by reopening the node's own O_PATH descriptor through /proc/self/fd:
+ * no name is resolved again and nothing is followed. Only regular files (a directory is
+ * -EISDIR, a symlink -ELOOP, anything else -EACCES). */
 int hostfs_open_file(struct hostfs *fs, uint64_t id, int flags, uint64_t *fh);
 int hostfs_create(struct hostfs *fs, uint64_t parent, const char *name, mode_t mode, int flags,
 		  mode_t umask, struct hostfs_entry *out, uint64_t *fh);
@@ -173,7 +176,10 @@ int hostfs_release(struct hostfs *fs, uint64_t fh);
 
 int hostfs_opendir(struct hostfs *fs, uint64_t id, uint64_t *fh);
 /* Entries from offset off (0: the start; otherwise a next_off handed out before), "." and
- * ".." included, until fn says stop or the directory ends. Returns 0 or -errno. */
+ * ".." included (as the host's file system lists them; a pseudo directory has just those two),
+ * until fn says stop or the directory ends. The offsets are the host's getdents64 d_off values;
+ * resuming where the last call stopped costs no syscall, any other offset one seek. Returns 0
+ * or -errno. */
 int hostfs_readdir(struct hostfs *fs, uint64_t fh, uint64_t off, hostfs_dirent_fn fn,
 		   void *opaque);
 int hostfs_fsyncdir(struct hostfs *fs, uint64_t fh, bool datasync);
@@ -190,7 +196,7 @@ ssize_t hostfs_listxattr(struct hostfs *fs, uint64_t id, void *buf, size_t size)
 /* ---- figures, for --stats-json ---- */
 
 struct hostfs_counts {
-	uint32_t inodes, handles;           /* now */
+	uint32_t inodes, handles;           /* now (inodes: those max_inodes bounds, not the root) */
 	uint64_t refused;                   /* requests refused by confinement (escapes, device
 					     * nodes, pseudo file systems, the bounds) */
 };

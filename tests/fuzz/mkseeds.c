@@ -5,9 +5,12 @@
  * deep states and mutates from there instead of having to discover a valid ring by itself.
  * The transport and PCI targets get programs: each transport brought up, requests, register
  * sweeps, the PCI_CFG window; BARs sized, moved and overlapped, MSI-X fired and masked.
- * Usage: mkseeds DIR (writes DIR/fuzz_virtq/, DIR/fuzz_virtio_dev/, DIR/fuzz_transport/ and
- * DIR/fuzz_pci/). Built and run by tests/fuzz/fuzz.mk. */
+ * The FUSE target gets sessions of well-formed requests over its scratch share (fuzz_fuse.c).
+ * Usage: mkseeds DIR (writes DIR/fuzz_virtq/, DIR/fuzz_virtio_dev/, DIR/fuzz_transport/,
+ * DIR/fuzz_pci/ and DIR/fuzz_fuse/). Built and run by tests/fuzz/fuzz.mk. */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fuse.h>
 #include <linux/virtio_ring.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -521,6 +524,139 @@ static void pci_seeds(void)
 	}
 }
 
+
+/* ---- fuzz_fuse: sessions of requests (the format is at the top of fuzz_fuse.c) ---- */
+
+static uint8_t fz[16384];
+static size_t fz_len;
+static uint64_t fz_unique;
+
+static void fz_begin(bool ro)
+{
+	fz_len = 0;
+	fz[fz_len++] = ro;
+}
+
+/* One request: opcode on nodeid (2..9: the fuzzer's handed-out ids), fixed arguments, then up
+ * to two NUL-terminated names; rpiece/wpiece segment sizes, wcap the reply area. */
+static void fz_req(uint32_t op, uint64_t nodeid, const void *arg, size_t alen, const char *n1,
+		   const char *n2, uint8_t rpiece, uint8_t wpiece, uint16_t wcap)
+{
+	struct fuse_in_header h = { .opcode = op, .unique = ++fz_unique, .nodeid = nodeid };
+	size_t l1 = n1 ? strlen(n1) + 1 : 0, l2 = n2 ? strlen(n2) + 1 : 0;
+	size_t n = sizeof(h) + alen + l1 + l2;
+
+	if (fz_len + 6 + n > sizeof(fz))
+		abort();
+	h.len = (uint32_t)n;
+	fz[fz_len++] = rpiece;
+	fz[fz_len++] = wpiece;
+	fz[fz_len++] = (uint8_t)wcap;
+	fz[fz_len++] = (uint8_t)(wcap >> 8);
+	fz[fz_len++] = (uint8_t)n;
+	fz[fz_len++] = (uint8_t)(n >> 8);
+	memcpy(fz + fz_len, &h, sizeof(h));
+	fz_len += sizeof(h);
+	memcpy(fz + fz_len, arg, alen);
+	fz_len += alen;
+	memcpy(fz + fz_len, n1, l1);
+	fz_len += l1;
+	memcpy(fz + fz_len, n2, l2);
+	fz_len += l2;
+}
+
+static void fz_emit(void)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/fuzz_fuse/seed-%03d", dir, nseeds++);
+	f = fopen(path, "wb");
+	if (!f || fwrite(fz, 1, fz_len, f) != fz_len || fclose(f)) {
+		perror(path);
+		exit(1);
+	}
+}
+
+static void fuse_seeds(void)
+{
+	struct fuse_open_in rd = { .flags = O_RDONLY }, rw = { .flags = O_RDWR };
+	struct fuse_read_in read = { .fh = 1, .size = 4096 };
+	struct fuse_release_in rel = { .fh = 1 };
+	struct fuse_forget_in fg = { .nlookup = 1 };
+	struct fuse_getattr_in ga = { 0 };
+
+	for (int ro = 0; ro < 2; ro++) {
+		/* A file: looked up, opened, read (in pieces), released, forgotten. */
+		fz_begin(ro);
+		fz_req(FUSE_LOOKUP, 1, NULL, 0, "hello.txt", NULL, 0, 0, 4096);
+		fz_req(FUSE_GETATTR, 2, &ga, sizeof(ga), NULL, NULL, 0, 0, 4096);
+		fz_req(FUSE_OPEN, 2, &rd, sizeof(rd), NULL, NULL, 0, 0, 4096);
+		fz_req(FUSE_READ, 2, &read, sizeof(read), NULL, NULL, 7, 5, 200);
+		fz_req(FUSE_FLUSH, 2, &(struct fuse_flush_in){ .fh = 1 },
+		       sizeof(struct fuse_flush_in), NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_RELEASE, 2, &rel, sizeof(rel), NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_FORGET, 2, &fg, sizeof(fg), NULL, NULL, 0, 0, 0);
+		fz_emit();
+		/* Directories: the root listed both ways, a subdirectory and its names. */
+		fz_begin(ro);
+		fz_req(FUSE_OPENDIR, 1, &rd, sizeof(rd), NULL, NULL, 0, 0, 4096);
+		fz_req(FUSE_READDIRPLUS, 1, &read, sizeof(read), NULL, NULL, 0, 0, 4096 + 16);
+		fz_req(FUSE_READDIR, 1, &read, sizeof(read), NULL, NULL, 0, 0, 200);
+		fz_req(FUSE_RELEASEDIR, 1, &rel, sizeof(rel), NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_LOOKUP, 1, NULL, 0, "dir", NULL, 0, 0, 4096);
+		fz_req(FUSE_LOOKUP, 2, NULL, 0, "a", NULL, 0, 0, 4096);
+		fz_req(FUSE_LOOKUP, 1, NULL, 0, "link", NULL, 0, 0, 4096);
+		fz_req(FUSE_READLINK, 4, NULL, 0, NULL, NULL, 0, 0, 4096);
+		fz_req(FUSE_STATFS, 1, NULL, 0, NULL, NULL, 0, 0, 4096);
+		fz_req(FUSE_ACCESS, 3, &(struct fuse_access_in){ .mask = 4 },
+		       sizeof(struct fuse_access_in), NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_LISTXATTR, 3, &(struct fuse_getxattr_in){ .size = 0 },
+		       sizeof(struct fuse_getxattr_in), NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_GETXATTR, 3, &(struct fuse_getxattr_in){ .size = 64 },
+		       sizeof(struct fuse_getxattr_in), "user.x", NULL, 0, 0, 128);
+		fz_req(FUSE_BATCH_FORGET, 0, "\x02\0\0\0\0\0\0\0\x02\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0"
+		       "\x03\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0", 40, NULL, NULL, 0, 0, 0);
+		fz_req(FUSE_DESTROY, 0, NULL, 0, NULL, NULL, 0, 0, 64);
+		fz_emit();
+		/* Changes (EROFS on the read-only share). */
+		fz_begin(ro);
+		fz_req(FUSE_CREATE, 1, &(struct fuse_create_in){ .flags = O_RDWR | O_CREAT,
+								  .mode = 0100644 },
+		       sizeof(struct fuse_create_in), "new", NULL, 0, 0, 4096);
+		fz_req(FUSE_WRITE, 2, &(struct fuse_write_in){ .fh = 1, .size = 11 },
+		       sizeof(struct fuse_write_in), "hello fuzz", NULL, 3, 0, 64);
+		fz_req(FUSE_SETATTR, 2, &(struct fuse_setattr_in){ .valid = FATTR_SIZE,
+								    .fh = 1, .size = 5 },
+		       sizeof(struct fuse_setattr_in), NULL, NULL, 0, 0, 4096);
+		fz_req(FUSE_FSYNC, 2, &(struct fuse_fsync_in){ .fh = 1 }, sizeof(struct fuse_fsync_in),
+		       NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_FALLOCATE, 2, &(struct fuse_fallocate_in){ .fh = 1, .length = 4096 },
+		       sizeof(struct fuse_fallocate_in), NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_LSEEK, 2, &(struct fuse_lseek_in){ .fh = 1, .whence = 3 },
+		       sizeof(struct fuse_lseek_in), NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_RELEASE, 2, &rel, sizeof(rel), NULL, NULL, 0, 0, 64);
+		fz_req(FUSE_OPEN, 2, &rw, sizeof(rw), NULL, NULL, 0, 0, 4096);
+		fz_req(FUSE_RENAME2, 1, &(struct fuse_rename2_in){ .newdir = 1 },
+		       sizeof(struct fuse_rename2_in), "new", "newer", 0, 0, 64);
+		fz_req(FUSE_MKDIR, 1, &(struct fuse_mkdir_in){ .mode = 0755 },
+		       sizeof(struct fuse_mkdir_in), "sub", NULL, 0, 0, 4096);
+		fz_req(FUSE_SYMLINK, 3, NULL, 0, "sl", "../newer", 0, 0, 4096);
+		fz_req(FUSE_LINK, 3, &(struct fuse_link_in){ .oldnodeid = 2 },
+		       sizeof(struct fuse_link_in), "hard", NULL, 0, 0, 4096);
+		fz_req(FUSE_MKNOD, 3, &(struct fuse_mknod_in){ .mode = 010600 },
+		       sizeof(struct fuse_mknod_in), "fifo", NULL, 0, 0, 4096);
+		fz_req(FUSE_RENAME, 3, &(struct fuse_rename_in){ .newdir = 1 },
+		       sizeof(struct fuse_rename_in), "hard", "hard2", 0, 0, 64);
+		fz_req(FUSE_UNLINK, 1, NULL, 0, "hard2", NULL, 0, 0, 64);
+		fz_req(FUSE_UNLINK, 3, NULL, 0, "sl", NULL, 0, 0, 64);
+		fz_req(FUSE_UNLINK, 3, NULL, 0, "fifo", NULL, 0, 0, 64);
+		fz_req(FUSE_RMDIR, 1, NULL, 0, "sub", NULL, 0, 0, 64);
+		fz_req(FUSE_UNLINK, 1, NULL, 0, "newer", NULL, 0, 0, 64);
+		fz_emit();
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char path[512];
@@ -539,6 +675,8 @@ int main(int argc, char **argv)
 	mkdir(path, 0777);
 	snprintf(path, sizeof(path), "%s/fuzz_pci", dir);
 	mkdir(path, 0777);
+	snprintf(path, sizeof(path), "%s/fuzz_fuse", dir);
+	mkdir(path, 0777);
 	nseeds = 0;
 	virtq_seeds();
 	device_seeds();
@@ -547,6 +685,7 @@ int main(int argc, char **argv)
 	balloon_seeds();
 	transport_seeds();
 	pci_seeds();
+	fuse_seeds();
 	printf("mkseeds: %d seeds in %s\n", nseeds, dir);
 	return 0;
 }

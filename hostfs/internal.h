@@ -1,0 +1,159 @@
+/* hostfs's private state, shared by its files (never included outside hostfs/).
+ *
+ * Tables: nodes and handles live in two arrays allocated once by hostfs_open, each slot on a
+ * free list when unused, so no request allocates. An id names a slot and a sequence number:
+ *
+ *     id = seq << bits | slot        (bits: enough for every slot index, and one more value)
+ *
+ * where seq comes from a per-table 64-bit counter that only goes up. Looking an id up is an
+ * array index and one comparison with the id the slot holds now: a slot freed and reused holds
+ * a new id, so an old one is stale (-ESTALE for nodes, -EBADF for handles), without a search and
+ * without ever handing an old id to a new file. When the counter would run out (2^(64-bits)
+ * ids: more than 2^40 for any bound hostfs accepts) the table refuses new entries (-ENFILE)
+ * rather than wrap. The root node is slot 0 with the fixed id HOSTFS_ROOT_ID (1), which no
+ * encoded id equals (their seq is at least 1). Slot indexes all fit below 2^bits - 1, so
+ * UINT64_MAX (every bit set) is never a valid id.
+ *
+ * Nodes are also found by (st_dev, st_ino) through a hash of chains threaded through the
+ * slots, so one host inode has one node while referenced. A node's O_PATH descriptor keeps the
+ * inode alive, so its number cannot be given to another file meanwhile. */
+#ifndef MICA_HOSTFS_INTERNAL_H
+#define MICA_HOSTFS_INTERNAL_H
+
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "hostfs/hostfs.h"
+
+#define HOSTFS_NONE UINT32_MAX         /* end of a chain or a free list */
+#define HOSTFS_MAX_BOUND (1u << 22)    /* the largest max_inodes / max_handles accepted */
+#define HOSTFS_DIRBUF 8192             /* getdents64 buffer of one open directory */
+
+struct hostfs_node {
+	uint64_t id;         /* 0: the slot is free */
+	uint64_t refs;       /* lookups not yet forgotten (the root's are not counted) */
+	dev_t dev;
+	ino_t ino;
+	uint64_t mnt_id;     /* statx's mount ID, 0 if the kernel has none */
+	int fd;              /* O_PATH | O_NOFOLLOW, owned */
+	mode_t type;         /* S_IFMT of the inode (S_IFDIR for a pseudo node) */
+	bool pseudo;         /* on a pseudo file system: an empty read-only directory */
+	uint32_t next;       /* the next slot of its hash chain, or of the free list */
+};
+
+struct hostfs_handle {
+	uint64_t id;         /* 0: the slot is free */
+	uint64_t node_id;    /* the node opened (not a reference: forget does not close it) */
+	uint64_t ino;        /* its st_ino, for a pseudo directory's "." and ".." */
+	int fd;              /* owned; -1 for a pseudo directory */
+	bool dir;
+	bool writable;       /* opened O_WRONLY or O_RDWR */
+	uint32_t next;       /* the next free slot */
+	/* Directories: getdents64 state. buf[pos, len) holds entries not handed out yet; cur_off
+	 * is the offset of the entry at buf[pos] (where the descriptor stands if buf is empty). */
+	char *buf;           /* HOSTFS_DIRBUF bytes, allocated by opendir */
+	uint32_t pos, len;
+	uint64_t cur_off;
+};
+
+/* One mount of /proc/self/mountinfo, sorted by id. */
+struct hostfs_mount {
+	uint64_t id;
+	bool pseudo;
+};
+
+struct hostfs {
+	bool readonly;
+	int procfd;                      /* /proc/self/fd, O_PATH | O_DIRECTORY: reopens */
+	int selffd;                      /* /proc/self, O_PATH | O_DIRECTORY: mountinfo */
+	uint32_t max_inodes, max_handles;
+	uint64_t fds_reserved;           /* what this share added to the process's reservation */
+
+	struct hostfs_node *nodes;       /* max_inodes + 1 slots, slot 0 the root */
+	uint32_t nnodes;
+	uint32_t node_free;              /* free list head */
+	uint32_t *hash;                  /* (dev, ino) -> first slot of the chain */
+	uint32_t hash_mask;
+	unsigned node_bits;
+	uint64_t node_seq;               /* the last seq handed out */
+	uint32_t inodes_used;            /* nodes but the root */
+
+	struct hostfs_handle *handles;   /* max_handles slots */
+	uint32_t handle_free;
+	unsigned handle_bits;
+	uint64_t handle_seq;
+	uint32_t handles_used;
+
+	struct hostfs_mount *mounts;     /* malloc'ed, replaced when reread */
+	size_t nmounts;
+	uint64_t mnt_unlisted;           /* a mount ID still unknown after a reread */
+
+	uint64_t refused;
+};
+
+/* ---- inode.c: the node table ---- */
+int hostfs_nodes_init(struct hostfs *fs, uint32_t max_inodes);
+void hostfs_nodes_free(struct hostfs *fs);
+/* The node with this id, or NULL (stale or never handed out). */
+struct hostfs_node *hostfs_node_get(struct hostfs *fs, uint64_t id);
+/* Takes one new node for fd (ownership passes on success): -ENFILE when full. */
+/* Makes fd (O_PATH, a directory) the root node, slot 0. */
+void hostfs_node_root(struct hostfs *fs, int fd, const struct stat *st, uint64_t mnt_id,
+		      bool pseudo);
+int hostfs_node_add(struct hostfs *fs, int fd, const struct stat *st, uint64_t mnt_id,
+		    bool pseudo, struct hostfs_node **out);
+struct hostfs_node *hostfs_node_find(struct hostfs *fs, dev_t dev, ino_t ino);
+bool hostfs_node_room(const struct hostfs *fs);
+/* Drops n references; the node goes (descriptor closed) at none. Never the root. */
+void hostfs_node_unref(struct hostfs *fs, struct hostfs_node *n, uint64_t count);
+/* Every node but the root goes. */
+void hostfs_nodes_clear(struct hostfs *fs);
+/* What getattr shows of a node whose host attributes are st: st itself, or the empty
+ * read-only directory a pseudo node is. */
+void hostfs_node_attr(const struct hostfs_node *n, struct stat *st);
+
+/* ---- handle.c: the handle table ---- */
+int hostfs_handles_init(struct hostfs *fs, uint32_t max_handles);
+void hostfs_handles_free(struct hostfs *fs);
+struct hostfs_handle *hostfs_handle_get(struct hostfs *fs, uint64_t fh);
+bool hostfs_handle_room(const struct hostfs *fs);
+/* Takes a slot for fd (ownership passes on success; -1 allowed): -ENFILE when full. */
+int hostfs_handle_add(struct hostfs *fs, int fd, uint64_t node_id, bool dir, bool writable,
+		      struct hostfs_handle **out);
+void hostfs_handle_del(struct hostfs *fs, struct hostfs_handle *h);
+void hostfs_handles_clear(struct hostfs *fs);
+
+/* ---- resolve.c: names and descriptors ---- */
+/* 0 if name is one plain component; -EINVAL (empty, '/', "." or "..") or -ENAMETOOLONG,
+ * counted as refused. */
+int hostfs_check_name(struct hostfs *fs, const char *name);
+/* openat2 of name beneath dirfd, never following a symlink or crossing a magic link:
+ * O_NOFOLLOW | O_CLOEXEC are added to flags. A descriptor or -errno. */
+int hostfs_resolve(struct hostfs *fs, int dirfd, const char *name, int flags, mode_t mode);
+/* A new descriptor on node n's inode with flags, through /proc/self/fd: only regular files
+ * and directories (anything else is -EACCES, counted); never a pseudo node. */
+int hostfs_reopen(struct hostfs *fs, const struct hostfs_node *n, int flags);
+/* The name of fd in /proc/self/fd. */
+void hostfs_fd_name(int fd, char buf[16]);
+/* statx of fd itself: its attributes and its mount ID (0 if the kernel has none). */
+int hostfs_stat_fd(int fd, struct stat *st, uint64_t *mnt_id);
+/* Makes fd (an O_PATH descriptor of name's inode, just resolved beneath parent) a node with
+ * one more reference, or adds one to the node that inode already has (fd is closed then).
+ * Always consumes fd. Fills out. */
+int hostfs_enter(struct hostfs *fs, const struct hostfs_node *parent, int fd,
+		 struct hostfs_entry *out);
+/* lookup's body: name already checked, parent a directory. */
+int hostfs_lookup_checked(struct hostfs *fs, struct hostfs_node *parent, const char *name,
+			  struct hostfs_entry *out);
+/* The parent directory a change names an entry in: -ESTALE, -ENOTDIR, -EROFS (read-only
+ * share, pseudo directory). */
+int hostfs_parent_for_change(struct hostfs *fs, uint64_t id, struct hostfs_node **out);
+
+/* ---- mounts.c: pseudo file systems ---- */
+int hostfs_mounts_load(struct hostfs *fs);
+/* Whether fd (on mount mnt_id, 0 if unknown) is on a pseudo file system. */
+bool hostfs_is_pseudo(struct hostfs *fs, int fd, uint64_t mnt_id);
+
+#endif
