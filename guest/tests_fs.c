@@ -118,11 +118,11 @@ static enum test_result test_fs(void)
     struct fuse_attr a;
     FS_OK(fs_lookup(&fs, FUSE_ROOT_ID, "hello.txt", &hello), "LOOKUP hello.txt");
     CHECK(hello.nodeid != 0 && hello.nodeid != FUSE_ROOT_ID, "LOOKUP hello.txt: node id %lu", hello.nodeid);
-    CHECK((hello.attr.mode & FS_S_IFMT) == FS_S_IFREG, "LOOKUP hello.txt: mode 0%o", hello.attr.mode);
+    CHECK((hello.attr.mode & FS_S_IFMT) == FS_S_IFREG, "LOOKUP hello.txt: mode 0x%x", hello.attr.mode);
     CHECK(hello.attr.size == HELLO_LINES * HELLO_LINE, "LOOKUP hello.txt: size %lu", hello.attr.size);
     FS_OK(fs_getattr(&fs, hello.nodeid, &a), "GETATTR hello.txt");
     CHECK(a.size == HELLO_LINES * HELLO_LINE && a.ino == hello.attr.ino && a.mode == hello.attr.mode,
-          "GETATTR hello.txt: size %lu ino %lu mode 0%o, LOOKUP said %lu %lu 0%o", a.size, a.ino, a.mode,
+          "GETATTR hello.txt: size %lu ino %lu mode 0x%x, LOOKUP said %lu %lu 0x%x", a.size, a.ino, a.mode,
           hello.attr.size, hello.attr.ino, hello.attr.mode);
 
     uint64_t fh, bad = 0;
@@ -155,7 +155,7 @@ static enum test_result test_fs(void)
     memcpy(&created, fs.payload, sizeof(created));
     memcpy(&opened, fs.payload + sizeof(created), sizeof(opened));
     CHECK((created.attr.mode & FS_S_IFMT) == FS_S_IFREG && created.attr.size == 0 && created.nodeid > FUSE_ROOT_ID,
-          "CREATE: node %lu mode 0%o size %lu", created.nodeid, created.attr.mode, created.attr.size);
+          "CREATE: node %lu mode 0x%x size %lu", created.nodeid, created.attr.mode, created.attr.size);
     CHECK(created.nodeid != hello.nodeid, "CREATE: node id %lu is hello.txt's", created.nodeid);
     for (uint32_t off = 0; off < total;) {
         uint32_t n = off ? total - off : 4096;
@@ -192,7 +192,7 @@ static enum test_result test_fs(void)
     CHECK(r < 0 && r > FS_R_TIMEOUT, "GETATTR of guest.txt's forgotten node id: %s %s, an error expected",
           fs_err(r), why(r));
     FS_OK(fs_getattr(&fs, FUSE_ROOT_ID, &a), "GETATTR of the root after the FORGETs");
-    CHECK((a.mode & FS_S_IFMT) == FS_S_IFDIR, "the root's mode is 0%o", a.mode);
+    CHECK((a.mode & FS_S_IFMT) == FS_S_IFDIR, "the root's mode is 0x%x", a.mode);
     CHECK(!(vdev_status(d) & VIRTIO_S_NEEDS_RESET), "Status 0x%x: NEEDS_RESET", vdev_status(d));
     return TEST_PASS;
 }
