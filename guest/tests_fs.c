@@ -8,6 +8,8 @@
  * is a regular file of 14000 bytes and GETATTR agrees; OPEN + READ return the pattern (whole,
  * at an offset, nothing at the end); CREATE guest.txt + two WRITEs (the host checks the file:
  * "guest-fs NNNNN\n" for 00000 .. 00599), GETATTR shows its size and a READ gives it back;
+ * CREATE with O_TRUNC over the existing guest.txt: the same node id, an empty file in the
+ * reply and in GETATTR, written again;
  * OPENDIR + READDIR list hello.txt, a and guest.txt with their types; RELEASE(DIR); FORGET of
  * both nodes makes their ids stale. */
 #include "fs.h"
@@ -88,6 +90,45 @@ static enum test_result list_dir(uint64_t node, struct dir_want *w, unsigned nw,
     return TEST_PASS;
 }
 
+/* CREATE name with O_RDWR | O_CREAT | O_TRUNC: the reply shows an empty regular file (so does
+ * GETATTR: an existing file was truncated), two WRITEs (4096 bytes at 0, the rest at 4096) of
+ * the guest pattern, GETATTR shows its size, a READ gives it back, RELEASE. */
+static enum test_result create_write(const char *name, struct fuse_entry_out *created)
+{
+    const uint32_t total = GUEST_LINES * GUEST_LINE;
+    struct fuse_create_in ci = {.flags = FS_O_RDWR | FS_O_CREAT | FS_O_TRUNC, .mode = FS_S_IFREG | 0644,
+                                .umask = 022};
+    struct fuse_open_out opened;
+    struct fuse_attr a;
+    int r = fs_call(&fs, FUSE_CREATE, FUSE_ROOT_ID, &ci, sizeof(ci), name, (uint32_t)strlen(name) + 1,
+                    sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out));
+    FS_OK(r, "CREATE %s", name);
+    CHECK(r == sizeof(struct fuse_entry_out) + sizeof(opened), "CREATE %s: payload of %d bytes", name, r);
+    memcpy(created, fs.payload, sizeof(*created));
+    memcpy(&opened, fs.payload + sizeof(*created), sizeof(opened));
+    FS_OK(fs_getattr(&fs, created->nodeid, &a), "GETATTR %s after CREATE", name);
+    CHECK((created->attr.mode & FS_S_IFMT) == FS_S_IFREG && created->nodeid > FUSE_ROOT_ID,
+          "CREATE %s: node %lu mode 0x%x", name, created->nodeid, created->attr.mode);
+    CHECK(created->attr.size == 0 && a.size == 0, "CREATE %s with O_TRUNC: the reply says %lu bytes, GETATTR %lu; "
+          "0 expected", name, created->attr.size, a.size);
+    for (uint32_t off = 0; off < total;) {
+        uint32_t n = off ? total - off : 4096;
+        struct fuse_write_in wi = {.fh = opened.fh, .offset = off, .size = n};
+        struct fuse_write_out wo;
+        r = fs_call(&fs, FUSE_WRITE, created->nodeid, &wi, sizeof(wi), pattern + off, n, sizeof(wo));
+        FS_OK(r, "WRITE of %u bytes at %u", n, off);
+        memcpy(&wo, fs.payload, sizeof(wo));
+        CHECK(r == sizeof(wo) && wo.size == n, "WRITE of %u bytes at %u: payload %d, size %u", n, off, r, wo.size);
+        off += n;
+    }
+    FS_OK(fs_getattr(&fs, created->nodeid, &a), "GETATTR %s", name);
+    CHECK(a.size == total, "GETATTR %s: size %lu after writing %u bytes", name, a.size, total);
+    r = fs_read(&fs, created->nodeid, opened.fh, 0, 16384, false);
+    CHECK(r == (int)total && !memcmp(fs.payload, pattern, total), "READ %s back: %s %s", name, fs_err(r), why(r));
+    FS_OK(fs_release(&fs, created->nodeid, opened.fh, false), "RELEASE %s", name);
+    return TEST_PASS;
+}
+
 static enum test_result test_fs(void)
 {
     struct vdev *d = fs_find(NULL);
@@ -139,52 +180,34 @@ static enum test_result test_fs(void)
     CHECK(r == 0, "READ at the end of the file: %s %s, 0 bytes expected", fs_err(r), why(r));
     FS_OK(fs_release(&fs, hello.nodeid, fh, false), "RELEASE hello.txt");
 
-    /* guest.txt: created, written in two requests, read back (the host checks it too) */
+    /* guest.txt: created, written in two requests, read back (the host checks it too); then
+     * created again over itself, which truncates it, and written again. */
     for (unsigned i = 0; i < GUEST_LINES; i++)
         snprintf(pattern + i * GUEST_LINE, GUEST_LINE + 1, "guest-fs %05u\n", i);
-    const uint32_t total = GUEST_LINES * GUEST_LINE;
-    struct fuse_create_in ci = {.flags = FS_O_RDWR | FS_O_CREAT | FS_O_TRUNC, .mode = FS_S_IFREG | 0644,
-                                .umask = 022};
-    const char name[] = "guest.txt";
-    r = fs_call(&fs, FUSE_CREATE, FUSE_ROOT_ID, &ci, sizeof(ci), name, sizeof(name),
-                sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out));
-    FS_OK(r, "CREATE guest.txt");
-    CHECK(r == sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out), "CREATE: payload of %d bytes", r);
-    struct fuse_entry_out created;
-    struct fuse_open_out opened;
-    memcpy(&created, fs.payload, sizeof(created));
-    memcpy(&opened, fs.payload + sizeof(created), sizeof(opened));
-    CHECK((created.attr.mode & FS_S_IFMT) == FS_S_IFREG && created.attr.size == 0 && created.nodeid > FUSE_ROOT_ID,
-          "CREATE: node %lu mode 0x%x size %lu", created.nodeid, created.attr.mode, created.attr.size);
+    struct fuse_entry_out created, again;
+    enum test_result t = create_write("guest.txt", &created);
+    if (t != TEST_PASS)
+        return t;
     CHECK(created.nodeid != hello.nodeid, "CREATE: node id %lu is hello.txt's", created.nodeid);
-    for (uint32_t off = 0; off < total;) {
-        uint32_t n = off ? total - off : 4096;
-        struct fuse_write_in wi = {.fh = opened.fh, .offset = off, .size = n};
-        r = fs_call(&fs, FUSE_WRITE, created.nodeid, &wi, sizeof(wi), pattern + off, n, sizeof(struct fuse_write_out));
-        FS_OK(r, "WRITE of %u bytes at %u", n, off);
-        struct fuse_write_out wo;
-        memcpy(&wo, fs.payload, sizeof(wo));
-        CHECK(r == sizeof(wo) && wo.size == n, "WRITE of %u bytes at %u: payload %d, size %u", n, off, r, wo.size);
-        off += n;
-    }
-    FS_OK(fs_getattr(&fs, created.nodeid, &a), "GETATTR guest.txt");
-    CHECK(a.size == total, "GETATTR guest.txt: size %lu after writing %u bytes", a.size, total);
-    r = fs_read(&fs, created.nodeid, opened.fh, 0, 16384, false);
-    CHECK(r == (int)total && !memcmp(fs.payload, pattern, total), "READ guest.txt back: %s %s", fs_err(r), why(r));
-    FS_OK(fs_release(&fs, created.nodeid, opened.fh, false), "RELEASE guest.txt");
+    t = create_write("guest.txt", &again);
+    if (t != TEST_PASS)
+        return t;
+    CHECK(again.nodeid == created.nodeid, "CREATE over the existing guest.txt: node id %lu, %lu before (one "
+          "id per inode while referenced)", again.nodeid, created.nodeid);
 
     /* the root directory */
     struct dir_want w[] = {{"hello.txt", FS_DT_REG, false}, {"a", FS_DT_DIR, false}, {"guest.txt", FS_DT_REG, false}};
     unsigned entries;
-    enum test_result t = list_dir(FUSE_ROOT_ID, w, ARRAY_SIZE(w), &entries);
+    t = list_dir(FUSE_ROOT_ID, w, ARRAY_SIZE(w), &entries);
     if (t != TEST_PASS)
         return t;
     for (unsigned i = 0; i < ARRAY_SIZE(w); i++)
         CHECK(w[i].seen, "READDIR of the root (%u entries) does not list %s", entries, w[i].name);
     printf("# virtio-fs: READDIR of the root: %u entries, hello.txt, a and guest.txt among them\n", entries);
 
-    /* FORGET: each node was looked up (or created) once; forgotten, its id is stale. */
-    CHECK(fs_forget(&fs, hello.nodeid, 1) && fs_forget(&fs, created.nodeid, 1), "FORGET: %s", fs.why);
+    /* FORGET: hello.txt was looked up once, guest.txt created twice; forgotten, the ids are
+     * stale. */
+    CHECK(fs_forget(&fs, hello.nodeid, 1) && fs_forget(&fs, created.nodeid, 2), "FORGET: %s", fs.why);
     r = fs_getattr(&fs, hello.nodeid, &a);
     CHECK(r < 0 && r > FS_R_TIMEOUT, "GETATTR of hello.txt's forgotten node id: %s %s, an error expected",
           fs_err(r), why(r));
