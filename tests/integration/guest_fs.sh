@@ -60,8 +60,9 @@ echo "canary: outside the share, never to change" >"$canary"
 touch -d '2001-02-03 04:05:06' "$canary"
 cp -p "$canary" "$DIR/canary.ref"
 
-# snapshot: everything in DIR but the share's own top level, the fixture's files inside it,
-# and the count of many/ (names, types, sizes, modes, mtimes; symlinks' targets).
+# snapshot: everything in DIR, the fixture in the share included (names, types, sizes, modes,
+# mtimes, symlinks' targets), but the share directory itself (its mtime moves with guest.txt),
+# share/guest.txt, and many/'s entries, which are counted.
 snapshot() {
 	(cd "$DIR" && find . -path ./share/many -prune -o -path ./share -o -path ./share/guest.txt -o \
 		-printf '%p %y %s %m %T@ %l\n' | sort
