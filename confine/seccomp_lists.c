@@ -140,13 +140,14 @@ static const struct sc_rule io_rules[] = {
 
 static const struct sc_rule fs_rules[] = {
 	/* The device's event loop: kicks (edge-triggered, never read), its stop eventfd, the
-	 * used-buffer interrupts (an irqfd or MSI-X irqfd write; KVM_IRQ_LINE for PCI INTx), a
-	 * kick re-signalled at the work budget. TCGETS, TCSETSF: the crash path. */
+	 * used-buffer interrupts (an irqfd write; KVM_IRQ_LINE for PCI INTx; MSI-X updates its
+	 * routes as it fires), a kick re-signalled at the work budget. TCGETS, TCSETSF: the
+	 * crash path. */
 	ANY(epoll_wait),
 	ANY(read),
 	ANY(write),
 	ANY(futex),
-	IN(ioctl, 1, KVM_IRQ_LINE, TCGETS, TCSETSF),
+	IN(ioctl, 1, KVM_WIRING, TCGETS, TCSETSF),
 	/* READ and WRITE, straight between the file and guest memory (pread64, pwrite64: the
 	 * rest of a short transfer). */
 	ANY(preadv),
@@ -175,6 +176,7 @@ static const struct sc_rule fs_rules[] = {
 	ANY(linkat),
 	ANY(unlinkat),
 	ANY(renameat2),
+	ANY(renameat),           /* glibc's renameat2() without flags */
 	ANY(fchmodat),
 	ANY(fchownat),
 	ANY(utimensat),

@@ -37,7 +37,21 @@ static int set_mode(struct hostfs *fs, struct hostfs_node *n, mode_t mode)
 	/* Through the magic link: it leads to the node's inode and no further, and a chmod of a
 	 * device node or FIFO does not open it. */
 	hostfs_fd_name(n->fd, name);
-	return fchmodat(fs->procfd, name, mode & 07777, 0) < 0 ? -errno : 0;
+	return fchmodat(fs->procfd, name, hostfs_guest_mode(mode, n->type), 0) < 0 ? -errno : 0;
+}
+
+/* Only to mica's own ids, whatever mica's privileges: a guest never gives a file away (nor, with
+ * mica as root, to root). */
+static int set_owner(struct hostfs *fs, struct hostfs_node *n, const struct hostfs_setattr *sa)
+{
+	uid_t uid = (sa->valid & HOSTFS_SET_UID) ? sa->uid : (uid_t)-1;
+	gid_t gid = (sa->valid & HOSTFS_SET_GID) ? sa->gid : (gid_t)-1;
+
+	if ((uid != (uid_t)-1 && uid != geteuid()) || (gid != (gid_t)-1 && gid != getegid())) {
+		fs->refused++;
+		return -EPERM;
+	}
+	return fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
 static int set_size(struct hostfs *fs, struct hostfs_node *n, uint64_t fh, uint64_t size)
@@ -125,10 +139,8 @@ int hostfs_setattr(struct hostfs *fs, uint64_t id, uint64_t fh, const struct hos
 	}
 	if (v & HOSTFS_SET_MODE)
 		r = set_mode(fs, n, sa->mode);
-	if (!r && (v & (HOSTFS_SET_UID | HOSTFS_SET_GID)) &&
-	    fchownat(n->fd, "", (v & HOSTFS_SET_UID) ? sa->uid : (uid_t)-1,
-		     (v & HOSTFS_SET_GID) ? sa->gid : (gid_t)-1, AT_EMPTY_PATH) < 0)
-		r = -errno;
+	if (!r && (v & (HOSTFS_SET_UID | HOSTFS_SET_GID)))
+		r = set_owner(fs, n, sa);
 	if (!r && (v & HOSTFS_SET_SIZE))
 		r = set_size(fs, n, fh, sa->size);
 	if (!r && (v & (HOSTFS_SET_ATIME | HOSTFS_SET_MTIME | HOSTFS_SET_ATIME_NOW |

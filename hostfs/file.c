@@ -82,7 +82,7 @@ int hostfs_create(struct hostfs *fs, uint64_t parent, const char *name, mode_t m
 	/* Always O_EXCL: opening whatever already has the name (a FIFO, a device node) is
 	 * hostfs_open_file's decision, which sees its type first. */
 	fd = hostfs_resolve(fs, p->fd, name, (flags & OPEN_KEPT) | O_CREAT | O_EXCL,
-			    mode & 07777 & ~umask);
+			    hostfs_guest_mode(mode, S_IFREG) & ~umask);
 	if (fd == -EEXIST && !(flags & O_EXCL)) {
 		r = hostfs_lookup_checked(fs, p, name, out);
 		if (r < 0)

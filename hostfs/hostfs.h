@@ -28,7 +28,11 @@
  *     raising the soft limit to the hard one if needed).
  *   - Read-only shares answer -EROFS to every call that would change the host.
  *   - mica's own uid and gid, always: nothing here switches credentials; the guest's
- *     uid/gid in a request is ignored (files are created as the caller of mica).
+ *     uid/gid in a request is ignored (files are created as the caller of mica), and a chown
+ *     succeeds only to mica's own ids (-EPERM otherwise, even when mica runs as root).
+ *   - No privileged programs: S_ISUID, and S_ISGID on anything but a directory, are dropped
+ *     from every mode the guest sets (create, mknod, mkdir, setattr), so a guest never plants
+ *     a setuid or setgid program on the host's disk.
  *   - Errors are negative errno values the guest may see (ENOENT, EACCES, ...); nothing is
  *     printed for a guest's bad request.
  *
@@ -37,8 +41,8 @@
  * drops n of them, and the node (and its descriptor) goes when none are left. Ids are never
  * reused within one hostfs (a 64-bit counter), so a stale id from the guest is -ESTALE, never
  * another file (hostfs/internal.h: an id encodes its table slot and that counter, so a stale one
- * is known without a search). One host inode (st_dev, st_ino) has one node id while referenced (hard links
- * share it).
+ * is known without a search). One host inode (st_dev, st_ino) has one node id while
+ * referenced (hard links share it).
  *
  * File handles (open files and directories) are 64-bit values; an unknown one is -EBADF.
  *
@@ -82,7 +86,7 @@ struct hostfs_entry {
 /* What a setattr changes: the HOSTFS_SET_* bits in valid. */
 enum {
 	HOSTFS_SET_MODE = 1 << 0,
-	HOSTFS_SET_UID = 1 << 1,       /* chown: only to mica's own ids succeeds (no privilege) */
+	HOSTFS_SET_UID = 1 << 1,       /* chown: only to mica's own ids succeeds (-EPERM) */
 	HOSTFS_SET_GID = 1 << 2,
 	HOSTFS_SET_SIZE = 1 << 3,
 	HOSTFS_SET_ATIME = 1 << 4,     /* to atime */

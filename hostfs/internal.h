@@ -93,6 +93,14 @@ struct hostfs {
 	uint64_t refused;
 };
 
+/* The permission bits a guest may set on a node of type type: never S_ISUID, and S_ISGID only
+ * on a directory (where it means "new files take this group"), so a guest never plants a
+ * setuid or setgid program on the host's disk (one mica running as root would make root's). */
+static inline mode_t hostfs_guest_mode(mode_t mode, mode_t type)
+{
+	return mode & (type == S_IFDIR ? 03777 : 01777);
+}
+
 /* ---- inode.c: the node table ---- */
 int hostfs_nodes_init(struct hostfs *fs, uint32_t max_inodes);
 void hostfs_nodes_free(struct hostfs *fs);

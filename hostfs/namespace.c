@@ -41,7 +41,8 @@ int hostfs_mknod(struct hostfs *fs, uint64_t parent, const char *name, mode_t mo
 	r = prepare_new(fs, parent, name, &p);
 	if (r < 0)
 		return r;
-	if (mknodat(p->fd, name, (type ? type : S_IFREG) | (mode & 07777 & ~umask), 0) < 0)
+	mode = (type ? type : S_IFREG) | (hostfs_guest_mode(mode, S_IFREG) & ~umask);
+	if (mknodat(p->fd, name, mode, 0) < 0)
 		return -errno;
 	return hostfs_lookup_checked(fs, p, name, out);
 }
@@ -54,7 +55,7 @@ int hostfs_mkdir(struct hostfs *fs, uint64_t parent, const char *name, mode_t mo
 
 	if (r < 0)
 		return r;
-	if (mkdirat(p->fd, name, mode & 07777 & ~umask) < 0)
+	if (mkdirat(p->fd, name, hostfs_guest_mode(mode, S_IFDIR) & ~umask) < 0)
 		return -errno;
 	return hostfs_lookup_checked(fs, p, name, out);
 }

@@ -95,6 +95,14 @@ static uint32_t reg_read(struct virtio_mmio *m, uint64_t off)
 	switch (off) {
 	case VIRTIO_MMIO_QUEUE_READY: return valid ? dev->vqs[q].ready : 0;
 	case VIRTIO_MMIO_CONFIG_GENERATION: return dev->config_generation;
+	/* No shared memory regions: whatever SHMSel says, the region's length (and base) read -1,
+	 * the spec's "no such region" (a driver that looks, as virtio-fs for its DAX window,
+	 * would otherwise see a region of length 0 at address 0 and fail its probe). */
+	case VIRTIO_MMIO_SHM_LEN_LOW:
+	case VIRTIO_MMIO_SHM_LEN_HIGH:
+	case VIRTIO_MMIO_SHM_BASE_LOW:
+	case VIRTIO_MMIO_SHM_BASE_HIGH:
+		return 0xffffffff;
 	}
 	return 0;
 }

@@ -1345,6 +1345,8 @@ static void device_serves_on_its_thread(void)
 	drv_post(&dq[1], 4);
 	pthread_mutex_lock(&dev->lock);
 	virtio_queue_notify_userspace(dev, 1);
+	/* Not served here, under the lock this (vCPU) thread holds: the device thread needs it. */
+	CHECK_EQ(__atomic_load_n(&dq[1].used->idx, __ATOMIC_ACQUIRE), 2);
 	pthread_mutex_unlock(&dev->lock);
 	CHECK(wait_used(1, 3));
 	CHECK_EQ(reply_hdr(2)->error, 0);

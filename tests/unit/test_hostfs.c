@@ -3,6 +3,7 @@
  * host's own calls see, and the confinement: names that climb, symlinks that point out, device
  * nodes and FIFOs, pseudo file systems, the bounds, stale ids, read-only shares. */
 #include <dirent.h>
+#include <linux/capability.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -16,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -327,6 +329,112 @@ static void readdir_lists_everything_and_resumes_at_an_offset(void)
 	scratch_done();
 }
 
+
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	while (d && readdir(d))
+		n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* One descriptor per node and per handle, none per request, and none left after close. */
+static void descriptors_are_one_per_node_and_handle(void)
+{
+	struct hostfs_entry en;
+	struct listing l;
+	struct hostfs *fs;
+	int base, opened;
+	uint64_t id, fh, dfh;
+	struct stat st;
+
+	scratch();
+	put("a", "x");
+	put("b", "x");
+	mkdir(at("d"), 0755);
+	base = open_fds();
+	fs = share(false);
+	opened = open_fds();
+	CHECK_EQ(opened - base, 3);              /* the root, /proc/self/fd, /proc/self */
+	id = lookup(fs, HOSTFS_ROOT_ID, "a");
+	for (int i = 0; i < 10; i++)             /* a known inode: nothing more */
+		CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "a", &en), 0);
+	CHECK(lookup(fs, HOSTFS_ROOT_ID, "b") != 0);
+	CHECK_EQ(open_fds() - opened, 2);
+	for (int i = 0; i < 10; i++) {
+		CHECK_EQ(hostfs_getattr(fs, id, &st), 0);
+		CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "missing", &en), -ENOENT);
+		CHECK_EQ(hostfs_getxattr(fs, id, "user.none", NULL, 0), -ENODATA);
+		CHECK_EQ(hostfs_access(fs, id, R_OK), 0);
+	}
+	CHECK_EQ(open_fds() - opened, 2);
+	CHECK_EQ(hostfs_open_file(fs, id, O_RDONLY, &fh), 0);
+	CHECK_EQ(hostfs_opendir(fs, HOSTFS_ROOT_ID, &dfh), 0);
+	list(fs, dfh, 0, -1, &l);
+	CHECK_EQ(open_fds() - opened, 4);
+	/* A handle outlives its node's forget: it has its own descriptor. */
+	hostfs_forget(fs, id, 11);
+	CHECK_EQ(hostfs_getattr(fs, id, &st), -ESTALE);
+	CHECK_EQ(hostfs_read(fs, fh, 0, &(struct iovec){ &st, 1 }, 1), 1);
+	CHECK_EQ(open_fds() - opened, 3);
+	hostfs_close(fs);
+	CHECK_EQ(open_fds(), base);
+	scratch_done();
+}
+
+/* A directory larger than one getdents64 buffer, read a few entries per call: every name once,
+ * whether the next call resumes in the buffer or seeks. */
+static void readdir_in_small_steps_sees_every_entry_once(void)
+{
+	static char seen[400];
+	struct listing l;
+	struct hostfs *fs;
+	uint64_t fh, off = 0;
+	int total = 0, calls = 0;
+
+	scratch();
+	for (int i = 0; i < 400; i++) {
+		char name[80];
+
+		snprintf(name, sizeof(name), "entry-with-a-rather-long-name-to-fill-buffers-%03d", i);
+		put(name, "");
+	}
+	fs = share(false);
+	CHECK_EQ(hostfs_opendir(fs, HOSTFS_ROOT_ID, &fh), 0);
+	memset(seen, 0, sizeof(seen));
+	for (;;) {
+		list(fs, fh, off, 7, &l);
+		calls++;
+		if (l.n == 0)
+			break;
+		for (int i = 0; i < l.n; i++) {
+			const char *dash = strrchr(l.names[i], '-');
+
+			total++;
+			if (dash && l.names[i][0] == 'e')
+				seen[atoi(dash + 1)]++;
+		}
+		off = l.next[l.n - 1];
+		/* Every third call from a second handle: a seek to the same offset. */
+		if (calls % 3 == 0) {
+			uint64_t other;
+
+			CHECK_EQ(hostfs_opendir(fs, HOSTFS_ROOT_ID, &other), 0);
+			CHECK_EQ(hostfs_releasedir(fs, fh), 0);
+			fh = other;
+		}
+	}
+	CHECK_EQ(total, 402);
+	for (int i = 0; i < 400; i++)
+		CHECK_EQ(seen[i], 1);
+	hostfs_close(fs);
+	scratch_done();
+}
+
 /* ---- confinement ---- */
 
 static void names_that_are_not_one_component_are_refused(void)
@@ -556,6 +664,17 @@ static void pseudo_mounts_inside_the_share_are_never_served(void)
 	CHECK_EQ(WEXITSTATUS(status), 0);
 }
 
+static void open_blocked(int sig)
+{
+	static const char msg[] = "not ok - hostfs: an open of a FIFO blocked\n";
+
+	(void)sig;
+	fflush(stdout);
+	if (write(1, msg, sizeof(msg) - 1) < 0)
+		_exit(2);
+	_exit(1);
+}
+
 /* Device nodes, FIFOs and sockets are seen but never opened; mknod makes only regular files and
  * FIFOs. The alarm ends the test if a FIFO open ever blocked. */
 static void device_nodes_fifos_and_sockets_are_never_opened(void)
@@ -569,6 +688,7 @@ static void device_nodes_fifos_and_sockets_are_never_opened(void)
 	int sfd;
 
 	scratch();
+	signal(SIGALRM, open_blocked);
 	alarm(30);
 	if (mknod(at("null"), S_IFCHR | 0666, makedev(1, 3)) < 0) {
 		scratch_done();
@@ -609,7 +729,7 @@ static void device_nodes_fifos_and_sockets_are_never_opened(void)
 	CHECK_EQ(hostfs_create(fs, HOSTFS_ROOT_ID, "fifo", 0644, O_RDONLY, 0, &en, &fh), -EACCES);
 	sa.valid = HOSTFS_SET_SIZE;
 	CHECK_EQ(hostfs_setattr(fs, fifo.id, UINT64_MAX, &sa, &st), -EACCES);
-	CHECK_EQ(hostfs_mknod(fs, HOSTFS_ROOT_ID, "reg", S_IFREG | 0666, 0, 027, &en), 0);
+	CHECK_EQ(hostfs_mknod(fs, HOSTFS_ROOT_ID, "reg", S_IFREG | 06666, 0, 027, &en), 0);
 	CHECK_EQ(en.st.st_mode, S_IFREG | 0640);
 	CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "sock", &sock), 0);
 	CHECK(S_ISSOCK(sock.st.st_mode));
@@ -824,9 +944,9 @@ static void create_write_and_read_back(void)
 	scratch();
 	put("old", "old contents");
 	fs = share(false);
-	CHECK_EQ(hostfs_create(fs, HOSTFS_ROOT_ID, "new", 0666, O_RDWR | O_CREAT | O_EXCL, 022,
+	CHECK_EQ(hostfs_create(fs, HOSTFS_ROOT_ID, "new", 06666, O_RDWR | O_CREAT | O_EXCL, 022,
 			       &en, &fh), 0);
-	CHECK_EQ(en.st.st_mode, S_IFREG | 0644);
+	CHECK_EQ(en.st.st_mode, S_IFREG | 0644);          /* no setuid, no setgid */
 	CHECK_EQ(en.st.st_uid, geteuid());
 	CHECK_EQ(hostfs_write(fs, fh, 0, (struct iovec[]){ { "hel", 3 }, { "lo", 2 } }, 2), 5);
 	CHECK_EQ(hostfs_write(fs, fh, 5, &(struct iovec){ " you", 4 }, 1), 4);
@@ -877,11 +997,20 @@ static void setattr_changes_mode_owner_size_and_times(void)
 	id = lookup(fs, HOSTFS_ROOT_ID, "file");
 	link_id = lookup(fs, HOSTFS_ROOT_ID, "link");
 	sa.valid = HOSTFS_SET_MODE;
-	sa.mode = S_IFREG | 04600;           /* the type bits are not the guest's to change */
+	sa.mode = S_IFDIR | 01640;           /* the type bits are not the guest's to change */
 	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), 0);
-	CHECK_EQ(st.st_mode, S_IFREG | 04600);
+	CHECK_EQ(st.st_mode, S_IFREG | 01640);
 	lstat(at("file"), &hs);
-	CHECK_EQ(hs.st_mode, S_IFREG | 04600);
+	CHECK_EQ(hs.st_mode, S_IFREG | 01640);
+	/* Never a setuid or setgid program; a setgid directory is fine. */
+	sa.mode = 06755;
+	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), 0);
+	CHECK_EQ(st.st_mode, S_IFREG | 0755);
+	lstat(at("file"), &hs);
+	CHECK_EQ(hs.st_mode, S_IFREG | 0755);
+	sa.mode = 02775;
+	CHECK_EQ(hostfs_setattr(fs, HOSTFS_ROOT_ID, UINT64_MAX, &sa, &st), 0);
+	CHECK_EQ(st.st_mode, S_IFDIR | 02775);
 	CHECK_EQ(hostfs_setattr(fs, link_id, UINT64_MAX, &sa, &st), -EOPNOTSUPP);
 	/* Owner: to mica's own ids. */
 	sa.valid = HOSTFS_SET_UID | HOSTFS_SET_GID;
@@ -890,6 +1019,15 @@ static void setattr_changes_mode_owner_size_and_times(void)
 	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), 0);
 	CHECK_EQ(st.st_uid, geteuid());
 	CHECK_EQ(hostfs_setattr(fs, link_id, UINT64_MAX, &sa, &st), 0);
+	/* To anyone else: refused, even with mica as root. */
+	sa.uid = geteuid() + 1234;
+	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), -EPERM);
+	sa.valid = HOSTFS_SET_GID;
+	sa.gid = getegid() + 1234;
+	CHECK_EQ(hostfs_setattr(fs, id, UINT64_MAX, &sa, &st), -EPERM);
+	lstat(at("file"), &hs);
+	CHECK_EQ(hs.st_uid, geteuid());
+	CHECK_EQ(hs.st_gid, getegid());
 	/* Size: through a reopened descriptor, and through the caller's handle. */
 	sa.valid = HOSTFS_SET_SIZE;
 	sa.size = 4;
@@ -1006,6 +1144,65 @@ static void directories_change_as_asked(void)
 	scratch_done();
 }
 
+/* Without CAP_DAC_READ_SEARCH, linkat's AT_EMPTY_PATH is refused: link goes through the magic
+ * link instead. A child drops the capability and reports its failed checks in its status. */
+static int link_child(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+	struct hostfs_entry f, s, l;
+	struct hostfs *fs;
+	int fd;
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return 77;
+	d[0].effective &= ~(1u << CAP_DAC_READ_SEARCH);
+	if (syscall(SYS_capset, &h, d) < 0)
+		return 77;
+	fd = open(at("file"), O_PATH);
+	if (linkat(fd, "", AT_FDCWD, at("direct"), AT_EMPTY_PATH) == 0 || errno != ENOENT)
+		return 77;                      /* the kernel does not need the capability */
+	close(fd);
+	fs = share(false);
+	CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "file", &f), 0);
+	CHECK_EQ(hostfs_link(fs, f.id, HOSTFS_ROOT_ID, "hard", &l), 0);
+	CHECK_EQ(l.id, f.id);
+	CHECK_EQ(l.st.st_nlink, 2);
+	CHECK_EQ(hostfs_lookup(fs, HOSTFS_ROOT_ID, "link", &s), 0);
+	CHECK_EQ(hostfs_link(fs, s.id, HOSTFS_ROOT_ID, "hardlink", &l), 0);
+	CHECK(S_ISLNK(l.st.st_mode));         /* the symlink itself, not its target */
+	CHECK_EQ(l.id, s.id);
+	hostfs_close(fs);
+	return test_failed_checks;
+}
+
+static void link_works_without_cap_dac_read_search(void)
+{
+	struct stat st;
+	int status;
+	pid_t pid;
+
+	scratch();
+	put("file", "x");
+	CHECK_EQ(symlink("file", at("link")), 0);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(link_child());
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status));
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+		scratch_done();
+		TEST_SKIP("cannot drop CAP_DAC_READ_SEARCH, or linkat does not need it");
+	}
+	CHECK_EQ(WEXITSTATUS(status), 0);
+	CHECK_EQ(lstat(at("hard"), &st), 0);
+	CHECK_EQ(st.st_nlink, 2);
+	CHECK_EQ(lstat(at("hardlink"), &st), 0);
+	CHECK(S_ISLNK(st.st_mode));
+	scratch_done();
+}
+
 static void access_and_statfs(void)
 {
 	struct hostfs *fs;
@@ -1119,6 +1316,8 @@ TEST_MAIN("hostfs",
 	T(lookup_and_getattr_match_the_host),
 	T(read_moves_bytes_into_the_callers_buffers),
 	T(readdir_lists_everything_and_resumes_at_an_offset),
+	T(descriptors_are_one_per_node_and_handle),
+	T(readdir_in_small_steps_sees_every_entry_once),
 	T(names_that_are_not_one_component_are_refused),
 	T(a_subdirectory_share_cannot_reach_its_parent),
 	T(pseudo_file_systems_are_empty_read_only_directories),
@@ -1131,6 +1330,7 @@ TEST_MAIN("hostfs",
 	T(create_write_and_read_back),
 	T(setattr_changes_mode_owner_size_and_times),
 	T(directories_change_as_asked),
+	T(link_works_without_cap_dac_read_search),
 	T(access_and_statfs),
 	T(extended_attributes_are_read_without_following),
 	T(lseek_finds_data_and_holes_and_fallocate_allocates))

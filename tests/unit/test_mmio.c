@@ -131,7 +131,8 @@ static void second_slot(void)
 }
 
 /* Of a fresh device, every aligned word of the block: the read-only registers hold their
- * values, write-only and unknown ones read 0. */
+ * values, write-only and unknown ones read 0, and (version 2) the shared memory region's
+ * length and base -1: there is none. */
 static void fresh_register_block(void)
 {
 	for (int legacy = 0; legacy < 2; legacy++) {
@@ -149,6 +150,10 @@ static void fresh_register_block(void)
 			case VIRTIO_MMIO_VENDOR_ID: want = VENDOR; break;
 			case VIRTIO_MMIO_DEVICE_FEATURES: want = (uint32_t)F_RING; break;
 			case VIRTIO_MMIO_QUEUE_NUM_MAX: want = QMAX; break;
+			case VIRTIO_MMIO_SHM_LEN_LOW:
+			case VIRTIO_MMIO_SHM_LEN_HIGH:
+			case VIRTIO_MMIO_SHM_BASE_LOW:
+			case VIRTIO_MMIO_SHM_BASE_HIGH: want = legacy ? 0 : 0xffffffff; break;
 			}
 			if (regs[i] != want)
 				printf("#   %s register 0x%02x\n", legacy ? "legacy" : "v2", 4 * i);
