@@ -126,6 +126,7 @@ const char *virtio_dev_name(uint32_t id)
     case VIRTIO_ID_CONSOLE: return "console";
     case VIRTIO_ID_RNG: return "rng";
     case VIRTIO_ID_BALLOON: return "balloon";
+    case VIRTIO_ID_FS: return "fs";
     default: return "?";
     }
 }

@@ -64,6 +64,7 @@
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG     4
 #define VIRTIO_ID_BALLOON 5
+#define VIRTIO_ID_FS      26
 
 /* ---- split virtqueue layout (virtio 1.1, 2.6) ---- */
 #define VRING_DESC_F_NEXT     1

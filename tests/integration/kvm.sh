@@ -414,6 +414,8 @@ tests/integration/host_kvm.sh
 # stall or kill mica; a guest flooding net transmit does not stop blk or the console.
 tests/integration/guest_output.sh
 tests/integration/guest_net_flood.sh
+# virtio-fs from the test guest: FUSE requests, hostile ones too; nothing outside the share changes.
+tests/integration/guest_fs.sh
 # Landlock: a guest-driven open of a file no option named is refused.
 tests/integration/guest_landlock.sh
 # What a Linux guest was told is durable survives kill -9 of mica, in every cache mode.
