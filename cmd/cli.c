@@ -42,6 +42,10 @@ void cli_usage(FILE *out)
 	      "                     a virtio-net device: libslirp user networking (no root\n"
 	      "                     needed; DHCP gives the guest 10.0.2.15, the host is\n"
 	      "                     10.0.2.2) or a tap interface; repeatable\n"
+	      "  --share PATH[,tag=TAG][,ro][,timeout=SECONDS]\n"
+	      "                     share a host directory over virtio-fs (the guest mounts\n"
+	      "                     it with mount -t virtiofs TAG DIR; default tag mica);\n"
+	      "                     confined beneath PATH; repeatable (up to 8)\n"
 	      "  --acpi on|off      ACPI tables for Linux guests (default on): MADT for SMP,\n"
 	      "                     DSDT with the devices, poweroff and reset\n"
 	      "  --balloon          add a virtio-balloon device (target set through --control)\n"
@@ -60,7 +64,7 @@ void cli_usage(FILE *out)
 	      "  -v, --verbose      more diagnostics on stderr (twice for debug)\n"
 	      "\n"
 	      "debug options (for mica's own tests):\n"
-	      "  --debug-seccomp-probe loop|vcpu|io\n"
+	      "  --debug-seccomp-probe loop|vcpu|io|fs\n"
 	      "                     that kind of thread makes one forbidden system call\n"
 	      "                     (personality) once its filter is on; io needs a --disk\n"
 	      "                     served by worker threads (MICA_BLK_NO_URING=1)\n"
@@ -95,7 +99,7 @@ static void default_mac(const char *kernel, unsigned index, uint8_t mac[6])
  * first or the last copy winning silently hides a mistake in a long command line). */
 static bool repeatable(const char *name)
 {
-	static const char *const names[] = { "rng", "disk", "net", NULL };
+	static const char *const names[] = { "rng", "disk", "net", "share", NULL };
 
 	for (int i = 0; names[i]; i++)
 		if (!strcmp(name, names[i]))
@@ -120,8 +124,7 @@ static int check_once(const char *name, const char *arg, int opt, uint64_t *seen
 	return 0;
 }
 
-/* An on|off option's value into *out; -EINVAL with e naming the option otherwise. */
-static int parse_on_off(const char *name, const char *arg, bool *out, struct err *e)
+int cli_parse_on_off(const char *name, const char *arg, bool *out, struct err *e)
 {
 	if (strcmp(arg, "on") && strcmp(arg, "off"))
 		return err_set(e, -EINVAL, "%s %s: give on or off", name, arg);
@@ -134,7 +137,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
 	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS, OPT_BENCH_DEVICES, OPT_TIME_EXITS,
 	       OPT_BALLOON, OPT_CONTROL, OPT_ACPI, OPT_DISK, OPT_NET, OPT_LANDLOCK,
-	       OPT_LANDLOCK_PROBE, OPT_SECCOMP, OPT_SECCOMP_PROBE };
+	       OPT_LANDLOCK_PROBE, OPT_SECCOMP, OPT_SECCOMP_PROBE, OPT_SHARE };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -149,6 +152,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 		{ "acpi", required_argument, NULL, OPT_ACPI },
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "net", required_argument, NULL, OPT_NET },
+		{ "share", required_argument, NULL, OPT_SHARE },
 		{ "time-exits", no_argument, NULL, OPT_TIME_EXITS },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
@@ -251,8 +255,22 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 				return -EINVAL;
 			c->nnets++;
 			break;
+		case OPT_SHARE: {
+			struct fs_opts *s = &c->shares[c->nshares];
+
+			if (c->nshares == CONFIG_MAX_SHARES)
+				return err_set(e, -EINVAL, "--share: at most %d shares", CONFIG_MAX_SHARES);
+			if (fs_parse_opts(optarg, s, e))
+				return -EINVAL;
+			for (int i = 0; i < c->nshares; i++)
+				if (!strcmp(c->shares[i].tag, s->tag))
+					return err_set(e, -EINVAL, "--share %s: tag %s is already used: give "
+						       "each share its own tag=", s->path, s->tag);
+			c->nshares++;
+			break;
+		}
 		case OPT_ACPI:
-			if (parse_on_off("--acpi", optarg, &c->boot.acpi, e))
+			if (cli_parse_on_off("--acpi", optarg, &c->boot.acpi, e))
 				return -EINVAL;
 			break;
 		case OPT_CONTROL:
@@ -281,19 +299,19 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 			c->stats_path = optarg;
 			break;
 		case OPT_LANDLOCK:
-			if (parse_on_off("--landlock", optarg, &c->landlock, e))
+			if (cli_parse_on_off("--landlock", optarg, &c->landlock, e))
 				return -EINVAL;
 			break;
 		case OPT_LANDLOCK_PROBE:
 			c->landlock_probe = optarg;
 			break;
 		case OPT_SECCOMP:
-			if (parse_on_off("--seccomp", optarg, &c->seccomp.on, e))
+			if (cli_parse_on_off("--seccomp", optarg, &c->seccomp.on, e))
 				return -EINVAL;
 			break;
 		case OPT_SECCOMP_PROBE:
 			if (seccomp_kind_parse(optarg, &c->seccomp.probe))
-				return err_set(e, -EINVAL, "--debug-seccomp-probe %s: give loop, vcpu or io",
+				return err_set(e, -EINVAL, "--debug-seccomp-probe %s: give loop, vcpu, io or fs",
 					       optarg);
 			break;
 		case 'v':
@@ -319,6 +337,8 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 	/* What follows from the VM itself rather than from an option. */
 	for (int i = 0; i < c->ndisks; i++)
 		c->disks[i].num_queues = c->vm.ncpus;
+	for (int i = 0; i < c->nshares; i++)
+		c->shares[i].nshares = (uint32_t)c->nshares;
 	for (int i = 0; i < c->nnets; i++)
 		if (!c->nets[i].mac_set)
 			default_mac(c->kernel, i, c->nets[i].mac);
@@ -334,6 +354,7 @@ int cli_parse(int argc, char **argv, struct cli *cli, struct err *e)
 	cli->cfg.landlock = true;
 	cli->cfg.seccomp.on = true;
 	cli->cfg.seccomp.probe = SECCOMP_NONE;
+	cli->cfg.serial_fd = -1;
 	if (argc < 2)
 		return err_set(e, -EINVAL, "no command given: use mica run --kernel PATH, or mica --help");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {

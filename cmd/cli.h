@@ -19,5 +19,7 @@ struct cli {
 /* Parses argv. Returns 0, or -EINVAL with e saying what is wrong and what to do. */
 int cli_parse(int argc, char **argv, struct cli *cli, struct err *e);
 void cli_usage(FILE *out);
+/* An on|off option's value into *out; -EINVAL with e naming the option otherwise. */
+int cli_parse_on_off(const char *name, const char *arg, bool *out, struct err *e);
 
 #endif

@@ -8,6 +8,7 @@
 #include "boot/boot.h"
 #include "devices/virtio/attach.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/fs.h"
 #include "devices/virtio/net.h"
 #include "confine/seccomp.h"
 #include "vmm/vm.h"
@@ -15,10 +16,19 @@
 #define CONFIG_MAX_DISKS 8
 #define CONFIG_MAX_NETS  4
 #define CONFIG_MAX_RNGS  4
+#define CONFIG_MAX_SHARES 8
+#define CONFIG_MAX_PORTS 3
 
 enum console_kind {
 	CONSOLE_SERIAL,  /* the terminal is on the 16550A UART */
 	CONSOLE_VIRTIO,  /* the terminal is on virtio-console port 0 */
+};
+
+/* A named virtio-console port (beside port 0, the console) carrying one of mica's fds. */
+struct config_port {
+	const char *name;                /* the guest finds it by this name */
+	int in_fd;                       /* read by mica, delivered to the guest; -1: none */
+	int out_fd;                      /* what the guest writes goes here; -1: none */
 };
 
 struct mica_config {
@@ -35,6 +45,8 @@ struct mica_config {
 	int ndisks;
 	struct net_opts nets[CONFIG_MAX_NETS];   /* NET_NONE entries make no device */
 	int nnets;
+	struct fs_opts shares[CONFIG_MAX_SHARES]; /* --share: virtio-fs devices */
+	int nshares;
 	const char *control_path;        /* --control */
 	const char *stats_path;          /* --stats-json */
 	bool bench_devices;              /* --bench-devices: the exit-cost lab's probes */
@@ -43,6 +55,14 @@ struct mica_config {
 	struct seccomp_opts seccomp;     /* --seccomp, --debug-seccomp-probe (cmd/main.c fills
 					  * in what the other options imply) */
 	int verbosity;
+
+	/* Set by `mica sandbox` (cmd/sandbox.c), not by options of `mica run`: */
+	const uint8_t *initrd_data;      /* an initrd built in memory, instead of initrd */
+	size_t initrd_size;
+	int serial_fd;                   /* where the UART's output goes; -1: stdout */
+	struct config_port ports[CONFIG_MAX_PORTS];
+	int nports;
+	bool sandbox;                    /* exit statuses as `mica sandbox` documents them */
 };
 
 #endif

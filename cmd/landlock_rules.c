@@ -40,14 +40,19 @@ static int add_rules(struct landlock *ll, const struct mica_config *c, struct er
 			/* libslirp reads it when the guest first asks its DNS address (10.0.2.3). */
 			err = allow_if_present(ll, "/etc/resolv.conf", LL_READ, e);
 	}
+	for (int i = 0; !err && i < c->nshares; i++)
+		err = landlock_allow(ll, c->shares[i].path, LL_READ | LL_LIST |
+				     (c->shares[i].ro ? 0 : LL_WRITE | LL_CREATE), e);
+	/* hostfs reads the mount table again when a new mount turns up inside a share. */
+	if (!err && c->nshares)
+		err = landlock_allow(ll, "/proc/self/mountinfo", LL_READ, e);
 	/* --stats-json was opened before the run (vmm/outfile.h) and is written through that fd;
 	 * its "memory" section reads mica's own smaps at exit. */
 	if (!err && c->stats_path)
 		err = landlock_allow(ll, "/proc/self/smaps", LL_READ, e);
 	/* The --control socket is bound already; clients connecting need no rule. Removing it at
 	 * exit would need LL_UNLINK on its whole directory tree: it stays, and the next run on
-	 * that path replaces it (vmm/control.c). A host-filesystem share (none yet) would add its
-	 * directory here with LL_READ | LL_WRITE | LL_LIST | LL_CREATE. */
+	 * that path replaces it (vmm/control.c). */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 	/* Sanitizer builds only: their runtimes read /proc/self/maps, list /proc/self/task (LSan)
 	 * and read mica's binary and libraries (symbolizing a report) after setup. */

@@ -19,6 +19,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/blk_image.h"
 #include "devices/virtio/devices.h"
+#include "devices/virtio/fs.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
 #include "confine/landlock_probe.h"
@@ -43,6 +44,8 @@
 /* What run() keeps of the machine create_devices() built (the VM owns all of it). */
 struct parts {
 	struct outq *out;              /* stdout, shared by the UART and virtio-console */
+	struct outq *serial;           /* the UART's output: out, or its own (--log, mica sandbox) */
+	struct milestones milestones;  /* what the guest reported on the milestone port */
 	struct console_sink console;   /* where the terminal's input goes */
 	struct uart *uart;
 	struct virtio_dev *vcon;       /* virtio-console, if the terminal is on it */
@@ -56,6 +59,7 @@ struct parts {
  * and before any guest work is done. */
 struct inputs {
 	struct boot_file kernel, initrd;
+	bool initrd_borrowed;                     /* initrd is c->initrd_data, not a mapping */
 	struct blk_image disks[CONFIG_MAX_DISKS]; /* create_devices() hands each to its device */
 	int ndisks;                               /* opened so far */
 	struct out_file stats;                    /* --stats-json */
@@ -90,12 +94,18 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct inp
 	err = outq_create(&vm->loop, STDOUT_FILENO, OUTQ_SIZE, &p->out);
 	if (!err && (err = vm_own(vm, p->out, outq_destroy)))
 		outq_destroy(p->out);
+	p->serial = p->out;
+	if (!err && c->serial_fd >= 0) {
+		err = outq_create(&vm->loop, c->serial_fd, OUTQ_SIZE, &p->serial);
+		if (!err && (err = vm_own(vm, p->serial, outq_destroy)))
+			outq_destroy(p->serial);
+	}
 	if (!err)
 		err = control_create(&vm->loop, &p->control);
 	if (!err && (err = vm_own(vm, p->control, control_destroy)))
 		control_destroy(p->control);
 	if (!err)
-		err = uart_create(m, UART_COM1_PORT, UART_COM1_IRQ, p->out, &p->uart);
+		err = uart_create(m, UART_COM1_PORT, UART_COM1_IRQ, p->serial, &p->uart);
 	if (!err)
 		err = stats_add_device(&p->stats, uart_stats, p->uart);
 	if (!err)
@@ -106,6 +116,8 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct inp
 		err = i8042_create(m);
 	if (!err)
 		err = debug_exit_create(m);
+	if (!err)
+		err = milestone_create(m, &p->milestones);
 	if (!err)
 		err = acpi_pm_create(m);
 	if (err)
@@ -133,6 +145,15 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct inp
 	for (int i = 0; i < c->nrng; i++) {
 		err = virtio_rng_create(&env, &dev);
 		if (err || (err = plug(vm, p, dev, c->rng_transport[i])))
+			return err;
+	}
+	for (int i = 0; i < c->nshares; i++) {
+		err = virtio_fs_create(&env, &c->shares[i], &dev, e);
+		if (err || (err = plug(vm, p, dev, c->transport)))
+			return err;
+		/* Owned after the device, so stopped before it: its thread raises interrupts
+		 * through the transport, which the device's own teardown frees first. */
+		if ((err = vm_own(vm, dev, virtio_fs_stop)))
 			return err;
 	}
 	if (c->balloon) {
@@ -175,12 +196,17 @@ static int open_inputs(struct mica_config *c, struct inputs *in, struct err *e)
 		return err_prefix(e, -EINVAL, "cannot use kernel '%s'", c->kernel);
 	if (c->initrd && boot_file_open(&in->initrd, c->initrd, e))
 		return err_prefix(e, -EINVAL, "cannot use initrd '%s'", c->initrd);
+	if (c->initrd_data) {
+		in->initrd = (struct boot_file){ .path = "the initramfs built in memory",
+						 .data = c->initrd_data, .size = c->initrd_size };
+		in->initrd_borrowed = true;
+	}
 	if (c->initrd && kind == KERNEL_ELF)
 		return err_set(e, -EINVAL, "--initrd is only for Linux kernels (bzImage, vmlinux); "
 			       "'%s' is an ELF kernel for mica", c->kernel);
 	if (in->initrd.size >= c->vm.mem_size)
 		return err_set(e, -EINVAL, "initrd '%s' (%llu MiB) is larger than the guest's RAM "
-			       "(--mem %llu MiB): give more --mem", c->initrd,
+			       "(--mem %llu MiB): give more --mem", in->initrd.path,
 			       (unsigned long long)(in->initrd.size >> 20),
 			       (unsigned long long)(c->vm.mem_size >> 20));
 	if ((err = host_mem_check(c->vm.mem_size, e)))
@@ -205,7 +231,8 @@ static int open_inputs(struct mica_config *c, struct inputs *in, struct err *e)
 static void close_inputs(struct inputs *in)
 {
 	boot_file_close(&in->kernel);
-	boot_file_close(&in->initrd);
+	if (!in->initrd_borrowed)
+		boot_file_close(&in->initrd);
 	for (int i = 0; i < in->ndisks; i++)
 		blk_image_close(&in->disks[i]);
 	out_file_abandon(&in->stats);
@@ -286,7 +313,8 @@ static int run(struct mica_config *c)
 	}
 	/* The images are in guest RAM now; drop the mappings before the guest runs. */
 	boot_file_close(&in.kernel);
-	boot_file_close(&in.initrd);
+	if (!in.initrd_borrowed)
+		boot_file_close(&in.initrd);
 	err = boot_setup_vcpus(&vm, &entry);
 	if (err) {
 		pr_err("cannot set up the vCPUs' boot state: %s", strerror(-err));
@@ -308,6 +336,7 @@ static int run(struct mica_config *c)
 	times.first_run_ns = now_ns();
 	status = vm_run(&vm);
 	times.end_ns = now_ns();
+	times.mica_status = status;
 	/* The guest's last words (a test's final TAP lines) reach a reader that is merely slow;
 	 * one that takes nothing for a while is not waited for. */
 	outq_flush(parts.out, OUTQ_FLUSH_IDLE_MS);

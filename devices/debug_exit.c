@@ -1,6 +1,8 @@
 /* The debug-exit port (0x501): a guest writes its status and the VM ends with it, so test guests
- * and CI images can report a verdict. Writes wider than a byte use the low byte. */
+ * and CI images can report a verdict. Writes wider than a byte use the low byte. Beside it, the
+ * milestone port (0x504): a guest notes when it reached a point of its boot. */
 #include "devices/legacy.h"
+#include "vmm/util.h"
 #include "vmm/bus.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
@@ -28,4 +30,22 @@ static const struct bus_ops debug_exit_ops = { .read = debug_exit_read, .write =
 int debug_exit_create(struct machine *m)
 {
 	return bus_register(m->pio, DEBUG_EXIT_PORT, 1, &debug_exit_ops, m, "debug-exit");
+}
+
+static void milestone_write(void *opaque, uint64_t off, const void *data, uint32_t len)
+{
+	struct milestones *ms = opaque;
+	uint8_t n = *(const uint8_t *)data;
+	uint_least64_t unset = 0;
+
+	(void)off, (void)len;
+	if (n < MILESTONES)
+		atomic_compare_exchange_strong(&ms->ns[n], &unset, now_ns());
+}
+
+static const struct bus_ops milestone_ops = { .read = debug_exit_read, .write = milestone_write };
+
+int milestone_create(struct machine *m, struct milestones *ms)
+{
+	return bus_register(m->pio, MILESTONE_PORT, 1, &milestone_ops, ms, "milestone");
 }

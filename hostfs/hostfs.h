@@ -70,6 +70,8 @@ struct hostfs_opts {
 	bool readonly;
 	uint32_t max_inodes;     /* 0: HOSTFS_DEFAULT_MAX_INODES */
 	uint32_t max_handles;    /* 0: HOSTFS_DEFAULT_MAX_HANDLES */
+	uint32_t nshares;        /* shares this process opens in all (0: 1): where the default
+				  * bounds do not fit RLIMIT_NOFILE, each gets its part of it */
 };
 
 #define HOSTFS_DEFAULT_MAX_INODES  16384

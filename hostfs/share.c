@@ -23,6 +23,7 @@
 /* Descriptors the open shares of this process may hold at most. hostfs_open and hostfs_close
  * run while mica sets up and tears down, on one thread: no lock. */
 static uint64_t fds_reserved;
+static uint32_t shares_open;
 
 /* Sizes the bounds to RLIMIT_NOFILE: raises the soft limit to the hard one when the bounds need
  * more, then shrinks the defaults (never bounds the user chose) to what is left. */
@@ -44,6 +45,9 @@ static int fit_rlimit(const struct hostfs_opts *o, uint32_t *mi, uint32_t *mh, s
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
 		return 0;
 	avail = rl.rlim_cur > base ? rl.rlim_cur - base : 0;
+	/* Leave the shares still to be opened their part. */
+	if (o->nshares > shares_open + 1)
+		avail /= o->nshares - shares_open;
 	if (o->max_inodes || o->max_handles || avail < HOSTFS_MIN_INODES + HOSTFS_MIN_HANDLES)
 		return err_set(e, -EMFILE, "--share %s: %u inodes and %u open files need %llu "
 			       "descriptors, but RLIMIT_NOFILE is %llu: raise it (ulimit -n) or "
@@ -132,6 +136,7 @@ int hostfs_open(const struct hostfs_opts *o, struct hostfs **out, struct err *e)
 		goto fail;
 	fs->fds_reserved = (uint64_t)mi + mh + HOSTFS_FD_FIXED;
 	fds_reserved += fs->fds_reserved;
+	shares_open++;
 	*out = fs;
 	return 0;
 fail:
@@ -143,7 +148,10 @@ void hostfs_close(struct hostfs *fs)
 {
 	if (!fs)
 		return;
-	fds_reserved -= fs->fds_reserved;
+	if (fs->fds_reserved) { /* it was opened */
+		fds_reserved -= fs->fds_reserved;
+		shares_open--;
+	}
 	hostfs_handles_free(fs);
 	hostfs_nodes_free(fs);
 	if (fs->procfd >= 0)

@@ -58,6 +58,7 @@
 #define I8042_DATA_PORT     0x60
 #define I8042_CMD_PORT      0x64
 #define DEBUG_EXIT_PORT     0x501 /* 8-bit write of N: the VM ends, mica exits N */
+#define MILESTONE_PORT      0x504 /* 8-bit write of N < 8: the guest reached milestone N */
 #define BENCH_PIO_PORT      0x510 /* exit-cost lab: a port handled in userspace */
 #define BENCH_EVENTFD_PORT  0x514 /* exit-cost lab: a port that is a PIO ioeventfd */
 

@@ -59,12 +59,23 @@ int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
 	}
 	rss_kib(vm, &rss, &guest_rss);
 	getrusage(RUSAGE_SELF, &ru);
-	fprintf(f, "{\n  \"status\": %d,\n  \"reason\": \"%s\",\n", vm->exit_status,
-		vm->exit_reason ? vm->exit_reason : "unknown");
+	fprintf(f, "{\n  \"status\": %d,\n  \"reason\": \"%s\",\n  \"mica_status\": %d,\n",
+		vm->exit_status, vm->exit_reason ? vm->exit_reason : "unknown", t->mica_status);
 	fprintf(f, "  \"seconds\": { \"setup\": %.6f, \"run\": %.6f, \"user\": %.6f, \"system\": %.6f },\n",
 		(t->first_run_ns - t->start_ns) / 1e9, (t->end_ns - t->first_run_ns) / 1e9,
 		ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
 		ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+	if (t->nmarks) {
+		fprintf(f, "  \"since_start\": {");
+		for (int i = 0; i < t->nmarks; i++) {
+			fprintf(f, "%s \"%s\": ", i ? "," : "", t->marks[i].name);
+			if (t->marks[i].ns)
+				fprintf(f, "%.6f", (t->marks[i].ns - t->start_ns) / 1e9);
+			else
+				fprintf(f, "null");
+		}
+		fprintf(f, " },\n");
+	}
 	fprintf(f, "  \"memory_kib\": { \"rss\": %lu, \"guest_ram_rss\": %lu, \"vmm_rss\": %lu },\n",
 		rss, guest_rss, rss - guest_rss);
 	fprintf(f, "  \"userspace_exits\": { \"pio\": %llu, \"mmio\": %llu, \"other\": %llu, "

@@ -36,6 +36,11 @@ struct run_times {
 	uint64_t start_ns;       /* mica started (CLOCK_MONOTONIC) */
 	uint64_t first_run_ns;   /* the VM was ready to run */
 	uint64_t end_ns;         /* the VM ended */
+	/* Points the guest reported reaching (`mica sandbox`: its init started, CMD started),
+	 * printed as seconds since start_ns; 0 ns: not reached (null). */
+	struct { const char *name; uint64_t ns; } marks[4];
+	int nmarks;
+	int mica_status;         /* what mica exits with (may differ from the guest's status) */
 };
 
 /* Writes the statistics as JSON to f (the --stats-json file, opened before the run: see

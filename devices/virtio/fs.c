@@ -293,7 +293,7 @@ static void fs_destroy(struct virtio_dev *dev)
 int virtio_fs_create(const struct virtio_env *env, const struct fs_opts *o,
 		     struct virtio_dev **out, struct err *e)
 {
-	struct hostfs_opts ho = { .path = o->path, .readonly = o->ro };
+	struct hostfs_opts ho = { .path = o->path, .readonly = o->ro, .nshares = o->nshares };
 	struct fuse_server_opts so = { .timeout = fs_opts_timeout(o), .keep_cache = o->ro,
 				       .max_pages = FS_MAX_PAGES };
 	struct virtio_env own = *env;

@@ -32,6 +32,8 @@ struct fs_opts {
 	bool ro;
 	bool timeout_set;            /* timeout= given */
 	uint32_t timeout;            /* seconds, when timeout_set */
+	uint32_t nshares;            /* how many shares this mica opens (set by the composition
+				      * root): each gets its part of the descriptor limit */
 };
 
 /* Parses PATH[,tag=TAG][,ro][,timeout=SECONDS] (",," in PATH stands for one comma). Returns 0,

@@ -89,7 +89,7 @@ console-bogus           2  "^mica: --console tty: give serial or virtio"        
 acpi-bogus              2  "^mica: --acpi maybe: give on or off"                run --kernel "$G" --acpi maybe
 seccomp-bogus           2  "^mica: --seccomp maybe: give on or off"             run --kernel "$G" --seccomp maybe
 landlock-bogus          2  "^mica: --landlock maybe: give on or off"            run --kernel "$G" --landlock maybe
-seccomp-probe-bogus     2  "^mica: --debug-seccomp-probe disk: give loop, vcpu or io" run --kernel "$G" --debug-seccomp-probe disk
+seccomp-probe-bogus     2  "^mica: --debug-seccomp-probe disk: give loop, vcpu, io or fs" run --kernel "$G" --debug-seccomp-probe disk
 seccomp-twice           2  "^mica: --seccomp given twice; give it once"       run --kernel "$G" --seccomp on --seccomp off
 disk-missing            2  "cannot open image .*/nope: No such file"            run --kernel "$G" --disk "$F/nope"
 disk-directory          2  "cannot open image .*: Is a directory"               run --kernel "$G" --disk "$F"

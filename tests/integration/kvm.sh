@@ -361,6 +361,7 @@ if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 		transport=${variant%%:*} cpus=${variant##*:}
 		name=linux-devices-$transport
 		img=$(mktemp /tmp/mica-disk.XXXXXX) && truncate -s 64M "$img"
+		share=$(mktemp -d /tmp/mica-share.XXXXXX) && echo "mica virtio-fs probe" >"$share/probe"
 		sock=$(mktemp -u /tmp/mica-ctl.XXXXXX)
 		# net: the guest takes a DHCP lease from slirp, talks TCP to a server here (slirp's
 		# 10.0.2.2 is this host's loopback) and answers on port 8080, forwarded from here.
@@ -373,7 +374,8 @@ if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 		timeout -k 5 300 "$MICA" run --kernel build/linux/vmlinuz --initrd build/linux/initramfs.cpio.gz \
 			--mem 256M --cpus $cpus --transport $transport --rng --console virtio --balloon \
 			--disk "$img" --net user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080 --control "$sock" \
-			--timeout 240 --cmdline "console=ttyS0 quiet loglevel=1 mica.test=cpus,rng,console,blk,net,balloon mica.cpus=$cpus mica.tcp=$tcp_port" \
+			--share "$share,tag=mica-test" \
+			--timeout 240 --cmdline "console=ttyS0 quiet loglevel=1 mica.test=cpus,rng,console,blk,net,balloon,fs mica.cpus=$cpus mica.tcp=$tcp_port" \
 			>"$OUT/$name.out" 2>"$OUT/$name.err" </dev/null &
 		pid=$!
 		for _ in $(seq 1200); do
@@ -389,9 +391,13 @@ if [ -f build/linux/vmlinuz ] && [ -f build/linux/initramfs.cpio.gz ]; then
 		expect $name "all device checks passed in the guest (status 0)" \
 			test "$rc" = 0 -a -n "$(grep 'mica-linux: 0 check(s) failed' "$OUT/$name.txt")"
 		grep 'mica-linux: not ok' "$OUT/$name.txt" | sed 's/^/# /'
-		for t in cpus rng console blk net balloon; do
+		for t in cpus rng console blk net balloon fs; do
 			expect "$name-$t" "the guest's $t check" has $name "mica-linux: ok $t"
 		done
+		fs_sum=$(sed -n 's/.*mica-linux: fs wrote \([^ ]*\), big-from-guest md5 \([0-9a-f]*\).*/\1 \2/p' "$OUT/$name.txt")
+		expect "$name-fs-host" "what the guest wrote through virtio-fs is on the host" \
+			test -n "$fs_sum" -a "$(cat "$share/from-guest" 2>/dev/null) $(md5sum <"$share/big-from-guest" 2>/dev/null | cut -d' ' -f1)" = "$fs_sum"
+		rm -rf "$share"
 		expect "$name-dhcp" "a DHCP lease of 10.0.2.15 from slirp" has $name "mica-linux: lease 10.0.2.15/"
 		expect "$name-tcp-out" "the host's server heard the guest" grep -q '^ping-from-guest$' "$OUT/$name.tcp"
 		expect "$name-hostfwd" "a connection to the forwarded port reached the guest" \
