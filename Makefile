@@ -45,6 +45,7 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(OBJDIR)/tests/%)
 .PHONY: all test unit integration bench soak clean
 all: $(MICA)
 
+include sandbox/sandbox.mk
 include guest/guest.mk
 include bench/bench.mk
 include tests/fuzz/fuzz.mk
