@@ -9,7 +9,7 @@
  *   3. open the streams: the named virtio-console ports, or /dev/hvc0 as a terminal (stdio.c);
  *   4. build the new root and switch to it (root.c);
  *   5. hostname, loopback up; run the command and reap every process (run.c);
- *   6. kill what is left, sync, write the status to port 0x501 (say.c).
+ *   6. kill what is left, close the ports, sync, write the status to port 0x501 (say.c).
  * Any failure of the init itself: one line "mica sandbox: init: WHAT: REASON" on the stderr
  * stream once it is open (before: the kernel's console, /dev/console), and status 125. */
 #ifndef MICA_SANDBOX_INIT_H
@@ -46,6 +46,8 @@ void load_modules(void);
 /* stdio.c: opens the job's three streams into fds (descriptors >= 3, close-on-exec); *tty is
  * the terminal's descriptor if a stream is JOB_STDIO_TTY, else -1. */
 void stdio_open(const struct sandbox_job *j, int fds[3], int *tty);
+/* Closes the ports (once no process holds them): the host has their output when it returns. */
+void stdio_close(void);
 
 /* root.c: mounts the new root (overlay over the host's /, the shares, /proc, /sys, /dev...)
  * and makes it /. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/io.h>
 #include <sys/reboot.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sandbox/init/init.h"
@@ -57,11 +58,15 @@ void die(int err, const char *fmt, ...)
 
 void finish(int status)
 {
-	/* Whatever the command left behind (daemons, a stuck pipeline) goes; its data already
-	 * written reaches the shares with the sync. PID 1 survives kill(-1). */
+	/* Whatever the command left behind (daemons, a stuck pipeline) goes, and is reaped, so
+	 * that no process holds a port any more; its data already written reaches the shares
+	 * with the sync. PID 1 survives kill(-1). */
 	kill(-1, SIGKILL);
-	sync();
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
 	note("reporting status %d", status);
+	stdio_close();
+	sync();
 	if (!ioperm(DEBUG_EXIT_PORT, 1, 1))
 		outb((unsigned char)status, DEBUG_EXIT_PORT);
 	/* Not on mica (no debug-exit device): the status is lost, but the VM still ends. */

@@ -7,12 +7,17 @@
  * the init looks, and while something is missing waits for the next kernel uevent (or 50 ms:
  * becoming a console sends none), up to WAIT_SECONDS.
  *
- * What the host's device does for it (h/console's side of the contract): it marks a named port
- * open from its side (VIRTIO_CONSOLE_PORT_OPEN 1) before it names it, so that a read of a
- * port found by name does not see an end of file that is only a race; the end of the host's
- * stdin is then PORT_OPEN 0 after the data. Writes to a port are asynchronous (the guest
- * kernel does not wait for the host to take them): when the status arrives at the debug-exit
- * port, the host must still drain the ports' transmit queues before it exits. */
+ * What the host's device does for it (the other side of the contract):
+ *   - it marks a named port open from its side (VIRTIO_CONSOLE_PORT_OPEN 1) before it names it
+ *     (both after the guest's PORT_READY), so that a read of a port found by name does not
+ *     see an end of file that is only a race; the end of the host's stdin is PORT_OPEN 0 after
+ *     the data;
+ *   - writes to a port are asynchronous (the guest kernel does not wait for the host to take
+ *     them), so at the end, once every process is gone, the init closes the ports
+ *     (stdio_close): the guest kernel sends PORT_OPEN 0 for each and waits until the host has
+ *     taken that message. A host that drains the port's transmit queue before it takes the
+ *     message has all of the command's output before the status reaches the debug-exit port.
+ *     (Writes to /dev/hvc0 are synchronous already.) */
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -31,6 +36,9 @@
 #define PORTS_DIR    "/sys/class/virtio-ports"
 #define WAIT_SECONDS 20
 #define RECHECK_MS   50
+
+/* The ports opened, for stdio_close (the terminal is not closed: closing it says nothing). */
+static int port_fds[3] = { -1, -1, -1 };
 
 static const char *const port_names[3] = {
 	SANDBOX_PORT_STDIN, SANDBOX_PORT_STDOUT, SANDBOX_PORT_STDERR,
@@ -185,7 +193,7 @@ void stdio_open(const struct sandbox_job *j, int fds[3], int *tty)
 				}
 				fds[i] = *tty;
 			} else if ((fds[i] = open_port(port_names[i], flags[i])) >= 0) {
-				fds[i] = high_fd(fds[i]);
+				fds[i] = port_fds[i] = high_fd(fds[i]);
 			}
 			if (fds[i] < 0)
 				missing = i;
@@ -202,4 +210,16 @@ void stdio_open(const struct sandbox_job *j, int fds[3], int *tty)
 		close(sock);
 	note("standard streams: %s, %s, %s", j->stdio[0] ? "tty" : "port",
 	     j->stdio[1] ? "tty" : "port", j->stdio[2] ? "tty" : "port");
+}
+
+void stdio_close(void)
+{
+	for (int i = 0; i < 3; i++) {
+		if (port_fds[i] < 0)
+			continue;
+		if (log_fd == port_fds[i])
+			log_fd = 2;
+		close(port_fds[i]);
+		port_fds[i] = -1;
+	}
 }

@@ -43,7 +43,7 @@ chown 1000:1000 "$T/work" "$T/rw"
 # mica.stdin; leaves what the command wrote in $OUT/NAME.out (stdout, or the terminal) and
 # $OUT/NAME.err, the status in $rc.
 qboot() {
-	local name=$1 mode=$2 input=$3 qrc i
+	local name=$1 mode=$2 input=$3 qrc i feed
 	shift 3
 	local as=() opts=() dev=()
 	[ -n "${AS:-}" ] && as=(setpriv --reuid="${AS%%:*}" --regid="$(cut -d: -f2 <<<"$AS")" \
@@ -72,7 +72,10 @@ qboot() {
 	else
 		dev=(-chardev file,id=tty,path="$T/tty" -device virtconsole,bus=vs.0,chardev=tty)
 	fi
-	(printf '%b' "$input" >"$T/stdin.in" &)
+	# Opened read-write, which never waits for a reader, and held until QEMU is done: the
+	# input waits in the pipe, and no writer is left blocked behind if QEMU never opens it.
+	exec {feed}<>"$T/stdin.in"
+	printf '%b' "$input" >&$feed
 	timeout -k 5 "${LIMIT:-150}" qemu-system-x86_64 -accel tcg -m 512M -nographic -no-reboot \
 		-object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \
 		-kernel "$kernel" -initrd "$T/cpio/$name.cpio" \
@@ -83,6 +86,7 @@ qboot() {
 		-serial file:"$T/console" -monitor none -device isa-debug-exit,iobase=0x501,iosize=1 \
 		>"$OUT/$name.qemu" 2>&1
 	qrc=$?
+	exec {feed}>&-
 	kill "${pids[@]}" 2>/dev/null
 	wait "${pids[@]}" 2>/dev/null
 	pids=()
