@@ -102,11 +102,12 @@ qboot() {
 }
 
 out_is() { [ "$(cat "$OUT/$1.out" 2>/dev/null)" = "$2" ]; }
-err_has() { grep -Fxq -- "$2" "$OUT/$1.err"; }
 
 # The caller's identity, cwd, environment and stdin; writes: the overlay's vanish, the share's
-# reach the host; the guest's own /proc, /dev, /dev/pts, /run; stderr apart; the exit code.
-AS=1000:1000:24 UMASK=027 FOO='bar baz' qboot sandbox-qemu-caller port 'line from stdin\n' -- \
+# reach the host; the guest's own /proc, /dev, /dev/pts, /run (with $XDG_RUNTIME_DIR), lo up;
+# stderr apart; the exit code.
+AS=1000:1000:24 UMASK=027 FOO='bar baz' XDG_RUNTIME_DIR=/run/user/1000 \
+	qboot sandbox-qemu-caller port 'line from stdin\n' -- \
 	/bin/sh -c 'echo "ids $(id -u) $(id -g) $(id -G)"; echo "umask $(umask)"; echo "cwd $(pwd)"
 		echo "foo $FOO"; echo "host $(hostname)"; read l; echo "stdin $l"
 		echo x >in-overlay && echo "cwd writable"; echo shared >'"$T"'/rw/from-guest
@@ -114,6 +115,7 @@ AS=1000:1000:24 UMASK=027 FOO='bar baz' qboot sandbox-qemu-caller port 'line fro
 		grep -q "^devpts /dev/pts devpts" /proc/mounts && grep -q "^tmpfs /run tmpfs" /proc/mounts && echo "pts run"
 		grep -q "^mica-rw0 '"$T"'/rw virtiofs rw" /proc/mounts && echo "share rw"
 		grep -q "^overlay / overlay" /proc/mounts && echo "root overlay"
+		echo "runtime dir $(stat -c "%u %a" "$XDG_RUNTIME_DIR")"; echo "lo $(cat /sys/class/net/lo/flags)"
 		echo to-stderr >&2; exit 7'
 want="ids 1000 1000 1000 24
 umask 0027
@@ -125,7 +127,9 @@ cwd writable
 proc dev
 pts run
 share rw
-root overlay"
+root overlay
+runtime dir 1000 700
+lo 0x9"
 expect sandbox-qemu-caller "status 7 and the caller's view (stdout: $(tr '\n' '|' <"$OUT/sandbox-qemu-caller.out" 2>/dev/null))" \
 	test "$rc" = 7 -a "$(cat "$OUT/sandbox-qemu-caller.out" 2>/dev/null)" = "$want"
 expect sandbox-qemu-stderr "the command's stderr, alone, on mica.stderr" \
