@@ -25,6 +25,12 @@
 #include "sandbox/kmod.h"
 #include "vmm/err.h"
 
+/* The kernel command line the init expects: the console on the serial port (where the init's
+ * own errors go before the streams are open: show it on failure), no kernel chatter, the init
+ * from the initramfs, and an immediate reset on a panic (which `mica run` reports as status 0:
+ * `mica sandbox` must read a reset as a failure, since the init always ends through 0x501). */
+#define SANDBOX_KERNEL_CMDLINE "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init"
+
 struct initramfs {
 	uint8_t *data;   /* the archive: len bytes (malloc'd; initramfs_free releases it) */
 	size_t len, cap;
