@@ -1,0 +1,60 @@
+/* The init of `mica sandbox`: PID 1 of the guest, a static binary in the initramfs
+ * (sandbox/initramfs.h). It loads the modules, mounts the host's files (read-only, under a
+ * tmpfs overlay, plus the writable shares), connects the standard streams, runs the job's
+ * command as the caller, and reports its status to mica through the debug-exit port.
+ *
+ * Steps (main.c), each quiet unless the job is verbose:
+ *   1. /proc, /sys and devtmpfs /dev in the initramfs; read /mica/job;
+ *   2. load /mica/modules in order (modules.c);
+ *   3. open the streams: the named virtio-console ports, or /dev/hvc0 as a terminal (stdio.c);
+ *   4. build the new root and switch to it (root.c);
+ *   5. hostname, loopback up; run the command and reap every process (run.c);
+ *   6. kill what is left, close the ports, sync, write the status to port 0x501 (say.c).
+ * Any failure of the init itself: one line "mica sandbox: init: WHAT: REASON" on the stderr
+ * stream once it is open (before: the kernel's console, /dev/console), and status 125. */
+#ifndef MICA_SANDBOX_INIT_H
+#define MICA_SANDBOX_INIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sandbox/job.h"
+
+#define STATUS_INIT_FAILED 125
+
+/* say.c: where the init's own messages go (the console until stdio_open moves it). */
+extern int log_fd;
+extern bool verbose;
+
+/* One line "mica sandbox: init: ..." if verbose. */
+void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "mica sandbox: init: WHAT: strerror(err)", then ends the VM with status 125. */
+__attribute__((noreturn, format(printf, 2, 3))) void die(int err, const char *fmt, ...);
+/* Kills every other process, syncs and ends the VM with status (port 0x501; power-off if
+ * that did not end it). */
+__attribute__((noreturn)) void finish(int status);
+
+/* util.c: reads a whole file into a new NUL-terminated buffer (*len bytes before the NUL).
+ * Returns 0 or -errno. */
+int read_all(const char *path, char **buf, size_t *len);
+/* mkdir -p, each new directory with mode; an existing one is fine. Returns 0 or -errno. */
+int mkdir_p(const char *path, unsigned mode);
+
+/* modules.c: loads the modules /mica/modules lists, from /lib/modules. */
+void load_modules(void);
+
+/* stdio.c: opens the job's three streams into fds (descriptors >= 3, close-on-exec); *tty is
+ * the terminal's descriptor if a stream is JOB_STDIO_TTY, else -1. */
+void stdio_open(const struct sandbox_job *j, int fds[3], int *tty);
+/* Closes the ports (once no process holds them): the host has their output when it returns. */
+void stdio_close(void);
+
+/* root.c: mounts the new root (overlay over the host's /, the shares, /proc, /sys, /dev...)
+ * and makes it /. */
+void root_setup(const struct sandbox_job *j);
+
+/* run.c: runs the command with fds as its stdin, stdout and stderr; returns its status (exit
+ * code, or 128 + signal). */
+int run_command(const struct sandbox_job *j, const int fds[3], int tty);
+
+#endif

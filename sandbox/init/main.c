@@ -1,0 +1,66 @@
+/* PID 1 of `mica sandbox`'s guest (the steps: sandbox/init/init.h). */
+#include <errno.h>
+#include <net/if.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sandbox/init/init.h"
+
+#define JOB_PATH "/mica/job"
+
+static void early_mount(const char *type, const char *dir)
+{
+	if (mount(type, dir, type, MS_NOSUID | (strcmp(type, "devtmpfs") ? MS_NODEV | MS_NOEXEC : 0),
+		  NULL) < 0)
+		die(errno, "mounting %s on %s", type, dir);
+}
+
+static void read_job(struct sandbox_job *j)
+{
+	size_t len;
+	char *buf;
+	int err;
+
+	if ((err = read_all(JOB_PATH, &buf, &len)))
+		die(-err, "reading " JOB_PATH);
+	if ((err = job_decode((const uint8_t *)buf, len, j)))
+		die(-err, "decoding " JOB_PATH " (a mica of another version?)");
+	free(buf);
+	verbose = j->flags & JOB_VERBOSE;
+}
+
+/* lo up (the kernel gives it 127.0.0.1 and ::1 then); without it, the command just has no
+ * loopback, so a failure is only noted. */
+static void loopback_up(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
+	    (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) < 0))
+		note("bringing up lo: %s", strerror(errno));
+	if (s >= 0)
+		close(s);
+}
+
+int main(void)
+{
+	struct sandbox_job job;
+	int fds[3], tty;
+
+	early_mount("proc", "/proc");
+	early_mount("sysfs", "/sys");
+	early_mount("devtmpfs", "/dev");
+	read_job(&job);
+	load_modules();
+	stdio_open(&job, fds, &tty);
+	root_setup(&job);
+	if (job.hostname[0] && sethostname(job.hostname, strlen(job.hostname)) < 0)
+		die(errno, "setting the hostname to %s", job.hostname);
+	loopback_up();
+	finish(run_command(&job, fds, tty));
+}
