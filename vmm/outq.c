@@ -284,12 +284,12 @@ int outq_flush(struct outq *q, int idle_ms)
 		now = now_ns();
 		if (q->len != before)
 			last = now;
-		else if (now - last >= (uint64_t)idle_ms * 1000000)
+		else if (idle_ms >= 0 && now - last >= (uint64_t)idle_ms * 1000000)
 			err = -ETIMEDOUT;
 		/* The loop has stopped; nobody else writes now, but the lock is not held across the
 		 * wait all the same. */
 		pthread_mutex_unlock(&q->lock);
-		if (!err && poll(&p, 1, idle_ms - (int)((now - last) / 1000000)) == 0)
+		if (!err && poll(&p, 1, idle_ms < 0 ? -1 : idle_ms - (int)((now - last) / 1000000)) == 0)
 			err = -ETIMEDOUT;
 		pthread_mutex_lock(&q->lock);
 		if (err) {

@@ -68,8 +68,8 @@ int outq_on_space(struct outq *q, outq_space_fn fn, void *opaque);
 void outq_off_space(struct outq *q, void *opaque);
 
 /* Writes out what is queued, waiting for the reader (the loop has stopped): gives up, dropping
- * the rest, after idle_ms without progress. Returns 0, -ETIMEDOUT or, with the reader gone,
- * -EPIPE. */
+ * the rest, after idle_ms without progress (idle_ms < 0: waits as long as the reader is there).
+ * Returns 0, -ETIMEDOUT or, with the reader gone, -EPIPE. */
 int outq_flush(struct outq *q, int idle_ms);
 
 /* Bytes queued, not yet written. */
