@@ -2,9 +2,10 @@
  * buffers, one readv over every buffer held, with no copy in between.
  *
  * Only the event loop reads: a kick or a control message (which may arrive on a vCPU thread)
- * only arms the port's handler, which then runs on the loop. The fd is watched while the guest
- * has the port open, the input has not ended and the device holds receive buffers; with no
- * buffers the guest's next kick brings us back. A pipe or terminal is read through a
+ * only arms the port's handler, which then runs on the loop. It is armed while the guest has
+ * the port open and the input has not ended, when the guest posts receive buffers or opens the
+ * port, and after a read that found nothing yet; a wake-up that finds no buffers stops until
+ * the guest's next kick. A pipe or terminal is read through a
  * non-blocking description of our own (fd_reopen_nonblock: O_NONBLOCK on the shared one would
  * reach the shell), watched with a one-shot EPOLLIN so that a hung-up fd nobody wants to read
  * wakes nobody. A regular file or /dev/null cannot be watched (epoll says EPERM) and never
