@@ -222,30 +222,31 @@ static bool console_queue_notify(struct virtio_dev *dev, int q)
 	return false;
 }
 
+#define NUM(name, counter) ((struct stat_value){ (name), NULL, atomic_load(counter) })
+
 static int console_stats(struct virtio_dev *dev, struct stat_value *out, int max)
 {
 	struct virtio_console *c = container_of(dev, struct virtio_console, vdev);
 	struct stat_value v[6 + 4 * VIRTIO_CONSOLE_MAX_PORTS] = {
-		{ "output_bytes", NULL, atomic_load(&c->ports[0].bytes_out) },
-		{ "output_waits", NULL, atomic_load(&c->ports[0].output_waits) },
+		NUM("output_bytes", &c->ports[0].bytes_out),
+		NUM("output_waits", &c->ports[0].output_waits),
 	};
 	int n = 2;
 
 	if (c->multiport) {
-		v[n++] = (struct stat_value){ "control_sent", NULL, atomic_load(&c->ctrl_sent) };
-		v[n++] = (struct stat_value){ "control_ignored", NULL, atomic_load(&c->ctrl_ignored) };
-		v[n++] = (struct stat_value){ "control_truncated", NULL,
-					      atomic_load(&c->ctrl_truncated) };
+		v[n++] = NUM("control_sent", &c->ctrl_sent);
+		v[n++] = NUM("control_ignored", &c->ctrl_ignored);
+		v[n++] = NUM("control_truncated", &c->ctrl_truncated);
 	}
 	if (c->multiport || !c->ports[0].out)
-		v[n++] = (struct stat_value){ "bytes_dropped", NULL, atomic_load(&c->bytes_dropped) };
+		v[n++] = NUM("bytes_dropped", &c->bytes_dropped);
 	for (int i = 1; i < c->nports; i++) {
 		struct con_port *p = &c->ports[i];
 
 		v[n++] = (struct stat_value){ p->stat_names[0], p->name, 0 };
-		v[n++] = (struct stat_value){ p->stat_names[1], NULL, atomic_load(&p->bytes_in) };
-		v[n++] = (struct stat_value){ p->stat_names[2], NULL, atomic_load(&p->bytes_out) };
-		v[n++] = (struct stat_value){ p->stat_names[3], NULL, atomic_load(&p->output_waits) };
+		v[n++] = NUM(p->stat_names[1], &p->bytes_in);
+		v[n++] = NUM(p->stat_names[2], &p->bytes_out);
+		v[n++] = NUM(p->stat_names[3], &p->output_waits);
 	}
 	n = MIN(n, max);
 	memcpy(out, v, n * sizeof(v[0]));

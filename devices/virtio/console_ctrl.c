@@ -128,8 +128,9 @@ static void handle(struct virtio_console *c, const struct virtio_console_control
 			pr_info("virtio-console: the guest could not add port %u", id);
 			break;
 		}
-		p->pending |= (id == 0 ? CON_SEND_CONSOLE : 0) | (con_host_open(p) ? CON_SEND_OPEN : 0) |
-			      (p->name[0] ? CON_SEND_NAME : 0);
+		p->pending |= id == 0 ? CON_SEND_CONSOLE : 0;
+		p->pending |= con_host_open(p) ? CON_SEND_OPEN : 0;
+		p->pending |= p->name[0] ? CON_SEND_NAME : 0;
 		break;
 	case VIRTIO_CONSOLE_PORT_OPEN:
 		p->guest_open = value != 0;

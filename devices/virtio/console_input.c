@@ -117,8 +117,8 @@ static int deliver(struct con_port *p, size_t n)
 static void input_ended(struct con_port *p, int err)
 {
 	if (err)
-		pr_info("virtio-console: port %s: its input failed (%s): treated as its end", p->name,
-			strerror(-err));
+		pr_info("virtio-console: port %s: its input failed (%s): treated as its end",
+			p->name, strerror(-err));
 	p->in_eof = true;
 	con_ctrl_host_changed(p);
 }

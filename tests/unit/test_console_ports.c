@@ -919,8 +919,8 @@ static void create_errors(void)
 	CHECK_EQ(virtio_console_create_ports(&vm.env, o, ports, VIRTIO_CONSOLE_MAX_PORTS + 1, &d),
 		 -EINVAL);
 	for (int i = 0; i < 3; i++)
-		CHECK_EQ(virtio_console_create_ports(&vm.env, o, ports, VIRTIO_CONSOLE_MAX_PORTS, &d),
-			 -ENOSPC);
+		CHECK_EQ(virtio_console_create_ports(&vm.env, o, ports, VIRTIO_CONSOLE_MAX_PORTS,
+						     &d), -ENOSPC);
 	ports[1].name = "0123456789012345678901234567890123456789012345678901234567890123";
 	CHECK_EQ(virtio_console_create_ports(&vm.env, o, ports, 2, &d), -EINVAL);
 	ports[1].name = "";
