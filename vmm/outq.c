@@ -33,6 +33,7 @@ struct outq {
 	struct ev_handler h;       /* EPOLLOUT on wfd, one-shot, armed only while bytes wait */
 	/* Set up once by outq_create(). */
 	enum outq_mode mode;
+	const char *name;          /* "stdout", "stderr": for messages and statistics */
 	const char *kind;          /* "pipe", "tty", "socket", "file", ... for the statistics */
 	int wfd;                   /* where the bytes go */
 	bool own_wfd;              /* wfd was opened here (the reopened pipe or terminal) */
@@ -95,7 +96,8 @@ static void reader_gone(struct outq *q, int err, const char *what)
 	q->gone = true;
 	q->discarded += q->len;
 	q->head = q->len = 0;
-	pr_info("stdout: %s (%s): guest output is discarded from now on", what, strerror(-err));
+	pr_info("%s: %s (%s): guest output is discarded from now on", q->name, what,
+		strerror(-err));
 }
 
 /* With the lock held and bytes queued: have the loop drain them once the fd is writable. */
@@ -256,6 +258,16 @@ int outq_on_space(struct outq *q, outq_space_fn fn, void *opaque)
 	return 0;
 }
 
+void outq_off_space(struct outq *q, void *opaque)
+{
+	int k = 0;
+
+	for (int i = 0; i < q->nwaiters; i++)
+		if (q->waiters[i].opaque != opaque)
+			q->waiters[k++] = q->waiters[i];
+	q->nwaiters = k;
+}
+
 int outq_flush(struct outq *q, int idle_ms)
 {
 	uint64_t last = now_ns();
@@ -272,17 +284,17 @@ int outq_flush(struct outq *q, int idle_ms)
 		now = now_ns();
 		if (q->len != before)
 			last = now;
-		else if (now - last >= (uint64_t)idle_ms * 1000000)
+		else if (idle_ms >= 0 && now - last >= (uint64_t)idle_ms * 1000000)
 			err = -ETIMEDOUT;
 		/* The loop has stopped; nobody else writes now, but the lock is not held across the
 		 * wait all the same. */
 		pthread_mutex_unlock(&q->lock);
-		if (!err && poll(&p, 1, idle_ms - (int)((now - last) / 1000000)) == 0)
+		if (!err && poll(&p, 1, idle_ms < 0 ? -1 : idle_ms - (int)((now - last) / 1000000)) == 0)
 			err = -ETIMEDOUT;
 		pthread_mutex_lock(&q->lock);
 		if (err) {
-			pr_warn("stdout: %zu bytes of guest output dropped: its reader took nothing for "
-				"%d ms", q->len, idle_ms);
+			pr_warn("%s: %zu bytes of guest output dropped: its reader took nothing for "
+				"%d ms", q->name, q->len, idle_ms);
 			q->discarded += q->len;
 			q->head = q->len = 0;
 		}
@@ -311,7 +323,7 @@ int outq_stats(void *opaque, struct stat_value *out, int max)
 	pthread_mutex_lock(&q->lock);
 	{
 		struct stat_value v[] = {
-			{ "device", "stdout", 0 },
+			{ "device", q->name, 0 },
 			{ "kind", q->kind, 0 },
 			{ "bytes_written", NULL, q->written },
 			{ "bytes_discarded", NULL, q->discarded },
@@ -331,7 +343,6 @@ int outq_stats(void *opaque, struct stat_value *out, int max)
 static void choose_mode(struct outq *q, int fd)
 {
 	struct stat st;
-	char path[32];
 	int nfd, fl;
 
 	q->wfd = fd;
@@ -339,7 +350,7 @@ static void choose_mode(struct outq *q, int fd)
 	if (fstat(fd, &st) < 0) {
 		q->kind = "closed";
 		q->gone = true;
-		pr_info("stdout is closed: guest output is discarded");
+		pr_info("%s is closed: guest output is discarded", q->name);
 		return;
 	}
 	if (S_ISSOCK(st.st_mode)) {
@@ -352,19 +363,16 @@ static void choose_mode(struct outq *q, int fd)
 		return;
 	}
 	q->kind = S_ISFIFO(st.st_mode) ? "pipe" : "tty";
-	/* O_NONBLOCK belongs to the open file description, which the shell and the rest of a
-	 * pipeline share with us: set it on a description of our own instead. */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	nfd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	nfd = fd_reopen_nonblock(fd, O_WRONLY);
 	if (nfd >= 0) {
 		q->wfd = nfd;
 		q->own_wfd = true;
 		q->mode = OUTQ_NONBLOCK;
 		return;
 	}
-	if (errno == ENXIO) { /* a pipe or FIFO nobody reads any more */
+	if (nfd == -ENXIO) { /* a pipe or FIFO nobody reads any more */
 		q->gone = true;
-		pr_info("stdout: its reader is gone: guest output is discarded");
+		pr_info("%s: its reader is gone: guest output is discarded", q->name);
 		return;
 	}
 	fl = fcntl(fd, F_GETFL);
@@ -372,11 +380,29 @@ static void choose_mode(struct outq *q, int fd)
 		q->mode = OUTQ_NONBLOCK;
 		return;
 	}
-	pr_info("stdout: cannot reopen it without blocking (%s): a stalled reader will stall the "
-		"guest", strerror(errno));
+	pr_info("%s: cannot reopen it without blocking (%s): a stalled reader will stall the "
+		"guest", q->name, strerror(-nfd));
+}
+
+int fd_reopen_nonblock(int fd, int accmode)
+{
+	char path[32];
+	int nfd;
+
+	/* O_NONBLOCK belongs to the open file description, which the shell and the rest of a
+	 * pipeline share with us: set it on a description of our own instead. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	nfd = open(path, accmode | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	return nfd < 0 ? -errno : nfd;
 }
 
 int outq_create(struct evloop *loop, int fd, size_t capacity, struct outq **out)
+{
+	return outq_create_named(loop, fd, capacity, "stdout", out);
+}
+
+int outq_create_named(struct evloop *loop, int fd, size_t capacity, const char *name,
+		      struct outq **out)
 {
 	struct outq *q = calloc(1, sizeof(*q));
 	size_t cap = 4096;
@@ -396,6 +422,7 @@ int outq_create(struct evloop *loop, int fd, size_t capacity, struct outq **out)
 	q->loop = loop;
 	q->h.fn = on_writable;
 	q->h.fd = -1;
+	q->name = name;
 	pthread_mutex_init(&q->lock, NULL);
 	choose_mode(q, fd);
 	*out = q;

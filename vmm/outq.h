@@ -47,6 +47,10 @@ typedef void (*outq_space_fn)(void *opaque);
 /* A queue of capacity bytes (rounded up to a power of two) for fd, drained by loop. The fd
  * stays the caller's: outq_destroy() closes only what outq_create() opened. */
 int outq_create(struct evloop *loop, int fd, size_t capacity, struct outq **out);
+/* The same for another of mica's output fds: name ("stderr", a static string) stands for
+ * "stdout" in its messages and in its --stats-json entry. */
+int outq_create_named(struct evloop *loop, int fd, size_t capacity, const char *name,
+		      struct outq **out);
 /* Frees the queue, dropping what is still queued (outq_flush() first to keep it). Takes a
  * void * to serve as a destructor for vm_own(). */
 void outq_destroy(void *q);
@@ -60,10 +64,12 @@ size_t outq_writev(struct outq *q, const struct iovec *iov, int iovcnt);
 /* Registers fn(opaque) to run when room is back after a write was cut short. At set-up time
  * only, before the event loop runs; -ENOSPC when the table is full. */
 int outq_on_space(struct outq *q, outq_space_fn fn, void *opaque);
+/* Undoes outq_on_space() for opaque (set-up time: a constructor that fails after it). */
+void outq_off_space(struct outq *q, void *opaque);
 
 /* Writes out what is queued, waiting for the reader (the loop has stopped): gives up, dropping
- * the rest, after idle_ms without progress. Returns 0, -ETIMEDOUT or, with the reader gone,
- * -EPIPE. */
+ * the rest, after idle_ms without progress (idle_ms < 0: waits as long as the reader is there).
+ * Returns 0, -ETIMEDOUT or, with the reader gone, -EPIPE. */
 int outq_flush(struct outq *q, int idle_ms);
 
 /* Bytes queued, not yet written. */
@@ -71,5 +77,11 @@ size_t outq_queued(struct outq *q);
 
 /* --stats-json's "stdout" entry (a stats_fn). */
 int outq_stats(void *q, struct stat_value *out, int max);
+
+/* A new open file description of fd (accmode O_RDONLY or O_WRONLY) with O_NONBLOCK, through
+ * /proc/self/fd/N, so that the flag never reaches whoever shares fd's own description (the
+ * shell, the rest of a pipeline). For pipes, FIFOs and terminals (virtio-console's input ports
+ * read theirs this way). Returns the new fd or -errno: -ENXIO for a FIFO nobody reads. */
+int fd_reopen_nonblock(int fd, int accmode);
 
 #endif

@@ -44,7 +44,8 @@
 struct guest_mem;
 struct virtio_dev;
 
-#define VIRTIO_MAX_QUEUES 8
+/* virtio-console's 6 named ports take 16 (a pair per port, port 0's and the control pair). */
+#define VIRTIO_MAX_QUEUES 16
 #define VIRTIO_ISR_QUEUE  0x1
 #define VIRTIO_ISR_CONFIG 0x2
 /* Requests a queue handler serves per wake-up before yielding to the rest of the loop: a quarter

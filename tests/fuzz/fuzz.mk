@@ -29,7 +29,8 @@ FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/fuzz_track.
 			     tests/fuzz/fuzz_dev_blk.c tests/fuzz/fuzz_dev_net.c \
 			     tests/fuzz/fuzz_dev_balloon.c tests/fuzz/stubs.c \
 			     devices/virtio/virtq.c devices/virtio/virtio.c devices/virtio/rng.c \
-			     devices/virtio/console.c devices/virtio/blk.c devices/virtio/blk_opts.c \
+			     devices/virtio/console.c devices/virtio/console_ctrl.c \
+			     devices/virtio/console_input.c devices/virtio/blk.c devices/virtio/blk_opts.c \
 			     devices/virtio/blk_image.c devices/virtio/blk_wz.c devices/virtio/blk_io.c \
 			     devices/virtio/net.c devices/virtio/balloon.c vmm/log.c vmm/evloop.c vmm/err.c \
 			     vmm/outq.c vmm/util.c vmm/confine.c confine/seccomp.c \

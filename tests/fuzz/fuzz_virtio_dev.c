@@ -79,27 +79,44 @@ static struct virtio_dev *rng_create(const struct virtio_env *e, uint8_t opt, ui
 
 /* The console writes to an output queue of one page on a one-page pipe, so that transmit
  * backpressure (requests held, the transmitq stopped, resumed by the queue's callback) is
- * reached within a few requests. Option bit 0: the pipe's reader reads (in the settle step,
- * which also runs the event loop: the queue's writer, then the kick it sends), else it never
- * does. */
-static struct outq *con_out;
-static int con_pipe[2] = { -1, -1 };
-static bool con_reader;
-static uint64_t con_drained;
+ * reached within a few requests. Option bit 0: the pipes' reader reads (in the settle step,
+ * which also runs the event loop: the queues' writers, then the kicks they send, and the input
+ * port's reads), else it never does. Option bit 1: named ports (VIRTIO_CONSOLE_F_MULTIPORT):
+ * port 1 reads a pipe the model writes to, port 2 writes to a second output queue like port
+ * 0's. */
+#define CON_OUTS 2
+static struct outq *con_out[CON_OUTS];
+static int con_pipe[CON_OUTS][2] = { { -1, -1 }, { -1, -1 } };
+static int con_in[2] = { -1, -1 };
+static bool con_reader, con_multi;
+static uint64_t con_drained[CON_OUTS], con_fed;
 
 static struct virtio_dev *console_create(const struct virtio_env *e, uint8_t opt,
 					 uint64_t *features)
 {
 	struct virtio_dev *dev = NULL;
+	struct console_port ports[2];
 
-	*features = 1ULL << 0; /* VIRTIO_CONSOLE_F_SIZE */
 	con_reader = opt & 1;
-	con_drained = 0;
-	FUZZ_ASSERT(pipe2(con_pipe, O_CLOEXEC) == 0);
-	fcntl(con_pipe[0], F_SETFL, O_NONBLOCK);
-	fcntl(con_pipe[1], F_SETPIPE_SZ, 4096);
-	FUZZ_ASSERT(outq_create(e->loop, con_pipe[1], 4096, &con_out) == 0);
-	FUZZ_ASSERT(virtio_console_create(e, con_out, &dev) == 0);
+	con_multi = opt & 2;
+	*features = 1ULL << 0 | (con_multi ? 1ULL << 1 : 0); /* F_SIZE, F_MULTIPORT */
+	con_fed = 0;
+	for (int i = 0; i < (con_multi ? CON_OUTS : 1); i++) {
+		con_drained[i] = 0;
+		FUZZ_ASSERT(pipe2(con_pipe[i], O_CLOEXEC) == 0);
+		fcntl(con_pipe[i][0], F_SETFL, O_NONBLOCK);
+		fcntl(con_pipe[i][1], F_SETPIPE_SZ, 4096);
+		FUZZ_ASSERT(outq_create(e->loop, con_pipe[i][1], 4096, &con_out[i]) == 0);
+	}
+	if (!con_multi) {
+		FUZZ_ASSERT(virtio_console_create(e, con_out[0], &dev) == 0);
+		return dev;
+	}
+	FUZZ_ASSERT(pipe2(con_in, O_CLOEXEC) == 0);
+	fcntl(con_in[1], F_SETFL, O_NONBLOCK);
+	ports[0] = (struct console_port){ "in", con_in[0], NULL };
+	ports[1] = (struct console_port){ "out", -1, con_out[1] };
+	FUZZ_ASSERT(virtio_console_create_ports(e, con_out[0], ports, 2, &dev) == 0);
 	return dev;
 }
 
@@ -111,10 +128,11 @@ static void console_settle(struct virtio_dev *dev)
 	int n;
 
 	(void)dev;
-	if (!con_reader)
+	if (!con_reader && !con_multi)
 		return;
-	while ((r = read(con_pipe[0], buf, sizeof(buf))) > 0)
-		con_drained += r;
+	for (int i = 0; con_reader && i < (con_multi ? CON_OUTS : 1); i++)
+		while ((r = read(con_pipe[i][0], buf, sizeof(buf))) > 0)
+			con_drained[i] += r;
 	n = epoll_wait(loop.epfd, evs, 8, 0);
 	for (int i = 0; i < n; i++)
 		((struct ev_handler *)evs[i].data.ptr)->fn(evs[i].data.ptr, evs[i].events);
@@ -130,35 +148,59 @@ static uint64_t stat_named(struct stat_value *v, int n, const char *name)
 }
 
 /* Every byte the device says it handed over is in the pipe, read, queued or (never here)
- * discarded: nothing is lost or made up on the way. */
+ * discarded: nothing is lost or made up on the way. Every byte fed to the input port is in
+ * its pipe or counted as delivered to the guest. */
 static void console_check(struct virtio_dev *dev, bool disrupted)
 {
+	static const char *const taken[CON_OUTS] = { "output_bytes", "port2_bytes_out" };
 	struct stat_value d[STATS_MAX_VALUES], o[STATS_MAX_VALUES];
-	int nd = virtio_dev_stats(dev, d, STATS_MAX_VALUES), no = outq_stats(con_out, o, STATS_MAX_VALUES);
-	int in_pipe = 0;
+	int nd = virtio_dev_stats(dev, d, STATS_MAX_VALUES), no, in_pipe = 0;
 
 	(void)disrupted;
-	FUZZ_ASSERT(ioctl(con_pipe[0], FIONREAD, &in_pipe) == 0);
-	FUZZ_ASSERT(stat_named(d, nd, "output_bytes") ==
-		    stat_named(o, no, "bytes_written") + outq_queued(con_out));
-	FUZZ_ASSERT(stat_named(o, no, "bytes_written") == con_drained + (uint64_t)in_pipe);
-	FUZZ_ASSERT(stat_named(o, no, "bytes_discarded") == 0);
+	for (int i = 0; i < (con_multi ? CON_OUTS : 1); i++) {
+		no = outq_stats(con_out[i], o, STATS_MAX_VALUES);
+		FUZZ_ASSERT(ioctl(con_pipe[i][0], FIONREAD, &in_pipe) == 0);
+		FUZZ_ASSERT(stat_named(d, nd, taken[i]) ==
+			    stat_named(o, no, "bytes_written") + outq_queued(con_out[i]));
+		FUZZ_ASSERT(stat_named(o, no, "bytes_written") == con_drained[i] + (uint64_t)in_pipe);
+		FUZZ_ASSERT(stat_named(o, no, "bytes_discarded") == 0);
+	}
+	if (con_multi) {
+		FUZZ_ASSERT(ioctl(con_in[0], FIONREAD, &in_pipe) == 0);
+		FUZZ_ASSERT(stat_named(d, nd, "port1_bytes_in") + (uint64_t)in_pipe == con_fed);
+	}
 }
 
 static void console_finish(void)
 {
-	outq_destroy(con_out);
-	close(con_pipe[0]);
-	close(con_pipe[1]);
+	for (int i = 0; i < (con_multi ? CON_OUTS : 1); i++) {
+		outq_destroy(con_out[i]);
+		close(con_pipe[i][0]);
+		close(con_pipe[i][1]);
+	}
+	for (int i = 0; con_multi && i < 2; i++)
+		if (con_in[i] >= 0)
+			close(con_in[i]);
+	con_in[0] = con_in[1] = -1;
 }
 
-/* 0: terminal input of arg * 9 bytes; 1: a terminal resize. */
+/* 0: terminal input of arg * 9 bytes (odd arg with ports: arg * 9 bytes into the input port's
+ * pipe, 1: the pipe's end); 1: a terminal resize. */
 static void console_op(struct virtio_dev *dev, int which, uint8_t arg)
 {
 	static const uint8_t text[32 * 9] = "the quick brown fox jumps over the lazy dog";
 	struct console_sink sink = virtio_console_sink(dev);
 
-	if (which == 0) {
+	if (which == 0 && con_multi && (arg & 1)) {
+		ssize_t w;
+
+		if (arg == 1 && con_in[1] >= 0) {
+			close(con_in[1]);
+			con_in[1] = -1;
+		} else if (con_in[1] >= 0 && (w = write(con_in[1], text, (size_t)arg * 9)) > 0) {
+			con_fed += w;
+		}
+	} else if (which == 0) {
 		size_t len = (size_t)arg * 9, got = sink.receive(sink.dev, text, len);
 
 		FUZZ_ASSERT(got <= len);

@@ -331,6 +331,55 @@ static void net_seeds(void)
 	}
 }
 
+/* virtio-console with named ports: the control handshake (DEVICE_READY, PORT_READY for each
+ * port, the guest opening port 1), input written to port 1's pipe and its end, output on port
+ * 2; kicks, a reset and the handshake again. */
+static void console_ports_seeds(void)
+{
+	static const uint16_t msgs[5][3] = { /* id, event, value */
+		{ 0xffff, 0, 1 }, { 0, 3, 1 }, { 1, 3, 1 }, { 2, 3, 1 }, { 1, 6, 1 },
+	};
+
+	for (int tail = 0; tail < 2; tail++) {
+		for (int opt = 2; opt < 4; opt++) {
+			uint8_t h[16];
+			uint64_t d[8], a[8], u[8], buf;
+			uint16_t idx[8] = { 0 };
+
+			memset(img, 0, sizeof(img));
+			base = tail ? FUZZ_TAIL_BASE : 0;
+			buf = tail ? FUZZ_LOW_SIZE - 0x800 : 0x1000;
+			/* kick control rx, control tx; 27 bytes of input; kick port 1 rx, port 2 tx,
+			 * control rx; the input's end; kick control rx; reset; kick control tx,
+			 * control rx; input again */
+			dev_header(h, 1, opt, 0, 3, tail,
+				   "\x10\x18\x19\x20\x38\x10\x09\x10\x05\x18\x10\x19");
+			dev_rings(8, 8, d, a, u);
+			for (uint16_t i = 0; i < 4; i++) { /* control receive buffers */
+				desc(d[2], i, buf + 64ULL * i, 64, VRING_DESC_F_WRITE, 0);
+				post(a[2], 8, &idx[2], i);
+			}
+			for (uint16_t i = 0; i < 5; i++) { /* the driver's messages */
+				uint8_t m[8] = { (uint8_t)msgs[i][0], (uint8_t)(msgs[i][0] >> 8),
+						 (uint8_t)(msgs[i][0] >> 8), (uint8_t)(msgs[i][0] >> 8),
+						 (uint8_t)msgs[i][1], 0, (uint8_t)msgs[i][2], 0 };
+
+				put(buf + 0x100 + 8ULL * i, m, sizeof(m));
+				desc(d[3], i, buf + 0x100 + 8ULL * i, 8, 0, 0);
+				post(a[3], 8, &idx[3], i);
+			}
+			for (uint16_t i = 0; i < 2; i++) { /* port 1's receive buffers */
+				desc(d[4], i, buf + 0x200 + 32ULL * i, 32, VRING_DESC_F_WRITE, 0);
+				post(a[4], 8, &idx[4], i);
+			}
+			put(buf + 0x300, "hello port\n", 11); /* port 2's output */
+			desc(d[7], 0, buf + 0x300, 11, 0, 0);
+			post(a[7], 8, &idx[7], 0);
+			emit("fuzz_virtio_dev", h, sizeof(h));
+		}
+	}
+}
+
 /* virtio-balloon: an inflate list (in RAM, beyond it, in the high region), one split across
  * two buffers, a deflate list, a stats buffer; kicks, stats returned, a target set. */
 static void balloon_seeds(void)
@@ -684,6 +733,7 @@ int main(int argc, char **argv)
 	device_seeds();
 	blk_seeds();
 	net_seeds();
+	console_ports_seeds();
 	balloon_seeds();
 	transport_seeds();
 	pci_seeds();
