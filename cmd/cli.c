@@ -16,6 +16,7 @@
 void cli_usage(FILE *out)
 {
 	fputs("usage: mica run --kernel PATH [options]\n"
+	      "       mica sandbox [options] [--] [CMD [ARGS...]]   (see mica sandbox --help)\n"
 	      "       mica bench exits [--kernel PATH] [--iterations N] [--json PATH]\n"
 	      "       mica --help | --version\n"
 	      "\n"
@@ -345,7 +346,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 	return 0;
 }
 
-int cli_parse(int argc, char **argv, struct cli *cli, struct err *e)
+void cli_defaults(struct cli *cli)
 {
 	memset(cli, 0, sizeof(*cli));
 	cli->cfg.vm.mem_size = DEFAULT_MEM;
@@ -355,6 +356,11 @@ int cli_parse(int argc, char **argv, struct cli *cli, struct err *e)
 	cli->cfg.seccomp.on = true;
 	cli->cfg.seccomp.probe = SECCOMP_NONE;
 	cli->cfg.serial_fd = -1;
+}
+
+int cli_parse(int argc, char **argv, struct cli *cli, struct err *e)
+{
+	cli_defaults(cli);
 	if (argc < 2)
 		return err_set(e, -EINVAL, "no command given: use mica run --kernel PATH, or mica --help");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {

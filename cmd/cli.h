@@ -16,6 +16,8 @@ struct cli {
 	struct mica_config cfg;
 };
 
+/* A config with every default (as mica run with only --kernel). */
+void cli_defaults(struct cli *cli);
 /* Parses argv. Returns 0, or -EINVAL with e saying what is wrong and what to do. */
 int cli_parse(int argc, char **argv, struct cli *cli, struct err *e);
 void cli_usage(FILE *out);

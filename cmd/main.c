@@ -13,6 +13,7 @@
 #include "cmd/bench_exits.h"
 #include "cmd/cli.h"
 #include "cmd/landlock_rules.h"
+#include "cmd/sandbox.h"
 #include "devices/legacy.h"
 #include "devices/pci.h"
 #include "devices/uart.h"
@@ -24,6 +25,7 @@
 #include "devices/virtio/virtio.h"
 #include "confine/landlock_probe.h"
 #include "confine/seccomp.h"
+#include "sandbox/milestones.h"
 #include "vmm/control.h"
 #include "vmm/host_mem.h"
 #include "vmm/layout.h"
@@ -79,6 +81,35 @@ static int plug(struct vm *vm, struct parts *p, struct virtio_dev *dev,
 	return stats_add_device(&p->stats, virtio_dev_stats, dev);
 }
 
+/* virtio-console: port 0 on stdout's queue, and the named ports (mica sandbox's streams), each
+ * output port with its own queue. */
+static int create_console(struct vm *vm, const struct mica_config *c, struct parts *p,
+			  const struct virtio_env *env)
+{
+	struct console_port ports[CONFIG_MAX_PORTS];
+	struct virtio_dev *dev;
+	int err;
+
+	for (int i = 0; i < c->nports; i++) {
+		ports[i] = (struct console_port){ c->ports[i].name, c->ports[i].in_fd, NULL };
+		if (c->ports[i].out_fd < 0)
+			continue;
+		err = outq_create_named(&vm->loop, c->ports[i].out_fd, OUTQ_SIZE, c->ports[i].name,
+					&ports[i].out);
+		if (!err && (err = vm_own(vm, ports[i].out, outq_destroy)))
+			outq_destroy(ports[i].out);
+		if (!err)
+			err = stats_add_device(&p->stats, outq_stats, ports[i].out);
+		if (err)
+			return err;
+	}
+	err = virtio_console_create_ports(env, p->out, ports, c->nports, &dev);
+	if (err || (err = plug(vm, p, dev, c->transport)))
+		return err;
+	p->vcon = dev;
+	return 0;
+}
+
 /* The devices of the machine, in the fixed order that decides their slots (see
  * docs/boot-contract.md). Fills e only for what the user can mend (an image, a network);
  * anything else is mica's own failure. */
@@ -123,12 +154,11 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct inp
 	if (err)
 		return err;
 	p->console = uart_console_sink(p->uart);
-	if (c->console == CONSOLE_VIRTIO) {
-		err = virtio_console_create(&env, p->out, &dev);
-		if (err || (err = plug(vm, p, dev, c->transport)))
+	if (c->console == CONSOLE_VIRTIO || c->nports) {
+		if ((err = create_console(vm, c, p, &env)))
 			return err;
-		p->vcon = dev;
-		p->console = virtio_console_sink(dev);
+		if (c->console == CONSOLE_VIRTIO)
+			p->console = virtio_console_sink(p->vcon);
 	}
 	for (int i = 0; i < c->ndisks; i++) {
 		err = virtio_blk_create_on(&env, &c->disks[i], &in->disks[i], &dev, e);
@@ -216,6 +246,16 @@ static int open_inputs(struct mica_config *c, struct inputs *in, struct err *e)
 		if (err)
 			return err;
 	}
+	for (int i = 0; i < c->nshares; i++) {
+		struct stat st;
+
+		if (stat(c->shares[i].path, &st) < 0)
+			return err_set(e, -errno, "--share %s: %s; give an existing directory",
+				       c->shares[i].path, strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return err_set(e, -ENOTDIR, "--share %s: not a directory; share a directory",
+				       c->shares[i].path);
+	}
 	if ((err = out_file_open(&in->stats, c->stats_path, "--stats-json", e)))
 		return err;
 	if (c->control_path && (err = check_socket_path("--control", c->control_path, e)))
@@ -245,6 +285,8 @@ static int start_seccomp(struct mica_config *c)
 
 	o->exit_writes_file = c->stats_path != NULL;
 	o->control_socket = c->control_path != NULL;
+	for (int i = 0; i < c->nports; i++)
+		o->port_input |= c->ports[i].in_fd >= 0;
 	for (int i = 0; i < c->nnets; i++) {
 		o->tap |= c->nets[i].kind == NET_TAP;
 		o->slirp |= c->nets[i].kind == NET_USER;
@@ -259,6 +301,7 @@ static int run(struct mica_config *c)
 	struct parts parts = { 0 };
 	struct landlock *landlock = NULL;
 	struct term term;
+	bool use_term;
 	struct vm vm;
 	struct run_times times = { .start_ns = now_ns() };
 	struct err e = { "" };
@@ -328,19 +371,40 @@ static int run(struct mica_config *c)
 		status = EXIT_CRASH;
 		goto out_vm;
 	}
-	term_start(&term, &vm, parts.console);
-	if (parts.vcon)
-		virtio_console_set_term(parts.vcon, &term);
-	else
-		uart_set_term(parts.uart, &term);
+	/* mica sandbox's stdin, when it is not a terminal, is a console port's, not the
+	 * terminal's. */
+	use_term = !c->sandbox || c->console == CONSOLE_VIRTIO;
+	if (use_term) {
+		term_start(&term, &vm, parts.console);
+		if (c->console == CONSOLE_VIRTIO)
+			virtio_console_set_term(parts.vcon, &term);
+		else
+			uart_set_term(parts.uart, &term);
+	}
 	times.first_run_ns = now_ns();
 	status = vm_run(&vm);
 	times.end_ns = now_ns();
+	if (c->sandbox)
+		status = sandbox_exit_status(vm.exit_status, vm.exit_reason, c->vm.timeout_s);
 	times.mica_status = status;
+	if (c->sandbox) {
+		times.marks[0].name = "init";
+		times.marks[0].ns = atomic_load(&parts.milestones.ns[SANDBOX_MILESTONE_INIT]);
+		times.marks[1].name = "cmd_start";
+		times.marks[1].ns = atomic_load(&parts.milestones.ns[SANDBOX_MILESTONE_CMD]);
+		times.marks[2].name = "end";
+		times.marks[2].ns = times.end_ns;
+		times.nmarks = 3;
+	}
 	/* The guest's last words (a test's final TAP lines) reach a reader that is merely slow;
 	 * one that takes nothing for a while is not waited for. */
+	if (parts.vcon)
+		virtio_console_drain(parts.vcon, c->sandbox ? -1 : OUTQ_FLUSH_IDLE_MS);
 	outq_flush(parts.out, OUTQ_FLUSH_IDLE_MS);
-	term_stop(&term);
+	if (parts.serial != parts.out)
+		outq_flush(parts.serial, OUTQ_FLUSH_IDLE_MS);
+	if (use_term)
+		term_stop(&term);
 	if (c->stats_path) {
 		stats = out_file_stream(&in.stats);
 		err = stats ? stats_write_json(&vm, &parts.stats, &times, stats) : -ENOMEM;
@@ -353,6 +417,37 @@ out_vm:
 	vm_destroy(&vm);
 	landlock_close(landlock);
 	close_inputs(&in);
+	return status;
+}
+
+/* mica sandbox: the VM its options describe (cmd/sandbox.c), run as mica run runs one. */
+static int sandbox_main(int argc, char **argv)
+{
+	struct sandbox_opts o;
+	struct sandbox_run r = { .log_fd = -1 };
+	struct cli cli;
+	struct err e = { "" };
+	bool help;
+	int status;
+
+	if (sandbox_parse(argc, argv, &o, &help, &e)) {
+		fprintf(stderr, "mica: %s\n", e.msg);
+		return EXIT_USAGE;
+	}
+	if (help) {
+		sandbox_usage(stdout);
+		return 0;
+	}
+	cli_defaults(&cli);
+	if (sandbox_prepare(&o, &cli.cfg, &r, &e)) {
+		fprintf(stderr, "mica: %s\n", e.msg);
+		sandbox_release(&r);
+		return EXIT_USAGE;
+	}
+	log_set_level(cli.cfg.verbosity >= 2 ? LOG_DEBUG
+		      : cli.cfg.verbosity == 1 ? LOG_INFO : LOG_WARN);
+	status = run(&cli.cfg);
+	sandbox_release(&r);
 	return status;
 }
 
@@ -382,6 +477,8 @@ int main(int argc, char **argv)
 
 	if (argc >= 2 && !strcmp(argv[1], "bench"))
 		return bench_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "sandbox"))
+		return sandbox_main(argc - 1, argv + 1);
 	if (cli_parse(argc, argv, &cli, &e)) {
 		fprintf(stderr, "mica: %s\n", e.msg);
 		return EXIT_USAGE;

@@ -64,6 +64,7 @@ struct seccomp_opts {
 	bool control_socket;       /* --control: the loop removes its socket file at exit */
 	bool tap;                  /* --net tap: the tap fd's offload ioctls on feature changes */
 	bool slirp;                /* --net user: libslirp reads /etc/resolv.conf at runtime */
+	bool port_input;           /* a console port reads a host fd (mica sandbox's stdin) */
 };
 
 /* The kind's name: "loop", "vcpu", "io", "fs". */

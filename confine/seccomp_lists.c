@@ -100,6 +100,12 @@ static const struct sc_rule loop_rules[] = {
 	ANY(poll),              /* the last output waits for a slow reader (outq_flush) */
 };
 
+/* Console ports with input (mica sandbox's stdin): the fd read straight into the guest's
+ * buffers (devices/virtio/console_input.c). */
+static const struct sc_rule loop_port_input_rules[] = {
+	ANY(readv),
+};
+
 static const struct sc_rule loop_tap_rules[] = {
 	IN(ioctl, 1, TUNSETVNETHDRSZ, TUNSETOFFLOAD),
 };
@@ -250,6 +256,8 @@ int sc_rules(enum seccomp_kind kind, const struct seccomp_opts *o, struct sc_rul
 			g[ng++] = GROUP(loop_slirp_rules);
 		if (o->exit_writes_file)
 			g[ng++] = GROUP(loop_exit_file_rules);
+		if (o->port_input)
+			g[ng++] = GROUP(loop_port_input_rules);
 		if (o->control_socket) {
 			static const struct sc_rule unlink_rule[] = { ANY(unlink) };
 

@@ -29,7 +29,10 @@
  * own errors go before the streams are open: show it on failure), no kernel chatter, the init
  * from the initramfs, and an immediate reset on a panic (which `mica run` reports as status 0:
  * `mica sandbox` must read a reset as a failure, since the init always ends through 0x501). */
-#define SANDBOX_KERNEL_CMDLINE "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init"
+#define SANDBOX_KERNEL_CMDLINE "console=ttyS0 panic=-1 rdinit=/init"
+/* Added unless the kernel's messages are wanted (-v, --log): only a panic's and the init's own
+ * failures are printed then. */
+#define SANDBOX_KERNEL_QUIET " quiet loglevel=1"
 
 struct initramfs {
 	uint8_t *data;   /* the archive: len bytes (malloc'd; initramfs_free releases it) */

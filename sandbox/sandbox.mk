@@ -13,7 +13,7 @@ SANDBOX_BLOB := $(OBJDIR)/sandbox/init_blob.o
 
 CORE_OBJS += $(SANDBOX_BLOB)
 
-$(SANDBOX_INIT): $(SANDBOX_INIT_SRCS) $(wildcard sandbox/init/*.h) sandbox/job.h sandbox/sandbox.mk
+$(SANDBOX_INIT): $(SANDBOX_INIT_SRCS) $(wildcard sandbox/init/*.h) sandbox/job.h sandbox/milestones.h sandbox/sandbox.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(SANDBOX_INIT_CFLAGS) -o $@ $(SANDBOX_INIT_SRCS)
 

@@ -33,6 +33,8 @@ __attribute__((noreturn, format(printf, 2, 3))) void die(int err, const char *fm
 /* Kills every other process, syncs and ends the VM with status (port 0x501; power-off if
  * that did not end it). */
 __attribute__((noreturn)) void finish(int status);
+/* Tells mica the run reached point n (sandbox/milestones.h), for its --json times. */
+void milestone(unsigned n);
 
 /* util.c: reads a whole file into a new NUL-terminated buffer (*len bytes before the NUL).
  * Returns 0 or -errno. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "sandbox/init/init.h"
+#include "sandbox/milestones.h"
 
 #define JOB_PATH "/mica/job"
 
@@ -52,6 +53,7 @@ int main(void)
 	struct sandbox_job job;
 	int fds[3], tty;
 
+	milestone(SANDBOX_MILESTONE_INIT);
 	early_mount("proc", "/proc");
 	early_mount("sysfs", "/sys");
 	early_mount("devtmpfs", "/dev");

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "sandbox/init/init.h"
+#include "sandbox/milestones.h"
 
 extern char **environ;
 
@@ -79,6 +80,7 @@ int run_command(const struct sandbox_job *j, const int fds[3], int tty)
 
 	note("running %s as %u:%u in %s", j->argc ? j->argv[0] : "a shell", j->uid, j->gid,
 	     j->cwd);
+	milestone(SANDBOX_MILESTONE_CMD);
 	pid = fork();
 	if (pid < 0)
 		die(errno, "starting the command");

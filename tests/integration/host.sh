@@ -108,6 +108,24 @@ stats-json-missing-dir  2  "--stats-json .*: cannot write there: No such file"  
 stats-json-directory    2  "--stats-json .*: cannot write there: Is a directory" run --kernel "$G" --stats-json "$F"
 stats-json-read-only-dir 2 "--stats-json .*: cannot write there: Permission denied" @nobody run --kernel "$G" --stats-json "$F/ro-dir/stats.json"
 stats-json-removed      2  "--control .*regular: the file exists and is not a socket" run --kernel "$G" --stats-json "$T/stats.json" --control "$F/regular"
+share-missing           2  "^mica: --share .*/nope: No such file or directory; give an existing directory" run --kernel "$G" --share "$F/nope"
+share-file              2  "^mica: --share .*/regular: not a directory"         run --kernel "$G" --share "$F/regular"
+share-same-tag          2  "^mica: --share .*: tag x is already used"           run --kernel "$G" --share "$F,tag=x" --share "$F,tag=x"
+share-bad-option        2  "^mica: --share"                                     run --kernel "$G" --share "$F,frob"
+share-long-tag          2  "^mica: --share"                                     run --kernel "$G" --share "$F,tag=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+sandbox-kernel-missing  2  "^mica: --kernel .*/nope: No such file or directory; give a Linux bzImage" sandbox --kernel "$F/nope" -- true
+sandbox-kernel-not-linux 2 "^mica: --kernel .*/regular: .*"                                   sandbox --kernel "$F/regular" -- true
+sandbox-rw-missing      2  "^mica: --rw .*/nope: No such file or directory; give an existing directory" sandbox --rw "$F/nope" -- true
+sandbox-rw-file         2  "^mica: --rw .*/regular: not a directory"            sandbox --rw "$F/regular" -- true
+sandbox-rw-root         2  "^mica: --rw /: the whole host writable is not offered" sandbox --rw / -- true
+sandbox-modules-missing 2  "^mica: .*--modules"                                 @needs=$LINUX sandbox --kernel "$LINUX" --modules "$F/nope" -- true
+sandbox-log-unwritable  2  "^mica: --log .*: No such file or directory; give a file mica can write" @needs=$LINUX sandbox --kernel "$LINUX" --log "$T/no/such/log" -- true
+sandbox-mem-bad         2  "^mica: --mem 12Q: give a size from 64M to 1T"      sandbox --mem 12Q -- true
+sandbox-cpus-bad        2  "^mica: --cpus 0: give a whole number from 1 to 64" sandbox --cpus 0 -- true
+sandbox-timeout-bad     2  "^mica: --timeout soon: give a positive number"     sandbox --timeout soon -- true
+sandbox-unknown-option  2  "^mica: unknown option --frob; see mica sandbox --help" sandbox --frob -- true
+sandbox-twice           2  "^mica: --mem given twice; give it once"            sandbox --mem 1G --mem 2G -- true
+sandbox-empty-value     2  "^mica: --log: empty value"                         sandbox --log "" -- true
 bench-missing-kernel    2  "^mica: bench exits: cannot use kernel .*nope.*No such file" bench exits --kernel "$F/nope" --json "$T/exits.json"
 bench-linux-kernel      2  "bench exits: cannot use kernel .*a Linux kernel, not mica's test guest" @needs=$LINUX bench exits --kernel "$LINUX" --json "$T/exits.json"
 bench-json-missing-dir  2  "bench exits: --json .*: cannot write there"         bench exits --kernel "$G" --json "$T/no/such/exits.json"

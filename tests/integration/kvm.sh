@@ -422,6 +422,11 @@ tests/integration/guest_output.sh
 tests/integration/guest_net_flood.sh
 # virtio-fs from the test guest: FUSE requests, hostile ones too; nothing outside the share changes.
 tests/integration/guest_fs.sh
+
+# mica sandbox: its init alone (no root share: 125 and one line), then commands over the host's
+# files: statuses, streams, cwd/env/ids, --rw, hostile commands, --json.
+tests/integration/sandbox_init.sh
+tests/integration/sandbox.sh
 # Landlock: a guest-driven open of a file no option named is refused.
 tests/integration/guest_landlock.sh
 # What a Linux guest was told is durable survives kill -9 of mica, in every cache mode.

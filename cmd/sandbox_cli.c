@@ -1,0 +1,156 @@
+#include "cmd/sandbox_cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "vmm/util.h"
+
+#define SANDBOX_DEFAULT_MEM (512 * MiB)
+
+void sandbox_usage(FILE *out)
+{
+	fputs("usage: mica sandbox [options] [--] [CMD [ARGS...]]\n"
+	      "\n"
+	      "Runs CMD in a fresh Linux VM whose root file system is the host's / (read-only,\n"
+	      "with a throwaway overlay: writes succeed and vanish at exit), in the current\n"
+	      "directory, with the caller's environment, user, groups and umask. CMD's stdin,\n"
+	      "stdout and stderr are this command's own (separate streams, byte-exact); a\n"
+	      "terminal stays a terminal. Without CMD: an interactive shell.\n"
+	      "\n"
+	      "options:\n"
+	      "  --rw DIR           DIR is writable at the same path; writes land on the host\n"
+	      "                     (repeatable, up to 7)\n"
+	      "  --kernel PATH      the Linux bzImage (default: build/linux/vmlinuz beside mica,\n"
+	      "                     as scripts/get-linux-guest fetches it, else the host's\n"
+	      "                     /boot/vmlinuz-RELEASE)\n"
+	      "  --modules DIR      where the kernel's modules are (default: /lib/modules/RELEASE,\n"
+	      "                     or the tree scripts/get-linux-guest unpacks)\n"
+	      "  --mem SIZE         guest RAM (default 512M; the overlay's writes live in it)\n"
+	      "  --cpus N           vCPUs (default 1)\n"
+	      "  --timeout SECONDS  stop CMD after this long and exit 124\n"
+	      "  --log FILE         write the kernel's messages to FILE\n"
+	      "  --json FILE        at exit, how it ended, CMD's status, times and VM exits\n"
+	      "  --landlock on|off, --seccomp on|off   mica's own confinement (default on)\n"
+	      "  -v, --verbose      the kernel's messages and the init's steps on stderr\n"
+	      "\n"
+	      "Exit status: CMD's own; 128+N if it died of signal N; 124 on --timeout; 125 if\n"
+	      "the guest kernel panicked or mica failed; 2 for a usage error.\n", out);
+}
+
+int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, struct err *e)
+{
+	enum { OPT_KERNEL = 256, OPT_MODULES, OPT_RW, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_LOG,
+	       OPT_JSON, OPT_LANDLOCK, OPT_SECCOMP };
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "modules", required_argument, NULL, OPT_MODULES },
+		{ "rw", required_argument, NULL, OPT_RW },
+		{ "mem", required_argument, NULL, OPT_MEM },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "log", required_argument, NULL, OPT_LOG },
+		{ "json", required_argument, NULL, OPT_JSON },
+		{ "landlock", required_argument, NULL, OPT_LANDLOCK },
+		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t seen = 0;
+	int opt, idx;
+
+	memset(o, 0, sizeof(*o));
+	*help = false;
+	o->mem_size = SANDBOX_DEFAULT_MEM;
+	o->ncpus = 1;
+	o->landlock = o->seccomp = true;
+	optind = 1;
+	opterr = 0;
+	/* "+": options end at the first non-option word, CMD's own options are CMD's. */
+	while ((opt = getopt_long(argc, argv, "+:vh", opts, &idx)) != -1) {
+		char *end;
+
+		if (opt >= 256) {
+			if (!optarg[0])
+				return err_set(e, -EINVAL, "--%s: empty value; give one, or leave the "
+					       "option out", opts[idx].name);
+			if (opt != OPT_RW && (seen & (1ULL << (opt - 256))))
+				return err_set(e, -EINVAL, "--%s given twice; give it once",
+					       opts[idx].name);
+			seen |= 1ULL << (opt - 256);
+		}
+		switch (opt) {
+		case OPT_KERNEL:
+			o->kernel = optarg;
+			break;
+		case OPT_MODULES:
+			o->modules = optarg;
+			break;
+		case OPT_RW:
+			if (o->nrw == SANDBOX_MAX_RW)
+				return err_set(e, -EINVAL, "--rw: at most %d directories", SANDBOX_MAX_RW);
+			o->rw[o->nrw++] = optarg;
+			break;
+		case OPT_MEM:
+			if (parse_size(optarg, &o->mem_size) || o->mem_size < 64 * MiB ||
+			    o->mem_size > 1024 * GiB)
+				return err_set(e, -EINVAL, "--mem %s: give a size from 64M to 1T, e.g. "
+					       "--mem 1G", optarg);
+			o->mem_size = ALIGN_UP(o->mem_size, 2 * MiB);
+			break;
+		case OPT_CPUS: {
+			long n;
+
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno || *end || n < 1 || n > 64)
+				return err_set(e, -EINVAL, "--cpus %s: give a whole number from 1 to 64",
+					       optarg);
+			o->ncpus = (int)n;
+			break;
+		}
+		case OPT_TIMEOUT:
+			errno = 0;
+			o->timeout_s = strtod(optarg, &end);
+			if (errno || *end || !isfinite(o->timeout_s) || o->timeout_s <= 0 ||
+			    o->timeout_s > 1e9)
+				return err_set(e, -EINVAL, "--timeout %s: give a positive number of "
+					       "seconds", optarg);
+			break;
+		case OPT_LOG:
+			o->log_path = optarg;
+			break;
+		case OPT_JSON:
+			o->json_path = optarg;
+			break;
+		case OPT_LANDLOCK:
+			if (cli_parse_on_off("--landlock", optarg, &o->landlock, e))
+				return -EINVAL;
+			break;
+		case OPT_SECCOMP:
+			if (cli_parse_on_off("--seccomp", optarg, &o->seccomp, e))
+				return -EINVAL;
+			break;
+		case 'v':
+			o->verbosity++;
+			break;
+		case 'h':
+			*help = true;
+			return 0;
+		case ':':
+			return err_set(e, -EINVAL, "%s needs a value; see mica sandbox --help",
+				       argv[optind - 1]);
+		default:
+			return err_set(e, -EINVAL, "unknown option %s; see mica sandbox --help (CMD's "
+				       "own options go after --)", argv[optind - 1]);
+		}
+	}
+	o->argv = argv + optind;
+	o->argc = argc - optind;
+	return 0;
+}
