@@ -303,6 +303,10 @@ static void check_mmio_read(uint64_t off, uint32_t len, uint64_t v, bool claimed
 		return;
 	case VIRTIO_MMIO_QUEUE_READY: FUZZ_ASSERT(v <= 1 && (!legacy || !v)); return;
 	case VIRTIO_MMIO_CONFIG_GENERATION: return;
+	case VIRTIO_MMIO_SHM_LEN_LOW:   /* no shared memory region: length (and base) -1 */
+	case VIRTIO_MMIO_SHM_LEN_HIGH:
+	case VIRTIO_MMIO_SHM_BASE_LOW:
+	case VIRTIO_MMIO_SHM_BASE_HIGH: FUZZ_ASSERT(v == (legacy ? 0 : 0xffffffff)); return;
 	}
 	FUZZ_ASSERT(v == 0); /* write-only or nothing there */
 }

@@ -116,6 +116,21 @@ expect sandbox-nofile "100k opens end in an error, then files open again; mica e
 	test "$rc" = 0 -a -n "$(grep '^stopped [0-9]* 23$' "$OUT/sandbox-nofile.out")" \
 	-a -n "$(grep 'still works' "$OUT/sandbox-nofile.out")"
 
+# On a terminal, CMD gets one (hvc0, the host terminal's size); without CMD, a shell to type to.
+python3 tests/integration/ptyrun.py "$SB/tty.out" 280 -- "$MICA" sandbox --timeout 240 -- \
+	sh -c 'tty; stty size; test -t 0 && test -t 1 && echo both-ttys; exit 4' 2>"$SB/tty.err"
+rc=$?
+tr -d '\r' <"$SB/tty.out" >"$SB/tty.txt"
+expect sandbox-tty "CMD's stdin and stdout are /dev/hvc0, 25x80; status 4" \
+	test "$rc" = 4 -a -n "$(grep -x /dev/hvc0 "$SB/tty.txt")" -a -n "$(grep -x '25 80' "$SB/tty.txt")" \
+	-a -n "$(grep -x both-ttys "$SB/tty.txt")"
+SHELL=/bin/sh python3 tests/integration/ptyrun.py "$SB/shell.out" 280 'wait=[#$] $' \
+	'send=echo typed-$((6*7)); exit 5\r' -- "$MICA" sandbox --timeout 240 2>"$SB/shell.err"
+rc=$?
+tr -d '\r' <"$SB/shell.out" >"$SB/shell.txt"
+expect sandbox-shell "an interactive shell ran what was typed; status 5" \
+	test "$rc" = 5 -a -n "$(grep -x typed-42 "$SB/shell.txt")"
+
 # --json: how it ended and when.
 sb sandbox-json --json "$SB/run.json" -- sh -c 'exit 3'
 expect sandbox-json "status 3, reason guest-status and the times, in valid JSON" \
