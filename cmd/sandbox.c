@@ -153,7 +153,7 @@ static int build_initramfs(const struct sandbox_opts *o, struct sandbox_run *r, 
 			   struct err *e)
 {
 	struct job_share rw[SANDBOX_MAX_RW];
-	char tags[SANDBOX_MAX_RW][16];
+	char tags[SANDBOX_MAX_RW][24];   /* "mica-rw" and any unsigned */
 	struct sandbox_job j = { 0 };
 	struct kmod_set mods = { 0 };
 	struct initramfs ar;

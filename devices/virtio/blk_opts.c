@@ -3,41 +3,31 @@
 #include <string.h>
 
 #include "devices/virtio/blk.h"
+#include "vmm/optstr.h"
 
 int blk_parse_opts(const char *spec, struct blk_opts *o, struct err *e)
 {
 	const char *p = spec ? spec : "";
-	size_t n = 0;
+	struct optstr_kv kv;
+	int n;
 
 	memset(o, 0, sizeof(*o));
 	o->cache = BLK_CACHE_WRITEBACK;
-	/* The path runs to the first single comma; ",," is a comma of the path. */
-	while (*p) {
-		if (*p == ',') {
-			if (p[1] != ',')
-				break;
-			p++;
-		}
-		if (n + 1 >= sizeof(o->path))
-			return err_set(e, -EINVAL, "image path too long");
-		o->path[n++] = *p++;
-	}
-	o->path[n] = '\0';
+	n = optstr_path(&p, o->path, sizeof(o->path));
+	if (n < 0)
+		return err_set(e, -EINVAL, "image path too long");
 	if (!n)
 		return err_set(e, -EINVAL, "empty image path (give PATH[,ro][,cache=MODE]"
 			       "[,serial=STR])");
-	while (*p == ',') {
-		const char *opt = ++p, *end = strchrnul(opt, ',');
-		const char *eq = memchr(opt, '=', (size_t)(end - opt));
-		int klen = (int)((eq ? eq : end) - opt), len = (int)(end - opt);
-		const char *val = eq ? eq + 1 : end;
-		int vlen = (int)(end - val);
+	while (optstr_next(&p, &kv)) {
+		const char *val = kv.val;
+		int vlen = kv.vlen;
 
-		if (!len)
+		if (!kv.len)
 			return err_set(e, -EINVAL, "empty option (a stray comma?)");
-		if (!eq && klen == 2 && !memcmp(opt, "ro", 2)) {
+		if (optstr_is(&kv, "ro", false)) {
 			o->ro = true;
-		} else if (eq && klen == 5 && !memcmp(opt, "cache", 5)) {
+		} else if (optstr_is(&kv, "cache", true)) {
 			if (vlen == 9 && !memcmp(val, "writeback", 9))
 				o->cache = BLK_CACHE_WRITEBACK;
 			else if (vlen == 12 && !memcmp(val, "writethrough", 12))
@@ -47,7 +37,7 @@ int blk_parse_opts(const char *spec, struct blk_opts *o, struct err *e)
 			else
 				return err_set(e, -EINVAL, "bad cache mode '%.*s' (give writeback, "
 					       "writethrough or none)", vlen, val);
-		} else if (eq && klen == 6 && !memcmp(opt, "serial", 6)) {
+		} else if (optstr_is(&kv, "serial", true)) {
 			if (vlen > VIRTIO_BLK_ID_BYTES)
 				return err_set(e, -EINVAL, "serial '%.*s' is longer than %d bytes",
 					       vlen, val, VIRTIO_BLK_ID_BYTES);
@@ -55,10 +45,8 @@ int blk_parse_opts(const char *spec, struct blk_opts *o, struct err *e)
 			o->serial[vlen] = '\0';
 		} else {
 			return err_set(e, -EINVAL, "unknown option '%.*s' (give ro, cache=MODE or "
-				       "serial=STR)", len, opt);
+				       "serial=STR)", kv.len, kv.opt);
 		}
-		p = end;
 	}
 	return 0;
 }
-

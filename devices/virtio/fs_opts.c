@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "devices/virtio/fs.h"
+#include "vmm/optstr.h"
 
 static bool tag_ok(const char *t, int len)
 {
@@ -35,55 +36,40 @@ static int parse_timeout(const char *val, int vlen, uint32_t *out)
 int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 {
 	const char *p = spec ? spec : "";
-	size_t n = 0;
+	struct optstr_kv kv;
+	int n;
 
 	memset(o, 0, sizeof(*o));
 	strcpy(o->tag, FS_DEFAULT_TAG);
-	/* The path runs to the first single comma; ",," is a comma of the path. */
-	while (*p) {
-		if (*p == ',') {
-			if (p[1] != ',')
-				break;
-			p++;
-		}
-		if (n + 1 >= sizeof(o->path))
-			return err_set(e, -EINVAL, "--share: the directory's path is too long");
-		o->path[n++] = *p++;
-	}
-	o->path[n] = '\0';
+	n = optstr_path(&p, o->path, sizeof(o->path));
+	if (n < 0)
+		return err_set(e, -EINVAL, "--share: the directory's path is too long");
 	if (!n)
 		return err_set(e, -EINVAL, "--share: give a directory: PATH[,tag=TAG][,ro]"
 			       "[,timeout=SECONDS]");
-	while (*p == ',') {
-		const char *opt = ++p, *end = strchrnul(opt, ',');
-		const char *eq = memchr(opt, '=', (size_t)(end - opt));
-		int klen = (int)((eq ? eq : end) - opt), len = (int)(end - opt);
-		const char *val = eq ? eq + 1 : end;
-		int vlen = (int)(end - val);
-
-		if (!len)
+	while (optstr_next(&p, &kv)) {
+		if (!kv.len)
 			return err_set(e, -EINVAL, "--share %s: empty option (a stray comma?)",
 				       o->path);
-		if (!eq && klen == 2 && !memcmp(opt, "ro", 2)) {
+		if (optstr_is(&kv, "ro", false)) {
 			o->ro = true;
-		} else if (eq && klen == 3 && !memcmp(opt, "tag", 3)) {
-			if (!tag_ok(val, vlen))
+		} else if (optstr_is(&kv, "tag", true)) {
+			if (!tag_ok(kv.val, kv.vlen))
 				return err_set(e, -EINVAL, "--share %s: tag '%.*s': give 1 to %d "
 					       "printable characters, no spaces or commas", o->path,
-					       vlen, val, FS_TAG_MAX);
-			memcpy(o->tag, val, (size_t)vlen);
-			o->tag[vlen] = '\0';
-		} else if (eq && klen == 7 && !memcmp(opt, "timeout", 7)) {
-			if (parse_timeout(val, vlen, &o->timeout) < 0)
+					       kv.vlen, kv.val, FS_TAG_MAX);
+			memcpy(o->tag, kv.val, (size_t)kv.vlen);
+			o->tag[kv.vlen] = '\0';
+		} else if (optstr_is(&kv, "timeout", true)) {
+			if (parse_timeout(kv.val, kv.vlen, &o->timeout) < 0)
 				return err_set(e, -EINVAL, "--share %s: timeout '%.*s': give whole "
-					       "seconds, 0 to %d", o->path, vlen, val,
+					       "seconds, 0 to %d", o->path, kv.vlen, kv.val,
 					       FS_TIMEOUT_MAX);
 			o->timeout_set = true;
 		} else {
 			return err_set(e, -EINVAL, "--share %s: unknown option '%.*s' (give "
-				       "tag=TAG, ro or timeout=SECONDS)", o->path, len, opt);
+				       "tag=TAG, ro or timeout=SECONDS)", o->path, kv.len, kv.opt);
 		}
-		p = end;
 	}
 	return 0;
 }
