@@ -325,6 +325,7 @@ static int run(struct mica_config *c)
 		close_inputs(&in);
 		return err == -EINVAL ? EXIT_USAGE : EXIT_CRASH;
 	}
+	c->vm.kvm_stats = c->stats_path != NULL;
 	err = vm_create(&vm, &c->vm, &e);
 	if (err) {
 		/* No usable KVM, too many vCPUs, too much RAM: this host cannot run that VM. */

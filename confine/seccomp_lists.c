@@ -112,13 +112,15 @@ static const struct sc_rule loop_tap_rules[] = {
 
 /* --stats-json: written at exit through the fd opened before the run (vmm/outfile.h), emptied
  * first; its memory figures come from /proc/self/smaps, the one file opened then (Landlock
- * decides which files). */
+ * decides which files); KVM's counters are read from each vCPU's stats fd, opened at setup
+ * (vmm/kvm_stats.c). */
 static const struct sc_rule loop_exit_file_rules[] = {
 	IN(openat, 2, O_RDONLY | O_CLOEXEC),
 	ANY(ftruncate),
 	ANY(newfstatat),
 	ANY(lseek),
 	ANY(getrusage),
+	ANY(pread64),
 };
 
 /* --net user: libslirp reads /etc/resolv.conf when the guest first asks its DNS proxy

@@ -44,10 +44,62 @@ int stats_add_device(struct stats_devices *s, stats_fn fn, void *obj)
 	return 0;
 }
 
+static bool is_exit_counter(const char *name)
+{
+	size_t len = strlen(name);
+
+	return len > 6 && !strcmp(name + len - 6, "_exits");
+}
+
+void stats_write_kvm(const struct kvm_stats_total *t, FILE *f)
+{
+	bool first = true;
+
+	if (!t) {
+		fprintf(f, "  \"kvm_exits\": null,\n  \"kvm_vcpu_stats\": null,\n");
+		return;
+	}
+	fprintf(f, "  \"kvm_exits\": {");
+	for (int i = 0; i < t->n; i++) {
+		if (!strcmp(t->v[i].name, "exits")) {
+			fprintf(f, " \"total\": %llu", (unsigned long long)t->v[i].value);
+			first = false;
+		}
+	}
+	for (int i = 0; i < t->n; i++) {
+		if (is_exit_counter(t->v[i].name)) {
+			fprintf(f, "%s \"%s\": %llu", first ? "" : ",", t->v[i].name,
+				(unsigned long long)t->v[i].value);
+			first = false;
+		}
+	}
+	fprintf(f, " },\n  \"kvm_vcpu_stats\": {");
+	first = true;
+	for (int i = 0; i < t->n; i++) {
+		if (strcmp(t->v[i].name, "exits") && !is_exit_counter(t->v[i].name)) {
+			fprintf(f, "%s \"%s\": %llu", first ? "" : ",", t->v[i].name,
+				(unsigned long long)t->v[i].value);
+			first = false;
+		}
+	}
+	fprintf(f, " },\n");
+}
+
+/* KVM's counters summed over the vCPUs; false when a vCPU has none. */
+static bool kvm_total(const struct vm *vm, struct kvm_stats_total *t)
+{
+	t->n = 0;
+	for (int i = 0; i < vm->ncpus; i++)
+		if (kvm_stats_add(&vm->vcpus[i].kvm_stats, t))
+			return false;
+	return vm->ncpus > 0;
+}
+
 int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
 		     const struct run_times *t, FILE *f)
 {
 	struct vcpu_stats sum = { 0 };
+	struct kvm_stats_total kvm;
 	unsigned long rss, guest_rss;
 	struct rusage ru;
 
@@ -82,6 +134,7 @@ int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
 		   "\"handling_cycles\": %llu },\n",
 		(unsigned long long)sum.pio, (unsigned long long)sum.mmio,
 		(unsigned long long)sum.other, (unsigned long long)sum.handle_cycles);
+	stats_write_kvm(kvm_total(vm, &kvm) ? &kvm : NULL, f);
 	fprintf(f, "  \"tsc_khz\": %d,\n",
 		vm->ncpus ? ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0) : 0);
 	fprintf(f, "  \"unclaimed\": { \"pio_reads\": %lu, \"pio_writes\": %lu, \"mmio_reads\": %lu, "

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "vmm/kvm_stats.h"
+
 struct vm;
 
 /* One counter of a device: a number, or a string when str is set. */
@@ -42,6 +44,11 @@ struct run_times {
 	int nmarks;
 	int mica_status;         /* what mica exits with (may differ from the guest's status) */
 };
+
+/* The "kvm_exits" and "kvm_vcpu_stats" members (t summed over the vCPUs; NULL: the kernel has
+ * no binary statistics, both null): "exits" becomes kvm_exits' "total", each "*_exits" counter
+ * goes with it, every other counter into kvm_vcpu_stats. Part of stats_write_json(). */
+void stats_write_kvm(const struct kvm_stats_total *t, FILE *f);
 
 /* Writes the statistics as JSON to f (the --stats-json file, opened before the run: see
  * vmm/outfile.h); returns 0 or -EIO. */

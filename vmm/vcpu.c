@@ -120,6 +120,9 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, int index)
 		vcpu->run = NULL;
 		return -errno;
 	}
+	/* Without binary statistics (Linux < 5.14) --stats-json says null: no error. */
+	if (vm->cfg.kvm_stats && kvm_stats_open(&vcpu->kvm_stats, vm->vm_fd, vcpu->fd))
+		pr_debug("vCPU %d: no KVM binary statistics", index);
 	err = vcpu_set_cpuid(vcpu);
 	if (!err)
 		err = vcpu_set_lapic_lints(vcpu);
@@ -134,6 +137,7 @@ void vcpu_destroy(struct vcpu *vcpu)
 		munmap(vcpu->run, vcpu->vm->run_size);
 	if (vcpu->fd > 0)
 		close(vcpu->fd);
+	kvm_stats_close(&vcpu->kvm_stats);
 	vcpu->run = NULL;
 	vcpu->fd = -1;
 }

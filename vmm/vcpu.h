@@ -6,6 +6,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "vmm/kvm_stats.h"
+
 struct vm;
 struct kvm_run;
 
@@ -25,6 +27,7 @@ struct vcpu {
 	pthread_t thread;
 	int started;
 	struct vcpu_stats stats;
+	struct kvm_stats kvm_stats; /* KVM's own counters (vm->cfg.kvm_stats), none otherwise */
 };
 
 /* Creates the vCPU and gives it CPUID, FPU and LAPIC state. */

@@ -30,6 +30,7 @@ struct vm_config {
 	int ncpus;
 	double timeout_s;     /* 0: none */
 	bool time_exits;      /* --time-exits: time the handling of each userspace exit */
+	bool kvm_stats;       /* --stats-json: open each vCPU's KVM statistics (vmm/kvm_stats.h) */
 };
 
 /* Something the VM owns and destroys at the end, in reverse order of creation. */
