@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vmm/util.h"
+
 #define SETUP_HEADER_OFFSET 0x1f1
 #define BZ_MAGIC_OFFSET     0x202 /* "HdrS" */
 #define SETUP_MAX           ((255 + 1) * 512) /* setup_sects is one byte */
@@ -138,41 +140,10 @@ static void normalize(const char *in, char name[NAME_MAX_MOD])
 /* Reads a whole (small) file into a NUL-terminated buffer. */
 static int read_text(const char *path, char **out)
 {
-	struct stat st;
-	char *s;
-	size_t got = 0;
-	int fd, err = 0;
+	size_t len;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > MODULES_DEP_MAX) {
-		close(fd);
-		return -EINVAL;
-	}
-	s = malloc((size_t)st.st_size + 1);
-	while (s && got < (size_t)st.st_size) {
-		ssize_t n = read(fd, s + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			err = n < 0 ? -errno : -EIO;
-			break;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	if (!s)
-		return -ENOMEM;
-	if (err) {
-		free(s);
-		return err;
-	}
-	s[got] = 0;
-	*out = s;
-	return 0;
+	return read_file(path, MODULES_DEP_MAX, (void **)out, &len);
 }
 
 /* Splits modules.dep ("path: dep dep ...", one module a line) in place. */

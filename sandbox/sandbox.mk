@@ -6,14 +6,14 @@
 # Every build of mica (default, SAN=1, SAN=thread) embeds the same init.
 
 SANDBOX_INIT := $(BUILD)/sandbox/mica-init
-SANDBOX_INIT_SRCS := $(sort $(wildcard sandbox/init/*.c)) sandbox/job.c
+SANDBOX_INIT_SRCS := $(sort $(wildcard sandbox/init/*.c)) sandbox/job.c vmm/util.c
 SANDBOX_INIT_CFLAGS := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -Os -static -s \
 	-ffunction-sections -fdata-sections -Wl,--gc-sections -Wl,-z,noexecstack
 SANDBOX_BLOB := $(OBJDIR)/sandbox/init_blob.o
 
 CORE_OBJS += $(SANDBOX_BLOB)
 
-$(SANDBOX_INIT): $(SANDBOX_INIT_SRCS) $(wildcard sandbox/init/*.h) sandbox/job.h sandbox/milestones.h sandbox/sandbox.mk
+$(SANDBOX_INIT): $(SANDBOX_INIT_SRCS) $(wildcard sandbox/init/*.h) sandbox/job.h sandbox/milestones.h vmm/util.h sandbox/sandbox.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(SANDBOX_INIT_CFLAGS) -o $@ $(SANDBOX_INIT_SRCS)
 

@@ -59,7 +59,7 @@ int read_file(const char *path, size_t max, void **buf, size_t *len)
 		err = -EFBIG;
 		goto out;
 	}
-	*buf = malloc(st.st_size ? st.st_size : 1);
+	*buf = malloc((size_t)st.st_size + 1);
 	if (!*buf) {
 		err = -ENOMEM;
 		goto out;
@@ -77,6 +77,7 @@ int read_file(const char *path, size_t max, void **buf, size_t *len)
 		}
 		*len += n;
 	}
+	((char *)*buf)[*len] = '\0';
 	err = 0;
 out:
 	close(fd);

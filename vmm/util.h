@@ -35,7 +35,9 @@ static inline bool range_inside(uint64_t base, uint64_t len, uint64_t lo, uint64
  * Returns 0 and the byte count, or -EINVAL / -ERANGE. */
 int parse_size(const char *s, uint64_t *out);
 
-/* Reads a whole small file into a malloc'd buffer. Returns 0 or -errno. */
+/* Reads a whole regular file of at most max bytes into a malloc'd buffer, NUL-terminated after
+ * its *len bytes. Returns 0 or -errno (-EISDIR: not a regular file; -EFBIG: larger than max).
+ * libc only: `mica sandbox`'s guest init is built with it too. */
 int read_file(const char *path, size_t max, void **buf, size_t *len);
 
 /* Monotonic clock in nanoseconds. */

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "sandbox/job.h"
+#include "vmm/util.h"
 
 #define STATUS_INIT_FAILED 125
 
@@ -36,9 +37,6 @@ __attribute__((noreturn)) void finish(int status);
 /* Tells mica the run reached point n (sandbox/milestones.h), for its --json times. */
 void milestone(unsigned n);
 
-/* util.c: reads a whole file into a new NUL-terminated buffer (*len bytes before the NUL).
- * Returns 0 or -errno. */
-int read_all(const char *path, char **buf, size_t *len);
 /* mkdir -p, each new directory with mode; an existing one is fine. Returns 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
 

@@ -26,7 +26,7 @@ static void read_job(struct sandbox_job *j)
 	char *buf;
 	int err;
 
-	if ((err = read_all(JOB_PATH, &buf, &len)))
+	if ((err = read_file(JOB_PATH, JOB_MAX_BYTES, (void **)&buf, &len)))
 		die(-err, "reading " JOB_PATH);
 	if ((err = job_decode((const uint8_t *)buf, len, j)))
 		die(-err, "decoding " JOB_PATH " (a mica of another version?)");

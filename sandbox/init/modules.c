@@ -48,7 +48,7 @@ void load_modules(void)
 	size_t len;
 	int err;
 
-	if ((err = read_all(LIST, &buf, &len)))
+	if ((err = read_file(LIST, JOB_MAX_BYTES, (void **)&buf, &len)))
 		die(-err, "reading " LIST);
 	for (line = buf; *line; line = next) {
 		next = strchr(line, '\n');
