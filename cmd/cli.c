@@ -125,6 +125,47 @@ static int check_once(const char *name, const char *arg, int opt, uint64_t *seen
 	return 0;
 }
 
+int cli_parse_mem(const char *arg, uint64_t min, uint64_t *out, struct err *e)
+{
+	uint64_t size;
+
+	if (parse_size(arg, &size))
+		return err_set(e, -EINVAL, "--mem %s: not a size; use a number with an optional K, "
+			       "M or G suffix, e.g. --mem 256M", arg);
+	if (size < min || size > MAX_MEM)
+		return err_set(e, -EINVAL, "--mem %s: out of range; give %lluM to 1T", arg,
+			       (unsigned long long)(min >> 20));
+	*out = ALIGN_UP(size, 2 * MiB);
+	return 0;
+}
+
+int cli_parse_cpus(const char *arg, int *out, struct err *e)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(arg, &end, 10);
+	if (errno || *end || end == arg || n < 1 || n > MAX_CPUS)
+		return err_set(e, -EINVAL, "--cpus %s: give a whole number from 1 to %d", arg,
+			       MAX_CPUS);
+	*out = (int)n;
+	return 0;
+}
+
+int cli_parse_timeout(const char *arg, double *out, struct err *e)
+{
+	char *end;
+	double t;
+
+	errno = 0;
+	t = strtod(arg, &end);
+	if (errno || *end || end == arg || !isfinite(t) || t <= 0 || t > 1e9)
+		return err_set(e, -EINVAL, "--timeout %s: give a positive number of seconds", arg);
+	*out = t;
+	return 0;
+}
+
 int cli_parse_on_off(const char *name, const char *arg, bool *out, struct err *e)
 {
 	if (strcmp(arg, "on") && strcmp(arg, "off"))
@@ -175,8 +216,6 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vh", opts, &idx)) != -1) {
-		char *end;
-
 		if (opt >= 256 && opt < 256 + 64) {
 			int err = check_once(opts[idx].name, optarg, opt, &seen, e);
 
@@ -193,40 +232,18 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 		case OPT_CMDLINE:
 			c->boot.cmdline = optarg;
 			break;
-		case OPT_MEM: {
-			uint64_t size;
-			int err = parse_size(optarg, &size);
-
-			if (err)
-				return err_set(e, -EINVAL, "--mem %s: not a size; use a number with an "
-					       "optional K, M or G suffix, e.g. --mem 256M", optarg);
-			if (size < MIN_MEM || size > MAX_MEM)
-				return err_set(e, -EINVAL, "--mem %s: out of range; give 4M to 1T", optarg);
-			c->vm.mem_size = ALIGN_UP(size, 2 * MiB);
+		case OPT_MEM:
+			if (cli_parse_mem(optarg, MIN_MEM, &c->vm.mem_size, e))
+				return -EINVAL;
 			break;
-		}
-		case OPT_CPUS: {
-			long n;
-
-			errno = 0;
-			n = strtol(optarg, &end, 10);
-			if (errno || *end || end == optarg || n < 1 || n > MAX_CPUS)
-				return err_set(e, -EINVAL, "--cpus %s: give a whole number from 1 to %d",
-					       optarg, MAX_CPUS);
-			c->vm.ncpus = (int)n;
+		case OPT_CPUS:
+			if (cli_parse_cpus(optarg, &c->vm.ncpus, e))
+				return -EINVAL;
 			break;
-		}
-		case OPT_TIMEOUT: {
-			double t;
-
-			errno = 0;
-			t = strtod(optarg, &end);
-			if (errno || *end || end == optarg || !isfinite(t) || t <= 0 || t > 1e9)
-				return err_set(e, -EINVAL, "--timeout %s: give a positive number of seconds",
-					       optarg);
-			c->vm.timeout_s = t;
+		case OPT_TIMEOUT:
+			if (cli_parse_timeout(optarg, &c->vm.timeout_s, e))
+				return -EINVAL;
 			break;
-		}
 		case OPT_RNG:
 			if (c->nrng == CONFIG_MAX_RNGS)
 				return err_set(e, -EINVAL, "--rng: at most %d virtio-rng devices",

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,8 +72,6 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 	opterr = 0;
 	/* "+": options end at the first non-option word, CMD's own options are CMD's. */
 	while ((opt = getopt_long(argc, argv, "+:vh", opts, &idx)) != -1) {
-		char *end;
-
 		if (opt >= 256) {
 			if (!optarg[0])
 				return err_set(e, -EINVAL, "--%s: empty value; give one, or leave the "
@@ -97,30 +94,17 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 			o->rw[o->nrw++] = optarg;
 			break;
 		case OPT_MEM:
-			if (parse_size(optarg, &o->mem_size) || o->mem_size < 64 * MiB ||
-			    o->mem_size > 1024 * GiB)
-				return err_set(e, -EINVAL, "--mem %s: give a size from 64M to 1T, e.g. "
-					       "--mem 1G", optarg);
-			o->mem_size = ALIGN_UP(o->mem_size, 2 * MiB);
+			/* The kernel, the initramfs and the overlay's writes. */
+			if (cli_parse_mem(optarg, 64 * MiB, &o->mem_size, e))
+				return -EINVAL;
 			break;
-		case OPT_CPUS: {
-			long n;
-
-			errno = 0;
-			n = strtol(optarg, &end, 10);
-			if (errno || *end || n < 1 || n > 64)
-				return err_set(e, -EINVAL, "--cpus %s: give a whole number from 1 to 64",
-					       optarg);
-			o->ncpus = (int)n;
+		case OPT_CPUS:
+			if (cli_parse_cpus(optarg, &o->ncpus, e))
+				return -EINVAL;
 			break;
-		}
 		case OPT_TIMEOUT:
-			errno = 0;
-			o->timeout_s = strtod(optarg, &end);
-			if (errno || *end || !isfinite(o->timeout_s) || o->timeout_s <= 0 ||
-			    o->timeout_s > 1e9)
-				return err_set(e, -EINVAL, "--timeout %s: give a positive number of "
-					       "seconds", optarg);
+			if (cli_parse_timeout(optarg, &o->timeout_s, e))
+				return -EINVAL;
 			break;
 		case OPT_LOG:
 			o->log_path = optarg;

@@ -448,9 +448,32 @@ static int op_readlink(struct fuse_server *s)
 	return (int)n;
 }
 
+/* The fixed arguments (size bytes) and the name after them of a request that makes an entry,
+ * once the reply's room (reply bytes) is known to be there. NULL: the request is refused, *err
+ * says how. */
+static const void *entry_request(struct fuse_server *s, uint32_t size, uint64_t reply,
+				 uint32_t *pos, const char **name, int *err)
+{
+	const void *in = args(s, size);
+
+	*pos = size;
+	if (!in) {
+		*err = bad(s);
+		return NULL;
+	}
+	if ((*err = string_at(s, pos, NAME_MAX, name)))
+		return NULL;
+	if (!room(s, reply)) {
+		*err = bad(s);
+		return NULL;
+	}
+	return in;
+}
+
 /* MKNOD, MKDIR, SYMLINK, LINK, CREATE: a new entry in directory in.nodeid. */
 static int op_make(struct fuse_server *s)
 {
+	const uint64_t entry = sizeof(struct fuse_entry_out);
 	uint32_t op = s->in.opcode, pos;
 	const char *name, *target;
 	struct hostfs_entry e;
@@ -459,29 +482,21 @@ static int op_make(struct fuse_server *s)
 
 	switch (op) {
 	case FUSE_MKNOD: {
-		const struct fuse_mknod_in *in = args(s, sizeof(*in));
+		const struct fuse_mknod_in *in = entry_request(s, sizeof(*in), entry, &pos, &name,
+							      &err);
 
 		if (!in)
-			return bad(s);
-		pos = sizeof(*in);
-		if ((err = string_at(s, &pos, NAME_MAX, &name)))
 			return err;
-		if (!room(s, sizeof(struct fuse_entry_out)))
-			return bad(s);
 		err = hostfs_mknod(s->fs, s->in.nodeid, name, in->mode, decode_dev(in->rdev),
 				   in->umask, &e);
 		break;
 	}
 	case FUSE_MKDIR: {
-		const struct fuse_mkdir_in *in = args(s, sizeof(*in));
+		const struct fuse_mkdir_in *in = entry_request(s, sizeof(*in), entry, &pos, &name,
+							      &err);
 
 		if (!in)
-			return bad(s);
-		pos = sizeof(*in);
-		if ((err = string_at(s, &pos, NAME_MAX, &name)))
 			return err;
-		if (!room(s, sizeof(struct fuse_entry_out)))
-			return bad(s);
 		err = hostfs_mkdir(s->fs, s->in.nodeid, name, in->mode, in->umask, &e);
 		break;
 	}
@@ -490,33 +505,26 @@ static int op_make(struct fuse_server *s)
 		if ((err = string_at(s, &pos, NAME_MAX, &name)) ||
 		    (err = string_at(s, &pos, PATH_MAX - 1, &target)))
 			return err;
-		if (!room(s, sizeof(struct fuse_entry_out)))
+		if (!room(s, entry))
 			return bad(s);
 		err = hostfs_symlink(s->fs, s->in.nodeid, name, target, &e);
 		break;
 	case FUSE_LINK: {
-		const struct fuse_link_in *in = args(s, sizeof(*in));
+		const struct fuse_link_in *in = entry_request(s, sizeof(*in), entry, &pos, &name,
+							     &err);
 
 		if (!in)
-			return bad(s);
-		pos = sizeof(*in);
-		if ((err = string_at(s, &pos, NAME_MAX, &name)))
 			return err;
-		if (!room(s, sizeof(struct fuse_entry_out)))
-			return bad(s);
 		err = hostfs_link(s->fs, in->oldnodeid, s->in.nodeid, name, &e);
 		break;
 	}
 	default: { /* FUSE_CREATE */
-		const struct fuse_create_in *in = args(s, sizeof(*in));
+		const struct fuse_create_in *in = entry_request(s, sizeof(*in),
+							       entry + sizeof(struct fuse_open_out),
+							       &pos, &name, &err);
 
 		if (!in)
-			return bad(s);
-		pos = sizeof(*in);
-		if ((err = string_at(s, &pos, NAME_MAX, &name)))
 			return err;
-		if (!room(s, sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out)))
-			return bad(s);
 		count(&s->stats.opens, 1);
 		err = hostfs_create(s->fs, s->in.nodeid, name, in->mode, (int)in->flags, in->umask,
 				    &e, &fh);
