@@ -51,6 +51,7 @@ struct parts {
 	struct console_sink console;   /* where the terminal's input goes */
 	struct uart *uart;
 	struct virtio_dev *vcon;       /* virtio-console, if the terminal is on it */
+	struct virtio_dev *vports;     /* virtio-console with the named ports (mica sandbox) */
 	struct control *control;
 	struct pci_bus *pci;
 	struct stats_devices stats;    /* --stats-json's devices */
@@ -81,15 +82,26 @@ static int plug(struct vm *vm, struct parts *p, struct virtio_dev *dev,
 	return stats_add_device(&p->stats, virtio_dev_stats, dev);
 }
 
-/* virtio-console: port 0 on stdout's queue, and the named ports (mica sandbox's streams), each
- * output port with its own queue. */
-static int create_console(struct vm *vm, const struct mica_config *c, struct parts *p,
-			  const struct virtio_env *env)
+/* The consoles: a virtio-console for the terminal (port 0 on stdout's queue), and one with the
+ * named ports (mica sandbox's streams), each output port with its own queue. Two devices, so
+ * that the terminal's console is a single-port one whose size Linux follows through the config
+ * space (a multiport device's resize message has its two fields in an order that depends on
+ * the kernel: older Linux, 6.1 among them, reads rows first, the spec and newer kernels cols). */
+static int create_consoles(struct vm *vm, const struct mica_config *c, struct parts *p,
+			   const struct virtio_env *env)
 {
 	struct console_port ports[CONFIG_MAX_PORTS];
 	struct virtio_dev *dev;
 	int err;
 
+	if (c->console == CONSOLE_VIRTIO) {
+		err = virtio_console_create(env, p->out, &dev);
+		if (err || (err = plug(vm, p, dev, c->transport)))
+			return err;
+		p->vcon = dev;
+	}
+	if (!c->nports)
+		return 0;
 	for (int i = 0; i < c->nports; i++) {
 		ports[i] = (struct console_port){ c->ports[i].name, c->ports[i].in_fd, NULL };
 		if (c->ports[i].out_fd < 0)
@@ -103,10 +115,11 @@ static int create_console(struct vm *vm, const struct mica_config *c, struct par
 		if (err)
 			return err;
 	}
-	err = virtio_console_create_ports(env, p->out, ports, c->nports, &dev);
+	/* Its port 0 is nobody's: what the guest writes there is dropped and counted. */
+	err = virtio_console_create_ports(env, NULL, ports, c->nports, &dev);
 	if (err || (err = plug(vm, p, dev, c->transport)))
 		return err;
-	p->vcon = dev;
+	p->vports = dev;
 	return 0;
 }
 
@@ -154,12 +167,10 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct inp
 	if (err)
 		return err;
 	p->console = uart_console_sink(p->uart);
-	if (c->console == CONSOLE_VIRTIO || c->nports) {
-		if ((err = create_console(vm, c, p, &env)))
-			return err;
-		if (c->console == CONSOLE_VIRTIO)
-			p->console = virtio_console_sink(p->vcon);
-	}
+	if ((err = create_consoles(vm, c, p, &env)))
+		return err;
+	if (p->vcon)
+		p->console = virtio_console_sink(p->vcon);
 	for (int i = 0; i < c->ndisks; i++) {
 		err = virtio_blk_create_on(&env, &c->disks[i], &in->disks[i], &dev, e);
 		if (err || (err = plug(vm, p, dev, c->transport)))
@@ -399,6 +410,9 @@ static int run(struct mica_config *c)
 	}
 	/* The guest's last words (a test's final TAP lines) reach a reader that is merely slow;
 	 * one that takes nothing for a while is not waited for. */
+	/* Everything CMD wrote reaches its reader, however slow (mica sandbox). */
+	if (parts.vports)
+		virtio_console_drain(parts.vports, -1);
 	if (parts.vcon)
 		virtio_console_drain(parts.vcon, c->sandbox ? -1 : OUTQ_FLUSH_IDLE_MS);
 	outq_flush(parts.out, OUTQ_FLUSH_IDLE_MS);

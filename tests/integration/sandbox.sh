@@ -124,6 +124,13 @@ tr -d '\r' <"$SB/tty.out" >"$SB/tty.txt"
 expect sandbox-tty "CMD's stdin and stdout are /dev/hvc0, 25x80; status 4" \
 	test "$rc" = 4 -a -n "$(grep -x /dev/hvc0 "$SB/tty.txt")" -a -n "$(grep -x '25 80' "$SB/tty.txt")" \
 	-a -n "$(grep -x both-ttys "$SB/tty.txt")"
+# ... whose size follows the host's terminal.
+python3 tests/integration/ptyrun.py "$SB/resize.out" 280 'wait=25 80' resize=100x30 'send=\r' -- \
+	"$MICA" sandbox --timeout 240 -- sh -c 'stty size; read x; sleep 1; stty size' 2>"$SB/resize.err"
+rc=$?
+tr -d '\r' <"$SB/resize.out" >"$SB/resize.txt"
+expect sandbox-tty-resize "the terminal resized to 100x30: CMD's stty says 30 100" \
+	test "$rc" = 0 -a -n "$(grep -x '30 100' "$SB/resize.txt")"
 SHELL=/bin/sh python3 tests/integration/ptyrun.py "$SB/shell.out" 280 'wait=[#$] $' \
 	'send=echo typed-$((6*7)); exit 5\r' -- "$MICA" sandbox --timeout 240 2>"$SB/shell.err"
 rc=$?
