@@ -138,7 +138,8 @@ static struct hostfs_handle *file_handle(struct hostfs *fs, uint64_t fh)
 /* Moves iov's bytes in one preadv/pwritev, and finishes a short count (a network file system,
  * a signal) segment by segment, so that a short read means end of file (at the cost of one more
  * pread there). An error after some bytes moved is the short count. */
-static ssize_t move(int fd, uint64_t off, const struct iovec *iov, int iovcnt, bool write)
+static ssize_t file_move_bytes(int fd, uint64_t off, const struct iovec *iov, int iovcnt,
+			       bool write)
 {
 	size_t want = 0, done, start = 0;
 	ssize_t n;
@@ -176,7 +177,7 @@ ssize_t hostfs_read(struct hostfs *fs, uint64_t fh, uint64_t off, const struct i
 
 	if (!h)
 		return -EBADF;
-	return move(h->fd, off, iov, iovcnt, false);
+	return file_move_bytes(h->fd, off, iov, iovcnt, false);
 }
 
 ssize_t hostfs_write(struct hostfs *fs, uint64_t fh, uint64_t off, const struct iovec *iov,
@@ -188,7 +189,7 @@ ssize_t hostfs_write(struct hostfs *fs, uint64_t fh, uint64_t off, const struct 
 		return -EROFS;
 	if (!h || !h->writable)
 		return -EBADF;
-	return move(h->fd, off, iov, iovcnt, true);
+	return file_move_bytes(h->fd, off, iov, iovcnt, true);
 }
 
 int hostfs_fsync(struct hostfs *fs, uint64_t fh, bool datasync)

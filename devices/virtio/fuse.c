@@ -94,7 +94,7 @@ static int bad(struct fuse_server *s)
 /* ---- guest memory ---- */
 
 /* Copies up to len bytes from offset off of the readable part into dst; returns how many. */
-static uint64_t copy_in(const struct virtq_req *r, uint64_t off, void *dst, uint64_t len)
+static uint64_t guest_copy_in(const struct virtq_req *r, uint64_t off, void *dst, uint64_t len)
 {
 	uint8_t *d = dst;
 	uint64_t done = 0;
@@ -158,7 +158,7 @@ static void w_init(struct wcur *w, const struct virtq_req *r, uint64_t off)
 }
 
 /* Writes n bytes (src NULL: zeros); the caller checked n <= w->left. */
-static void w_put(struct wcur *w, const void *src, uint64_t n)
+static void guest_put(struct wcur *w, const void *src, uint64_t n)
 {
 	const uint8_t *p = src;
 
@@ -266,7 +266,7 @@ static int put_entry(struct fuse_server *s, const struct hostfs_entry *e)
 	struct fuse_entry_out eo;
 
 	fill_entry(s, &eo, e);
-	w_put(&s->w, &eo, sizeof(eo));
+	guest_put(&s->w, &eo, sizeof(eo));
 	return sizeof(eo);
 }
 
@@ -275,7 +275,7 @@ static int put_attr(struct fuse_server *s, const struct stat *st)
 	struct fuse_attr_out ao = { .attr_valid = s->timeout };
 
 	fill_attr(&ao.attr, st);
-	w_put(&s->w, &ao, sizeof(ao));
+	guest_put(&s->w, &ao, sizeof(ao));
 	return sizeof(ao);
 }
 
@@ -306,7 +306,7 @@ static int op_init(struct fuse_server *s)
 		len = FUSE_COMPAT_INIT_OUT_SIZE;
 		if (!room(s, len))
 			return bad(s);
-		w_put(&s->w, &out, len);
+		guest_put(&s->w, &out, len);
 		return (int)len;
 	}
 	out.minor = MIN(in.minor, (uint32_t)FUSE_KERNEL_MINOR_VERSION);
@@ -324,7 +324,7 @@ static int op_init(struct fuse_server *s)
 	out.max_write = max_bytes;
 	out.time_gran = 1;
 	out.max_pages = (uint16_t)s->max_pages;
-	w_put(&s->w, &out, len);
+	guest_put(&s->w, &out, len);
 	s->initialized = true;
 	return (int)len;
 }
@@ -347,7 +347,7 @@ static int op_lookup(struct fuse_server *s)
 		 * with a timeout) instead of asking again on every path search. */
 		struct fuse_entry_out eo = { .entry_valid = s->timeout };
 
-		w_put(&s->w, &eo, sizeof(eo));
+		guest_put(&s->w, &eo, sizeof(eo));
 		return sizeof(eo);
 	}
 	return err ? err : put_entry(s, &e);
@@ -363,7 +363,7 @@ static void op_forget(struct fuse_server *s)
 	if (s->in.opcode == FUSE_FORGET) {
 		struct fuse_forget_in f;
 
-		if (body >= sizeof(f) && copy_in(s->req, base, &f, sizeof(f)) == sizeof(f)) {
+		if (body >= sizeof(f) && guest_copy_in(s->req, base, &f, sizeof(f)) == sizeof(f)) {
 			hostfs_forget(s->fs, s->in.nodeid, f.nlookup);
 			count(&s->stats.forgets, 1);
 		}
@@ -373,13 +373,13 @@ static void op_forget(struct fuse_server *s)
 	struct fuse_forget_one one[64];
 	uint64_t n, done = 0, off = base + sizeof(b);
 
-	if (body < sizeof(b) || copy_in(s->req, base, &b, sizeof(b)) != sizeof(b))
+	if (body < sizeof(b) || guest_copy_in(s->req, base, &b, sizeof(b)) != sizeof(b))
 		return;
 	n = MIN((uint64_t)b.count, (body - sizeof(b)) / sizeof(one[0]));
 	while (done < n) {
 		uint64_t k = MIN(n - done, ARRAY_SIZE(one));
 
-		if (copy_in(s->req, off, one, k * sizeof(one[0])) != k * sizeof(one[0]))
+		if (guest_copy_in(s->req, off, one, k * sizeof(one[0])) != k * sizeof(one[0]))
 			break;
 		for (uint64_t i = 0; i < k; i++)
 			hostfs_forget(s->fs, one[i].nodeid, one[i].nlookup);
@@ -444,7 +444,7 @@ static int op_readlink(struct fuse_server *s)
 		return (int)n;
 	if (!room(s, (uint64_t)n))
 		return bad(s);
-	w_put(&s->w, s->scratch, (uint64_t)n);
+	guest_put(&s->w, s->scratch, (uint64_t)n);
 	return (int)n;
 }
 
@@ -533,7 +533,7 @@ static int op_make(struct fuse_server *s)
 		struct fuse_open_out oo = { .fh = fh, .open_flags = open_flags(s, false) };
 
 		put_entry(s, &e);
-		w_put(&s->w, &oo, sizeof(oo));
+		guest_put(&s->w, &oo, sizeof(oo));
 		return sizeof(struct fuse_entry_out) + sizeof(oo);
 	}
 	}
@@ -593,7 +593,7 @@ static int op_open(struct fuse_server *s)
 	if (err)
 		return err;
 	oo.open_flags = open_flags(s, dir);
-	w_put(&s->w, &oo, sizeof(oo));
+	guest_put(&s->w, &oo, sizeof(oo));
 	return sizeof(oo);
 }
 
@@ -645,7 +645,7 @@ static int op_write(struct fuse_server *s)
 		return (int)n;
 	count(&s->stats.bytes_written, (unsigned long)n);
 	out.size = (uint32_t)n;
-	w_put(&s->w, &out, sizeof(out));
+	guest_put(&s->w, &out, sizeof(out));
 	return sizeof(out);
 }
 
@@ -668,7 +668,7 @@ static int op_statfs(struct fuse_server *s)
 	out.st.bsize = (uint32_t)sv.f_bsize;
 	out.st.namelen = (uint32_t)sv.f_namemax;
 	out.st.frsize = (uint32_t)sv.f_frsize;
-	w_put(&s->w, &out, sizeof(out));
+	guest_put(&s->w, &out, sizeof(out));
 	return sizeof(out);
 }
 
@@ -738,11 +738,11 @@ static int dirent_fill(void *opaque, const char *name, size_t namelen, uint64_t 
 			if (hostfs_lookup(s->fs, s->in.nodeid, name, &e) == 0)
 				fill_entry(s, &eo, &e);
 		}
-		w_put(&s->w, &eo, sizeof(eo));
+		guest_put(&s->w, &eo, sizeof(eo));
 	}
-	w_put(&s->w, &de, FUSE_NAME_OFFSET);
-	w_put(&s->w, name, namelen);
-	w_put(&s->w, NULL, size - head - namelen);
+	guest_put(&s->w, &de, FUSE_NAME_OFFSET);
+	guest_put(&s->w, name, namelen);
+	guest_put(&s->w, NULL, size - head - namelen);
 	d->left -= size;
 	d->written += (uint32_t)size;
 	return 0;
@@ -793,7 +793,7 @@ static int op_lseek(struct fuse_server *s)
 	if (off < 0)
 		return (int)off;
 	out.offset = (uint64_t)off;
-	w_put(&s->w, &out, sizeof(out));
+	guest_put(&s->w, &out, sizeof(out));
 	return sizeof(out);
 }
 
@@ -823,7 +823,7 @@ static int op_xattr(struct fuse_server *s)
 		if (n < 0)
 			return (int)n;
 		out.size = (uint32_t)n;
-		w_put(&s->w, &out, sizeof(out));
+		guest_put(&s->w, &out, sizeof(out));
 		return sizeof(out);
 	}
 	cap = MIN((size_t)in->size, sizeof(s->scratch));
@@ -833,7 +833,7 @@ static int op_xattr(struct fuse_server *s)
 		 : hostfs_listxattr(s->fs, s->in.nodeid, s->scratch, cap);
 	if (n < 0)
 		return (int)n;
-	w_put(&s->w, s->scratch, (uint64_t)n);
+	guest_put(&s->w, s->scratch, (uint64_t)n);
 	return (int)n;
 }
 
@@ -920,7 +920,7 @@ uint32_t fuse_serve(struct fuse_server *s, const struct virtq_req *req)
 
 	count(&s->stats.requests, 1);
 	s->req = req;
-	if (req->read_len < hlen || copy_in(req, 0, &s->in, hlen) != hlen) {
+	if (req->read_len < hlen || guest_copy_in(req, 0, &s->in, hlen) != hlen) {
 		count(&s->stats.malformed, 1);
 		return 0;
 	}
@@ -953,7 +953,7 @@ uint32_t fuse_serve(struct fuse_server *s, const struct virtq_req *req)
 		/* WRITE's data stays in guest memory: only its fuse_write_in is copied. */
 		uint64_t want = s->in.opcode == FUSE_WRITE ? sizeof(struct fuse_write_in) : IN_MAX;
 
-		s->copied = (uint32_t)copy_in(req, hlen, s->body, MIN(want, s->body_len));
+		s->copied = (uint32_t)guest_copy_in(req, hlen, s->body, MIN(want, s->body_len));
 		res = dispatch(s);
 	} else {
 		count(&s->stats.malformed, 1);
@@ -966,7 +966,7 @@ uint32_t fuse_serve(struct fuse_server *s, const struct virtq_req *req)
 	}
 	out.unique = s->in.unique;
 	w_init(&s->w, req, 0);
-	w_put(&s->w, &out, sizeof(out));
+	guest_put(&s->w, &out, sizeof(out));
 	return out.len;
 }
 
