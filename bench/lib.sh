@@ -207,7 +207,7 @@ bench_exit_rows() {
     "$row" "    host interrupt (irq_exits)" "${p}irq_exits" 1
     "$row" "    interrupt window" "${p}irq_window_exits" 1
     "$row" "    other (MSR, CPUID, NPF, APIC...)" "${p}other_exits" 1
-    "$row" "      of which guest-RAM faults (pf_taken)" "${p}pf_taken" 1
+    "$row" "      of which RAM faults (pf_taken)" "${p}pf_taken" 1
     "$row" "  instructions emulated" "${p}insn_emulation" 1
     "$row" "  returns to userspace for signals" "${p}signal_exits" 1
 }
