@@ -5,10 +5,11 @@
 # make builds it: bench/sections/blkhost.sh runs `make BENCH_BIN_DIR=... PATH/blkhost`.
 BENCH_BIN_DIR := $(BUILD)/bench/bin
 BENCH_TOOLS := $(BENCH_BIN_DIR)/benchrun $(BENCH_BIN_DIR)/firstrun.so $(BENCH_BIN_DIR)/minilaunch \
-	$(BENCH_BIN_DIR)/netsink $(BENCH_BIN_DIR)/blkhost
+	$(BENCH_BIN_DIR)/netsink $(BENCH_BIN_DIR)/blkhost $(BENCH_BIN_DIR)/vmwatch
 BENCH_CFLAGS := -std=c11 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE -I.
 
-bench: $(BENCH_TOOLS)
+# The sandbox section writes mica's sandbox initramfs for QEMU with this unit test's helper.
+bench: $(BENCH_TOOLS) $(OBJDIR)/tests/test_sandbox_initramfs
 
 $(BENCH_BIN_DIR)/benchrun: bench/benchrun.c bench/firstrun.h
 	@mkdir -p $(dir $@)
@@ -23,6 +24,10 @@ $(BENCH_BIN_DIR)/minilaunch: bench/minilaunch.c
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -lfdt
 
 $(BENCH_BIN_DIR)/netsink: bench/netsink.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $<
+
+$(BENCH_BIN_DIR)/vmwatch: bench/vmwatch.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -o $@ $<
 

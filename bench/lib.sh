@@ -34,6 +34,7 @@ bench_build_tools() {
     _bench_cc firstrun.so bench/firstrun.c -shared -fPIC
     _bench_cc minilaunch bench/minilaunch.c -lfdt
     _bench_cc netsink bench/netsink.c
+    _bench_cc vmwatch bench/vmwatch.c
 }
 
 # bench_json_str STRING: STRING as a JSON string literal.
@@ -164,6 +165,51 @@ bench_kvm_read() {
         [[ -r $bench_kvm_dir/$s ]] && read -r v <"$bench_kvm_dir/$s"
         [[ -n $v ]] && bench_kvm+=("$s=$v")
     done
+}
+
+# bench_kernel_version BZIMAGE: the kernel's version string (header: kernel_version at 0x20e,
+# an offset from 0x200).
+bench_kernel_version() {
+    local o
+    o=$(od -An -tu2 -j $((0x20e)) -N2 "$1" | tr -d ' ') &&
+        dd if="$1" bs=1 skip=$((o + 0x200)) count=160 2>/dev/null | tr '\0' '\n' | head -n 1
+}
+
+# KVM statistics (debugfs file names) behind the exits-by-reason tables. The first six after
+# "exits" are distinct exit reasons; signal_exits/request_irq_exits are returns to userspace,
+# the rest further events (pf_taken: page faults KVM's MMU took, i.e. the nested-page-fault /
+# EPT-violation exits on guest RAM, part of "other").
+# shellcheck disable=SC2034 # used by the sections
+BENCH_KVM_EXIT_STATS=(exits io_exits mmio_exits halt_exits irq_exits irq_window_exits
+    nmi_window_exits signal_exits request_irq_exits insn_emulation hypercalls halt_wakeup pf_taken)
+
+# bench_kvm_other_exits [PREFIX]: reads key=value lines, prints PREFIXother_exits=N: all exits
+# (PREFIXexits) minus the distinct reasons (MSR, CPUID, NPF, APIC... are left); nothing when
+# PREFIXexits is missing.
+bench_kvm_other_exits() {
+    awk -F= -v p="${1:-}" '{ v[$1] = $2 }
+        END {
+            if (!((p "exits") in v)) exit
+            o = v[p "exits"] - v[p "io_exits"] - v[p "mmio_exits"] - v[p "halt_exits"]
+            o = o - v[p "irq_exits"] - v[p "irq_window_exits"] - v[p "nmi_window_exits"]
+            printf "%sother_exits=%.0f\n", p, o
+        }'
+}
+
+# bench_exit_rows ROW [PREFIX]: the rows of an exits-by-reason table: calls ROW LABEL KEY 1 for
+# each (KEY: PREFIX + a statistic of BENCH_KVM_EXIT_STATS, or PREFIXother_exits).
+bench_exit_rows() {
+    local row=$1 p=${2:-}
+    "$row" "  all exits" "${p}exits" 1
+    "$row" "    I/O port (io_exits)" "${p}io_exits" 1
+    "$row" "    MMIO to userspace (mmio_exits)" "${p}mmio_exits" 1
+    "$row" "    HLT (halt_exits)" "${p}halt_exits" 1
+    "$row" "    host interrupt (irq_exits)" "${p}irq_exits" 1
+    "$row" "    interrupt window" "${p}irq_window_exits" 1
+    "$row" "    other (MSR, CPUID, NPF, APIC...)" "${p}other_exits" 1
+    "$row" "      of which RAM faults (pf_taken)" "${p}pf_taken" 1
+    "$row" "  instructions emulated" "${p}insn_emulation" 1
+    "$row" "  returns to userspace for signals" "${p}signal_exits" 1
 }
 
 # bench_runs RUN VMM...: one discarded warm-up run (number 0) per VMM, then BENCH_RUNS measured

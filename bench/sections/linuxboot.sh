@@ -33,10 +33,8 @@ read -ra lb_vmms <<<"${BENCH_LINUXBOOT_VMMS:-mica microvm q35}"
 lb_marker='mica-linux: /init reached'
 lb_json=$BENCH_OUT/linuxboot.json
 lb_shim=$PWD/$BENCH_BIN/firstrun.so
-# KVM statistics read at /init (debugfs file names). The first six are distinct exit reasons;
-# the rest are further events (signal_exits/request_irq_exits: returns to userspace).
-lb_stats=(exits io_exits mmio_exits halt_exits irq_exits irq_window_exits nmi_window_exits
-    signal_exits request_irq_exits insn_emulation hypercalls halt_wakeup)
+# KVM statistics read at /init (bench/lib.sh: distinct exit reasons first, then other events).
+lb_stats=("${BENCH_KVM_EXIT_STATS[@]}")
 lb_firstrun_magic=7959393760925870438 # FIRSTRUN_MAGIC as od -tu8 prints it
 
 lb_cmd() { # VMM: sets cmd=(the command line that boots the Linux guest under VMM)
@@ -156,13 +154,7 @@ lb_run() {
             echo "run_us=$((words[1] / 1000 + lb_off_us - t0))"
         if [[ -f $base.stats ]]; then
             cat "$base.stats"
-            awk -F= '{ v[$1] = $2 }
-                END {
-                    if (!("exits" in v)) exit
-                    o = v["exits"] - v["io_exits"] - v["mmio_exits"] - v["halt_exits"]
-                    o = o - v["irq_exits"] - v["irq_window_exits"] - v["nmi_window_exits"]
-                    printf "other_exits=%.0f\n", o
-                }' "$base.stats"
+            bench_kvm_other_exits <"$base.stats"
         fi
         [[ -s $base.smaps ]] && lb_memory "$base"
         ((timed_out)) && echo "timeout=1"
@@ -195,9 +187,7 @@ for v in "${lb_vmms[@]}"; do
         bench_die "linuxboot: $lb_qemu not found (apt-get install qemu-system-x86)"
 done
 bench_need_kvm_stats linuxboot
-# The kernel's version string (bzImage header: kernel_version at 0x20e, +0x200).
-lb_kver=$(o=$(od -An -tu2 -j $((0x20e)) -N2 "$lb_kernel" | tr -d ' ') &&
-    dd if="$lb_kernel" bs=1 skip=$((o + 0x200)) count=160 2>/dev/null | tr '\0' '\n' | head -n 1)
+lb_kver=$(bench_kernel_version "$lb_kernel")
 lb_krel=${lb_kver%% *}
 
 bench_log "linuxboot: $BENCH_RUNS runs each of ${lb_vmms[*]}, Linux ${lb_krel:-?}, ${lb_mem} MiB, '$lb_cmdline'"
@@ -234,15 +224,7 @@ lb_names() { local v; for v in "${lb_vmms[@]}"; do case $v in mica) printf ' %19
 echo
 echo "== linuxboot: Linux ${lb_krel:-?} (bzImage) + busybox initramfs, '$lb_cmdline', ${lb_mem} MiB, 1 vCPU; $BENCH_RUNS runs: median (min)"
 printf '%-38s%s\n' "VM EXITS, exec -> /init (KVM stats)" "$(lb_names)"
-lb_row "  all exits" exits 1
-lb_row "    I/O port (io_exits)" io_exits 1
-lb_row "    MMIO to userspace (mmio_exits)" mmio_exits 1
-lb_row "    HLT (halt_exits)" halt_exits 1
-lb_row "    host interrupt (irq_exits)" irq_exits 1
-lb_row "    interrupt window" irq_window_exits 1
-lb_row "    other (MSR, CPUID, NPF, APIC...)" other_exits 1
-lb_row "  instructions emulated" insn_emulation 1
-lb_row "  returns to userspace for signals" signal_exits 1
+bench_exit_rows lb_row
 if [[ ${lb_vmms[0]} == mica ]]; then
     m=$(lb_median mica exits)
     out=$(printf '%-38s' "  all exits / mica's")
@@ -275,7 +257,7 @@ lb_vmm_json() { # VMM
     local k sep='' ends cmd
     printf '{'
     for k in exits io_exits mmio_exits halt_exits irq_exits irq_window_exits nmi_window_exits \
-        other_exits signal_exits request_irq_exits insn_emulation hypercalls halt_wakeup \
+        other_exits signal_exits request_irq_exits insn_emulation hypercalls halt_wakeup pf_taken \
         run_us init_us exit_us vmrss_kb vmhwm_kb rss_total_kb rss_vmm_kb rss_guest_kb guest_vma_kb \
         threads; do
         printf '%s"%s": %s' "$sep" "$k" "$(bench_json_metric "$k" "${lbf[@]}")"
