@@ -19,10 +19,14 @@
 int hostfs_getattr(struct hostfs *fs, uint64_t id, struct stat *st)
 {
 	struct hostfs_node *n = hostfs_node_get(fs, id);
+	int fd;
 
 	if (!n)
 		return -ESTALE;
-	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+	fd = hostfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
+	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	hostfs_node_attr(n, st);
 	return 0;
@@ -31,12 +35,16 @@ int hostfs_getattr(struct hostfs *fs, uint64_t id, struct stat *st)
 static int set_mode(struct hostfs *fs, struct hostfs_node *n, mode_t mode)
 {
 	char name[16];
+	int fd;
 
 	if (n->type == S_IFLNK)
 		return -EOPNOTSUPP;     /* a symlink has no mode of its own to change */
+	fd = hostfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
 	/* Through the magic link: it leads to the node's inode and no further, and a chmod of a
 	 * device node or FIFO does not open it. */
-	hostfs_fd_name(n->fd, name);
+	hostfs_fd_name(fd, name);
 	return fchmodat(fs->procfd, name, hostfs_guest_mode(mode, n->type), 0) < 0 ? -errno : 0;
 }
 
@@ -46,12 +54,16 @@ static int set_owner(struct hostfs *fs, struct hostfs_node *n, const struct host
 {
 	uid_t uid = (sa->valid & HOSTFS_SET_UID) ? sa->uid : (uid_t)-1;
 	gid_t gid = (sa->valid & HOSTFS_SET_GID) ? sa->gid : (gid_t)-1;
+	int fd;
 
 	if ((uid != (uid_t)-1 && uid != geteuid()) || (gid != (gid_t)-1 && gid != getegid())) {
 		fs->refused++;
 		return -EPERM;
 	}
-	return fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	fd = hostfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
+	return fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
 static int set_size(struct hostfs *fs, struct hostfs_node *n, uint64_t fh, uint64_t size)
@@ -91,6 +103,7 @@ static int set_times(struct hostfs *fs, struct hostfs_node *n, const struct host
 {
 	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
 	char name[16];
+	int fd;
 
 	if (sa->valid & HOSTFS_SET_ATIME_NOW)
 		ts[0].tv_nsec = UTIME_NOW;
@@ -106,7 +119,10 @@ static int set_times(struct hostfs *fs, struct hostfs_node *n, const struct host
 	    ((sa->valid & (HOSTFS_SET_MTIME | HOSTFS_SET_MTIME_NOW)) == HOSTFS_SET_MTIME &&
 	     !nsec_valid(ts[1].tv_nsec)))
 		return -EINVAL;
-	if (utimensat(n->fd, "", ts, AT_EMPTY_PATH) == 0)
+	fd = hostfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
+	if (utimensat(fd, "", ts, AT_EMPTY_PATH) == 0)
 		return 0;
 	if (errno != EINVAL)
 		return -errno;
@@ -114,7 +130,7 @@ static int set_times(struct hostfs *fs, struct hostfs_node *n, const struct host
 	 * cannot take (the link would be followed). */
 	if (n->type == S_IFLNK)
 		return -EOPNOTSUPP;
-	hostfs_fd_name(n->fd, name);
+	hostfs_fd_name(fd, name);
 	return utimensat(fs->procfd, name, ts, 0) < 0 ? -errno : 0;
 }
 
@@ -155,12 +171,16 @@ ssize_t hostfs_readlink(struct hostfs *fs, uint64_t id, char *buf, size_t size)
 {
 	struct hostfs_node *n = hostfs_node_get(fs, id);
 	ssize_t len;
+	int fd;
 
 	if (!n)
 		return -ESTALE;
 	if (n->type != S_IFLNK)
 		return -EINVAL;
-	len = readlinkat(n->fd, "", buf, size);
+	fd = hostfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
+	len = readlinkat(fd, "", buf, size);
 	return len < 0 ? -errno : len;
 }
 
@@ -168,6 +188,7 @@ int hostfs_access(struct hostfs *fs, uint64_t id, int mask)
 {
 	struct hostfs_node *n = hostfs_node_get(fs, id);
 	char name[16];
+	int fd;
 
 	if (!n)
 		return -ESTALE;
@@ -177,19 +198,26 @@ int hostfs_access(struct hostfs *fs, uint64_t id, int mask)
 		return -EROFS;
 	if (n->pseudo)
 		return 0;          /* r-x for everyone, as getattr shows it */
+	fd = hostfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
 	/* The magic link leads to the node itself: access checks do not open anything. */
-	hostfs_fd_name(n->fd, name);
+	hostfs_fd_name(fd, name);
 	return faccessat(fs->procfd, name, mask, AT_EACCESS) < 0 ? -errno : 0;
 }
 
 int hostfs_statfs(struct hostfs *fs, uint64_t id, struct statvfs *st)
 {
 	struct hostfs_node *n = hostfs_node_get(fs, id);
+	int fd;
 
 	if (!n)
 		return -ESTALE;
 	/* A pseudo file system's figures are none of the guest's business: the share's instead. */
-	return fstatvfs(n->pseudo ? fs->nodes[0].fd : n->fd, st) < 0 ? -errno : 0;
+	fd = hostfs_node_fd(fs, n->pseudo ? fs->nodes : n);
+	if (fd < 0)
+		return fd;
+	return fstatvfs(fd, st) < 0 ? -errno : 0;
 }
 
 /* Whether n has extended attributes to show: symlinks, device nodes, FIFOs, sockets and pseudo
@@ -199,7 +227,7 @@ static bool has_xattrs(const struct hostfs_node *n)
 	return !n->pseudo && (n->type == S_IFREG || n->type == S_IFDIR);
 }
 
-static int xattr_fd(struct hostfs *fs, const struct hostfs_node *n)
+static int xattr_fd(struct hostfs *fs, struct hostfs_node *n)
 {
 	return hostfs_reopen(fs, n, (n->type == S_IFDIR ? O_DIRECTORY : 0) | O_RDONLY | O_NONBLOCK);
 }

@@ -26,7 +26,10 @@ int hostfs_opendir(struct hostfs *fs, uint64_t id, uint64_t *fh)
 		return -ENFILE;
 	}
 	if (!n->pseudo) {
-		fd = openat(n->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = hostfs_node_fd(fs, n);
+		if (fd < 0)
+			return fd;
+		fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
 		buf = malloc(HOSTFS_DIRBUF);

@@ -81,7 +81,10 @@ int hostfs_create(struct hostfs *fs, uint64_t parent, const char *name, mode_t m
 	}
 	/* Always O_EXCL: opening whatever already has the name (a FIFO, a device node) is
 	 * hostfs_open_file's decision, which sees its type first. */
-	fd = hostfs_resolve(fs, p->fd, name, (flags & OPEN_KEPT) | O_CREAT | O_EXCL,
+	pfd = hostfs_node_fd(fs, p);
+	if (pfd < 0)
+		return pfd;
+	fd = hostfs_resolve(fs, pfd, name, (flags & OPEN_KEPT) | O_CREAT | O_EXCL,
 			    hostfs_guest_mode(mode, S_IFREG) & ~umask);
 	if (fd == -EEXIST && !(flags & O_EXCL)) {
 		r = hostfs_lookup_checked(fs, p, name, out);
@@ -113,7 +116,7 @@ int hostfs_create(struct hostfs *fs, uint64_t parent, const char *name, mode_t m
 		close(fd);
 		return r;
 	}
-	r = hostfs_enter(fs, p, pfd, out);
+	r = hostfs_enter(fs, p, name, pfd, out);
 	if (r < 0) {
 		close(fd);
 		return r;

@@ -22,10 +22,14 @@
  *     from /proc/self/mountinfo, read when the share is opened, and by statfs's f_type for
  *     mounts made later) shows as an empty, read-only directory: a shared / never hands the
  *     guest mica's /proc/self/mem, the host's /sys or /dev/kvm.
- *   - Bounded: at most opts.max_inodes inodes and opts.max_handles open files/directories per
- *     share (each one descriptor); beyond that the guest gets -ENFILE, and mica's own
- *     descriptors are never exhausted (hostfs_open checks that the bounds fit RLIMIT_NOFILE,
- *     raising the soft limit to the hard one if needed).
+ *   - Bounded: at most opts.max_inodes inodes (memory: a slot and a name each) and
+ *     opts.max_handles open files/directories per share; beyond that the guest gets -ENFILE.
+ *     Known inodes hold at most opts.max_fds O_PATH descriptors, the most recently used ones:
+ *     an inode whose descriptor was closed for room is found again by its name beneath its
+ *     parent (resolved as above) when next used, and is -ESTALE if that name no longer leads to
+ *     the same inode (moved or replaced on the host meanwhile; moves the guest makes are
+ *     followed). mica's own descriptors are never exhausted: hostfs_open checks that max_fds
+ *     and max_handles fit RLIMIT_NOFILE, raising the soft limit to the hard one if needed.
  *   - Read-only shares answer -EROFS to every call that would change the host.
  *   - mica's own uid and gid, always: nothing here switches credentials; the guest's
  *     uid/gid in a request is ignored (files are created as the caller of mica), and a chown
@@ -69,13 +73,17 @@ struct hostfs_opts {
 	const char *path;        /* the directory shared */
 	bool readonly;
 	uint32_t max_inodes;     /* 0: HOSTFS_DEFAULT_MAX_INODES */
+	uint32_t max_fds;        /* 0: HOSTFS_DEFAULT_MAX_FDS (at most max_inodes) */
 	uint32_t max_handles;    /* 0: HOSTFS_DEFAULT_MAX_HANDLES */
 	uint32_t nshares;        /* shares this process opens in all (0: 1): where the default
 				  * bounds do not fit RLIMIT_NOFILE, each gets its part of it */
 };
 
-#define HOSTFS_DEFAULT_MAX_INODES  16384
+#define HOSTFS_DEFAULT_MAX_INODES  (1u << 20)   /* ~100 bytes each, used ones only */
+#define HOSTFS_DEFAULT_MAX_FDS     16384
 #define HOSTFS_DEFAULT_MAX_HANDLES 4096
+#define HOSTFS_MAX_BOUND           (1u << 22)  /* the largest of each accepted */
+#define HOSTFS_MIN_FDS             16          /* the fewest max_fds accepted */
 
 /* A node as a lookup returns it: its id, a generation (always 0 here: ids are not reused),
  * and its attributes (st_ino is the host's). */
@@ -203,6 +211,9 @@ ssize_t hostfs_listxattr(struct hostfs *fs, uint64_t id, void *buf, size_t size)
 
 struct hostfs_counts {
 	uint32_t inodes, handles;           /* now (inodes: those max_inodes bounds, not the root) */
+	uint32_t fds;                       /* inodes holding a descriptor now */
+	uint64_t reopened;                  /* inodes found again by name after their descriptor
+					     * was closed for room */
 	uint64_t refused;                   /* requests refused by confinement (escapes, device
 					     * nodes, pseudo file systems, the bounds) */
 };

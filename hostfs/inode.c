@@ -1,11 +1,14 @@
 /* The node table: one slot per known inode, found by id (slot and sequence number, see
- * hostfs/internal.h) or by (st_dev, st_ino) through a chained hash. */
+ * hostfs/internal.h) or by (st_dev, st_ino) through a chained hash that grows with the table;
+ * each node's place (parent and name) for finding it again. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "hostfs/internal.h"
+
+#define HASH_MIN 1024u
 
 /* The fewest bits b with every slot index below 2^b - 1. */
 static unsigned slot_bits(uint32_t nslots)
@@ -32,49 +35,59 @@ static void hash_insert(struct hostfs *fs, uint32_t slot)
 	struct hostfs_node *n = &fs->nodes[slot];
 	uint32_t k = hash_key(fs, n->dev, n->ino);
 
-	n->next = fs->hash[k];
-	fs->hash[k] = slot;
+	n->next = fs->hash[k] ? fs->hash[k] - 1 : HOSTFS_NONE;
+	fs->hash[k] = slot + 1;
 }
 
 static void hash_remove(struct hostfs *fs, uint32_t slot)
 {
 	struct hostfs_node *n = &fs->nodes[slot];
-	uint32_t *p = &fs->hash[hash_key(fs, n->dev, n->ino)];
+	uint32_t *head = &fs->hash[hash_key(fs, n->dev, n->ino)];
+	uint32_t s = *head ? *head - 1 : HOSTFS_NONE;
 
-	while (*p != HOSTFS_NONE && *p != slot)
-		p = &fs->nodes[*p].next;
-	if (*p == slot)
-		*p = n->next;
+	if (s == slot) {
+		*head = n->next == HOSTFS_NONE ? 0 : n->next + 1;
+		return;
+	}
+	while (s != HOSTFS_NONE && fs->nodes[s].next != slot)
+		s = fs->nodes[s].next;
+	if (s != HOSTFS_NONE)
+		fs->nodes[s].next = n->next;
 }
 
-static void free_list_reset(struct hostfs *fs)
+/* Doubles the buckets once the nodes outnumber them (if memory allows; chains only get longer
+ * otherwise). */
+static void hash_grow(struct hostfs *fs)
 {
-	fs->node_free = HOSTFS_NONE;
-	for (uint32_t i = fs->nnodes - 1; i >= 1; i--) {
+	uint32_t size = fs->hash_mask + 1, *h;
+
+	if (fs->inodes_used < size || size >= fs->nnodes)
+		return;
+	h = calloc((size_t)size * 2, sizeof(*h));
+	if (!h)
+		return;
+	free(fs->hash);
+	fs->hash = h;
+	fs->hash_mask = size * 2 - 1;
+	for (uint32_t i = 0; i < fs->node_top; i++)
 		if (fs->nodes[i].id)
-			continue;
-		fs->nodes[i].next = fs->node_free;
-		fs->node_free = i;
-	}
+			hash_insert(fs, i);
 }
 
 int hostfs_nodes_init(struct hostfs *fs, uint32_t max_inodes)
 {
-	uint32_t hsize = 64;
-
 	fs->nnodes = max_inodes + 1;
 	fs->node_bits = slot_bits(fs->nnodes);
-	while (hsize < fs->nnodes)
-		hsize <<= 1;
-	fs->hash_mask = hsize - 1;
+	fs->hash_mask = HASH_MIN - 1;
+	/* calloc: pages of slots never used are never touched. */
 	fs->nodes = calloc(fs->nnodes, sizeof(*fs->nodes));
-	fs->hash = malloc(hsize * sizeof(*fs->hash));
+	fs->hash = calloc(HASH_MIN, sizeof(*fs->hash));
 	if (!fs->nodes || !fs->hash)
 		return -ENOMEM;
-	memset(fs->hash, 0xff, hsize * sizeof(*fs->hash));
-	for (uint32_t i = 0; i < fs->nnodes; i++)
-		fs->nodes[i].fd = -1;
-	free_list_reset(fs);
+	fs->nodes[0].fd = -1;
+	fs->node_top = 1;
+	fs->node_free = HOSTFS_NONE;
+	fs->lru_head = fs->lru_tail = HOSTFS_NONE;
 	return 0;
 }
 
@@ -98,14 +111,16 @@ struct hostfs_node *hostfs_node_get(struct hostfs *fs, uint64_t id)
 	if (id == HOSTFS_ROOT_ID)
 		return &fs->nodes[0];
 	slot = id & ((1ull << fs->node_bits) - 1);
-	if (slot == 0 || slot >= fs->nnodes || fs->nodes[slot].id != id)
+	if (slot == 0 || slot >= fs->node_top || fs->nodes[slot].id != id)
 		return NULL;
 	return &fs->nodes[slot];
 }
 
 struct hostfs_node *hostfs_node_find(struct hostfs *fs, dev_t dev, ino_t ino)
 {
-	for (uint32_t s = fs->hash[hash_key(fs, dev, ino)]; s != HOSTFS_NONE; s = fs->nodes[s].next) {
+	uint32_t head = fs->hash[hash_key(fs, dev, ino)];
+
+	for (uint32_t s = head ? head - 1 : HOSTFS_NONE; s != HOSTFS_NONE; s = fs->nodes[s].next) {
 		struct hostfs_node *n = &fs->nodes[s];
 
 		if (n->ino == ino && n->dev == dev)
@@ -116,7 +131,8 @@ struct hostfs_node *hostfs_node_find(struct hostfs *fs, dev_t dev, ino_t ino)
 
 bool hostfs_node_room(const struct hostfs *fs)
 {
-	return fs->node_free != HOSTFS_NONE && fs->node_seq < (UINT64_MAX >> fs->node_bits);
+	return (fs->node_free != HOSTFS_NONE || fs->node_top < fs->nnodes) &&
+	       fs->node_seq < (UINT64_MAX >> fs->node_bits);
 }
 
 void hostfs_node_root(struct hostfs *fs, int fd, const struct stat *st, uint64_t mnt_id,
@@ -131,65 +147,125 @@ void hostfs_node_root(struct hostfs *fs, int fd, const struct stat *st, uint64_t
 	n->fd = fd;
 	n->type = S_IFDIR;
 	n->pseudo = pseudo;
+	n->parent = HOSTFS_NONE;
 	hash_insert(fs, 0);
 }
 
-int hostfs_node_add(struct hostfs *fs, int fd, const struct stat *st, uint64_t mnt_id,
-		    bool pseudo, struct hostfs_node **out)
+static uint32_t slot_of(const struct hostfs *fs, const struct hostfs_node *n)
 {
-	uint32_t slot = fs->node_free;
+	return (uint32_t)(n - fs->nodes);
+}
+
+int hostfs_node_add(struct hostfs *fs, int fd, const struct stat *st, uint64_t mnt_id,
+		    bool pseudo, struct hostfs_node *parent, const char *name,
+		    struct hostfs_node **out)
+{
 	struct hostfs_node *n;
+	uint32_t slot;
+	char *copy;
 
 	if (!hostfs_node_room(fs))
 		return -ENFILE;
+	hash_grow(fs);
+	copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	if (fs->node_free != HOSTFS_NONE) {
+		slot = fs->node_free;
+		fs->node_free = fs->nodes[slot].next;
+	} else {
+		slot = fs->node_top++;
+	}
 	n = &fs->nodes[slot];
-	fs->node_free = n->next;
 	n->id = ++fs->node_seq << fs->node_bits | slot;
 	n->refs = 1;
 	n->dev = st->st_dev;
 	n->ino = st->st_ino;
 	n->mnt_id = mnt_id;
-	n->fd = fd;
+	n->name = copy;
+	n->fd = -1;
 	n->type = pseudo ? S_IFDIR : (st->st_mode & S_IFMT);
 	n->pseudo = pseudo;
-	hash_insert(fs, slot);
+	n->pinned = false;
+	n->children = 0;
+	n->parent = slot_of(fs, parent);
+	parent->children++;
 	fs->inodes_used++;
+	hash_insert(fs, slot);
+	hostfs_node_attach(fs, n, fd);
 	*out = n;
 	return 0;
 }
 
-static void node_drop(struct hostfs *fs, uint32_t slot)
+/* Frees n's slot if nothing holds it, then its parent's if that was the last thing holding it,
+ * and so up: iterative, a path may be deep. */
+static void node_release(struct hostfs *fs, struct hostfs_node *n)
 {
-	struct hostfs_node *n = &fs->nodes[slot];
+	while (n != fs->nodes && n->refs == 0 && n->children == 0) {
+		uint32_t slot = slot_of(fs, n);
+		struct hostfs_node *p = &fs->nodes[n->parent];
 
-	hash_remove(fs, slot);
-	close(n->fd);
-	n->fd = -1;
-	n->id = 0;
-	n->refs = 0;
-	fs->inodes_used--;
+		hash_remove(fs, slot);
+		hostfs_node_detach(fs, n);
+		free(n->name);
+		n->name = NULL;
+		n->id = 0;
+		n->next = fs->node_free;
+		fs->node_free = slot;
+		fs->inodes_used--;
+		p->children--;
+		n = p;
+	}
+}
+
+int hostfs_node_move(struct hostfs *fs, struct hostfs_node *n, struct hostfs_node *parent,
+		     const char *name)
+{
+	struct hostfs_node *old = &fs->nodes[n->parent];
+	char *copy;
+
+	if (n == fs->nodes || (old == parent && !strcmp(n->name, name)))
+		return 0;
+	for (struct hostfs_node *a = parent; a != fs->nodes; a = &fs->nodes[a->parent])
+		if (a == n)
+			return 0;
+	copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	free(n->name);
+	n->name = copy;
+	n->parent = slot_of(fs, parent);
+	parent->children++;
+	old->children--;
+	node_release(fs, old);
+	return 0;
 }
 
 void hostfs_node_unref(struct hostfs *fs, struct hostfs_node *n, uint64_t count)
 {
-	uint32_t slot = (uint32_t)(n - fs->nodes);
-
-	if (slot == 0)
-		return;
 	n->refs -= count < n->refs ? count : n->refs;
-	if (n->refs)
-		return;
-	node_drop(fs, slot);
-	n->next = fs->node_free;
-	fs->node_free = slot;
+	node_release(fs, n);
 }
 
 void hostfs_nodes_clear(struct hostfs *fs)
 {
-	for (uint32_t i = 1; i < fs->nnodes; i++)
-		if (fs->nodes[i].id)
-			node_drop(fs, i);
-	free_list_reset(fs);
+	for (uint32_t i = 1; i < fs->node_top; i++) {
+		struct hostfs_node *n = &fs->nodes[i];
+
+		if (!n->id)
+			continue;
+		hostfs_node_detach(fs, n);
+		free(n->name);
+	}
+	/* Every slot goes back to never used. */
+	memset(&fs->nodes[1], 0, (size_t)(fs->node_top - 1) * sizeof(*fs->nodes));
+	memset(fs->hash, 0, (size_t)(fs->hash_mask + 1) * sizeof(*fs->hash));
+	fs->nodes[0].children = 0;
+	fs->node_top = 1;
+	fs->node_free = HOSTFS_NONE;
+	fs->inodes_used = 0;
+	if (fs->nodes[0].id)
+		hash_insert(fs, 0);
 }
 
 void hostfs_node_attr(const struct hostfs_node *n, struct stat *st)

@@ -1,7 +1,8 @@
 /* Changing directories: mknod, mkdir, symlink, link, unlink, rmdir, rename. Every name is one
  * checked component handed to an *at call on its parent's O_PATH descriptor, which neither
  * follows a final symlink nor can leave the directory; the new entry is then looked up like any
- * other (hostfs_lookup_checked). */
+ * other (hostfs_lookup_checked). A call that needs two nodes' descriptors pins the first while
+ * it gets the second (fdcache.c may close one for room). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -42,7 +43,10 @@ int hostfs_mknod(struct hostfs *fs, uint64_t parent, const char *name, mode_t mo
 	if (r < 0)
 		return r;
 	mode = (type ? type : S_IFREG) | (hostfs_guest_mode(mode, S_IFREG) & ~umask);
-	if (mknodat(p->fd, name, mode, 0) < 0)
+	r = hostfs_node_fd(fs, p);
+	if (r < 0)
+		return r;
+	if (mknodat(r, name, mode, 0) < 0)
 		return -errno;
 	return hostfs_lookup_checked(fs, p, name, out);
 }
@@ -53,9 +57,11 @@ int hostfs_mkdir(struct hostfs *fs, uint64_t parent, const char *name, mode_t mo
 	struct hostfs_node *p;
 	int r = prepare_new(fs, parent, name, &p);
 
+	if (r == 0)
+		r = hostfs_node_fd(fs, p);
 	if (r < 0)
 		return r;
-	if (mkdirat(p->fd, name, hostfs_guest_mode(mode, S_IFDIR) & ~umask) < 0)
+	if (mkdirat(r, name, hostfs_guest_mode(mode, S_IFDIR) & ~umask) < 0)
 		return -errno;
 	return hostfs_lookup_checked(fs, p, name, out);
 }
@@ -71,7 +77,10 @@ int hostfs_symlink(struct hostfs *fs, uint64_t parent, const char *name, const c
 	/* The target is data, stored as given: nothing here ever follows it. */
 	if (strnlen(target, PATH_MAX) >= PATH_MAX)
 		return -ENAMETOOLONG;
-	if (symlinkat(target, p->fd, name) < 0)
+	r = hostfs_node_fd(fs, p);
+	if (r < 0)
+		return r;
+	if (symlinkat(target, r, name) < 0)
 		return -errno;
 	return hostfs_lookup_checked(fs, p, name, out);
 }
@@ -81,7 +90,7 @@ int hostfs_link(struct hostfs *fs, uint64_t id, uint64_t newparent, const char *
 {
 	struct hostfs_node *n, *p;
 	char fdname[16];
-	int r;
+	int r, nfd, pfd;
 
 	r = hostfs_parent_for_change(fs, newparent, &p);
 	if (r < 0)
@@ -96,13 +105,21 @@ int hostfs_link(struct hostfs *fs, uint64_t id, uint64_t newparent, const char *
 		fs->refused++;
 	if (n->type == S_IFDIR)
 		return -EPERM;
+	nfd = hostfs_node_fd(fs, n);
+	if (nfd < 0)
+		return nfd;
+	n->pinned = true;
+	pfd = hostfs_node_fd(fs, p);
+	n->pinned = false;
+	if (pfd < 0)
+		return pfd;
 	/* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it); the magic link does not,
 	 * and AT_SYMLINK_FOLLOW follows it to the node and no further. */
-	if (linkat(n->fd, "", p->fd, newname, AT_EMPTY_PATH) < 0) {
+	if (linkat(nfd, "", pfd, newname, AT_EMPTY_PATH) < 0) {
 		if (errno != ENOENT)
 			return -errno;
-		hostfs_fd_name(n->fd, fdname);
-		if (linkat(fs->procfd, fdname, p->fd, newname, AT_SYMLINK_FOLLOW) < 0)
+		hostfs_fd_name(nfd, fdname);
+		if (linkat(fs->procfd, fdname, pfd, newname, AT_SYMLINK_FOLLOW) < 0)
 			return -errno;
 	}
 	return hostfs_lookup_checked(fs, p, newname, out);
@@ -115,9 +132,11 @@ static int remove_entry(struct hostfs *fs, uint64_t parent, const char *name, in
 
 	if (r == 0)
 		r = hostfs_check_name(fs, name);
+	if (r == 0)
+		r = hostfs_node_fd(fs, p);
 	if (r < 0)
 		return r;
-	return unlinkat(p->fd, name, flags) < 0 ? -errno : 0;
+	return unlinkat(r, name, flags) < 0 ? -errno : 0;
 }
 
 int hostfs_unlink(struct hostfs *fs, uint64_t parent, const char *name)
@@ -130,11 +149,23 @@ int hostfs_rmdir(struct hostfs *fs, uint64_t parent, const char *name)
 	return remove_entry(fs, parent, name, AT_REMOVEDIR);
 }
 
+/* The node name in dir stands for now, if there is one (not the root): what a rename moves. */
+static struct hostfs_node *known_entry(struct hostfs *fs, int dirfd, const char *name)
+{
+	struct stat st;
+	struct hostfs_node *n;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return NULL;
+	n = hostfs_node_find(fs, st.st_dev, st.st_ino);
+	return n == fs->nodes ? NULL : n;
+}
+
 int hostfs_rename(struct hostfs *fs, uint64_t olddir, const char *oldname, uint64_t newdir,
 		  const char *newname, unsigned flags)
 {
-	struct hostfs_node *op, *np;
-	int r;
+	struct hostfs_node *op, *np, *moved, *swapped = NULL;
+	int r, ofd, nfd;
 
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
 	    flags == (RENAME_NOREPLACE | RENAME_EXCHANGE))
@@ -148,6 +179,28 @@ int hostfs_rename(struct hostfs *fs, uint64_t olddir, const char *oldname, uint6
 		r = hostfs_check_name(fs, newname);
 	if (r < 0)
 		return r;
-	/* Nodes are descriptors: whatever moves keeps its node, nothing to update. */
-	return renameat2(op->fd, oldname, np->fd, newname, flags) < 0 ? -errno : 0;
+	ofd = hostfs_node_fd(fs, op);
+	if (ofd < 0)
+		return ofd;
+	op->pinned = true;
+	nfd = hostfs_node_fd(fs, np);
+	op->pinned = false;
+	if (nfd < 0)
+		return nfd;
+	/* What moves keeps its node; the node's place (where it is found again) follows. */
+	moved = known_entry(fs, ofd, oldname);
+	if (flags & RENAME_EXCHANGE)
+		swapped = known_entry(fs, nfd, newname);
+	if (renameat2(ofd, oldname, nfd, newname, flags) < 0)
+		return -errno;
+	/* Held across the moves: one may leave a directory with nothing else keeping it. */
+	op->refs++;
+	np->refs++;
+	if (moved)
+		hostfs_node_move(fs, moved, np, newname);
+	if (swapped)
+		hostfs_node_move(fs, swapped, op, oldname);
+	hostfs_node_unref(fs, op, 1);
+	hostfs_node_unref(fs, np, 1);
+	return 0;
 }

@@ -54,7 +54,7 @@ void hostfs_fd_name(int fd, char buf[16])
 	snprintf(buf, 16, "%d", fd);
 }
 
-int hostfs_reopen(struct hostfs *fs, const struct hostfs_node *n, int flags)
+int hostfs_reopen(struct hostfs *fs, struct hostfs_node *n, int flags)
 {
 	char name[16];
 	int fd;
@@ -63,9 +63,12 @@ int hostfs_reopen(struct hostfs *fs, const struct hostfs_node *n, int flags)
 		fs->refused++;
 		return -EACCES;
 	}
+	fd = hostfs_node_fd(fs, n);
+	if (fd < 0)
+		return fd;
 	/* The magic link leads to the node's own inode, whose type cannot change: nothing is
 	 * followed beyond it. O_NOFOLLOW would refuse the magic link itself. */
-	hostfs_fd_name(n->fd, name);
+	hostfs_fd_name(fd, name);
 	fd = openat(fs->procfd, name, (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL)) | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
@@ -103,7 +106,7 @@ int hostfs_stat_fd(int fd, struct stat *st, uint64_t *mnt_id)
 	return 0;
 }
 
-int hostfs_enter(struct hostfs *fs, const struct hostfs_node *parent, int fd,
+int hostfs_enter(struct hostfs *fs, struct hostfs_node *parent, const char *name, int fd,
 		 struct hostfs_entry *out)
 {
 	struct hostfs_node *n;
@@ -119,7 +122,15 @@ int hostfs_enter(struct hostfs *fs, const struct hostfs_node *parent, int fd,
 	}
 	n = hostfs_node_find(fs, out->st.st_dev, out->st.st_ino);
 	if (n) {
-		close(fd);
+		/* Found where the guest looked now: the freshest place to find it again. */
+		if (n != fs->nodes && hostfs_node_move(fs, n, parent, name) < 0) {
+			close(fd);
+			return -ENOMEM;
+		}
+		if (n->fd < 0 && n != fs->nodes)
+			hostfs_node_attach(fs, n, fd);
+		else
+			close(fd);
 		if (n != fs->nodes)
 			n->refs++;
 		out->id = n->id;
@@ -127,13 +138,14 @@ int hostfs_enter(struct hostfs *fs, const struct hostfs_node *parent, int fd,
 		return 0;
 	}
 	/* Only a mount boundary can lead onto another file system. */
-	if (parent && (mnt_id ? mnt_id == parent->mnt_id : out->st.st_dev == parent->dev))
+	if (mnt_id ? mnt_id == parent->mnt_id : out->st.st_dev == parent->dev)
 		pseudo = false;
 	else
 		pseudo = hostfs_is_pseudo(fs, fd, mnt_id);
-	r = hostfs_node_add(fs, fd, &out->st, mnt_id, pseudo, &n);
+	r = hostfs_node_add(fs, fd, &out->st, mnt_id, pseudo, parent, name, &n);
 	if (r < 0) {
-		fs->refused++;
+		if (r == -ENFILE)
+			fs->refused++;
 		close(fd);
 		return r;
 	}
@@ -145,16 +157,19 @@ int hostfs_enter(struct hostfs *fs, const struct hostfs_node *parent, int fd,
 int hostfs_lookup_checked(struct hostfs *fs, struct hostfs_node *parent, const char *name,
 			  struct hostfs_entry *out)
 {
-	int fd;
+	int pfd, fd;
 
 	if (parent->pseudo) {
 		fs->refused++;
 		return -ENOENT;
 	}
-	fd = hostfs_resolve(fs, parent->fd, name, O_PATH, 0);
+	pfd = hostfs_node_fd(fs, parent);
+	if (pfd < 0)
+		return pfd;
+	fd = hostfs_resolve(fs, pfd, name, O_PATH, 0);
 	if (fd < 0)
 		return fd;
-	return hostfs_enter(fs, parent, fd, out);
+	return hostfs_enter(fs, parent, name, fd, out);
 }
 
 int hostfs_lookup(struct hostfs *fs, uint64_t parent, const char *name, struct hostfs_entry *out)

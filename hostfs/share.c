@@ -1,5 +1,5 @@
-/* A share: opening it (the root's descriptor, /proc's, the mount table, the tables sized to fit
- * RLIMIT_NOFILE), resetting and closing it, and its figures. */
+/* A share: opening it (the root's descriptor, /proc's, the mount table, the tables, descriptor
+ * bounds sized to fit RLIMIT_NOFILE), resetting and closing it, and its figures. */
 #include <errno.h>
 #include <linux/openat2.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "hostfs/internal.h"
+#include "vmm/util.h"
 
 /* Descriptors kept for mica itself beyond every share's bounds: its vCPUs, eventfds, images,
  * sockets, and the few a request holds for a moment (a new O_PATH one before it is known to be
@@ -16,8 +17,8 @@
 #define HOSTFS_FD_MARGIN 256
 /* Per share beyond its tables: /proc/self/fd, /proc/self, and the root's. */
 #define HOSTFS_FD_FIXED 3
-/* The least a share shrunk to fit RLIMIT_NOFILE still gets. */
-#define HOSTFS_MIN_INODES 64
+/* The least a share shrunk to fit RLIMIT_NOFILE still gets (and HOSTFS_MIN_FDS descriptors:
+ * fdcache.c needs a few besides the two a call may pin). */
 #define HOSTFS_MIN_HANDLES 16
 
 /* Descriptors the open shares of this process may hold at most. hostfs_open and hostfs_close
@@ -25,12 +26,13 @@
 static uint64_t fds_reserved;
 static uint32_t shares_open;
 
-/* Sizes the bounds to RLIMIT_NOFILE: raises the soft limit to the hard one when the bounds need
- * more, then shrinks the defaults (never bounds the user chose) to what is left. */
-static int fit_rlimit(const struct hostfs_opts *o, uint32_t *mi, uint32_t *mh, struct err *e)
+/* Sizes the descriptor bounds (max_fds, max_handles) to RLIMIT_NOFILE: raises the soft limit
+ * to the hard one when they need more, then shrinks the defaults (never bounds the user chose)
+ * to what is left. */
+static int fit_rlimit(const struct hostfs_opts *o, uint32_t *mf, uint32_t *mh, struct err *e)
 {
 	uint64_t base = fds_reserved + HOSTFS_FD_MARGIN + HOSTFS_FD_FIXED;
-	uint64_t need = base + (uint64_t)*mi + *mh, avail;
+	uint64_t need = base + (uint64_t)*mf + *mh, avail;
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -48,16 +50,28 @@ static int fit_rlimit(const struct hostfs_opts *o, uint32_t *mi, uint32_t *mh, s
 	/* Leave the shares still to be opened their part. */
 	if (o->nshares > shares_open + 1)
 		avail /= o->nshares - shares_open;
-	if (o->max_inodes || o->max_handles || avail < HOSTFS_MIN_INODES + HOSTFS_MIN_HANDLES)
-		return err_set(e, -EMFILE, "--share %s: %u inodes and %u open files need %llu "
-			       "descriptors, but RLIMIT_NOFILE is %llu: raise it (ulimit -n) or "
-			       "lower the bounds", o->path, *mi, *mh, (unsigned long long)need,
-			       (unsigned long long)rl.rlim_cur);
-	*mh = (uint32_t)(avail * *mh / ((uint64_t)*mi + *mh));
-	if (*mh < HOSTFS_MIN_HANDLES)
-		*mh = HOSTFS_MIN_HANDLES;
-	*mi = (uint32_t)(avail - *mh);
+	if (o->max_fds && o->max_handles)
+		goto too_small;
+	if (o->max_fds) {           /* the open files get what the user's choice leaves */
+		if (avail < (uint64_t)*mf + HOSTFS_MIN_HANDLES)
+			goto too_small;
+		*mh = (uint32_t)MIN(*mh, avail - *mf);
+	} else if (o->max_handles) {
+		if (avail < (uint64_t)*mh + HOSTFS_MIN_FDS)
+			goto too_small;
+		*mf = (uint32_t)MIN(*mf, avail - *mh);
+	} else {                    /* both shrink in proportion */
+		if (avail < HOSTFS_MIN_FDS + HOSTFS_MIN_HANDLES)
+			goto too_small;
+		*mh = (uint32_t)MAX(avail * *mh / ((uint64_t)*mf + *mh), HOSTFS_MIN_HANDLES);
+		*mf = (uint32_t)(avail - *mh);
+	}
 	return 0;
+too_small:
+	return err_set(e, -EMFILE, "--share %s: %u inode descriptors and %u open files need %llu "
+		       "descriptors, but RLIMIT_NOFILE is %llu: raise it (ulimit -n) or lower the "
+		       "bounds", o->path, *mf, *mh, (unsigned long long)need,
+		       (unsigned long long)rl.rlim_cur);
 }
 
 static int open_root(struct hostfs *fs, const char *path, struct err *e)
@@ -95,16 +109,22 @@ static int open_root(struct hostfs *fs, const char *path, struct err *e)
 int hostfs_open(const struct hostfs_opts *o, struct hostfs **out, struct err *e)
 {
 	uint32_t mi = o->max_inodes ? o->max_inodes : HOSTFS_DEFAULT_MAX_INODES;
+	uint32_t mf = o->max_fds ? o->max_fds : HOSTFS_DEFAULT_MAX_FDS;
 	uint32_t mh = o->max_handles ? o->max_handles : HOSTFS_DEFAULT_MAX_HANDLES;
 	struct hostfs *fs;
 	int r;
 
 	if (!o->path || !*o->path)
 		return err_set(e, -EINVAL, "--share: no directory given");
-	if (mi > HOSTFS_MAX_BOUND || mh > HOSTFS_MAX_BOUND)
-		return err_set(e, -EINVAL, "--share %s: at most %u inodes and %u open files", o->path,
-			       HOSTFS_MAX_BOUND, HOSTFS_MAX_BOUND);
-	r = fit_rlimit(o, &mi, &mh, e);
+	if (mi > HOSTFS_MAX_BOUND || mf > HOSTFS_MAX_BOUND || mh > HOSTFS_MAX_BOUND)
+		return err_set(e, -EINVAL, "--share %s: at most %u inodes, descriptors and open "
+			       "files", o->path, HOSTFS_MAX_BOUND);
+	if (o->max_fds && o->max_fds < HOSTFS_MIN_FDS)
+		return err_set(e, -EINVAL, "--share %s: max_fds must be at least %u", o->path,
+			       HOSTFS_MIN_FDS);
+	if (mf > mi)
+		mf = mi < HOSTFS_MIN_FDS ? HOSTFS_MIN_FDS : mi;
+	r = fit_rlimit(o, &mf, &mh, e);
 	if (r < 0)
 		return r;
 	fs = calloc(1, sizeof(*fs));
@@ -112,6 +132,7 @@ int hostfs_open(const struct hostfs_opts *o, struct hostfs **out, struct err *e)
 		return err_set(e, -ENOMEM, "--share %s: out of memory", o->path);
 	fs->readonly = o->readonly;
 	fs->max_inodes = mi;
+	fs->max_fds = mf;
 	fs->max_handles = mh;
 	fs->procfd = fs->selffd = -1;
 	if (hostfs_nodes_init(fs, mi) < 0 || hostfs_handles_init(fs, mh) < 0) {
@@ -134,7 +155,7 @@ int hostfs_open(const struct hostfs_opts *o, struct hostfs **out, struct err *e)
 	r = open_root(fs, o->path, e);
 	if (r < 0)
 		goto fail;
-	fs->fds_reserved = (uint64_t)mi + mh + HOSTFS_FD_FIXED;
+	fs->fds_reserved = (uint64_t)mf + mh + HOSTFS_FD_FIXED;
 	fds_reserved += fs->fds_reserved;
 	shares_open++;
 	*out = fs;
@@ -176,6 +197,8 @@ void hostfs_reset(struct hostfs *fs)
 void hostfs_counts(const struct hostfs *fs, struct hostfs_counts *c)
 {
 	c->inodes = fs->inodes_used;
+	c->fds = fs->fds_used;
+	c->reopened = fs->reopened;
 	c->handles = fs->handles_used;
 	c->refused = fs->refused;
 }

@@ -14,10 +14,10 @@
 #          the whole run: wall time from the exec of the VMM to its reaping, VM exits over the
 #          VM's whole life, peak RSS.
 #   find   `find DIR | wc -l` (BENCH_SANDBOX_FIND_DIR, /usr): metadata, entries/s;
-#   find_small  the same over BENCH_SANDBOX_FIND_SMALL_DIR (/usr/include), a tree that stays
-#          within mica's default bound of 16384 inodes per share (hostfs; with READDIRPLUS
-#          every entry listed is an inode the guest holds until memory pressure makes it
-#          forget), which a big /usr exceeds: mica then lists the rest as errors (ENFILE);
+#   find_small  the same over BENCH_SANDBOX_FIND_SMALL_DIR (/usr/include), a tree within the
+#          16384 descriptors a share holds (hostfs; with READDIRPLUS every entry listed is an
+#          inode the guest holds until memory pressure makes it forget): /usr is bigger, and
+#          mica finds most of its inodes again by name (hostfs/fdcache.c), find_small never;
 #   git    `git status` in a clone of this repository (in $BENCH_TMP, without build/);
 #   read   `dd bs=1M` of a BENCH_SANDBOX_READ_MIB (256) MiB file in $BENCH_TMP (tmpfs in the
 #          scripts/with-kvm VM) to /dev/null: MB/s of a cold guest cache (every run is a boot);
@@ -113,7 +113,7 @@ fi
 sb_qemu_version=$("$sb_qemu" --version 2>/dev/null | head -n 1)
 # A soft RLIMIT_NOFILE is raised to the hard one by mica (hostfs) and virtiofsd alike; give the
 # hard limit a usual host's (systemd's 524288) where it is lower (the VM of scripts/with-kvm has
-# the kernel's 4096), so that mica's share gets its default bounds (16384 inodes).
+# the kernel's 4096), so that mica's share gets its default bounds (16384 descriptors).
 if (($(ulimit -Hn) < 524288)); then ulimit -Hn 524288 2>/dev/null || true; fi
 sb_nofile=$(ulimit -Hn)
 

@@ -191,6 +191,8 @@ static int fs_stats(struct virtio_dev *dev, struct stat_value *out, int max)
 		{ "malformed", NULL, atomic_load(&s->malformed) },
 		{ "refused", NULL, c.refused },
 		{ "inodes", NULL, c.inodes },
+		{ "inode_fds", NULL, c.fds },
+		{ "reopened", NULL, c.reopened },
 		{ "handles", NULL, c.handles },
 	};
 	int n = MIN((int)ARRAY_SIZE(v), max);
@@ -293,7 +295,8 @@ static void fs_destroy(struct virtio_dev *dev)
 int virtio_fs_create(const struct virtio_env *env, const struct fs_opts *o,
 		     struct virtio_dev **out, struct err *e)
 {
-	struct hostfs_opts ho = { .path = o->path, .readonly = o->ro, .nshares = o->nshares };
+	struct hostfs_opts ho = { .path = o->path, .readonly = o->ro, .nshares = o->nshares,
+				  .max_inodes = o->max_inodes, .max_fds = o->max_fds };
 	struct fuse_server_opts so = { .timeout = fs_opts_timeout(o), .keep_cache = o->ro,
 				       .max_pages = FS_MAX_PAGES };
 	struct virtio_env own = *env;

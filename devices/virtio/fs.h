@@ -32,11 +32,14 @@ struct fs_opts {
 	bool ro;
 	bool timeout_set;            /* timeout= given */
 	uint32_t timeout;            /* seconds, when timeout_set */
+	uint32_t max_inodes;         /* hostfs's bounds (hostfs/hostfs.h); 0: its default */
+	uint32_t max_fds;
 	uint32_t nshares;            /* how many shares this mica opens (set by the composition
 				      * root): each gets its part of the descriptor limit */
 };
 
-/* Parses PATH[,tag=TAG][,ro][,timeout=SECONDS] (",," in PATH stands for one comma). Returns 0,
+/* Parses PATH[,tag=TAG][,ro][,timeout=SECONDS][,max_inodes=N][,max_fds=N] (",," in PATH stands
+ * for one comma). Returns 0,
  * or -EINVAL with e saying what is wrong (prefixed "--share"). The path is not checked here:
  * virtio_fs_create() opens it. */
 int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e);

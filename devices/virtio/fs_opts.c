@@ -1,9 +1,10 @@
-/* --share PATH[,tag=TAG][,ro][,timeout=SECONDS] */
+/* --share PATH[,tag=TAG][,ro][,timeout=SECONDS][,max_inodes=N][,max_fds=N] */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "devices/virtio/fs.h"
+#include "hostfs/hostfs.h"
 #include "vmm/optstr.h"
 
 static bool tag_ok(const char *t, int len)
@@ -16,7 +17,8 @@ static bool tag_ok(const char *t, int len)
 	return true;
 }
 
-static int parse_timeout(const char *val, int vlen, uint32_t *out)
+/* A whole number of at most 9 digits, at most max. */
+static int parse_u32(const char *val, int vlen, uint32_t max, uint32_t *out)
 {
 	unsigned long v = 0;
 
@@ -27,7 +29,7 @@ static int parse_timeout(const char *val, int vlen, uint32_t *out)
 			return -EINVAL;
 		v = v * 10 + (unsigned long)(val[i] - '0');
 	}
-	if (v > FS_TIMEOUT_MAX)
+	if (v > max)
 		return -EINVAL;
 	*out = (uint32_t)v;
 	return 0;
@@ -46,7 +48,7 @@ int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "--share: the directory's path is too long");
 	if (!n)
 		return err_set(e, -EINVAL, "--share: give a directory: PATH[,tag=TAG][,ro]"
-			       "[,timeout=SECONDS]");
+			       "[,timeout=SECONDS][,max_inodes=N][,max_fds=N]");
 	while (optstr_next(&p, &kv)) {
 		if (!kv.len)
 			return err_set(e, -EINVAL, "--share %s: empty option (a stray comma?)",
@@ -61,14 +63,24 @@ int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 			memcpy(o->tag, kv.val, (size_t)kv.vlen);
 			o->tag[kv.vlen] = '\0';
 		} else if (optstr_is(&kv, "timeout", true)) {
-			if (parse_timeout(kv.val, kv.vlen, &o->timeout) < 0)
+			if (parse_u32(kv.val, kv.vlen, FS_TIMEOUT_MAX, &o->timeout) < 0)
 				return err_set(e, -EINVAL, "--share %s: timeout '%.*s': give whole "
 					       "seconds, 0 to %d", o->path, kv.vlen, kv.val,
 					       FS_TIMEOUT_MAX);
 			o->timeout_set = true;
+		} else if (optstr_is(&kv, "max_inodes", true) || optstr_is(&kv, "max_fds", true)) {
+			bool inodes = kv.opt[4] == 'i';
+			uint32_t v;
+
+			if (parse_u32(kv.val, kv.vlen, HOSTFS_MAX_BOUND, &v) < 0 || v == 0)
+				return err_set(e, -EINVAL, "--share %s: %s '%.*s': give a number "
+					       "from 1 to %u", o->path, inodes ? "max_inodes" :
+					       "max_fds", kv.vlen, kv.val, HOSTFS_MAX_BOUND);
+			*(inodes ? &o->max_inodes : &o->max_fds) = v;
 		} else {
 			return err_set(e, -EINVAL, "--share %s: unknown option '%.*s' (give "
-				       "tag=TAG, ro or timeout=SECONDS)", o->path, kv.len, kv.opt);
+				       "tag=TAG, ro, timeout=SECONDS, max_inodes=N or max_fds=N)",
+				       o->path, kv.len, kv.opt);
 		}
 	}
 	return 0;

@@ -122,8 +122,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	atexit(remove_share);
 	populate();
 	for (int i = 0; i < 2; i++) {
+		/* 16 descriptors for up to 256 inodes: most requests find their node again
+		 * by name (hostfs/fdcache.c). */
 		struct hostfs_opts ho = { .path = share, .readonly = i == 1, .max_inodes = 256,
-					  .max_handles = 64 };
+					  .max_fds = 16, .max_handles = 64 };
 		struct fuse_server_opts so = { .timeout = 1, .keep_cache = i == 1,
 					       .max_pages = 32 };
 		struct err e = { "" };

@@ -90,6 +90,24 @@ if command -v git >/dev/null && git rev-parse --git-dir >/dev/null 2>&1; then
 	expect sandbox-git "git status agrees" cmp -s "$SB/git.host" "$OUT/sandbox-git.out"
 fi
 
+# A tree bigger than the descriptors a share holds (16384, fewer where RLIMIT_NOFILE is lower):
+# find stats all of it (a node for every entry: a plain listing would not need one), and files
+# whose descriptors were closed for room long ago read back right (found again by name).
+mkdir -p "$SB/big"
+for d in $(seq -w 0 19); do
+	mkdir "$SB/big/$d" && (cd "$SB/big/$d" && seq -f 'f%g' 0 899 | xargs touch)
+done
+for i in 0 1 2 3 4 5 6 7 8 9; do echo "file $i of 00" >"$SB/big/00/f$i"; done
+big_count=$(find "$SB/big" | wc -l)
+sb sandbox-big --json "$SB/big.json" -- sh -c "find '$SB/big' -printf '%s %p\\n' | wc -l; cat '$SB/big/00/f'[0-9]"
+big_reopened=$(python3 -c "
+import json, sys
+print(sum(d.get('reopened', 0) for d in json.load(open(sys.argv[1]))['devices']))" "$SB/big.json" 2>/dev/null)
+expect sandbox-big "find counts all $big_count entries and the first files read back; mica found nodes again by name (reopened: '$big_reopened')" \
+	test "$rc" = 0 -a "$(head -n 1 "$OUT/sandbox-big.out")" = "$big_count" \
+	-a "$(tail -n +2 "$OUT/sandbox-big.out")" = "$(cat "$SB/big/00/f"[0-9])" -a "${big_reopened:-0}" -gt 0
+rm -rf "$SB/big"
+
 # Hostile: the host's pseudo file systems are empty through the share, even when CMD (root in
 # the guest) mounts the root share again; the share's device nodes are the guest's own.
 sb sandbox-pseudo -- sh -c 'mkdir /tmp/m && mount -t virtiofs mica-root /tmp/m &&

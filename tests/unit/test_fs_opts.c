@@ -37,6 +37,11 @@ static void every_option(void)
 	/* The longest tag the config space holds. */
 	CHECK_EQ(fs_parse_opts("/,tag=abcdefghijklmnopqrstuvwxyz0123456789", &o, &e), 0);
 	CHECK_EQ(strlen(o.tag), FS_TAG_MAX);
+	/* hostfs's bounds: 0 is its default; hostfs_open checks the rest (max_fds >= 16). */
+	CHECK(o.max_inodes == 0 && o.max_fds == 0);
+	CHECK_EQ(fs_parse_opts("/x,max_inodes=4194304,max_fds=64", &o, &e), 0);
+	CHECK_EQ(o.max_inodes, 4194304);
+	CHECK_EQ(o.max_fds, 64);
 	/* The last of a repeated option wins, as for --disk. */
 	CHECK_EQ(fs_parse_opts("/x,tag=a,tag=b", &o, &e), 0);
 	CHECK(!strcmp(o.tag, "b"));
@@ -62,6 +67,10 @@ static void errors(void)
 		{ "/x,timeout=99999999999", "whole seconds" },
 		{ "/x,timeout=31536001", "0 to 31536000" },
 		{ "/x,ro,", "empty option" },
+		{ "/x,max_inodes=0", "max_inodes '0': give a number from 1 to 4194304" },
+		{ "/x,max_inodes=4194305", "max_inodes '4194305'" },
+		{ "/x,max_fds=lots", "max_fds 'lots'" },
+		{ "/x,max_fds", "unknown option 'max_fds'" },
 	};
 	struct fs_opts o;
 

@@ -183,15 +183,26 @@ static void open_fits_the_bounds_to_rlimit_nofile(void)
 	rl.rlim_max = 3000;
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 		TEST_SKIP("cannot lower RLIMIT_NOFILE");
-	o.max_inodes = 4000;
+	o.max_fds = 4000;
 	CHECK_EQ(hostfs_open(&o, &fs, &e), -EMFILE);
 	CHECK(strstr(e.msg, "RLIMIT_NOFILE") != NULL);
-	o.max_inodes = 0;
+	/* Inodes cost memory, not descriptors: any number fits. */
+	o.max_fds = 0;
+	o.max_inodes = 100000;
 	CHECK_EQ(hostfs_open(&o, &fs, &e), 0);
 	getrlimit(RLIMIT_NOFILE, &rl);
 	CHECK_EQ(rl.rlim_cur, 3000);     /* raised to the hard limit */
 	hostfs_close(fs);
-	o.max_inodes = 1000;
+	/* A bound the user chose stays; the other default shrinks around it. */
+	o.max_inodes = 0;
+	o.max_fds = 2000;
+	CHECK_EQ(hostfs_open(&o, &fs, &e), 0);
+	hostfs_close(fs);
+	o.max_fds = 0;
+	o.max_handles = 2000;
+	CHECK_EQ(hostfs_open(&o, &fs, &e), 0);
+	hostfs_close(fs);
+	o.max_fds = 1000;
 	o.max_handles = 100;
 	CHECK_EQ(hostfs_open(&o, &fs, &e), 0);
 	hostfs_close(fs);
@@ -654,8 +665,12 @@ static void pseudo_mounts_inside_the_share_are_never_served(void)
 	scratch();
 	fflush(stdout);
 	pid = fork();
-	if (pid == 0)
-		_exit(mounts_child());
+	if (pid == 0) {
+		int failed = mounts_child();
+
+		fflush(stdout);
+		_exit(failed);
+	}
 	waitpid(pid, &status, 0);
 	scratch_done();
 	CHECK(WIFEXITED(status));
@@ -1311,6 +1326,210 @@ static void lseek_finds_data_and_holes_and_fallocate_allocates(void)
 	scratch_done();
 }
 
+/* ---- more inodes than descriptors (fdcache.c) ---- */
+
+static struct hostfs *share_fds(uint32_t max_fds)
+{
+	struct hostfs_opts o = { .path = dir, .max_fds = max_fds, .max_handles = 16 };
+	struct hostfs *fs = NULL;
+	struct err e = { "" };
+
+	if (hostfs_open(&o, &fs, &e) < 0)
+		printf("#   hostfs_open(%s): %s\n", dir, e.msg);
+	return fs;
+}
+
+static struct hostfs_counts counts_of(struct hostfs *fs)
+{
+	struct hostfs_counts c;
+
+	hostfs_counts(fs, &c);
+	return c;
+}
+
+/* Reads the whole of node id's file into buf (NUL-terminated): its length or -errno. */
+static ssize_t read_node(struct hostfs *fs, uint64_t id, char *buf, size_t size)
+{
+	uint64_t fh;
+	ssize_t n;
+	int r = hostfs_open_file(fs, id, O_RDONLY, &fh);
+
+	if (r < 0)
+		return r;
+	n = hostfs_read(fs, fh, 0, &(struct iovec){ buf, size - 1 }, 1);
+	hostfs_release(fs, fh);
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+/* 10 directories of 10 files each and a chain 40 directories deep, with 16 descriptors: every
+ * node known at once, most of them without a descriptor, and every one still works (getattr,
+ * read, readlink, readdir, a lookup beneath it), found again by name through its parents. The
+ * descriptors held never pass the bound. */
+static void a_tree_bigger_than_max_fds_works_in_full(void)
+{
+	uint64_t files[10][10], dirs[10], chain[41], link_id;
+	struct hostfs_entry en;
+	struct listing l;
+	struct hostfs *fs;
+	char name[256], buf[64], want[64];
+	struct stat st, hst;
+	int base;
+
+	scratch();
+	for (int d = 0; d < 10; d++) {
+		snprintf(name, sizeof(name), "d%d", d);
+		mkdir(at(name), 0755);
+		for (int f = 0; f < 10; f++) {
+			snprintf(name, sizeof(name), "d%d/f%d", d, f);
+			snprintf(want, sizeof(want), "file %d.%d", d, f);
+			put(name, want);
+		}
+	}
+	strcpy(name, "c");
+	for (int i = 0; i < 40; i++) {
+		mkdir(at(name), 0755);
+		strcat(name, "/c");
+	}
+	put(name, "deep");
+	CHECK(symlink("target/of/link", at("d3/link")) == 0);
+	base = open_fds();
+	fs = share_fds(16);
+	if (!fs)
+		return;
+	for (int d = 0; d < 10; d++) {
+		snprintf(name, sizeof(name), "d%d", d);
+		dirs[d] = lookup(fs, HOSTFS_ROOT_ID, name);
+		for (int f = 0; f < 10; f++) {
+			snprintf(name, sizeof(name), "f%d", f);
+			files[d][f] = lookup(fs, dirs[d], name);
+			CHECK(files[d][f] != 0);
+		}
+	}
+	link_id = lookup(fs, dirs[3], "link");
+	chain[0] = HOSTFS_ROOT_ID;
+	for (int i = 1; i <= 40; i++)
+		chain[i] = lookup(fs, chain[i - 1], "c");
+	CHECK(chain[40] != 0);
+	CHECK_EQ(counts_of(fs).inodes, 10 + 100 + 1 + 40);
+	CHECK(counts_of(fs).fds <= 16);
+	CHECK(open_fds() - base <= 3 + 16);
+	/* Every file, in an order that misses the cache most of the time. */
+	for (int f = 0; f < 10; f++) {
+		for (int d = 9; d >= 0; d--) {
+			snprintf(want, sizeof(want), "file %d.%d", d, f);
+			CHECK_EQ(read_node(fs, files[d][f], buf, sizeof(buf)), (ssize_t)strlen(want));
+			CHECK(strcmp(buf, want) == 0);
+			snprintf(name, sizeof(name), "d%d/f%d", d, f);
+			stat(at(name), &hst);
+			CHECK_EQ(hostfs_getattr(fs, files[d][f], &st), 0);
+			CHECK_EQ(st.st_ino, hst.st_ino);
+		}
+	}
+	CHECK_EQ(hostfs_readlink(fs, link_id, buf, sizeof(buf)), 14);
+	/* The bottom of the chain, after the rest pushed all of it out. */
+	CHECK_EQ(hostfs_getattr(fs, chain[1], &st), 0);
+	for (int d = 0; d < 10; d++)
+		CHECK_EQ(hostfs_getattr(fs, files[d][0], &st), 0);
+	CHECK_EQ(hostfs_lookup(fs, chain[40], "c", &en), 0);
+	CHECK_EQ(read_node(fs, en.id, buf, sizeof(buf)), 4);
+	CHECK(strcmp(buf, "deep") == 0);
+	CHECK_EQ(hostfs_opendir(fs, chain[20], &en.generation), 0);
+	list(fs, en.generation, 0, -1, &l);
+	CHECK_EQ(l.n, 3);                        /* ".", ".." and "c" */
+	CHECK_EQ(hostfs_releasedir(fs, en.generation), 0);
+	CHECK(counts_of(fs).reopened >= 100);
+	CHECK(counts_of(fs).fds <= 16);
+	CHECK(open_fds() - base <= 3 + 16);
+	/* Forgetting a directory the guest still has files of keeps it (they are found through
+	 * it); forgetting them too frees all of it. */
+	hostfs_forget(fs, dirs[5], 1000);
+	for (int d = 0; d < 10; d++)
+		CHECK_EQ(hostfs_getattr(fs, files[d][1], &st), 0);
+	CHECK_EQ(read_node(fs, files[5][9], buf, sizeof(buf)), 8);
+	for (int f = 0; f < 10; f++)
+		hostfs_forget(fs, files[5][f], 1);
+	CHECK_EQ(counts_of(fs).inodes, 9 + 90 + 1 + 40 + 1);
+	/* The chain's directories, forgotten, stay while the file at its bottom is known. */
+	for (int i = 40; i >= 1; i--)
+		hostfs_forget(fs, chain[i], 1);
+	CHECK_EQ(counts_of(fs).inodes, 9 + 90 + 1 + 40 + 1);
+	CHECK_EQ(read_node(fs, en.id, buf, sizeof(buf)), 4);
+	hostfs_forget(fs, en.id, 1);
+	CHECK_EQ(counts_of(fs).inodes, 9 + 90 + 1);
+	hostfs_close(fs);
+	CHECK_EQ(open_fds(), base);
+	scratch_done();
+}
+
+/* A node without a descriptor is found again only if its name still leads to its inode: a file
+ * moved or replaced on the host behind the guest's back is -ESTALE, never the file now under
+ * that name. Moves the guest makes itself are followed. */
+static void a_node_found_again_must_be_the_same_inode(void)
+{
+	uint64_t moved, replaced, kept, renamed, swapped, sub, ids[20];
+	struct hostfs_entry en;
+	struct hostfs *fs;
+	char name[16], buf[32];
+	struct stat st;
+
+	scratch();
+	put("moved", "moved");
+	put("replaced", "replaced");
+	put("kept", "kept");
+	put("renamed", "renamed");
+	put("swapped", "swapped");
+	mkdir(at("sub"), 0755);
+	put("sub/other", "other");
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "x%d", i);
+		put(name, "x");
+	}
+	fs = share_fds(16);
+	if (!fs)
+		return;
+	moved = lookup(fs, HOSTFS_ROOT_ID, "moved");
+	replaced = lookup(fs, HOSTFS_ROOT_ID, "replaced");
+	kept = lookup(fs, HOSTFS_ROOT_ID, "kept");
+	renamed = lookup(fs, HOSTFS_ROOT_ID, "renamed");
+	swapped = lookup(fs, HOSTFS_ROOT_ID, "swapped");
+	sub = lookup(fs, HOSTFS_ROOT_ID, "sub");
+	CHECK(lookup(fs, sub, "other") != 0);
+	/* The guest's own moves, then 20 more nodes: all of the above lose their descriptors. */
+	CHECK_EQ(hostfs_rename(fs, HOSTFS_ROOT_ID, "renamed", sub, "renamed2", 0), 0);
+	CHECK_EQ(hostfs_rename(fs, HOSTFS_ROOT_ID, "swapped", sub, "other", RENAME_EXCHANGE), 0);
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "x%d", i);
+		ids[i] = lookup(fs, HOSTFS_ROOT_ID, name);
+	}
+	/* Behind the guest's back: one file moved away, one replaced by another under its name. */
+	CHECK(rename(at("moved"), at("sub/moved")) == 0);
+	put("replaced.new", "an impostor");
+	CHECK(rename(at("replaced.new"), at("replaced")) == 0);
+	CHECK_EQ(hostfs_getattr(fs, moved, &st), -ESTALE);
+	CHECK_EQ(read_node(fs, replaced, buf, sizeof(buf)), -ESTALE);
+	CHECK_EQ(hostfs_getattr(fs, replaced, &st), -ESTALE);
+	CHECK_EQ(read_node(fs, kept, buf, sizeof(buf)), 4);
+	CHECK_EQ(read_node(fs, renamed, buf, sizeof(buf)), 7);
+	CHECK(strcmp(buf, "renamed") == 0);
+	CHECK_EQ(read_node(fs, swapped, buf, sizeof(buf)), 7);
+	CHECK(strcmp(buf, "swapped") == 0);
+	/* Looked up again where it is now, the moved file's node works again. */
+	CHECK_EQ(hostfs_lookup(fs, sub, "moved", &en), 0);
+	CHECK_EQ(en.id, moved);
+	CHECK_EQ(hostfs_getattr(fs, moved, &st), 0);
+	for (int i = 0; i < 20; i++)
+		CHECK_EQ(hostfs_getattr(fs, ids[i], &st), 0);
+	CHECK_EQ(hostfs_getattr(fs, moved, &st), 0);
+	/* A link made while both ends lack descriptors. */
+	CHECK_EQ(hostfs_link(fs, kept, sub, "kept-link", &en), 0);
+	CHECK_EQ(en.id, kept);
+	CHECK(access(at("sub/kept-link"), F_OK) == 0);
+	CHECK(counts_of(fs).fds <= 16);
+	hostfs_close(fs);
+	scratch_done();
+}
+
 TEST_MAIN("hostfs",
 	T(open_refuses_what_is_not_a_directory),
 	T(open_fits_the_bounds_to_rlimit_nofile),
@@ -1334,4 +1553,6 @@ TEST_MAIN("hostfs",
 	T(link_works_without_cap_dac_read_search),
 	T(access_and_statfs),
 	T(extended_attributes_are_read_without_following),
-	T(lseek_finds_data_and_holes_and_fallocate_allocates))
+	T(lseek_finds_data_and_holes_and_fallocate_allocates),
+	T(a_tree_bigger_than_max_fds_works_in_full),
+	T(a_node_found_again_must_be_the_same_inode))
