@@ -6,10 +6,10 @@
  * front end cannot get confinement wrong.
  *
  * Contract (what every function guarantees, whatever the guest sends):
- *   - Beneath the share, always. Every known inode is held as an O_PATH descriptor; a name is
- *     resolved one component at a time beneath its parent's descriptor with
- *     openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS) and O_NOFOLLOW, never
- *     as a path string built from guest input. Names are single components: empty names, names
+ *   - Beneath the share, always. Known inodes are O_PATH descriptors (or found again as one,
+ *     below); a name is resolved one component at a time beneath its parent's descriptor with
+ *     openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS) and O_NOFOLLOW,
+ *     never as a path string built from guest input. Names are single components: empty names, names
  *     with '/' inside, longer than NAME_MAX, and "." or ".." are refused (-EINVAL, -ENAMETOOLONG;
  *     a lookup of "." or ".." is -ENOENT), so the guest never climbs above the share's root.
  *   - Symlinks are data: READLINK returns them, nothing here follows one.
