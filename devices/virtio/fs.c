@@ -298,7 +298,7 @@ int virtio_fs_create(const struct virtio_env *env, const struct fs_opts *o,
 	struct hostfs_opts ho = { .path = o->path, .readonly = o->ro, .nshares = o->nshares,
 				  .max_inodes = o->max_inodes, .max_fds = o->max_fds };
 	struct fuse_server_opts so = { .timeout = fs_opts_timeout(o), .keep_cache = o->ro,
-				       .max_pages = FS_MAX_PAGES };
+				       .max_pages = FS_MAX_PAGES, .no_xattr = o->no_xattr };
 	struct virtio_env own = *env;
 	struct virtio_fs *fs = calloc(1, sizeof(*fs));
 	int err, fd;

@@ -30,6 +30,7 @@ struct fs_opts {
 	char path[PATH_MAX];
 	char tag[FS_TAG_MAX + 1];    /* NUL-terminated; FS_DEFAULT_TAG when not given */
 	bool ro;
+	bool no_xattr;               /* xattr=off: the guest sees no extended attributes */
 	bool timeout_set;            /* timeout= given */
 	uint32_t timeout;            /* seconds, when timeout_set */
 	uint32_t max_inodes;         /* hostfs's bounds (hostfs/hostfs.h); 0: its default */
@@ -38,8 +39,8 @@ struct fs_opts {
 				      * root): each gets its part of the descriptor limit */
 };
 
-/* Parses PATH[,tag=TAG][,ro][,timeout=SECONDS][,max_inodes=N][,max_fds=N] (",," in PATH stands
- * for one comma). Returns 0,
+/* Parses PATH[,tag=TAG][,ro][,timeout=SECONDS][,xattr=on|off][,max_inodes=N][,max_fds=N] (",,"
+ * in PATH stands for one comma). Returns 0,
  * or -EINVAL with e saying what is wrong (prefixed "--share"). The path is not checked here:
  * virtio_fs_create() opens it. */
 int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e);

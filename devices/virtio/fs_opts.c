@@ -1,4 +1,4 @@
-/* --share PATH[,tag=TAG][,ro][,timeout=SECONDS][,max_inodes=N][,max_fds=N] */
+/* --share PATH[,tag=TAG][,ro][,timeout=SECONDS][,xattr=on|off][,max_inodes=N][,max_fds=N] */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +48,7 @@ int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "--share: the directory's path is too long");
 	if (!n)
 		return err_set(e, -EINVAL, "--share: give a directory: PATH[,tag=TAG][,ro]"
-			       "[,timeout=SECONDS][,max_inodes=N][,max_fds=N]");
+			       "[,timeout=SECONDS][,xattr=on|off][,max_inodes=N][,max_fds=N]");
 	while (optstr_next(&p, &kv)) {
 		if (!kv.len)
 			return err_set(e, -EINVAL, "--share %s: empty option (a stray comma?)",
@@ -68,6 +68,14 @@ int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 					       "seconds, 0 to %d", o->path, kv.vlen, kv.val,
 					       FS_TIMEOUT_MAX);
 			o->timeout_set = true;
+		} else if (optstr_is(&kv, "xattr", true)) {
+			if (kv.vlen == 2 && !memcmp(kv.val, "on", 2))
+				o->no_xattr = false;
+			else if (kv.vlen == 3 && !memcmp(kv.val, "off", 3))
+				o->no_xattr = true;
+			else
+				return err_set(e, -EINVAL, "--share %s: xattr '%.*s': give on or off",
+					       o->path, kv.vlen, kv.val);
 		} else if (optstr_is(&kv, "max_inodes", true) || optstr_is(&kv, "max_fds", true)) {
 			bool inodes = kv.opt[4] == 'i';
 			uint32_t v;
@@ -79,7 +87,8 @@ int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 			*(inodes ? &o->max_inodes : &o->max_fds) = v;
 		} else {
 			return err_set(e, -EINVAL, "--share %s: unknown option '%.*s' (give "
-				       "tag=TAG, ro, timeout=SECONDS, max_inodes=N or max_fds=N)",
+				       "tag=TAG, ro, timeout=SECONDS, xattr=on|off, max_inodes=N or "
+				       "max_fds=N)",
 				       o->path, kv.len, kv.opt);
 		}
 	}

@@ -64,6 +64,7 @@ struct fuse_server {
 	struct hostfs *fs;
 	uint32_t timeout;
 	bool keep_cache;
+	bool no_xattr;
 	uint32_t max_pages;
 	bool initialized;   /* INIT answered; DESTROY and resets clear it */
 	struct fuse_server_stats stats;
@@ -898,13 +899,16 @@ static int dispatch(struct fuse_server *s)
 		return op_lseek(s);
 	case FUSE_GETXATTR:
 	case FUSE_LISTXATTR:
+		if (s->no_xattr)
+			break;
 		return op_xattr(s);
 	case FUSE_DESTROY:
 		count(&s->stats.inits, 1);
 		fuse_server_reset(s);
 		return 0;
 	}
-	/* SETXATTR and REMOVEXATTR (hostfs's xattrs are read-only), locks (not negotiated: the
+	/* SETXATTR and REMOVEXATTR (hostfs's xattrs are read-only), GETXATTR and LISTXATTR on a
+	 * share without xattrs, locks (not negotiated: the
 	 * guest keeps them), INTERRUPT, BMAP, IOCTL, POLL, COPY_FILE_RANGE, DAX mappings, SYNCFS,
 	 * TMPFILE and whatever comes next: the guest's kernel remembers ENOSYS and stops asking. */
 	count(&s->stats.unsupported, 1);
@@ -984,6 +988,7 @@ int fuse_server_create(const struct fuse_server_opts *o, struct fuse_server **ou
 		return -ENOMEM;
 	s->fs = o->fs;
 	s->timeout = o->timeout;
+	s->no_xattr = o->no_xattr;
 	s->keep_cache = o->keep_cache;
 	s->max_pages = MAX(1u, MIN(o->max_pages, (uint32_t)UINT16_MAX));
 	*out = s;

@@ -37,6 +37,9 @@ struct fuse_server_opts {
 				     * file across opens (FOPEN_KEEP_CACHE, FOPEN_CACHE_DIR) */
 	uint32_t max_pages;         /* the largest READ / WRITE in pages, from the device's
 				     * segment limit (INIT's max_pages, max_write) */
+	bool no_xattr;              /* GETXATTR and LISTXATTR are ENOSYS, which the guest's kernel
+				     * remembers: it never asks again (an overlay over the share
+				     * would otherwise ask once per directory it meets) */
 };
 
 /* What the server did, for --stats-json. */

@@ -42,6 +42,12 @@ static void every_option(void)
 	CHECK_EQ(fs_parse_opts("/x,max_inodes=4194304,max_fds=64", &o, &e), 0);
 	CHECK_EQ(o.max_inodes, 4194304);
 	CHECK_EQ(o.max_fds, 64);
+	/* Extended attributes are served unless xattr=off. */
+	CHECK(!o.no_xattr);
+	CHECK_EQ(fs_parse_opts("/x,xattr=off", &o, &e), 0);
+	CHECK(o.no_xattr);
+	CHECK_EQ(fs_parse_opts("/x,xattr=off,xattr=on", &o, &e), 0);
+	CHECK(!o.no_xattr);
 	/* The last of a repeated option wins, as for --disk. */
 	CHECK_EQ(fs_parse_opts("/x,tag=a,tag=b", &o, &e), 0);
 	CHECK(!strcmp(o.tag, "b"));
@@ -71,6 +77,8 @@ static void errors(void)
 		{ "/x,max_inodes=4194305", "max_inodes '4194305'" },
 		{ "/x,max_fds=lots", "max_fds 'lots'" },
 		{ "/x,max_fds", "unknown option 'max_fds'" },
+		{ "/x,xattr=no", "xattr 'no': give on or off" },
+		{ "/x,xattr", "unknown option 'xattr'" },
 	};
 	struct fs_opts o;
 

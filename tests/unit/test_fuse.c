@@ -104,12 +104,14 @@ static bool host_exists(const char *rel)
 	return lstat(p, &st) == 0;
 }
 
+static bool next_no_xattr;      /* the next setup's server serves no xattrs */
+
 /* A share and a server on it (not yet INIT). */
 static void setup(bool ro, uint32_t timeout)
 {
 	struct hostfs_opts ho = { 0 };
 	struct fuse_server_opts so = { .timeout = timeout, .keep_cache = ro,
-				       .max_pages = MAX_PAGES };
+				       .max_pages = MAX_PAGES, .no_xattr = next_no_xattr };
 	struct err e = { "" };
 
 	log_set_level(LOG_ERROR);
@@ -908,6 +910,29 @@ static void file_ops(void)
 	teardown();
 }
 
+/* A share without xattrs (the sandbox's root): GETXATTR and LISTXATTR are ENOSYS, so the
+ * guest's kernel stops asking; nothing else changes. */
+static void xattrs_off_are_enosys(void)
+{
+	struct fuse_getxattr_in in = { .size = 256 };
+	uint64_t id;
+
+	next_no_xattr = true;
+	setup(true, 1);
+	next_no_xattr = false;
+	init();
+	id = lookup_id(FUSE_ROOT_ID, "hello.txt");
+	begin(FUSE_GETXATTR, id);
+	add(&in, sizeof(in));
+	add_str("user.mica.nothing");
+	CHECK_EQ(serve(4096, NULL), -ENOSYS);
+	begin(FUSE_LISTXATTR, id);
+	add(&in, sizeof(in));
+	CHECK_EQ(serve(4096, NULL), -ENOSYS);
+	CHECK_EQ(getattr(id, NULL), 0);
+	teardown();
+}
+
 static void destroy_and_reinit(void)
 {
 	uint64_t id, fh;
@@ -1388,6 +1413,7 @@ static void device_serves_on_its_thread(void)
 }
 
 TEST_MAIN("fuse", T(negotiate), T(lookup_and_getattr), T(read_file), T(read_segments),
-	  T(write_file), T(readdir_lists), T(changes), T(file_ops), T(destroy_and_reinit),
+	  T(write_file), T(readdir_lists), T(changes), T(file_ops), T(xattrs_off_are_enosys),
+	T(destroy_and_reinit),
 	  T(read_only_share), T(short_and_oversized), T(bad_names), T(unknown_nodes_and_forgets),
 	  T(reply_too_small), T(unsupported), T(device_config), T(device_serves_on_its_thread))
