@@ -235,6 +235,7 @@ static const struct sc_rule sanitizer_rules[] = {
 	ANY(pread64),
 	ANY(lseek),
 	ANY(readlink),  /* /proc/self/exe */
+	ANY(newfstatat), /* stat() of a module's file */
 	ANY(madvise),
 	ANY(sigaltstack),
 	ANY(sched_yield),
