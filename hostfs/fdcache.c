@@ -7,11 +7,6 @@
 
 #include "hostfs/internal.h"
 
-static uint32_t slot_of(const struct hostfs *fs, const struct hostfs_node *n)
-{
-	return (uint32_t)(n - fs->nodes);
-}
-
 static void lru_unlink(struct hostfs *fs, struct hostfs_node *n)
 {
 	if (n->lru_prev != HOSTFS_NONE)
@@ -26,7 +21,7 @@ static void lru_unlink(struct hostfs *fs, struct hostfs_node *n)
 
 static void lru_push(struct hostfs *fs, struct hostfs_node *n)
 {
-	uint32_t slot = slot_of(fs, n);
+	uint32_t slot = hostfs_node_slot(fs, n);
 
 	n->lru_prev = HOSTFS_NONE;
 	n->lru_next = fs->lru_head;
@@ -49,8 +44,8 @@ void hostfs_node_detach(struct hostfs *fs, struct hostfs_node *n)
 
 void hostfs_node_attach(struct hostfs *fs, struct hostfs_node *n, int fd)
 {
-	/* Room first: the least recently used descriptor nobody is using goes. A call pins at most
-	 * two nodes and max_fds is at least 16, so there is always one. */
+	/* Room first: the least recently used descriptor nobody is using goes. At most one node is
+	 * pinned (hostfs_node_fd_pair) and max_fds is at least 16, so there is always one. */
 	for (uint32_t s = fs->lru_tail; fs->fds_used >= fs->max_fds && s != HOSTFS_NONE;) {
 		struct hostfs_node *victim = &fs->nodes[s];
 
@@ -89,7 +84,7 @@ static int reattach_one(struct hostfs *fs, struct hostfs_node *n)
 int hostfs_node_fd(struct hostfs *fs, struct hostfs_node *n)
 {
 	if (n->fd >= 0) {
-		if (n != fs->nodes && fs->lru_head != slot_of(fs, n)) {
+		if (n != fs->nodes && fs->lru_head != hostfs_node_slot(fs, n)) {
 			lru_unlink(fs, n);
 			lru_push(fs, n);
 		}
@@ -110,4 +105,16 @@ int hostfs_node_fd(struct hostfs *fs, struct hostfs_node *n)
 			return r;
 	}
 	return n->fd;
+}
+
+int hostfs_node_fd_pair(struct hostfs *fs, struct hostfs_node *a, struct hostfs_node *b, int *afd,
+			int *bfd)
+{
+	*afd = hostfs_node_fd(fs, a);
+	if (*afd < 0)
+		return *afd;
+	a->pinned = true;
+	*bfd = hostfs_node_fd(fs, b);
+	a->pinned = false;
+	return *bfd < 0 ? *bfd : 0;
 }

@@ -151,11 +151,6 @@ void hostfs_node_root(struct hostfs *fs, int fd, const struct stat *st, uint64_t
 	hash_insert(fs, 0);
 }
 
-static uint32_t slot_of(const struct hostfs *fs, const struct hostfs_node *n)
-{
-	return (uint32_t)(n - fs->nodes);
-}
-
 int hostfs_node_add(struct hostfs *fs, int fd, const struct stat *st, uint64_t mnt_id,
 		    bool pseudo, struct hostfs_node *parent, const char *name,
 		    struct hostfs_node **out)
@@ -188,7 +183,7 @@ int hostfs_node_add(struct hostfs *fs, int fd, const struct stat *st, uint64_t m
 	n->pseudo = pseudo;
 	n->pinned = false;
 	n->children = 0;
-	n->parent = slot_of(fs, parent);
+	n->parent = hostfs_node_slot(fs, parent);
 	parent->children++;
 	fs->inodes_used++;
 	hash_insert(fs, slot);
@@ -202,7 +197,7 @@ int hostfs_node_add(struct hostfs *fs, int fd, const struct stat *st, uint64_t m
 static void node_release(struct hostfs *fs, struct hostfs_node *n)
 {
 	while (n != fs->nodes && n->refs == 0 && n->children == 0) {
-		uint32_t slot = slot_of(fs, n);
+		uint32_t slot = hostfs_node_slot(fs, n);
 		struct hostfs_node *p = &fs->nodes[n->parent];
 
 		hash_remove(fs, slot);
@@ -234,7 +229,7 @@ int hostfs_node_move(struct hostfs *fs, struct hostfs_node *n, struct hostfs_nod
 		return -ENOMEM;
 	free(n->name);
 	n->name = copy;
-	n->parent = slot_of(fs, parent);
+	n->parent = hostfs_node_slot(fs, parent);
 	parent->children++;
 	old->children--;
 	node_release(fs, old);

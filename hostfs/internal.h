@@ -57,7 +57,7 @@ struct hostfs_node {
 	uint32_t next;       /* the next slot of its hash chain, or of the free list */
 	uint32_t lru_prev, lru_next; /* among the nodes holding a descriptor (not the root) */
 	bool pseudo;         /* on a pseudo file system: an empty read-only directory */
-	bool pinned;         /* its descriptor is in use by the running call: kept open */
+	bool pinned;         /* hostfs_node_fd_pair holds its descriptor: kept open */
 };
 
 struct hostfs_handle {
@@ -123,6 +123,10 @@ static inline mode_t hostfs_guest_mode(mode_t mode, mode_t type)
 }
 
 /* ---- inode.c: the node table ---- */
+static inline uint32_t hostfs_node_slot(const struct hostfs *fs, const struct hostfs_node *n)
+{
+	return (uint32_t)(n - fs->nodes);
+}
 int hostfs_nodes_init(struct hostfs *fs, uint32_t max_inodes);
 void hostfs_nodes_free(struct hostfs *fs);
 /* The node with this id, or NULL (stale or never handed out). */
@@ -156,6 +160,10 @@ void hostfs_node_attr(const struct hostfs_node *n, struct stat *st);
  * valid until the next call that may open another node's: pin n to hold it longer), -ESTALE
  * if n's name no longer leads to n's inode, or -errno. */
 int hostfs_node_fd(struct hostfs *fs, struct hostfs_node *n);
+/* The descriptors of two nodes at once (link, rename): a's is pinned while b's is found, so
+ * finding b's cannot close a's. 0, or -ESTALE / -errno as hostfs_node_fd. */
+int hostfs_node_fd_pair(struct hostfs *fs, struct hostfs_node *a, struct hostfs_node *b, int *afd,
+			int *bfd);
 /* Gives n (holding none) the descriptor fd, closing the least recently used unpinned one if
  * max_fds are open. */
 void hostfs_node_attach(struct hostfs *fs, struct hostfs_node *n, int fd);

@@ -1,8 +1,8 @@
 /* Changing directories: mknod, mkdir, symlink, link, unlink, rmdir, rename. Every name is one
  * checked component handed to an *at call on its parent's O_PATH descriptor, which neither
  * follows a final symlink nor can leave the directory; the new entry is then looked up like any
- * other (hostfs_lookup_checked). A call that needs two nodes' descriptors pins the first while
- * it gets the second (fdcache.c may close one for room). */
+ * other (hostfs_lookup_checked). A call that needs two nodes' descriptors gets them together
+ * (hostfs_node_fd_pair: finding one may close another for room). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -105,14 +105,9 @@ int hostfs_link(struct hostfs *fs, uint64_t id, uint64_t newparent, const char *
 		fs->refused++;
 	if (n->type == S_IFDIR)
 		return -EPERM;
-	nfd = hostfs_node_fd(fs, n);
-	if (nfd < 0)
-		return nfd;
-	n->pinned = true;
-	pfd = hostfs_node_fd(fs, p);
-	n->pinned = false;
-	if (pfd < 0)
-		return pfd;
+	r = hostfs_node_fd_pair(fs, n, p, &nfd, &pfd);
+	if (r < 0)
+		return r;
 	/* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it); the magic link does not,
 	 * and AT_SYMLINK_FOLLOW follows it to the node and no further. */
 	if (linkat(nfd, "", pfd, newname, AT_EMPTY_PATH) < 0) {
@@ -177,16 +172,10 @@ int hostfs_rename(struct hostfs *fs, uint64_t olddir, const char *oldname, uint6
 		r = hostfs_check_name(fs, oldname);
 	if (r == 0)
 		r = hostfs_check_name(fs, newname);
+	if (r == 0)
+		r = hostfs_node_fd_pair(fs, op, np, &ofd, &nfd);
 	if (r < 0)
 		return r;
-	ofd = hostfs_node_fd(fs, op);
-	if (ofd < 0)
-		return ofd;
-	op->pinned = true;
-	nfd = hostfs_node_fd(fs, np);
-	op->pinned = false;
-	if (nfd < 0)
-		return nfd;
 	/* What moves keeps its node; the node's place (where it is found again) follows. */
 	moved = known_entry(fs, ofd, oldname);
 	if (flags & RENAME_EXCHANGE)

@@ -122,17 +122,20 @@ int hostfs_enter(struct hostfs *fs, struct hostfs_node *parent, const char *name
 	}
 	n = hostfs_node_find(fs, out->st.st_dev, out->st.st_ino);
 	if (n) {
-		/* Found where the guest looked now: the freshest place to find it again. */
-		if (n != fs->nodes && hostfs_node_move(fs, n, parent, name) < 0) {
-			close(fd);
-			return -ENOMEM;
-		}
-		if (n->fd < 0 && n != fs->nodes)
-			hostfs_node_attach(fs, n, fd);
-		else
-			close(fd);
-		if (n != fs->nodes)
+		if (n == fs->nodes) {
+			close(fd);      /* the root: always known, never counted */
+		} else {
+			/* Found where the guest looked now: the freshest place to find it again. */
+			if (hostfs_node_move(fs, n, parent, name) < 0) {
+				close(fd);
+				return -ENOMEM;
+			}
+			if (n->fd < 0)
+				hostfs_node_attach(fs, n, fd);
+			else
+				close(fd);
 			n->refs++;
+		}
 		out->id = n->id;
 		hostfs_node_attr(n, &out->st);
 		return 0;

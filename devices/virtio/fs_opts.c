@@ -35,6 +35,16 @@ static int parse_u32(const char *val, int vlen, uint32_t max, uint32_t *out)
 	return 0;
 }
 
+/* One of hostfs's bounds: 1 to HOSTFS_MAX_BOUND. */
+static int parse_bound(const struct fs_opts *o, const struct optstr_kv *kv, const char *key,
+		       uint32_t *out, struct err *e)
+{
+	if (parse_u32(kv->val, kv->vlen, HOSTFS_MAX_BOUND, out) < 0 || *out == 0)
+		return err_set(e, -EINVAL, "--share %s: %s '%.*s': give a number from 1 to %u",
+			       o->path, key, kv->vlen, kv->val, HOSTFS_MAX_BOUND);
+	return 0;
+}
+
 int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 {
 	const char *p = spec ? spec : "";
@@ -76,15 +86,12 @@ int fs_parse_opts(const char *spec, struct fs_opts *o, struct err *e)
 			else
 				return err_set(e, -EINVAL, "--share %s: xattr '%.*s': give on or off",
 					       o->path, kv.vlen, kv.val);
-		} else if (optstr_is(&kv, "max_inodes", true) || optstr_is(&kv, "max_fds", true)) {
-			bool inodes = kv.opt[4] == 'i';
-			uint32_t v;
-
-			if (parse_u32(kv.val, kv.vlen, HOSTFS_MAX_BOUND, &v) < 0 || v == 0)
-				return err_set(e, -EINVAL, "--share %s: %s '%.*s': give a number "
-					       "from 1 to %u", o->path, inodes ? "max_inodes" :
-					       "max_fds", kv.vlen, kv.val, HOSTFS_MAX_BOUND);
-			*(inodes ? &o->max_inodes : &o->max_fds) = v;
+		} else if (optstr_is(&kv, "max_inodes", true)) {
+			if (parse_bound(o, &kv, "max_inodes", &o->max_inodes, e) < 0)
+				return -EINVAL;
+		} else if (optstr_is(&kv, "max_fds", true)) {
+			if (parse_bound(o, &kv, "max_fds", &o->max_fds, e) < 0)
+				return -EINVAL;
 		} else {
 			return err_set(e, -EINVAL, "--share %s: unknown option '%.*s' (give "
 				       "tag=TAG, ro, timeout=SECONDS, xattr=on|off, max_inodes=N or "
