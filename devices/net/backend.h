@@ -59,10 +59,18 @@ struct net_backend {
 	bool vnet_hdr;           /* frames carry a virtio-net header both ways */
 	uint64_t offloads;       /* VIRTIO_NET_F_* offload bits it can serve (needs vnet_hdr) */
 	struct net_port *port;   /* set by the device before any frame flows */
+	/* The host ports forwarded into the guest as bound (the port the kernel chose for a rule
+	 * asking for port 0), "tcp:HOSTADDR:PORT-GUESTADDR:PORT[,...]"; NULL when none. Set at
+	 * creation, owned by the backend and unchanged until destroy(): --stats-json reads it
+	 * after the run. */
+	const char *hostfwd;
 };
 
 /* --net user: libslirp on loop (10.0.2.0/24, host 10.0.2.2, DHCP from 10.0.2.15, DNS
  * 10.0.2.3) with o's hostfwd rules; frames from the guest wait in a bounded ring for the loop.
+ * Each rule's host socket is bound here, and be->hostfwd says which ports they got; a rule
+ * with host port 0 gets a free port from the kernel, printed on stderr at once as
+ * "mica: hostfwd tcp 0.0.0.0:34567 -> guest 10.0.2.15:22" (fixed ports only with -v).
  * Returns 0, or -errno with e saying why. */
 int net_slirp_create(struct evloop *loop, const struct net_opts *o, struct net_backend **out,
 		     struct err *e);

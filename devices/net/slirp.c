@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "devices/net/backend.h"
@@ -43,6 +44,8 @@
 #define SLIRP_TX_RING (128 << 10)
 #define SLIRP_TX_BATCH 64            /* frames injected per loop iteration */
 #define GUEST_ERRORS_LOGGED 10
+/* One rule in be->hostfwd: "udp:255.255.255.255:65535-255.255.255.255:65535," fits. */
+#define HOSTFWD_TEXT_MAX 64
 
 _Static_assert(FRAME_RING_MAX_FRAME(SLIRP_TX_RING) >= SLIRP_MAX_FRAME, "ring too small");
 
@@ -87,6 +90,9 @@ struct slirp_backend {
 	struct ev_handler wake_h;      /* an eventfd: frames queued from another thread */
 	atomic_bool loop_known;        /* loop_thread is set (by the first prepare()) */
 	pthread_t loop_thread;
+
+	/* be.hostfwd: written while the backend is created, read after the run. */
+	char hostfwd_text[NET_MAX_HOSTFWD * HOSTFWD_TEXT_MAX];
 };
 
 static uint32_t slirp_to_epoll(int ev)
@@ -426,6 +432,113 @@ static void slirp_after(struct ev_hook *hook)
 		sb->be.port->flush(sb->be.port);
 }
 
+/* ---- host forwarding: which port each rule got ---- */
+
+/* The fds one slirp_pollfds_fill() names (at setup, apart from the loop's bookkeeping). */
+struct fd_list {
+	int fd[NET_MAX_HOSTFWD + 8];
+	int n;
+};
+
+static int collect_fd(int fd, int events, void *opaque)
+{
+	struct fd_list *l = opaque;
+
+	(void)events;
+	if (l->n == (int)ARRAY_SIZE(l->fd))
+		return -1;
+	l->fd[l->n] = fd;
+	/* slirp keeps the index for a get_revents() that never comes with it: the loop's first
+	 * prepare() fills anew before any slirp_pollfds_poll(). */
+	return l->n++;
+}
+
+/* Whether fd is a socket of h's protocol bound to h's host address, and to h's port unless
+ * that is 0; its address in *a. */
+static bool bound_for(int fd, const struct net_hostfwd *h, struct sockaddr_in *a)
+{
+	int type;
+	socklen_t alen = sizeof(*a), tlen = sizeof(type);
+
+	return getsockname(fd, (struct sockaddr *)a, &alen) == 0 && alen == sizeof(*a) &&
+	       a->sin_family == AF_INET && a->sin_addr.s_addr == h->host_addr.s_addr &&
+	       (!h->host_port || ntohs(a->sin_port) == h->host_port) &&
+	       getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+	       type == (h->udp ? SOCK_DGRAM : SOCK_STREAM);
+}
+
+/* The socket libslirp has just bound for rule h. slirp_add_hostfwd() does not return the port
+ * (libslirp 4.7 nor passes the socket to register_poll_fd), but slirp_pollfds_fill() names
+ * every socket slirp polls, and before the guest runs those are the forwarding sockets alone:
+ * h's is the one that matches h and is none of the earlier rules' (claimed[0..nclaimed)),
+ * which may match it too (the same address, port 0). Called at setup, before any seccomp
+ * filter: getsockname() and getsockopt() need no rule. Returns its fd (address in *a), or -1
+ * when there is not exactly one such socket. */
+static int find_bound(struct slirp_backend *sb, const struct net_hostfwd *h, const int *claimed,
+		      int nclaimed, struct sockaddr_in *a)
+{
+	struct fd_list l = { .n = 0 };
+	uint32_t timeout = UINT32_MAX;
+	int found = -1;
+
+	sb->lib.pollfds_fill(sb->slirp, &timeout, collect_fd, &l);
+	for (int i = 0; i < l.n; i++) {
+		struct sockaddr_in cand;
+		bool taken = false;
+
+		for (int k = 0; k < nclaimed; k++)
+			taken |= claimed[k] == l.fd[i];
+		if (taken || !bound_for(l.fd[i], h, &cand))
+			continue;
+		if (found >= 0)
+			return -1;
+		found = l.fd[i];
+		*a = cand;
+	}
+	return found;
+}
+
+/* Binds o's rules in order; each as bound goes into be.hostfwd and, when the kernel chose
+ * the port, on stderr (a script running many VMs at once greps it; the JSON has it too). */
+static int add_forwards(struct slirp_backend *sb, const struct net_opts *o, struct err *e)
+{
+	int claimed[NET_MAX_HOSTFWD];
+	size_t used = 0;
+
+	for (int i = 0; i < o->nhostfwd; i++) {
+		const struct net_hostfwd *h = &o->hostfwd[i];
+		const char *proto = h->udp ? "udp" : "tcp";
+		char addr[INET_ADDRSTRLEN], guest[INET_ADDRSTRLEN];
+		struct sockaddr_in a;
+
+		inet_ntop(AF_INET, &h->host_addr, addr, sizeof(addr));
+		inet_ntop(AF_INET, &h->guest_addr, guest, sizeof(guest));
+		errno = 0;
+		if (sb->lib.add_hostfwd(sb->slirp, h->udp, h->host_addr, h->host_port,
+				      h->guest_addr, h->guest_port) < 0)
+			return err_set(e, errno ? -errno : -EINVAL,
+				       "net user: cannot forward %s %s:%u (to guest port %u): %s",
+				       proto, addr, h->host_port, h->guest_port,
+				       errno ? strerror(errno) : "refused by libslirp");
+		claimed[i] = find_bound(sb, h, claimed, i, &a);
+		if (claimed[i] < 0)
+			return err_set(e, -EIO, "net user: forwarding %s %s:%u (to guest port %u): "
+				       "cannot find the socket libslirp bound, to learn its port",
+				       proto, addr, h->host_port, h->guest_port);
+		/* HOSTFWD_TEXT_MAX holds any rule: never truncated. */
+		used += (size_t)snprintf(sb->hostfwd_text + used, sizeof(sb->hostfwd_text) - used,
+					 "%s%s:%s:%u-%s:%u", i ? "," : "", proto, addr,
+					 ntohs(a.sin_port), guest, h->guest_port);
+		used = MIN(used, sizeof(sb->hostfwd_text) - 1);
+		/* Printed at the default level when the port is news to the user, else with -v. */
+		log_msg(h->host_port ? LOG_INFO : LOG_WARN, "hostfwd %s %s:%u -> guest %s:%u", proto,
+			addr, ntohs(a.sin_port), guest, h->guest_port);
+	}
+	if (o->nhostfwd)
+		sb->be.hostfwd = sb->hostfwd_text;
+	return 0;
+}
+
 /* ---- life cycle ---- */
 
 static void slirp_destroy(struct net_backend *be)
@@ -523,22 +636,9 @@ int net_slirp_create(struct evloop *loop, const struct net_opts *o, struct net_b
 		err = err_set(e, -EIO, "net user: libslirp could not start");
 		goto fail;
 	}
-	for (int i = 0; i < o->nhostfwd; i++) {
-		const struct net_hostfwd *h = &o->hostfwd[i];
-
-		errno = 0;
-		if (sb->lib.add_hostfwd(sb->slirp, h->udp, h->host_addr, h->host_port,
-				      h->guest_addr, h->guest_port) < 0) {
-			char addr[INET_ADDRSTRLEN];
-
-			inet_ntop(AF_INET, &h->host_addr, addr, sizeof(addr));
-			err = err_set(e, errno ? -errno : -EINVAL,
-				      "net user: cannot forward %s %s:%u (to guest port %u): %s",
-				      h->udp ? "udp" : "tcp", addr, h->host_port, h->guest_port,
-				      errno ? strerror(errno) : "refused by libslirp");
-			goto fail;
-		}
-	}
+	err = add_forwards(sb, o, e);
+	if (err)
+		goto fail;
 	sb->hook.prepare = slirp_prepare;
 	sb->hook.after = slirp_after;
 	evloop_add_hook(loop, &sb->hook);

@@ -497,6 +497,7 @@ void virtio_net_get_stats(struct virtio_dev *dev, struct virtio_net_stats *s)
 
 static int net_stats(struct virtio_dev *dev, struct stat_value *out, int max)
 {
+	struct virtio_net *nd = container_of(dev, struct virtio_net, vdev);
 	struct virtio_net_stats st;
 	int n;
 
@@ -511,8 +512,10 @@ static int net_stats(struct virtio_dev *dev, struct stat_value *out, int max)
 		{ "rx_bytes", NULL, st.rx_bytes },
 		{ "rx_dropped", NULL, st.rx_dropped_full + st.rx_dropped_too_big +
 			st.rx_dropped_not_ready },
+		/* Last, and only with rules: the backend's text lives as long as the device. */
+		{ "hostfwd", nd->be->hostfwd, 0 },
 	};
-	n = MIN((int)ARRAY_SIZE(v), max);
+	n = MIN((int)ARRAY_SIZE(v) - !nd->be->hostfwd, max);
 	memcpy(out, v, n * sizeof(v[0]));
 	return n;
 }

@@ -9,6 +9,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
 #include <stddef.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "devices/net/backend.h"
@@ -924,13 +925,17 @@ static bool is_dhcp_offer(const uint8_t *f, uint32_t len)
 	return false;
 }
 
-static bool is_syn_to_22(const uint8_t *f, uint32_t len)
+static uint16_t syn_port; /* is_syn_to()'s port */
+
+/* A SYN to 10.0.2.15:syn_port. */
+static bool is_syn_to(const uint8_t *f, uint32_t len)
 {
 	static const uint8_t guest[4] = { 10, 0, 2, 15 };
 	const uint8_t *ip = f + 14, *tcp = ip + 20;
 
 	return len >= 14 + 20 + 20 && f[12] == 0x08 && f[13] == 0x00 && ip[9] == 6 &&
-	       !memcmp(ip + 16, guest, 4) && tcp[2] == 0 && tcp[3] == 22 && (tcp[13] & 0x02);
+	       !memcmp(ip + 16, guest, 4) && (tcp[2] << 8 | tcp[3]) == syn_port &&
+	       (tcp[13] & 0x02);
 }
 
 /* A TCP port free on the host loopback a moment ago. */
@@ -1010,7 +1015,8 @@ static void slirp_arp_dhcp_hostfwd(void)
 	CHECK(c >= 0);
 	CHECK(connect(c, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EINPROGRESS);
 	run_loop_until_used(before + 1);
-	CHECK(find_rx(before, q[RXQ].used->idx, is_syn_to_22, &len) != NULL);
+	syn_port = 22;
+	CHECK(find_rx(before, q[RXQ].used->idx, is_syn_to, &len) != NULL);
 	close(c);
 
 	/* More iterations with nothing to do: nothing breaks, nothing spins. */
@@ -1245,6 +1251,150 @@ static void slirp_hostfwd_conflict(void)
 	teardown();
 }
 
+/* The string value `name` of a device's --stats-json entry, or NULL. */
+static const char *stats_str(struct virtio_dev *dev, const char *name)
+{
+	static struct stat_value v[STATS_MAX_VALUES];
+	int n = virtio_dev_stats(dev, v, STATS_MAX_VALUES);
+
+	for (int i = 0; i < n; i++)
+		if (!strcmp(v[i].name, name))
+			return v[i].str;
+	return NULL;
+}
+
+/* A connection to 127.0.0.1:host_port reaches the guest as a SYN to guest_port. */
+static bool connect_reaches(uint16_t host_port, uint16_t guest_port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				 .sin_port = htons(host_port) };
+	uint16_t before = q[RXQ].used->idx;
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	uint32_t len;
+	bool reached;
+
+	if (c < 0 || (connect(c, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS)) {
+		if (c >= 0)
+			close(c);
+		return false;
+	}
+	run_loop_until_used(before + 1);
+	syn_port = guest_port;
+	reached = find_rx(before, q[RXQ].used->idx, is_syn_to, &len) != NULL;
+	close(c);
+	return reached;
+}
+
+/* Whether a socket of this type can be bound to 127.0.0.1:port now (no SO_REUSEADDR). */
+static bool port_free(int type, uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				 .sin_port = htons(port) };
+	int s = socket(AF_INET, type, 0);
+	bool ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+	if (s >= 0)
+		close(s);
+	return ok;
+}
+
+/* hostfwd with host port 0: the kernel picks a free port per rule (two TCP rules get two
+ * ports), and mica reports each one as bound: a line on stderr per port-0 rule (not for a
+ * fixed port, at the default level), and the device's --stats-json entry lists every rule in
+ * order. A connection to each reported TCP port reaches the guest port of its own rule; the
+ * reported UDP port is held. */
+static void slirp_hostfwd_port_zero(void)
+{
+	struct net_opts o;
+	struct err e = { "" };
+	struct net_backend *be;
+	struct virtio_dev *dev;
+	static uint8_t f[1024];
+	char spec[256], want[256], printed[1024] = "";
+	const char *fwd;
+	unsigned t22 = 0, u53 = 0, t23 = 0, fixed_got = 0;
+	uint16_t fixed = free_port();
+	int saved = dup(STDERR_FILENO), cap = memfd_create("stderr", 0);
+	ssize_t got;
+	int rc;
+
+	setup_vm();
+	snprintf(spec, sizeof(spec), "user,mac=52:54:00:12:34:56,hostfwd=tcp:127.0.0.1:0-:22,"
+		 "hostfwd=udp:127.0.0.1:0-:53,hostfwd=tcp:127.0.0.1:0-10.0.2.15:23,"
+		 "hostfwd=tcp:127.0.0.1:%u-:24", fixed);
+	CHECK_EQ(net_parse_opts(spec, &o, &e), 0);
+	/* What the backend prints while it is created, at mica's default level. */
+	CHECK(saved >= 0 && cap >= 0);
+	log_set_level(LOG_WARN);
+	dup2(cap, STDERR_FILENO);
+	rc = net_slirp_create(&vm.loop, &o, &be, &e);
+	dup2(saved, STDERR_FILENO);
+	log_set_level(LOG_ERROR);
+	got = pread(cap, printed, sizeof(printed) - 1, 0);
+	printed[got > 0 ? got : 0] = '\0';
+	close(cap);
+	close(saved);
+	if (rc) {
+		printf("#   %s\n", e.msg);
+		CHECK(strstr(e.msg, "cannot load"));  /* libslirp missing: nothing else may fail */
+		teardown();
+		return;
+	}
+	CHECK_EQ(virtio_net_create_with(&vm.env, &o, be, &dev, &e), 0);
+	test_vm_plug(dev);
+
+	fwd = stats_str(dev, "hostfwd");
+	CHECK(fwd && fwd == be->hostfwd);
+	if (!fwd || sscanf(fwd, "tcp:127.0.0.1:%u-10.0.2.15:22,udp:127.0.0.1:%u-10.0.2.15:53,"
+			   "tcp:127.0.0.1:%u-10.0.2.15:23,tcp:127.0.0.1:%u-10.0.2.15:24",
+			   &t22, &u53, &t23, &fixed_got) != 4) {
+		printf("#   hostfwd: %s\n", fwd ? fwd : "(none)");
+		test_failed_checks++;
+		teardown();
+		return;
+	}
+	snprintf(want, sizeof(want), "tcp:127.0.0.1:%u-10.0.2.15:22,udp:127.0.0.1:%u-10.0.2.15:53,"
+		 "tcp:127.0.0.1:%u-10.0.2.15:23,tcp:127.0.0.1:%u-10.0.2.15:24", t22, u53, t23,
+		 fixed_got);
+	CHECK(!strcmp(fwd, want));
+	CHECK(t22 > 0 && t22 <= 65535 && u53 > 0 && u53 <= 65535 && t23 > 0 && t23 <= 65535);
+	CHECK(t22 != t23 && t22 != fixed && t23 != fixed);
+	CHECK_EQ(fixed_got, fixed);
+
+	/* One line per port-0 rule, in order, and nothing else. */
+	snprintf(want, sizeof(want), "mica: hostfwd tcp 127.0.0.1:%u -> guest 10.0.2.15:22\n"
+		 "mica: hostfwd udp 127.0.0.1:%u -> guest 10.0.2.15:53\n"
+		 "mica: hostfwd tcp 127.0.0.1:%u -> guest 10.0.2.15:23\n", t22, u53, t23);
+	if (strcmp(printed, want)) {
+		printf("#   stderr was:\n%s#   want:\n%s", printed, want);
+		test_failed_checks++;
+	}
+
+	/* The ports are bound, each to its own rule. */
+	CHECK(!port_free(SOCK_DGRAM, (uint16_t)u53));
+	CHECK(!port_free(SOCK_STREAM, (uint16_t)t22));
+	bring_up(dev, F_V1 | F_MRG);
+	for (int i = 0; i < 8; i++)
+		post_rx(i, 2048);
+	post_tx(0, f, (uint32_t)build_arp_request(f)); /* slirp learns the guest's MAC */
+	virtio_queue_notified(dev, TXQ);
+	run_loop_until_used(1);
+	CHECK(connect_reaches((uint16_t)t22, 22));
+	CHECK(connect_reaches((uint16_t)t23, 23));
+	CHECK(connect_reaches(fixed, 24));
+	teardown();
+
+	/* No rules: no "hostfwd" value at all. */
+	setup_vm();
+	CHECK_EQ(net_parse_opts("user", &o, &e), 0);
+	CHECK_EQ(net_slirp_create(&vm.loop, &o, &be, &e), 0);
+	CHECK(be->hostfwd == NULL);
+	CHECK_EQ(virtio_net_create_with(&vm.env, &o, be, &dev, &e), 0);
+	test_vm_plug(dev);
+	CHECK(stats_str(dev, "hostfwd") == NULL);
+	teardown();
+}
+
 TEST_MAIN("net",
 	  T(config_and_features),
 	  T(default_mac_is_stable),
@@ -1264,4 +1414,5 @@ TEST_MAIN("net",
 	  T(slirp_answers_from_the_loop),
 	  T(slirp_sees_a_copy),
 	  T(slirp_backpressure),
-	  T(slirp_hostfwd_conflict))
+	  T(slirp_hostfwd_conflict),
+	  T(slirp_hostfwd_port_zero))
