@@ -443,6 +443,8 @@ tests/integration/host_kvm.sh
 # stall or kill mica; a guest flooding net transmit does not stop blk or the console.
 tests/integration/guest_output.sh
 tests/integration/guest_net_flood.sh
+# Many VMs at once (issue #13): hostfwd port 0 gives each its own reported port, images locked.
+tests/integration/many_vms.sh
 # virtio-fs from the test guest: FUSE requests, hostile ones too; nothing outside the share changes.
 tests/integration/guest_fs.sh
 
