@@ -18,6 +18,7 @@ void cli_usage(FILE *out)
 	fputs("usage: mica run --kernel PATH [options]\n"
 	      "       mica sandbox [options] [--] [CMD [ARGS...]]   (see mica sandbox --help)\n"
 	      "       mica bench exits [--kernel PATH] [--iterations N] [--json PATH]\n"
+	      "       mica check [--json PATH]\n"
 	      "       mica --help | --version\n"
 	      "\n"
 	      "Runs a VM on KVM. The kernel is an ELF64 kernel (such as mica's test guest,\n"

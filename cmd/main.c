@@ -11,6 +11,7 @@
 
 #include "boot/boot.h"
 #include "cmd/bench_exits.h"
+#include "cmd/check.h"
 #include "cmd/cli.h"
 #include "cmd/landlock_rules.h"
 #include "cmd/sandbox.h"
@@ -492,6 +493,8 @@ int main(int argc, char **argv)
 
 	if (argc >= 2 && !strcmp(argv[1], "bench"))
 		return bench_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "check"))
+		return check_main(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "sandbox"))
 		return sandbox_main(argc - 1, argv + 1);
 	if (cli_parse(argc, argv, &cli, &e)) {

@@ -439,6 +439,8 @@ fi
 
 # Bad invocations only KVM reaches: one line, status 2, nothing left behind.
 tests/integration/host_kvm.sh
+# mica check where KVM works: status 0, which KVM, ioeventfd and irqfd ok.
+tests/integration/check.sh
 # mica's output path: a closed, stalled or paused stdout and a hung-up control client never
 # stall or kill mica; a guest flooding net transmit does not stop blk or the console.
 tests/integration/guest_output.sh
