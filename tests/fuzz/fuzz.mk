@@ -21,7 +21,7 @@ FUZZ_CPPFLAGS := -I.
 FUZZ_HDRS    := $(wildcard vmm/*.h devices/*.h devices/virtio/*.h devices/net/*.h hostfs/*.h \
 		tests/fuzz/*.h tests/unit/*.h)
 
-FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev fuzz_transport fuzz_pci fuzz_fuse
+FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev fuzz_transport fuzz_pci fuzz_fuse fuzz_tap
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
 FUZZ_SRCS_fuzz_virtq      := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c
@@ -50,6 +50,10 @@ FUZZ_SRCS_fuzz_pci := tests/fuzz/fuzz_pci.c devices/pci.c devices/msix.c devices
 # The FUSE server over hostfs on a scratch share; FALLOCATE wrapped to 1 MiB (see the target).
 FUZZ_SRCS_fuzz_fuse := tests/fuzz/fuzz_fuse.c devices/virtio/fuse.c $(wildcard hostfs/*.c) vmm/err.c
 FUZZ_LIBS_fuzz_fuse := -Wl,--wrap=hostfs_fallocate
+# The TAP/KTAP reader and the JUnit report on hostile guest output.
+FUZZ_SRCS_fuzz_tap := tests/fuzz/fuzz_tap.c ci/tap.c ci/junit.c ci/xml.c
+# A lower cap on the results kept: reached often, and a huge plan's errors stay quick to check.
+FUZZ_LIBS_fuzz_tap := -DTAP_MAX_RESULTS=3000
 
 .PHONY: fuzz fuzz-smoke fuzz-build
 define fuzz_link
@@ -70,6 +74,9 @@ $(FUZZ_DIR)/fuzz_pci: $(FUZZ_SRCS_fuzz_pci) $(FUZZ_HDRS) tests/fuzz/fuzz.mk
 	$(fuzz_link)
 
 $(FUZZ_DIR)/fuzz_fuse: $(FUZZ_SRCS_fuzz_fuse) $(FUZZ_HDRS) tests/fuzz/fuzz.mk
+	$(fuzz_link)
+
+$(FUZZ_DIR)/fuzz_tap: $(FUZZ_SRCS_fuzz_tap) $(FUZZ_HDRS) $(wildcard ci/*.h) tests/fuzz/fuzz.mk
 	$(fuzz_link)
 
 # Seed inputs (well-formed rings of each shape), written by a host program.

@@ -6,8 +6,9 @@
  * The transport and PCI targets get programs: each transport brought up, requests, register
  * sweeps, the PCI_CFG window; BARs sized, moved and overlapped, MSI-X fired and masked.
  * The FUSE target gets sessions of well-formed requests over its scratch share (fuzz_fuse.c).
+ * The TAP target gets guest output: TAP 13, KUnit KTAP, kselftest, a bail-out (fuzz_tap.c).
  * Usage: mkseeds DIR (writes DIR/fuzz_virtq/, DIR/fuzz_virtio_dev/, DIR/fuzz_transport/,
- * DIR/fuzz_pci/ and DIR/fuzz_fuse/). Built and run by tests/fuzz/fuzz.mk. */
+ * DIR/fuzz_pci/, DIR/fuzz_fuse/ and DIR/fuzz_tap/). Built and run by tests/fuzz/fuzz.mk. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
@@ -708,6 +709,44 @@ static void fuse_seeds(void)
 	}
 }
 
+/* Guest output for fuzz_tap: a flags byte (bit 0: tap_end, bit 1: the run failed), then lines. */
+static void tap_seeds(void)
+{
+	static const char *const outputs[] = {
+		"TAP version 13\n# mica-testguest: 1 cpu(s)\n1..4\nok 1 - serial\n"
+		"ok 2 - virtio_blk # SKIP no virtio-blk device\n# log line\n"
+		"not ok 3 - virtio_reset # InterruptStatus 0x1\nok 4 - rng\n"
+		"# mica-testguest: 2 passed, 1 failed (1 skipped)\n",
+		"[    0.5] KTAP version 1\n[    0.5] 1..2\n[    0.5]     KTAP version 1\n"
+		"[    0.5]     # Subtest: example\n[    0.5]     1..3\n[    0.5]     ok 1 a\n"
+		"[    0.5]     # b: EXPECTATION FAILED\r\n[    0.5]     not ok 2 b\n"
+		"[    0.5]         KTAP version 1\n[    0.5]         # Subtest: c\n"
+		"[    0.5]         ok 1 c1 # SKIP x\n[    0.5]         not ok 2 c2\n"
+		"[    0.5]     not ok 3 c\n[    0.5] not ok 1 example\n[    0.6]     KTAP version 1\n"
+		"[    0.6]     # Subtest: cut\n[    0.6]     1..2\n[    0.6]     ok 1 d\n",
+		"TAP version 13\n1..2\n# selftests: size: get_size\n# TAP version 13\n# 1..1\n"
+		"# # Testing\n# ok 1 get runtime memory use\nok 1 selftests: size: get_size\n"
+		"# TAP version 13\n# 1..3\n# ok 1 x # XFAIL y\n# Bail out! no\n"
+		"not ok 2 selftests: b: c # TIMEOUT 45 seconds\n",
+		"KTAP version 1\n1..1\n  KTAP version 1\n  1..2\n  not ok 1 t # TODO later\n"
+		"  ok 2 u\nok 1 v\n1..0 # SKIP all\nBail out! stop\n",
+	};
+
+	for (size_t i = 0; i < sizeof(outputs) / sizeof(outputs[0]); i++) {
+		for (int flags = 0; flags < 4; flags++) {
+			char path[512];
+			FILE *f;
+
+			snprintf(path, sizeof(path), "%s/fuzz_tap/seed-%03d", dir, nseeds++);
+			f = fopen(path, "wb");
+			if (!f || fputc(flags, f) == EOF || fputs(outputs[i], f) == EOF || fclose(f)) {
+				perror(path);
+				exit(1);
+			}
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char path[512];
@@ -728,6 +767,8 @@ int main(int argc, char **argv)
 	mkdir(path, 0777);
 	snprintf(path, sizeof(path), "%s/fuzz_fuse", dir);
 	mkdir(path, 0777);
+	snprintf(path, sizeof(path), "%s/fuzz_tap", dir);
+	mkdir(path, 0777);
 	nseeds = 0;
 	virtq_seeds();
 	device_seeds();
@@ -738,6 +779,7 @@ int main(int argc, char **argv)
 	transport_seeds();
 	pci_seeds();
 	fuse_seeds();
+	tap_seeds();
 	printf("mkseeds: %d seeds in %s\n", nseeds, dir);
 	return 0;
 }
