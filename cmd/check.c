@@ -30,6 +30,7 @@
 #include "confine/seccomp.h"
 #include "devices/virtio/blk_io.h"
 #include "vmm/evloop.h"
+#include "vmm/json.h"
 #include "vmm/kvm.h"
 #include "vmm/layout.h"
 #include "vmm/outfile.h"
@@ -49,38 +50,26 @@ struct item {
 	char action[ERR_MSG_MAX + 128]; /* for a problem: what follows and what to do; may be "" */
 };
 
-/* The KVM capabilities mica needs (a missing one: no VM) and those it uses when present. The
- * first eight are kvm_open()'s list (vmm/kvm.c); vm_create() and irq.c use the next two without
- * asking (KVM_SET_IDENTITY_MAP_ADDR, KVM_SET_GSI_ROUTING for virtio-pci's MSI-X). */
+/* The KVM capabilities mica uses when present (those it needs: kvm_required_caps). */
 static const struct cap {
 	int nr;
 	const char *name;
-	bool required;
-	const char *use;      /* optional ones: what mica uses it for */
-	const char *without;  /* optional ones: what is lost without it */
-} caps[] = {
-	{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", true, NULL, NULL },
-	{ KVM_CAP_PIT2, "KVM_CAP_PIT2", true, NULL, NULL },
-	{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", true, NULL, NULL },
-	{ KVM_CAP_IRQFD, "KVM_CAP_IRQFD", true, NULL, NULL },
-	{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", true, NULL, NULL },
-	{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", true, NULL, NULL },
-	{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", true, NULL, NULL },
-	{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", true, NULL, NULL },
-	{ KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR", true, NULL, NULL },
-	{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING", true, NULL, NULL },
-	{ KVM_CAP_IOEVENTFD_NO_LENGTH, "KVM_CAP_IOEVENTFD_NO_LENGTH", false,
+	const char *use;      /* what mica uses it for */
+	const char *without;  /* what is lost without it */
+} optional_caps[] = {
+	{ KVM_CAP_IOEVENTFD_NO_LENGTH, "KVM_CAP_IOEVENTFD_NO_LENGTH",
 	  "zero-length MMIO ioeventfds: virtio-pci notifies take KVM's fast MMIO path",
 	  "virtio-pci notifies use 2-byte ioeventfds, each decoded by KVM's instruction emulator "
 	  "(slower notifies); a newer host kernel has it" },
-	{ KVM_CAP_BINARY_STATS_FD, "KVM_CAP_BINARY_STATS_FD", false,
+	{ KVM_CAP_BINARY_STATS_FD, "KVM_CAP_BINARY_STATS_FD",
 	  "KVM's own exit counters for --stats-json (kvm_exits)",
 	  "--stats-json says null for kvm_exits (Linux 5.14 has it)" },
-	{ KVM_CAP_GET_TSC_KHZ, "KVM_CAP_GET_TSC_KHZ", false,
+	{ KVM_CAP_GET_TSC_KHZ, "KVM_CAP_GET_TSC_KHZ",
 	  "the TSC frequency for guests (CPUID leaf 0x40000010)",
 	  "guests calibrate their TSC at boot (slower, less exact)" },
 };
-#define NCAPS (sizeof(caps) / sizeof(caps[0]))
+#define NOPT (sizeof(optional_caps) / sizeof(optional_caps[0]))
+#define MAX_REQUIRED 16       /* room for kvm_required_caps */
 
 struct report {
 	struct item items[MAX_ITEMS];
@@ -88,7 +77,8 @@ struct report {
 	/* Facts for --json; each stays at its initial value when the step before it failed. */
 	bool kvm_device, kvm_rw, vm_ok;
 	int api_version;              /* -1: not asked */
-	signed char cap[NCAPS];       /* 1 present, 0 missing, -1 not asked */
+	signed char req[MAX_REQUIRED]; /* kvm_required_caps: 1 present, 0 missing, -1 not asked */
+	signed char opt[NOPT];         /* optional_caps, the same */
 	int max_vcpus;                /* 0: not known */
 	const char *kind;             /* hardware, nested, pvm, none */
 	const char *module;           /* kvm_intel, kvm_amd, kvm_pvm; NULL: none loaded */
@@ -102,13 +92,12 @@ struct report {
 	char thp[16];                 /* always, madvise, never; "" where the kernel has no THP */
 };
 
-/* Until vmm/json.h's escaper lands, every string that reaches the JSON goes through here: bytes
- * outside printable ASCII, quotes and backslashes become '?'. Messages are mica's own; the few
- * host bytes (a hypervisor's signature, strerror text) pass the same filter. */
+/* The few host bytes in the report (a hypervisor's signature, strerror text) are printed on a
+ * terminal: anything outside printable ASCII becomes '?' (the JSON escapes them anyway). */
 static void ascii_safe(char *s)
 {
 	for (; *s; s++)
-		if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
+		if (*s < 0x20 || *s > 0x7e)
 			*s = '?';
 }
 
@@ -278,8 +267,10 @@ static void check_device(struct report *r)
 		return;
 	}
 	add(r, "kvm_api", ST_OK, "KVM API version %d", r->api_version);
-	for (size_t i = 0; i < NCAPS; i++)
-		r->cap[i] = ioctl(fd, KVM_CHECK_EXTENSION, caps[i].nr) > 0;
+	for (size_t i = 0; i < MAX_REQUIRED && kvm_required_caps[i].name; i++)
+		r->req[i] = ioctl(fd, KVM_CHECK_EXTENSION, kvm_required_caps[i].cap) > 0;
+	for (size_t i = 0; i < NOPT; i++)
+		r->opt[i] = ioctl(fd, KVM_CHECK_EXTENSION, optional_caps[i].nr) > 0;
 	close(fd);
 }
 
@@ -290,18 +281,17 @@ static void check_required_caps(struct report *r)
 	size_t len = 0;
 	bool all = true;
 
-	for (size_t i = 0; i < NCAPS; i++) {
-		if (!caps[i].required)
-			continue;
-		if (!r->cap[i]) {
-			struct item *it = add(r, caps[i].name, ST_NO, "KVM lacks %s, which mica needs",
-					      caps[i].name);
+	for (size_t i = 0; i < MAX_REQUIRED && kvm_required_caps[i].name; i++) {
+		const char *name = kvm_required_caps[i].name;
+
+		if (!r->req[i]) {
+			struct item *it = add(r, name, ST_NO, "KVM lacks %s, which mica needs", name);
 
 			act(it, "mica cannot run VMs with this KVM: use a newer host kernel");
 			all = false;
 		} else if (len < sizeof(list)) {
 			len += snprintf(list + len, sizeof(list) - len, "%s%s", len ? " " : "",
-					caps[i].name + strlen("KVM_CAP_"));
+					name + strlen("KVM_CAP_"));
 		}
 	}
 	if (all)
@@ -310,17 +300,16 @@ static void check_required_caps(struct report *r)
 
 static void check_optional_caps(struct report *r)
 {
-	for (size_t i = 0; i < NCAPS; i++) {
+	for (size_t i = 0; i < NOPT; i++) {
+		const struct cap *c = &optional_caps[i];
 		struct item *it;
 
-		if (caps[i].required)
-			continue;
-		if (r->cap[i]) {
-			add(r, caps[i].name, ST_OK, "%s: %s", caps[i].name, caps[i].use);
+		if (r->opt[i]) {
+			add(r, c->name, ST_OK, "%s: %s", c->name, c->use);
 			continue;
 		}
-		it = add(r, caps[i].name, ST_WARN, "%s missing", caps[i].name);
-		act(it, "%s", caps[i].without);
+		it = add(r, c->name, ST_WARN, "%s missing", c->name);
+		act(it, "%s", c->without);
 	}
 }
 
@@ -715,26 +704,16 @@ static void print_text(FILE *f, const struct report *r)
 	fprintf(f, "%s\n", v);
 }
 
-/* Strings here are check.c's own or passed through ascii_safe(): nothing to escape. */
-static void json_str(FILE *f, const char *s)
-{
-	if (s)
-		fprintf(f, "\"%s\"", s);
-	else
-		fputs("null", f);
-}
-
 static void print_json(FILE *f, const struct report *r)
 {
 	char v[512];
 
 	verdict(r, v, sizeof(v));
-	ascii_safe(v);
 	fprintf(f, "{\n  \"version\": 1,\n  \"can_run\": %s,\n  \"verdict\": ",
 		blocked(r) ? "false" : "true");
-	json_str(f, v);
+	json_cstring(f, v);
 	fputs(",\n  \"blocker\": ", f);
-	json_str(f, first_blocker(r));
+	json_cstring(f, first_blocker(r));
 	fprintf(f, ",\n  \"kvm\": {\n    \"device\": %s,\n    \"read_write\": %s,\n"
 		"    \"api_version\": ", r->kvm_device ? "true" : "false",
 		r->kvm_rw ? "true" : "false");
@@ -743,13 +722,13 @@ static void print_json(FILE *f, const struct report *r)
 	else
 		fputs("null", f);
 	fprintf(f, ",\n    \"usable\": %s,\n    \"kind\": ", r->vm_ok ? "true" : "false");
-	json_str(f, r->kind);
+	json_cstring(f, r->kind);
 	fputs(",\n    \"module\": ", f);
-	json_str(f, r->module);
+	json_cstring(f, r->module);
 	fprintf(f, ",\n    \"host_is_vm\": %s,\n    \"hypervisor\": ", r->host_is_vm ? "true" : "false");
-	json_str(f, r->host_is_vm ? r->hypervisor : NULL);
+	json_cstring(f, r->host_is_vm ? r->hypervisor : NULL);
 	fputs(",\n    \"cpu_virtualisation\": ", f);
-	json_str(f, r->cpu_virt);
+	json_cstring(f, r->cpu_virt);
 	fputs(",\n    \"max_vcpus\": ", f);
 	if (r->max_vcpus > 0)
 		fprintf(f, "%d", r->max_vcpus);
@@ -762,23 +741,26 @@ static void print_json(FILE *f, const struct report *r)
 	else
 		fputs("null", f);
 	fputs(",\n    \"caps\": {", f);
-	for (size_t i = 0; i < NCAPS; i++)
-		fprintf(f, "%s\n      \"%s\": %s", i ? "," : "", caps[i].name,
-			r->cap[i] < 0 ? "null" : r->cap[i] ? "true" : "false");
+	for (size_t i = 0; i < MAX_REQUIRED && kvm_required_caps[i].name; i++)
+		fprintf(f, "%s\n      \"%s\": %s", i ? "," : "", kvm_required_caps[i].name,
+			r->req[i] < 0 ? "null" : r->req[i] ? "true" : "false");
+	for (size_t i = 0; i < NOPT; i++)
+		fprintf(f, ",\n      \"%s\": %s", optional_caps[i].name,
+			r->opt[i] < 0 ? "null" : r->opt[i] ? "true" : "false");
 	fputs("\n    }\n  },\n  \"blk_backend\": ", f);
-	json_str(f, r->blk_backend);
+	json_cstring(f, r->blk_backend);
 	fprintf(f, ",\n  \"landlock_abi\": %u,\n  \"seccomp\": %s,\n  \"thp\": ", r->landlock_abi,
 		r->seccomp ? "true" : "false");
-	json_str(f, r->thp[0] ? r->thp : NULL);
+	json_cstring(f, r->thp[0] ? r->thp : NULL);
 	fputs(",\n  \"items\": [", f);
 	for (int i = 0; i < r->n; i++) {
 		const struct item *it = &r->items[i];
 
 		fprintf(f, "%s\n    { \"key\": \"%s\", \"status\": \"%s\", \"what\": ", i ? "," : "",
 			it->key, status_word[it->st]);
-		json_str(f, it->what);
+		json_cstring(f, it->what);
 		fputs(", \"action\": ", f);
-		json_str(f, it->action);
+		json_cstring(f, it->action);
 		fputs(" }", f);
 	}
 	fputs("\n  ]\n}\n", f);
@@ -854,7 +836,8 @@ int check_main(int argc, char **argv)
 	memset(&r, 0, sizeof(r));
 	r.api_version = -1;
 	r.user_exit_us = r.kernel_exit_us = -1;
-	memset(r.cap, -1, sizeof(r.cap));
+	memset(r.req, -1, sizeof(r.req));
+	memset(r.opt, -1, sizeof(r.opt));
 	host_facts(&r);
 	check_kvm(&r);
 	check_io_uring(&r);

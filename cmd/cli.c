@@ -59,14 +59,18 @@ void cli_usage(FILE *out)
 	      "                     0xdf000000, PIO ioeventfd port 0x514)\n"
 	      "  --time-exits       time mica's handling of each userspace exit (for\n"
 	      "                     --stats-json)\n"
-	      "  --stats-json PATH  at exit, write how the run ended, exit counts, virtio\n"
-	      "                     counters and mica's memory use to PATH as JSON\n"
+	      "  --json PATH        at exit, write how the run ended and was judged, exit\n"
+	      "                     counts, virtio counters and mica's memory use to PATH as\n"
+	      "                     JSON (schema in the README; --stats-json is the same)\n"
 	      "  --landlock on|off  after setup, mica may open only the files its options\n"
 	      "                     named (default on, where the kernel has Landlock)\n"
 	      "  --seccomp on|off   confine each thread to the system calls it needs (default\n"
 	      "                     on; a forbidden call ends mica with status 125)\n"
 	      "  -v, --verbose      more diagnostics on stderr (twice for debug)\n"
 	      "\n"
+	      "CI options (also for mica sandbox):\n", out);
+	cli_ci_usage(out);
+	fputs("\n"
 	      "debug options (for mica's own tests):\n"
 	      "  --debug-seccomp-probe loop|vcpu|io|fs\n"
 	      "                     that kind of thread makes one forbidden system call\n"
@@ -75,7 +79,9 @@ void cli_usage(FILE *out)
 	      "\n"
 	      "Exit status: the status the guest reports through the debug-exit port (0x501);\n"
 	      "0 on guest power-off or reset; 124 on --timeout; 125 if the guest crashed\n"
-	      "(triple fault, KVM failure); 2 for a usage error. In the terminal, Ctrl-A x quits.\n",
+	      "(triple fault, KVM failure); 123 if a --fail-on pattern matched; 122 if an\n"
+	      "--expect pattern never appeared (and the guest ended with 0); 2 for a usage\n"
+	      "error. In the terminal, Ctrl-A x quits.\n",
 	      out);
 }
 
@@ -123,7 +129,9 @@ static int check_once(const char *name, const char *arg, int opt, uint64_t *seen
 	if (repeatable(name))
 		return 0;
 	if (*seen & bit)
-		return err_set(e, -EINVAL, "--%s given twice; give it once", name);
+		return err_set(e, -EINVAL, "--%s given twice; give it once%s", name,
+			       !strcmp(name, "json") || !strcmp(name, "stats-json") ?
+			       " (--json and --stats-json are the same)" : "");
 	*seen |= bit;
 	return 0;
 }
@@ -169,6 +177,54 @@ int cli_parse_timeout(const char *arg, double *out, struct err *e)
 	return 0;
 }
 
+void cli_ci_usage(FILE *out)
+{
+	fputs("  --serial-log FILE  also write the guest's output (serial port and consoles;\n"
+	      "                     mica sandbox: the kernel's messages and CMD's output) to\n"
+	      "                     FILE, line by line, complete even if mica is killed\n"
+	      "  --timestamps       start each --serial-log line with [+SECONDS.s] since start\n"
+	      "  --expect REGEX     the run passes only if a line of output matched REGEX\n"
+	      "                     (POSIX extended regex; repeatable)\n"
+	      "  --fail-on REGEX    a line matching REGEX fails the run and ends it (once the\n"
+	      "                     guest is quiet for 0.25 s, 2 s at most); --fail-on kernel:\n"
+	      "                     a kernel panic, oops, BUG, WARNING, KASAN, UBSAN report,\n"
+	      "                     general protection fault or hung task (repeatable)\n"
+	      "  --end-on REGEX     a line matching REGEX ends the run, passed unless a fail\n"
+	      "                     pattern matched or an --expect is missing (repeatable)\n"
+	      "  --junit FILE       a JUnit XML report: a testcase per TAP/KTAP result the\n"
+	      "                     guest printed (nested subtests too), else one for the run\n",
+	      out);
+}
+
+int cli_parse_ci(int opt, const char *arg, struct ci_opts *o, struct err *e)
+{
+	static const char *const names[] = { "serial-log", "timestamps", "expect", "fail-on",
+					     "end-on", "junit" };
+	const char *name = names[opt - CLI_CI_OPT_FIRST];
+	const char **once = opt == CLI_OPT_SERIAL_LOG ? &o->serial_log
+			    : opt == CLI_OPT_JUNIT ? &o->junit : NULL;
+
+	if (arg && !arg[0])
+		return err_set(e, -EINVAL, "--%s: empty value; give one, or leave the option out",
+			       name);
+	if (once) {
+		if (*once)
+			return err_set(e, -EINVAL, "--%s given twice; give it once", name);
+		*once = arg;
+		return 0;
+	}
+	if (opt == CLI_OPT_TIMESTAMPS) {
+		o->timestamps = true;
+		return 0;
+	}
+	if (o->npatterns == CI_MAX_PATTERNS)
+		return err_set(e, -EINVAL, "--%s: at most %d patterns in all", name, CI_MAX_PATTERNS);
+	o->patterns[o->npatterns].kind = opt == CLI_OPT_EXPECT ? CI_EXPECT
+					 : opt == CLI_OPT_FAIL_ON ? CI_FAIL_ON : CI_END_ON;
+	o->patterns[o->npatterns++].source = arg;
+	return 0;
+}
+
 int cli_parse_on_off(const char *name, const char *arg, bool *out, struct err *e)
 {
 	if (strcmp(arg, "on") && strcmp(arg, "off"))
@@ -202,6 +258,8 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "transport", required_argument, NULL, OPT_TRANSPORT },
 		{ "stats-json", required_argument, NULL, OPT_STATS },
+		{ "json", required_argument, NULL, OPT_STATS },
+		CLI_CI_OPTIONS,
 		{ "landlock", required_argument, NULL, OPT_LANDLOCK },
 		/* Hidden, for tests/integration/guest_landlock.sh (confine/landlock_probe.h). */
 		{ "debug-landlock-probe", required_argument, NULL, OPT_LANDLOCK_PROBE },
@@ -318,6 +376,7 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 			break;
 		case OPT_STATS:
 			c->stats_path = optarg;
+			c->stats_opt = !strcmp(opts[idx].name, "json") ? "--json" : "--stats-json";
 			break;
 		case OPT_LANDLOCK:
 			if (cli_parse_on_off("--landlock", optarg, &c->landlock, e))
@@ -344,6 +403,11 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 		case ':':
 			return err_set(e, -EINVAL, "%s needs a value; see mica --help", argv[optind - 1]);
 		default:
+			if (opt >= CLI_CI_OPT_FIRST && opt <= CLI_OPT_JUNIT) {
+				if (cli_parse_ci(opt, optarg, &c->ci, e))
+					return -EINVAL;
+				break;
+			}
 			return err_set(e, -EINVAL, "unknown option %s; see mica --help", argv[optind - 1]);
 		}
 	}

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "boot/boot.h"
+#include "ci/ci.h"
 #include "devices/virtio/attach.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/fs.h"
@@ -48,7 +49,9 @@ struct mica_config {
 	struct fs_opts shares[CONFIG_MAX_SHARES]; /* --share: virtio-fs devices */
 	int nshares;
 	const char *control_path;        /* --control */
-	const char *stats_path;          /* --stats-json */
+	const char *stats_path;          /* --json (--stats-json) */
+	const char *stats_opt;           /* which of the two was given, for messages */
+	struct ci_opts ci;               /* --serial-log, --expect, --junit, ... */
 	bool bench_devices;              /* --bench-devices: the exit-cost lab's probes */
 	bool landlock;                   /* --landlock on|off (on by default) */
 	const char *landlock_probe;      /* --debug-landlock-probe (hidden, for the tests) */
@@ -63,6 +66,8 @@ struct mica_config {
 	struct config_port ports[CONFIG_MAX_PORTS];
 	int nports;
 	bool sandbox;                    /* exit statuses as `mica sandbox` documents them */
+	const char *run_name;            /* the run in reports: "mica sandbox CMD..." (NULL: mica
+					  * run KERNEL) */
 };
 
 #endif

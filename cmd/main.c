@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "boot/boot.h"
+#include "ci/monitor.h"
+#include "ci/verdict.h"
 #include "cmd/bench_exits.h"
 #include "cmd/check.h"
 #include "cmd/cli.h"
@@ -56,6 +59,7 @@ struct parts {
 	struct control *control;
 	struct pci_bus *pci;
 	struct stats_devices stats;    /* --stats-json's devices */
+	struct monitor *monitor;       /* the CI options' watcher of the output, or NULL */
 };
 
 /* Everything of the command line that lives outside mica: opened (or checked) before KVM is
@@ -66,8 +70,27 @@ struct inputs {
 	bool initrd_borrowed;                     /* initrd is c->initrd_data, not a mapping */
 	struct blk_image disks[CONFIG_MAX_DISKS]; /* create_devices() hands each to its device */
 	int ndisks;                               /* opened so far */
-	struct out_file stats;                    /* --stats-json */
+	struct out_file stats;                    /* --json */
+	struct out_file junit;                    /* --junit */
+	int serial_log;                           /* --serial-log's fd, or -1 */
+	const char *serial_log_path;
+	bool serial_log_created;                  /* this run created the file... */
+	bool serial_log_used;                     /* ...and the VM ran: it stays */
 };
+
+/* Has the CI monitor (if any) watch q's bytes as the stream name. */
+static int watch(struct parts *p, struct outq *q, const char *name)
+{
+	struct monitor_stream *s;
+	int err;
+
+	if (!p->monitor)
+		return 0;
+	err = monitor_stream(p->monitor, name, &s);
+	if (!err)
+		outq_set_tap(q, monitor_tap, s);
+	return err;
+}
 
 /* Attaches a freshly created virtio device (freeing it if that fails) and lists it for
  * --stats-json. */
@@ -113,6 +136,8 @@ static int create_consoles(struct vm *vm, const struct mica_config *c, struct pa
 			outq_destroy(ports[i].out);
 		if (!err)
 			err = stats_add_device(&p->stats, outq_stats, ports[i].out);
+		if (!err)
+			err = watch(p, ports[i].out, c->ports[i].name);
 		if (err)
 			return err;
 	}
@@ -145,6 +170,10 @@ static int create_devices(struct vm *vm, const struct mica_config *c, struct inp
 		if (!err && (err = vm_own(vm, p->serial, outq_destroy)))
 			outq_destroy(p->serial);
 	}
+	if (!err)
+		err = watch(p, p->out, "console");
+	if (!err && p->serial != p->out)
+		err = watch(p, p->serial, "serial");
 	if (!err)
 		err = control_create(&vm->loop, &p->control);
 	if (!err && (err = vm_own(vm, p->control, control_destroy)))
@@ -268,8 +297,22 @@ static int open_inputs(struct mica_config *c, struct inputs *in, struct err *e)
 			return err_set(e, -ENOTDIR, "--share %s: not a directory; share a directory",
 				       c->shares[i].path);
 	}
-	if ((err = out_file_open(&in->stats, c->stats_path, "--stats-json", e)))
+	if ((err = out_file_open(&in->stats, c->stats_path, c->stats_opt ? c->stats_opt : "--json",
+				 e)) ||
+	    (err = out_file_open(&in->junit, c->ci.junit, "--junit", e)))
 		return err;
+	/* Emptied only when the VM is about to run (start_log): a run that fails before keeps an
+	 * old log as it was, and leaves no new one behind. */
+	if (c->ci.serial_log) {
+		in->serial_log = open(c->ci.serial_log, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		in->serial_log_created = in->serial_log >= 0;
+		in->serial_log_path = c->ci.serial_log;
+		if (in->serial_log < 0 && errno == EEXIST)
+			in->serial_log = open(c->ci.serial_log, O_WRONLY | O_CLOEXEC);
+		if (in->serial_log < 0)
+			return err_set(e, -errno, "--serial-log %s: %s; give a file mica can write",
+				       c->ci.serial_log, strerror(errno));
+	}
 	if (c->control_path && (err = check_socket_path("--control", c->control_path, e)))
 		return err;
 	if (!c->boot.cmdline && kind == KERNEL_BZIMAGE)
@@ -288,6 +331,64 @@ static void close_inputs(struct inputs *in)
 	for (int i = 0; i < in->ndisks; i++)
 		blk_image_close(&in->disks[i]);
 	out_file_abandon(&in->stats);
+	out_file_abandon(&in->junit);
+	if (in->serial_log >= 0)
+		close(in->serial_log);
+	if (in->serial_log_created && !in->serial_log_used)
+		unlink(in->serial_log_path);
+}
+
+/* How the monitor ends a run (on the loop thread). */
+static void stop_on_pattern(void *vm, enum ci_pattern_kind kind)
+{
+	if (kind == CI_FAIL_ON)
+		vm_request_exit(vm, EXIT_FAIL_PATTERN, "fail-on");
+	else
+		vm_request_exit(vm, 0, "end-on");
+}
+
+/* The CI options' watcher of the guest's output, when one is asked for; its patterns are the
+ * user's to mend (e). */
+static int start_monitor(const struct mica_config *c, const struct inputs *in, struct vm *vm,
+			 struct monitor **out, struct err *e)
+{
+	struct monitor_opts o = {
+		.ci = &c->ci, .log_fd = in->serial_log, .stop = stop_on_pattern, .opaque = vm,
+	};
+
+	*out = NULL;
+	if (!ci_watching(&c->ci))
+		return 0;
+	o.start_ns = now_ns();
+	return monitor_create(&o, out, e);
+}
+
+/* --json and --junit, at exit through the files opened before the run (vmm/outfile.h). */
+static void write_reports(const struct mica_config *c, struct inputs *in, const struct vm *vm,
+			  const struct parts *p, const struct run_times *t,
+			  const struct stats_members *members)
+{
+	const struct verdict_json *vj = members->opaque;
+	FILE *f;
+	int err;
+
+	if (c->stats_path) {
+		f = out_file_stream(&in->stats);
+		err = f ? stats_write_json(vm, &p->stats, t, members, f) : -ENOMEM;
+		if (out_file_commit(&in->stats, f) && !err)
+			err = -EIO;
+		if (err)
+			pr_err("cannot write %s %s: %s", c->stats_opt ? c->stats_opt : "--json",
+			       c->stats_path, strerror(-err));
+	}
+	if (c->ci.junit) {
+		f = out_file_stream(&in->junit);
+		err = f ? verdict_write_junit(vj->v, vj->r, p->monitor, f) : -ENOMEM;
+		if (out_file_commit(&in->junit, f) && !err)
+			err = -EIO;
+		if (err)
+			pr_err("cannot write --junit %s: %s", c->ci.junit, strerror(-err));
+	}
 }
 
 /* The filters, with what the other options imply (confine/seccomp.h). */
@@ -295,7 +396,7 @@ static int start_seccomp(struct mica_config *c)
 {
 	struct seccomp_opts *o = &c->seccomp;
 
-	o->exit_writes_file = c->stats_path != NULL;
+	o->exit_writes_file = c->stats_path || c->ci.junit;
 	o->control_socket = c->control_path != NULL;
 	for (int i = 0; i < c->nports; i++)
 		o->port_input |= c->ports[i].in_fd >= 0;
@@ -317,17 +418,31 @@ static int run(struct mica_config *c)
 	struct vm vm;
 	struct run_times times = { .start_ns = now_ns() };
 	struct err e = { "" };
-	FILE *stats;
+	char name[PATH_MAX + 16], host[256] = "localhost";
+	struct verdict verdict;
+	struct verdict_run vrun = {
+		.ci = &c->ci, .name = c->run_name, .subject = c->sandbox ? "CMD" : "the guest",
+		.start_ns = times.start_ns, .timeout_s = c->vm.timeout_s,
+		.start_time = (long long)time(NULL), .hostname = host,
+	};
+	struct verdict_json vjson = { &verdict, &vrun, NULL };
+	struct stats_members members = { verdict_write_json, &vjson };
 	int err, status;
 
 	for (int i = 0; i < CONFIG_MAX_DISKS; i++)
 		in.disks[i].fd = in.disks[i].fd_buffered = -1;
-	in.stats.fd = -1;
-	if (open_inputs(c, &in, &e)) {
+	in.stats.fd = in.junit.fd = in.serial_log = -1;
+	gethostname(host, sizeof(host) - 1);
+	if (!vrun.name) {
+		snprintf(name, sizeof(name), "mica run %s", c->kernel);
+		vrun.name = name;
+	}
+	if (open_inputs(c, &in, &e) || start_monitor(c, &in, &vm, &parts.monitor, &e)) {
 		pr_err("%s", e.msg);
 		close_inputs(&in);
 		return EXIT_USAGE;
 	}
+	vjson.m = parts.monitor;
 	/* Before the devices: the blk pool's workers enter their filter as they start. */
 	if ((err = start_seccomp(c))) {
 		if (err == -EINVAL)
@@ -377,7 +492,14 @@ static int run(struct mica_config *c)
 		status = EXIT_CRASH;
 		goto out_vm;
 	}
-	/* Setup is done: from here on, mica opens only what its options named. */
+	/* The VM is ready: the log starts empty now, and stays. */
+	if (in.serial_log >= 0 && ftruncate(in.serial_log, 0) < 0) {
+		pr_err("--serial-log %s: cannot empty it: %s", c->ci.serial_log, strerror(errno));
+		status = EXIT_USAGE;
+		goto out_vm;
+	}
+	in.serial_log_used = true;
+	/* From here on, mica opens only what its options named. */
 	err = landlock_confine(c, &landlock, &e);
 	if (err) {
 		pr_err("%s", e.msg);
@@ -394,12 +516,16 @@ static int run(struct mica_config *c)
 		else
 			uart_set_term(parts.uart, &term);
 	}
+	if (parts.monitor && (err = monitor_attach(parts.monitor, &vm.loop))) {
+		pr_err("cannot watch the guest's output: %s", strerror(-err));
+		status = EXIT_CRASH;
+		goto out_vm;
+	}
 	times.first_run_ns = now_ns();
 	status = vm_run(&vm);
 	times.end_ns = now_ns();
 	if (c->sandbox)
 		status = sandbox_exit_status(vm.exit_status, vm.exit_reason, c->vm.timeout_s);
-	times.mica_status = status;
 	if (c->sandbox) {
 		times.marks[0].name = "init";
 		times.marks[0].ns = atomic_load(&parts.milestones.ns[SANDBOX_MILESTONE_INIT]);
@@ -421,16 +547,17 @@ static int run(struct mica_config *c)
 		outq_flush(parts.serial, OUTQ_FLUSH_IDLE_MS);
 	if (use_term)
 		term_stop(&term);
-	if (c->stats_path) {
-		stats = out_file_stream(&in.stats);
-		err = stats ? stats_write_json(&vm, &parts.stats, &times, stats) : -ENOMEM;
-		if (out_file_commit(&in.stats, stats) && !err)
-			err = -EIO;
-		if (err)
-			pr_err("cannot write --stats-json %s: %s", c->stats_path, strerror(-err));
-	}
+	/* Judged on everything the guest wrote, its last partial lines too. */
+	if (parts.monitor)
+		monitor_finish(parts.monitor, times.end_ns);
+	vrun.end_ns = times.end_ns;
+	verdict_decide(&verdict, &vrun, parts.monitor, status, vm.exit_reason);
+	verdict_report(&verdict, parts.monitor);
+	status = times.mica_status = verdict.status;
+	write_reports(c, &in, &vm, &parts, &times, &members);
 out_vm:
 	vm_destroy(&vm);
+	monitor_destroy(parts.monitor);
 	landlock_close(landlock);
 	close_inputs(&in);
 	return status;

@@ -200,18 +200,37 @@ out:
 	return err;
 }
 
-/* The serial console: all the kernel's messages to --log FILE, or to stderr with -v; otherwise
- * it prints only a panic and the init's own failures (SANDBOX_KERNEL_QUIET), which go to
- * stderr. */
+/* Whether the kernel prints all its messages: for -v, --log, and for a run whose output is
+ * logged or judged (--serial-log, patterns), which must see them; otherwise it prints only a
+ * panic and the init's own failures (SANDBOX_KERNEL_QUIET). */
+static bool kernel_verbose(const struct sandbox_opts *o)
+{
+	return o->verbosity || o->log_path || o->ci.serial_log || o->ci.npatterns;
+}
+
+/* The serial console: the kernel's messages to --log FILE, or to stderr with -v or when it
+ * prints only the serious ones; only to the CI monitor when it prints them all for that. */
 static int open_log(const struct sandbox_opts *o, struct sandbox_run *r, struct err *e)
 {
-	if (!o->log_path)
+	const char *path = o->log_path ? o->log_path : "/dev/null";
+
+	if (!o->log_path && (o->verbosity || !kernel_verbose(o)))
 		return STDERR_FILENO;
-	r->log_fd = open(o->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	r->log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (r->log_fd < 0)
-		return err_set(e, -errno, "--log %s: %s; give a file mica can write", o->log_path,
+		return err_set(e, -errno, "--log %s: %s; give a file mica can write", path,
 			       strerror(errno));
 	return r->log_fd;
+}
+
+/* "mica sandbox CMD ARGS...", cut to fit (the shell without CMD). */
+static void run_name(const struct sandbox_opts *o, struct sandbox_run *r)
+{
+	size_t n = (size_t)snprintf(r->name, sizeof(r->name), "mica sandbox%s",
+				    o->argc ? "" : " (shell)");
+
+	for (int i = 0; i < o->argc && n < sizeof(r->name); i++)
+		n += (size_t)snprintf(r->name + n, sizeof(r->name) - n, " %s", o->argv[i]);
 }
 
 int sandbox_prepare(const struct sandbox_opts *o, struct mica_config *c, struct sandbox_run *r,
@@ -231,8 +250,10 @@ int sandbox_prepare(const struct sandbox_opts *o, struct mica_config *c, struct 
 		return err;
 	if ((fd = open_log(o, r, e)) < 0)
 		return fd;
-	snprintf(r->cmdline, sizeof(r->cmdline), "%s%s", SANDBOX_KERNEL_CMDLINE,
-		 o->verbosity || o->log_path ? "" : SANDBOX_KERNEL_QUIET);
+	snprintf(r->cmdline, sizeof(r->cmdline), "%s%s%s%s", SANDBOX_KERNEL_CMDLINE,
+		 kernel_verbose(o) ? "" : SANDBOX_KERNEL_QUIET, o->append ? " " : "",
+		 o->append ? o->append : "");
+	run_name(o, r);
 
 	c->kernel = r->kernel;
 	c->initrd_data = r->initramfs;
@@ -245,6 +266,8 @@ int sandbox_prepare(const struct sandbox_opts *o, struct mica_config *c, struct 
 	c->console = tty ? CONSOLE_VIRTIO : CONSOLE_SERIAL;
 	c->serial_fd = fd;
 	c->stats_path = o->json_path;
+	c->ci = o->ci;
+	c->run_name = r->name;
 	c->landlock = o->landlock;
 	c->seccomp.on = o->seccomp;
 	c->verbosity = o->verbosity > 1 ? o->verbosity - 1 : 0;
@@ -280,7 +303,8 @@ int sandbox_prepare(const struct sandbox_opts *o, struct mica_config *c, struct 
 
 int sandbox_exit_status(int guest_status, const char *reason, double timeout_s)
 {
-	if (reason && !strcmp(reason, "guest-status"))
+	if (reason && (!strcmp(reason, "guest-status") || !strcmp(reason, "fail-on") ||
+		       !strcmp(reason, "end-on")))
 		return guest_status;
 	if (reason && !strcmp(reason, "timeout")) {
 		pr_err("mica sandbox: --timeout %g s expired: CMD was stopped", timeout_s);

@@ -23,7 +23,8 @@ struct sandbox_run {
 	char *cwd;
 	char real_rw[SANDBOX_MAX_RW][PATH_MAX];
 	char kernel[PATH_MAX + 32];
-	char cmdline[256];
+	char cmdline[256 + SANDBOX_MAX_APPEND];
+	char name[256];                /* the run in reports: "mica sandbox CMD ARGS..." */
 };
 
 /* Fills c (a fresh config) for o. Returns 0, or -errno with e saying what the user must mend
@@ -33,8 +34,8 @@ int sandbox_prepare(const struct sandbox_opts *o, struct mica_config *c, struct 
 void sandbox_release(struct sandbox_run *r);
 
 /* What mica exits with, from how the VM ended: the init's report of CMD's status ("guest-status"),
- * 124 on --timeout, otherwise 125 (the kernel panicked or stopped before CMD ended; one line
- * says so). */
+ * 124 on --timeout, the status a pattern ended the run with ("fail-on", "end-on": ci/ci.h),
+ * otherwise 125 (the kernel panicked or stopped before CMD ended; one line says so). */
 int sandbox_exit_status(int guest_status, const char *reason, double timeout_s);
 
 #endif

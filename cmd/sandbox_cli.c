@@ -33,18 +33,24 @@ void sandbox_usage(FILE *out)
 	      "  --cpus N           vCPUs (default 1)\n"
 	      "  --timeout SECONDS  stop CMD after this long and exit 124\n"
 	      "  --log FILE         write the kernel's messages to FILE\n"
+	      "  --append ARGS      more kernel command-line arguments (e.g. a debug option)\n"
 	      "  --json FILE        at exit, how it ended, CMD's status, times and VM exits\n"
 	      "  --landlock on|off, --seccomp on|off   mica's own confinement (default on)\n"
 	      "  -v, --verbose      the kernel's messages and the init's steps on stderr\n"
 	      "\n"
+	      "CI options (as for mica run):\n", out);
+	cli_ci_usage(out);
+	fputs("\n"
 	      "Exit status: CMD's own; 128+N if it died of signal N; 124 on --timeout; 125 if\n"
-	      "the guest kernel panicked or mica failed; 2 for a usage error.\n", out);
+	      "the guest kernel panicked or mica failed; 123 if a --fail-on pattern matched;\n"
+	      "122 if an --expect pattern never appeared (and CMD ended with 0); 2 for a\n"
+	      "usage error.\n", out);
 }
 
 int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, struct err *e)
 {
 	enum { OPT_KERNEL = 256, OPT_MODULES, OPT_RW, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_LOG,
-	       OPT_JSON, OPT_LANDLOCK, OPT_SECCOMP };
+	       OPT_JSON, OPT_LANDLOCK, OPT_SECCOMP, OPT_APPEND };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "modules", required_argument, NULL, OPT_MODULES },
@@ -53,9 +59,11 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "log", required_argument, NULL, OPT_LOG },
+		{ "append", required_argument, NULL, OPT_APPEND },
 		{ "json", required_argument, NULL, OPT_JSON },
 		{ "landlock", required_argument, NULL, OPT_LANDLOCK },
 		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
+		CLI_CI_OPTIONS,
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -72,7 +80,7 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 	opterr = 0;
 	/* "+": options end at the first non-option word, CMD's own options are CMD's. */
 	while ((opt = getopt_long(argc, argv, "+:vh", opts, &idx)) != -1) {
-		if (opt >= 256) {
+		if (opt >= 256 && opt < CLI_CI_OPT_FIRST) {
 			if (!optarg[0])
 				return err_set(e, -EINVAL, "--%s: empty value; give one, or leave the "
 					       "option out", opts[idx].name);
@@ -109,6 +117,12 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 		case OPT_LOG:
 			o->log_path = optarg;
 			break;
+		case OPT_APPEND:
+			if (strlen(optarg) > SANDBOX_MAX_APPEND)
+				return err_set(e, -EINVAL, "--append: at most %d characters",
+					       SANDBOX_MAX_APPEND);
+			o->append = optarg;
+			break;
 		case OPT_JSON:
 			o->json_path = optarg;
 			break;
@@ -130,6 +144,11 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 			return err_set(e, -EINVAL, "%s needs a value; see mica sandbox --help",
 				       argv[optind - 1]);
 		default:
+			if (opt >= CLI_CI_OPT_FIRST && opt <= CLI_OPT_JUNIT) {
+				if (cli_parse_ci(opt, optarg, &o->ci, e))
+					return -EINVAL;
+				break;
+			}
 			return err_set(e, -EINVAL, "unknown option %s; see mica sandbox --help (CMD's "
 				       "own options go after --)", argv[optind - 1]);
 		}

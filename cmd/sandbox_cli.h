@@ -9,9 +9,12 @@
 #include <stdio.h>
 
 #include "cmd/config.h"
+#include "ci/ci.h"
 #include "vmm/err.h"
 
 #define SANDBOX_MAX_RW (CONFIG_MAX_SHARES - 1) /* the root share takes one */
+
+#define SANDBOX_MAX_APPEND 512
 
 struct sandbox_opts {
 	const char *kernel;          /* --kernel; NULL: found by sandbox_find_kernel() */
@@ -22,7 +25,9 @@ struct sandbox_opts {
 	int ncpus;
 	double timeout_s;
 	const char *log_path;        /* --log FILE: the kernel's messages */
+	const char *append;          /* --append ARGS: more of the kernel's command line */
 	const char *json_path;       /* --json FILE */
+	struct ci_opts ci;           /* --serial-log, --expect, --junit, ... (ci/ci.h) */
 	bool landlock, seccomp;
 	int verbosity;               /* -v: kernel messages on stderr, the init's steps */
 	char **argv;                 /* CMD and its arguments; argc 0: an interactive shell */

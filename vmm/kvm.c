@@ -7,18 +7,25 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+/* vm_create() and vmm/irq.c use the last two without asking KVM again
+ * (KVM_SET_IDENTITY_MAP_ADDR; KVM_SET_GSI_ROUTING for virtio-pci's MSI-X). */
+const struct kvm_cap_name kvm_required_caps[] = {
+	{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+	{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
+	{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD" },
+	{ KVM_CAP_IRQFD, "KVM_CAP_IRQFD" },
+	{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+	{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
+	{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+	{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+	{ KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR" },
+	{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
+	{ 0, NULL },
+};
+
 int kvm_open(int *kvm_fd, struct kvm_caps *caps, struct err *e)
 {
-	static const struct { int cap; const char *name; } required[] = {
-		{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
-		{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
-		{ KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD" },
-		{ KVM_CAP_IRQFD, "KVM_CAP_IRQFD" },
-		{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
-		{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
-		{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
-		{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
-	};
+	const struct kvm_cap_name *required = kvm_required_caps;
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
 	if (fd < 0) {
@@ -37,7 +44,7 @@ int kvm_open(int *kvm_fd, struct kvm_caps *caps, struct err *e)
 		return err_set(e, -ENOTSUP, "/dev/kvm speaks an unexpected KVM API version (mica "
 			       "needs 12): update the host kernel");
 	}
-	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+	for (size_t i = 0; required[i].name; i++) {
 		if (ioctl(fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
 			close(fd);
 			return err_set(e, -ENOTSUP, "the host's KVM lacks %s, which mica needs: use "

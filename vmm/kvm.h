@@ -13,6 +13,14 @@ struct kvm_caps {
 	int immediate_exit;
 };
 
+struct kvm_cap_name {
+	int cap;
+	const char *name;
+};
+/* The capabilities mica cannot run without, ending with { 0, NULL } (kvm_open() checks each;
+ * mica check lists them). */
+extern const struct kvm_cap_name kvm_required_caps[];
+
 /* Opens /dev/kvm and checks the API version and the capabilities mica needs. Returns 0, or
  * -errno with e saying what is wrong and what to do. */
 int kvm_open(int *kvm_fd, struct kvm_caps *caps, struct err *e);

@@ -42,6 +42,8 @@ struct outq {
 		void *opaque;
 	} waiters[OUTQ_MAX_WAITERS];
 	int nwaiters;              /* registered before the loop runs; read on the loop thread */
+	outq_tap_fn tap;           /* set up before the loop runs; called under lock */
+	void *tap_opaque;
 
 	bool registered;           /* wfd is in the epoll set */
 	bool armed;                /* its one-shot EPOLLOUT is armed */
@@ -218,8 +220,16 @@ size_t outq_writev(struct outq *q, const struct iovec *iov, int iovcnt)
 		q->want_space = true;
 		q->cut_short++;
 	}
+	if (q->tap && done)
+		q->tap(q->tap_opaque, iov, iovcnt, done);
 	pthread_mutex_unlock(&q->lock);
 	return done;
+}
+
+void outq_set_tap(struct outq *q, outq_tap_fn fn, void *opaque)
+{
+	q->tap = fn;
+	q->tap_opaque = opaque;
 }
 
 size_t outq_write(struct outq *q, const void *buf, size_t len)

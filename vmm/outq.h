@@ -72,6 +72,14 @@ void outq_off_space(struct outq *q, void *opaque);
  * Returns 0, -ETIMEDOUT or, with the reader gone, -EPIPE. */
 int outq_flush(struct outq *q, int idle_ms);
 
+/* Sees every byte the queue takes from its writers, in the order the reader gets them (the
+ * guest's output on its way out: --serial-log, --expect, ... in ci/monitor.h): fn(opaque, iov,
+ * iovcnt, len) gets the first len bytes of what one writer offered. Called under the queue's
+ * lock, from the writer's thread: fn takes only leaf locks and never calls back into the queue.
+ * Set-up time only, one tap per queue. */
+typedef void (*outq_tap_fn)(void *opaque, const struct iovec *iov, int iovcnt, size_t len);
+void outq_set_tap(struct outq *q, outq_tap_fn fn, void *opaque);
+
 /* Bytes queued, not yet written. */
 size_t outq_queued(struct outq *q);
 

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 
+#include "vmm/json.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -96,7 +97,7 @@ static bool kvm_total(const struct vm *vm, struct kvm_stats_total *t)
 }
 
 int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
-		     const struct run_times *t, FILE *f)
+		     const struct run_times *t, const struct stats_members *more, FILE *f)
 {
 	struct vcpu_stats sum = { 0 };
 	struct kvm_stats_total kvm;
@@ -111,8 +112,12 @@ int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
 	}
 	rss_kib(vm, &rss, &guest_rss);
 	getrusage(RUSAGE_SELF, &ru);
-	fprintf(f, "{\n  \"status\": %d,\n  \"reason\": \"%s\",\n  \"mica_status\": %d,\n",
-		vm->exit_status, vm->exit_reason ? vm->exit_reason : "unknown", t->mica_status);
+	fprintf(f, "{\n  \"version\": %d,\n  \"status\": %d,\n  \"reason\": ", STATS_JSON_VERSION,
+		vm->exit_status);
+	json_cstring(f, vm->exit_reason ? vm->exit_reason : "unknown");
+	fprintf(f, ",\n  \"mica_status\": %d,\n", t->mica_status);
+	if (more && more->write)
+		more->write(more->opaque, f);
 	fprintf(f, "  \"seconds\": { \"setup\": %.6f, \"run\": %.6f, \"user\": %.6f, \"system\": %.6f },\n",
 		(t->first_run_ns - t->start_ns) / 1e9, (t->end_ns - t->first_run_ns) / 1e9,
 		ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
@@ -148,11 +153,11 @@ int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
 
 		fprintf(f, "%s\n    {", i ? "," : "");
 		for (int k = 0; k < n; k++) {
+			fprintf(f, "%s \"%s\": ", k ? "," : "", v[k].name);
 			if (v[k].str)
-				fprintf(f, "%s \"%s\": \"%s\"", k ? "," : "", v[k].name, v[k].str);
+				json_cstring(f, v[k].str);
 			else
-				fprintf(f, "%s \"%s\": %llu", k ? "," : "", v[k].name,
-					(unsigned long long)v[k].num);
+				fprintf(f, "%llu", (unsigned long long)v[k].num);
 		}
 		fprintf(f, " }");
 	}

@@ -50,9 +50,20 @@ struct run_times {
  * goes with it, every other counter into kvm_vcpu_stats. Part of stats_write_json(). */
 void stats_write_kvm(const struct kvm_stats_total *t, FILE *f);
 
+/* The JSON's schema version ("version"): raised when a member changes meaning or goes away;
+ * new members may appear in any version. */
+#define STATS_JSON_VERSION 1
+
+/* Members a layer above adds to the object, right after "mica_status" (how the run was judged:
+ * ci/verdict.c): write writes each as `  "name": value,\n`. */
+struct stats_members {
+	void (*write)(void *opaque, FILE *f);
+	void *opaque;
+};
+
 /* Writes the statistics as JSON to f (the --stats-json file, opened before the run: see
  * vmm/outfile.h); returns 0 or -EIO. */
 int stats_write_json(const struct vm *vm, const struct stats_devices *devs,
-		     const struct run_times *t, FILE *f);
+		     const struct run_times *t, const struct stats_members *more, FILE *f);
 
 #endif

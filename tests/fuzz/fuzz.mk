@@ -51,7 +51,7 @@ FUZZ_SRCS_fuzz_pci := tests/fuzz/fuzz_pci.c devices/pci.c devices/msix.c devices
 FUZZ_SRCS_fuzz_fuse := tests/fuzz/fuzz_fuse.c devices/virtio/fuse.c $(wildcard hostfs/*.c) vmm/err.c
 FUZZ_LIBS_fuzz_fuse := -Wl,--wrap=hostfs_fallocate
 # The TAP/KTAP reader and the JUnit report on hostile guest output.
-FUZZ_SRCS_fuzz_tap := tests/fuzz/fuzz_tap.c ci/tap.c ci/junit.c ci/xml.c
+FUZZ_SRCS_fuzz_tap := tests/fuzz/fuzz_tap.c ci/tap.c ci/junit.c ci/xml.c vmm/utf8.c
 # A lower cap on the results kept: reached often, and a huge plan's errors stay quick to check.
 FUZZ_LIBS_fuzz_tap := -DTAP_MAX_RESULTS=3000
 

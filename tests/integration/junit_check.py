@@ -116,6 +116,7 @@ def main():
     ap.add_argument("file")
     for k in ("tests", "failures", "errors", "skipped"):
         ap.add_argument(f"--{k}", type=int)
+    ap.add_argument("--message", help="some <failure> or <error> message must contain this")
     a = ap.parse_args()
     try:
         total, suites = check(a.file)
@@ -123,6 +124,11 @@ def main():
             want = getattr(a, k)
             if want is not None and total[k] != want:
                 raise Bad(f"{total[k]} {k}, expected {want}")
+        if a.message is not None:
+            msgs = [e.get("message", "") for e in ET.parse(a.file).iter()
+                    if e.tag in ("failure", "error")]
+            if not any(a.message in m for m in msgs):
+                raise Bad(f"no failure message contains {a.message!r} ({msgs})")
     except Bad as e:
         print(f"junit_check: {a.file}: {e}")
         return 1

@@ -22,15 +22,17 @@ trap 'rm -rf "$DIR"' EXIT
 truncate -s 1M "$DIR/shared.img"
 for ((i = 0; i < N; i++)); do truncate -s 1M "$DIR/disk-$i.img"; done
 
-# start_vm I: starts VM I in the background (its pid in pids[I]); its stdout, stderr and
-# --stats-json are $OUT/many-vm-I.{out,err,json}, its control socket $DIR/ctl-I.sock. The one
-# place a run's options are given.
+# start_vm I: starts VM I in the background (its pid in pids[I]); its stdout, stderr, --json,
+# --serial-log and --junit are $OUT/many-vm-I.{out,err,json,log,xml}, its control socket
+# $DIR/ctl-I.sock. The one place a run's options are given.
 pids=()
 start_vm() {
 	local i=$1 name=many-vm-$1 gport=$((GUEST_PORT0 + $1))
 	timeout -k 5 "${LIMIT:-300}" "$MICA" run --kernel "$GUEST" --mem 32M --timeout 240 \
 		--net "user,hostfwd=tcp:127.0.0.1:0-:$gport" --control "$DIR/ctl-$i.sock" \
-		--stats-json "$OUT/$name.json" --disk "$DIR/disk-$i.img" --disk "$DIR/shared.img,ro" \
+		--json "$OUT/$name.json" --disk "$DIR/disk-$i.img" --disk "$DIR/shared.img,ro" \
+		--serial-log "$OUT/$name.log" --junit "$OUT/$name.xml" \
+		--expect "listening on 10\.0\.2\.15:$gport\$" --fail-on '^not ok' \
 		--cmdline "tests=virtio_net_tcp_server net_listen=$gport" \
 		</dev/null >"$OUT/$name.out" 2>"$OUT/$name.err" &
 	pids[i]=$!
@@ -94,9 +96,12 @@ python3 - "${args[@]}" >"$OUT/many-vms-json.txt" 2>&1 <<'EOF'
 import json, sys
 for i, path in enumerate(sys.argv[1:]):
     try:
-        devs = json.load(open(path))["devices"]
-        fwd = [d.get("hostfwd") for d in devs if d.get("device") == "virtio-net"]
-        print(i, fwd[0] if len(fwd) == 1 and fwd[0] else "error: no virtio-net hostfwd")
+        j = json.load(open(path))
+        fwd = [d.get("hostfwd") for d in j["devices"] if d.get("device") == "virtio-net"]
+        if j["outcome"] != "pass" or j["tests"] != {"total": 1, "failures": 0, "errors": 0, "skipped": 0}:
+            print(i, "error: outcome", j["outcome"], j["why"], j["tests"])
+        else:
+            print(i, fwd[0] if len(fwd) == 1 and fwd[0] else "error: no virtio-net hostfwd")
     except Exception as e:
         print(i, "error:", e)
 EOF
@@ -109,6 +114,10 @@ for ((i = 0; i < N; i++)); do
 		test "$rc" = 0 -a -n "$(grep '^ok [0-9]* - virtio_net_tcp_server' "$OUT/$name.txt")"
 	expect $name-hostfwd "a connection to 127.0.0.1:${ports[i]} reached this guest's server on $gport ($(head -c 100 "$OUT/$name.fwd"))" \
 		matches "$OUT/$name.fwd" "^mica-tcp-server [a-z-]+ $gport$"
-	expect $name-json "its JSON parses and reports the port on its stderr (${json:-nothing})" \
+	expect $name-json "its JSON parses, passed with 1 test, and reports the port on its stderr (${json:-nothing})" \
 		test "$json" = "tcp:127.0.0.1:${ports[i]}-10.0.2.15:$gport"
+	expect $name-log "its own --serial-log holds its own guest's lines, and its JUnit 1 passed test" \
+		matches_all "$OUT/$name.log" "listening on 10\.0\.2\.15:$gport" "^ok 1 - virtio_net_tcp_server" &&
+		python3 tests/integration/junit_check.py "$OUT/$name.xml" --tests 1 --failures 0 \
+			--skipped 0 --errors 0 >/dev/null
 done
