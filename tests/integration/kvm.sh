@@ -454,6 +454,9 @@ tests/integration/guest_fs.sh
 # files: statuses, streams, cwd/env/ids, --rw, hostile commands, --json.
 tests/integration/sandbox_init.sh
 tests/integration/sandbox.sh
+# mica as a CI step: the serial log, --expect/--fail-on/--end-on and their exit statuses, a
+# Linux panic caught by --fail-on kernel, JUnit from the test guest's and a command's TAP.
+tests/integration/ci.sh
 # Landlock: a guest-driven open of a file no option named is refused.
 tests/integration/guest_landlock.sh
 # What a Linux guest was told is durable survives kill -9 of mica, in every cache mode.
