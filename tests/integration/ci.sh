@@ -35,6 +35,22 @@ assert p['kind'] == 'expect' and p['matched'] and re.match(r'ok \d+ - cpus', p['
 assert j['serial_log'].endswith('log.txt')
 PY
 
+# kill -9 while the guest runs: the log already holds every line the guest completed (each
+# batch of whole lines is written as it comes, never kept in mica's memory).
+timeout -k 5 120 "$MICA" run --kernel "$GUEST" --mem 64M --cmdline "tests=spin" \
+	--serial-log "$CI/killed.log" >"$CI/killed.out" 2>/dev/null </dev/null &
+pid=$!
+wait_for "$CI/killed.log" '^# spin: looping' 60
+kill -9 $pid
+wait $pid 2>/dev/null
+expect ci-serial-log-kill9 "after kill -9, the log has the lines stdout got, the spin line the last" \
+	py "$CI/killed.out" "$CI/killed.log" <<'PY'
+import sys
+out = open(sys.argv[1], 'rb').read().replace(b'\r', b'').decode().splitlines()
+log = open(sys.argv[2], 'rb').read().replace(b'\r', b'').decode().splitlines()
+assert log and log == out and log[-1].startswith('# spin: looping'), (out, log)
+PY
+
 # An --expect that never appears: 122, one line naming it, the JSON says which.
 run_mica ci-expect run --kernel "$GUEST" --mem 64M --cmdline "tests=serial" \
 	--expect '^ok 1 - serial' --expect 'never printed' --json "$CI/expect.json"
