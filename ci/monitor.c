@@ -347,19 +347,21 @@ struct tap *monitor_tap_results(struct monitor *m)
 
 size_t monitor_tail(struct monitor *m, char *buf, size_t size)
 {
-	size_t skip = 0, n;
+	size_t start = 0, n;
 
 	pthread_mutex_lock(&m->lock);
 	/* A full ring starts mid-line: from its first line end on. */
 	if (m->tail_len == MONITOR_TAIL_BYTES) {
-		while (skip < m->tail_len && m->tail[(m->tail_head + skip) % MONITOR_TAIL_BYTES] != '\n')
-			skip++;
-		skip = MIN(skip + 1, m->tail_len);
+		while (start < m->tail_len &&
+		       m->tail[(m->tail_head + start) % MONITOR_TAIL_BYTES] != '\n')
+			start++;
+		start = MIN(start + 1, m->tail_len);
 	}
-	n = MIN(m->tail_len - skip, size);
-	skip = m->tail_len - n >= skip ? m->tail_len - n : skip; /* keep the newest bytes */
+	if (m->tail_len - start > size)
+		start = m->tail_len - size; /* the newest bytes that fit */
+	n = m->tail_len - start;
 	for (size_t i = 0; i < n; i++)
-		buf[i] = m->tail[(m->tail_head + skip + i) % MONITOR_TAIL_BYTES];
+		buf[i] = m->tail[(m->tail_head + start + i) % MONITOR_TAIL_BYTES];
 	pthread_mutex_unlock(&m->lock);
 	return n;
 }

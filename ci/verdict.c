@@ -65,8 +65,12 @@ void verdict_decide(struct verdict *v, const struct verdict_run *r, struct monit
 		snprintf(v->why, sizeof(v->why), "mica was stopped by a signal (status %d)", status);
 	} else if (status) {
 		v->rule = VERDICT_STATUS;
-		snprintf(v->why, sizeof(v->why), "%s ended with status %d (%s)", r->subject, status,
-			 reason);
+		/* The reason only where it says more than "it reported this status". */
+		if (!strcmp(reason, "guest-status"))
+			snprintf(v->why, sizeof(v->why), "%s ended with status %d", r->subject, status);
+		else
+			snprintf(v->why, sizeof(v->why), "%s ended with status %d (%s)", r->subject,
+				 status, reason);
 	} else if (missing) {
 		v->rule = VERDICT_EXPECT_MISSING;
 		v->status = EXIT_EXPECT_MISSING;

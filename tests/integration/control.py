@@ -9,7 +9,18 @@ import os, socket, struct, sys, time
 def command(path, cmd):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(30)
-    s.connect(path)
+    # With a timeout Python's socket is non-blocking underneath, and a UNIX connect to a full
+    # listen backlog fails with EAGAIN instead of waiting (as a blocking one would): wait here
+    # for mica to accept the clients before us (slow under ThreadSanitizer).
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            s.connect(path)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     pid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
     s.sendall((cmd + "\n").encode())
     reply = b""

@@ -127,6 +127,9 @@ static void test_long_lines_and_tail(void)
 	 * last 9 bytes, a line of their own). */
 	CHECK(n == 10 + 10 + 100 * 71 && !memcmp(tail, "aaaaaaaaa\nlast line\n0123", 24) &&
 	      tail[n - 1] == '\n');
+	/* A smaller buffer gets the newest bytes. */
+	CHECK_EQ(monitor_tail(m, tail, 71), 71);
+	CHECK(!memcmp(tail, "0123", 4) && tail[70] == '\n');
 	monitor_destroy(m);
 }
 
