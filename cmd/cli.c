@@ -225,6 +225,14 @@ int cli_parse_ci(int opt, const char *arg, struct ci_opts *o, struct err *e)
 	return 0;
 }
 
+int cli_check_ci(const struct ci_opts *o, struct err *e)
+{
+	if (o->timestamps && !o->serial_log)
+		return err_set(e, -EINVAL, "--timestamps stamps the lines of --serial-log: give "
+			       "--serial-log FILE too");
+	return 0;
+}
+
 int cli_parse_on_off(const char *name, const char *arg, bool *out, struct err *e)
 {
 	if (strcmp(arg, "on") && strcmp(arg, "off"))
@@ -413,6 +421,8 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 	}
 	if (optind < argc)
 		return err_set(e, -EINVAL, "unexpected argument '%s'; see mica --help", argv[optind]);
+	if (cli_check_ci(&c->ci, e))
+		return -EINVAL;
 	if (!c->kernel)
 		return err_set(e, -EINVAL, "no kernel given: use mica run --kernel PATH "
 			       "(e.g. build/guest/mica-testguest)");

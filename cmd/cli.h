@@ -43,6 +43,8 @@ enum {
 	{ "end-on", required_argument, NULL, CLI_OPT_END_ON }, \
 	{ "junit", required_argument, NULL, CLI_OPT_JUNIT }
 int cli_parse_ci(int opt, const char *arg, struct ci_opts *o, struct err *e);
+/* What the CI options ask of each other, once all are read. */
+int cli_check_ci(const struct ci_opts *o, struct err *e);
 void cli_ci_usage(FILE *out);
 
 /* An on|off option's value into *out; -EINVAL with e naming the option otherwise. */

@@ -155,5 +155,5 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 	}
 	o->argv = argv + optind;
 	o->argc = argc - optind;
-	return 0;
+	return cli_check_ci(&o->ci, e);
 }

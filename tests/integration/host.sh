@@ -114,6 +114,8 @@ junit-missing-dir       2  "--junit .*: cannot write there: No such file"       
 junit-twice             2  "^mica: --junit given twice; give it once"           run --kernel "$G" --junit "$T/a.xml" --junit "$T/b.xml"
 serial-log-missing-dir  2  "^mica: --serial-log .*/no/such/log: No such file or directory; give a file mica can write" run --kernel "$G" --serial-log "$T/no/such/log"
 expect-bad-regex        2  "^mica: --expect 'ok \[': .*; give a POSIX extended regular expression" run --kernel "$G" --expect "ok [" --serial-log "$T/left.log"
+timestamps-without-log  2  "^mica: --timestamps stamps the lines of --serial-log: give --serial-log FILE too" run --kernel "$G" --timestamps
+sandbox-timestamps-alone 2 "^mica: --timestamps stamps the lines of --serial-log" sandbox --timestamps -- true
 fail-on-empty           2  "^mica: --fail-on: empty value"                      run --kernel "$G" --fail-on ""
 end-on-missing          2  "^mica: --end-on needs a value"                      run --kernel "$G" --end-on
 sandbox-bad-regex       2  "^mica: --fail-on 'a\(': .*regular expression"     sandbox --fail-on "a(" -- true
