@@ -429,6 +429,27 @@ static size_t directive(const char *p, size_t n, enum tap_status *st)
 	return 0;
 }
 
+/* What follows a '#' in a result or a plan: the directive (*st; returns its length, 0 for
+ * none) and the reason, moved past the directive and an optional ':' and trimmed. */
+static size_t directive_reason(const char **p, size_t *n, enum tap_status *st)
+{
+	size_t kw;
+
+	skip_spaces(p, n);
+	kw = directive(*p, *n, st);
+	if (kw) {
+		*p += kw;
+		*n -= kw;
+		if (*n && **p == ':') {
+			(*p)++;
+			(*n)--;
+		}
+		skip_spaces(p, n);
+	}
+	trim_end(*p, n);
+	return kw;
+}
+
 /* "ok"/"not ok" [number] ["-"] [description] ["#" [directive] reason] at depth d. */
 static void result(struct tap *t, unsigned d, bool ok, const char *p, size_t n, uint64_t ns)
 {
@@ -459,21 +480,10 @@ static void result(struct tap *t, unsigned d, bool ok, const char *p, size_t n, 
 			dlen = i;
 			reason = p + i + 1;
 			rlen = n - i - 1;
-			skip_spaces(&reason, &rlen);
-			kw = directive(reason, rlen, &dir);
-			if (kw) {
-				/* "ok # TODO": a bonus pass, still a pass */
-				if (dir != TAP_TODO || !ok)
-					st = dir;
-				reason += kw;
-				rlen -= kw;
-				if (rlen && *reason == ':') {
-					reason++;
-					rlen--;
-				}
-				skip_spaces(&reason, &rlen);
-			}
-			trim_end(reason, &rlen);
+			kw = directive_reason(&reason, &rlen, &dir);
+			/* "ok # TODO": a bonus pass, still a pass */
+			if (kw && (dir != TAP_TODO || !ok))
+				st = dir;
 			break;
 		}
 	}
@@ -546,17 +556,8 @@ static void line_at(struct tap *t, const char *pre, size_t m, const char *p, siz
 
 			q++;
 			qn--;
-			skip_spaces(&q, &qn);
-			kw = directive(q, qn, &st);
+			kw = directive_reason(&q, &qn, &st);
 			skip = kw && st == TAP_SKIP;
-			q += kw;
-			qn -= kw;
-			if (qn && *q == ':') {
-				q++;
-				qn--;
-			}
-			skip_spaces(&q, &qn);
-			trim_end(q, &qn);
 		}
 		header(t, pre, m, H_PLAN, q, skip ? qn : 0, plan, skip, ns);
 	} else if (starts(p, n, "# Subtest:")) {
