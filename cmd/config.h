@@ -50,7 +50,8 @@ struct mica_config {
 	int nshares;
 	const char *control_path;        /* --control */
 	const char *stats_path;          /* --json (--stats-json) */
-	const char *stats_opt;           /* which of the two was given, for messages */
+	const char *stats_opt;           /* which of the two was given, for messages (mica
+					  * sandbox: --json) */
 	struct ci_opts ci;               /* --serial-log, --expect, --junit, ... */
 	bool bench_devices;              /* --bench-devices: the exit-cost lab's probes */
 	bool landlock;                   /* --landlock on|off (on by default) */

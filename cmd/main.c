@@ -72,10 +72,7 @@ struct inputs {
 	int ndisks;                               /* opened so far */
 	struct out_file stats;                    /* --json */
 	struct out_file junit;                    /* --junit */
-	int serial_log;                           /* --serial-log's fd, or -1 */
-	const char *serial_log_path;
-	bool serial_log_created;                  /* this run created the file... */
-	bool serial_log_used;                     /* ...and the VM ran: it stays */
+	struct out_file serial_log;               /* --serial-log: kept once the VM runs */
 };
 
 /* Has the CI monitor (if any) watch q's bytes as the stream name. */
@@ -297,22 +294,12 @@ static int open_inputs(struct mica_config *c, struct inputs *in, struct err *e)
 			return err_set(e, -ENOTDIR, "--share %s: not a directory; share a directory",
 				       c->shares[i].path);
 	}
-	if ((err = out_file_open(&in->stats, c->stats_path, c->stats_opt ? c->stats_opt : "--json",
-				 e)) ||
-	    (err = out_file_open(&in->junit, c->ci.junit, "--junit", e)))
+	/* The log, too, is emptied only when the VM is about to run (out_file_keep): a run that
+	 * fails before keeps an old one as it was, and leaves no new one behind. */
+	if ((err = out_file_open(&in->stats, c->stats_path, c->stats_opt, e)) ||
+	    (err = out_file_open(&in->junit, c->ci.junit, "--junit", e)) ||
+	    (err = out_file_open(&in->serial_log, c->ci.serial_log, "--serial-log", e)))
 		return err;
-	/* Emptied only when the VM is about to run (start_log): a run that fails before keeps an
-	 * old log as it was, and leaves no new one behind. */
-	if (c->ci.serial_log) {
-		in->serial_log = open(c->ci.serial_log, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		in->serial_log_created = in->serial_log >= 0;
-		in->serial_log_path = c->ci.serial_log;
-		if (in->serial_log < 0 && errno == EEXIST)
-			in->serial_log = open(c->ci.serial_log, O_WRONLY | O_CLOEXEC);
-		if (in->serial_log < 0)
-			return err_set(e, -errno, "--serial-log %s: %s; give a file mica can write",
-				       c->ci.serial_log, strerror(errno));
-	}
 	if (c->control_path && (err = check_socket_path("--control", c->control_path, e)))
 		return err;
 	if (!c->boot.cmdline && kind == KERNEL_BZIMAGE)
@@ -332,10 +319,7 @@ static void close_inputs(struct inputs *in)
 		blk_image_close(&in->disks[i]);
 	out_file_abandon(&in->stats);
 	out_file_abandon(&in->junit);
-	if (in->serial_log >= 0)
-		close(in->serial_log);
-	if (in->serial_log_created && !in->serial_log_used)
-		unlink(in->serial_log_path);
+	out_file_abandon(&in->serial_log);
 }
 
 /* How the monitor ends a run (on the loop thread). */
@@ -353,7 +337,7 @@ static int start_monitor(const struct mica_config *c, const struct inputs *in, s
 			 struct monitor **out, struct err *e)
 {
 	struct monitor_opts o = {
-		.ci = &c->ci, .log_fd = in->serial_log, .stop = stop_on_pattern, .opaque = vm,
+		.ci = &c->ci, .log_fd = in->serial_log.fd, .stop = stop_on_pattern, .opaque = vm,
 	};
 
 	*out = NULL;
@@ -378,8 +362,8 @@ static void write_reports(const struct mica_config *c, struct inputs *in, const 
 		if (out_file_commit(&in->stats, f) && !err)
 			err = -EIO;
 		if (err)
-			pr_err("cannot write %s %s: %s", c->stats_opt ? c->stats_opt : "--json",
-			       c->stats_path, strerror(-err));
+			pr_err("cannot write %s %s: %s", c->stats_opt, c->stats_path,
+			       strerror(-err));
 	}
 	if (c->ci.junit) {
 		f = out_file_stream(&in->junit);
@@ -431,7 +415,7 @@ static int run(struct mica_config *c)
 
 	for (int i = 0; i < CONFIG_MAX_DISKS; i++)
 		in.disks[i].fd = in.disks[i].fd_buffered = -1;
-	in.stats.fd = in.junit.fd = in.serial_log = -1;
+	in.stats.fd = in.junit.fd = in.serial_log.fd = -1;
 	gethostname(host, sizeof(host) - 1);
 	if (!vrun.name) {
 		snprintf(name, sizeof(name), "mica run %s", c->kernel);
@@ -493,12 +477,7 @@ static int run(struct mica_config *c)
 		goto out_vm;
 	}
 	/* The VM is ready: the log starts empty now, and stays. */
-	if (in.serial_log >= 0 && ftruncate(in.serial_log, 0) < 0) {
-		pr_err("--serial-log %s: cannot empty it: %s", c->ci.serial_log, strerror(errno));
-		status = EXIT_USAGE;
-		goto out_vm;
-	}
-	in.serial_log_used = true;
+	out_file_keep(&in.serial_log);
 	/* From here on, mica opens only what its options named. */
 	err = landlock_confine(c, &landlock, &e);
 	if (err) {

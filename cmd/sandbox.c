@@ -266,6 +266,7 @@ int sandbox_prepare(const struct sandbox_opts *o, struct mica_config *c, struct 
 	c->console = tty ? CONSOLE_VIRTIO : CONSOLE_SERIAL;
 	c->serial_fd = fd;
 	c->stats_path = o->json_path;
+	c->stats_opt = "--json";
 	c->ci = o->ci;
 	c->run_name = r->name;
 	c->landlock = o->landlock;

@@ -32,15 +32,28 @@ int out_file_open(struct out_file *f, const char *path, const char *opt, struct 
 	return 0;
 }
 
+/* A regular file loses its old content now; a pipe or a terminal cannot be truncated. */
+static void empty(struct out_file *f)
+{
+	if (ftruncate(f->fd, 0) == 0)
+		lseek(f->fd, 0, SEEK_SET);
+}
+
+void out_file_keep(struct out_file *f)
+{
+	if (f->fd < 0)
+		return;
+	empty(f);
+	f->created = false;
+}
+
 FILE *out_file_stream(struct out_file *f)
 {
 	FILE *s;
 
 	if (f->fd < 0)
 		return NULL;
-	/* A regular file loses its old content now; a pipe or a terminal cannot be truncated. */
-	if (ftruncate(f->fd, 0) == 0)
-		lseek(f->fd, 0, SEEK_SET);
+	empty(f);
 	s = fdopen(f->fd, "w");
 	if (s)
 		f->fd = -1; /* the stream owns it */

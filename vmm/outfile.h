@@ -24,6 +24,9 @@ struct out_file {
 int out_file_open(struct out_file *f, const char *path, const char *opt, struct err *e);
 /* Empties the file and returns a stream on it for the content; out_file_commit() closes it. */
 FILE *out_file_stream(struct out_file *f);
+/* Empties the file now and keeps it whatever follows (a log written while the run goes on,
+ * through f->fd; out_file_abandon() then only closes it). */
+void out_file_keep(struct out_file *f);
 /* Flushes and closes the stream from out_file_stream(). Returns 0 or -errno. */
 int out_file_commit(struct out_file *f, FILE *stream);
 /* The run ends without results: closes the file, and removes it if this run created it. */

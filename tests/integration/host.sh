@@ -112,7 +112,7 @@ json-and-stats-json     2  "^mica: --stats-json given twice; give it once \(--js
 json-missing-dir        2  "--json .*: cannot write there: No such file"        run --kernel "$G" --json "$T/no/such/run.json"
 junit-missing-dir       2  "--junit .*: cannot write there: No such file"       run --kernel "$G" --junit "$T/no/such/junit.xml"
 junit-twice             2  "^mica: --junit given twice; give it once"           run --kernel "$G" --junit "$T/a.xml" --junit "$T/b.xml"
-serial-log-missing-dir  2  "^mica: --serial-log .*/no/such/log: No such file or directory; give a file mica can write" run --kernel "$G" --serial-log "$T/no/such/log"
+serial-log-missing-dir  2  "^mica: --serial-log .*/no/such/log: cannot write there: No such file or directory" run --kernel "$G" --serial-log "$T/no/such/log"
 expect-bad-regex        2  "^mica: --expect 'ok \[': .*; give a POSIX extended regular expression" run --kernel "$G" --expect "ok [" --serial-log "$T/left.log"
 timestamps-without-log  2  "^mica: --timestamps stamps the lines of --serial-log: give --serial-log FILE too" run --kernel "$G" --timestamps
 sandbox-timestamps-alone 2 "^mica: --timestamps stamps the lines of --serial-log" sandbox --timestamps -- true
