@@ -16,6 +16,7 @@
 
 #define LOG_BUF_SIZE (64 * 1024)  /* whole lines gathered for one write */
 #define NO_END (-1)
+#define NOT_READ UINT64_MAX  /* a tap call's time, before it is needed */
 
 struct monitor_stream {
 	struct monitor *m;
@@ -48,7 +49,7 @@ struct monitor {
 	size_t tail_head, tail_len;
 	int end_kind;                 /* NO_END, CI_FAIL_ON or CI_END_ON: the first that asked */
 	uint64_t end_ns;              /* when it asked */
-	uint64_t last_out_ns;         /* the guest's latest output */
+	uint64_t last_out_ns;         /* the guest's latest output once an end is asked for */
 	bool stopped;                 /* o->stop was called (loop thread only) */
 };
 
@@ -196,14 +197,22 @@ static void line_done(struct monitor *m, const char *line, size_t len, uint64_t 
 		tap_line(m->tap, line, judged, ns);
 }
 
+/* Time since start, read at most once per tap call and only when a line completes or an end
+ * is pending: the UART hands over one byte per call, on the vCPU's exit path. */
+static uint64_t since_start(const struct monitor *m, uint64_t *ns)
+{
+	if (*ns == NOT_READ)
+		*ns = now_ns() - m->start_ns;
+	return *ns;
+}
+
 void monitor_tap(void *opaque, const struct iovec *iov, int iovcnt, size_t len)
 {
 	struct monitor_stream *s = opaque;
 	struct monitor *m = s->m;
-	uint64_t ns = now_ns() - m->start_ns;
+	uint64_t ns = NOT_READ;
 
 	pthread_mutex_lock(&m->lock);
-	m->last_out_ns = ns;
 	for (int i = 0; i < iovcnt && len; i++) {
 		const char *p = iov[i].iov_base;
 		size_t n = MIN(iov[i].iov_len, len);
@@ -217,7 +226,7 @@ void monitor_tap(void *opaque, const struct iovec *iov, int iovcnt, size_t len)
 			if (take >= room) {
 				/* Too long: what fits ends this line, the rest starts the next. */
 				memcpy(s->line + s->len, p, room);
-				line_done(m, s->line, MONITOR_LINE_MAX, ns);
+				line_done(m, s->line, MONITOR_LINE_MAX, since_start(m, &ns));
 				s->len = 0;
 				p += room;
 				n -= room;
@@ -228,13 +237,16 @@ void monitor_tap(void *opaque, const struct iovec *iov, int iovcnt, size_t len)
 			p += take;
 			n -= take;
 			if (nl) {
-				line_done(m, s->line, s->len, ns);
+				line_done(m, s->line, s->len, since_start(m, &ns));
 				s->len = 0;
 				p++;
 				n--;
 			}
 		}
 	}
+	/* The quiet time counts only once an end is asked for (perhaps by a line just done). */
+	if (m->end_kind != NO_END)
+		m->last_out_ns = since_start(m, &ns);
 	if (m->loglen)
 		log_flush(m);
 	pthread_mutex_unlock(&m->lock);
