@@ -35,7 +35,7 @@ LDFLAGS  := $(SANFLAGS) $(HARDEN_LDFLAGS)
 LDLIBS   := -lfdt -luring -lpthread
 
 # The VMM, minus cmd/main.c: also linked into the unit tests.
-CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c devices/net/*.c boot/*.c confine/*.c cmd/*.c hostfs/*.c sandbox/*.c ci/*.c)
+CORE_SRCS := $(wildcard vmm/*.c devices/*.c devices/virtio/*.c devices/net/*.c boot/*.c confine/*.c cmd/*.c hostfs/*.c sandbox/*.c ci/*.c snapshot/*.c)
 CORE_SRCS := $(filter-out cmd/main.c,$(CORE_SRCS))
 CORE_OBJS := $(CORE_SRCS:%.c=$(OBJDIR)/%.o)
 

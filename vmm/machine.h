@@ -20,6 +20,7 @@ struct bus;
 struct evloop;
 struct guest_mem;
 struct machine;
+struct snap_ops;
 
 /* A notification address: a guest write there signals fd instead of exiting to mica. */
 struct machine_ioeventfd {
@@ -45,6 +46,9 @@ struct machine_ops {
 	void (*request_exit)(struct machine *m, int status, const char *reason);
 	/* The machine takes obj and calls destroy(obj) when it is torn down, in reverse order. */
 	int (*own)(struct machine *m, void *obj, void (*destroy)(void *obj));
+	/* obj holds guest-visible state that a snapshot saves and a restore brings back through
+	 * ops (snapshot/snapshot.h), in the order of these calls. Set-up time only. */
+	int (*add_state)(struct machine *m, void *obj, const struct snap_ops *ops);
 };
 
 /* A memory-mapped device the guest must be told about (device tree, ACPI, command line). */
@@ -106,6 +110,11 @@ static inline void machine_request_exit(struct machine *m, int status, const cha
 static inline int machine_own(struct machine *m, void *obj, void (*destroy)(void *obj))
 {
 	return m->ops->own(m, obj, destroy);
+}
+
+static inline int machine_add_state(struct machine *m, void *obj, const struct snap_ops *ops)
+{
+	return m->ops->add_state(m, obj, ops);
 }
 
 /* Lists a platform device for the firmware tables; -ENOSPC when the board is full. */

@@ -104,6 +104,16 @@ static int m_own(struct machine *m, void *obj, void (*destroy)(void *obj))
 	return vm_own(vm_of(m), obj, destroy);
 }
 
+static int m_add_state(struct machine *m, void *obj, const struct snap_ops *ops)
+{
+	struct vm *vm = vm_of(m);
+
+	if (vm->nstates == VM_MAX_DEVICES)
+		return -ENOSPC;
+	vm->states[vm->nstates++] = (struct vm_state_owner){ obj, ops };
+	return 0;
+}
+
 static const struct machine_ops kvm_machine_ops = {
 	.set_irq_line = m_set_irq_line,
 	.irqfd = m_irqfd,
@@ -112,6 +122,7 @@ static const struct machine_ops kvm_machine_ops = {
 	.msi_route = m_msi_route,
 	.request_exit = m_request_exit,
 	.own = m_own,
+	.add_state = m_add_state,
 };
 
 /* ---- life cycle ---- */

@@ -41,6 +41,12 @@ struct vm_device {
 
 #define VM_MAX_DEVICES 48
 
+/* An owner of guest-visible state a snapshot saves (machine_add_state). */
+struct vm_state_owner {
+	void *obj;
+	const struct snap_ops *ops;
+};
+
 struct vm {
 	struct vm_config cfg;
 	int kvm_fd;
@@ -60,6 +66,8 @@ struct vm {
 	struct machine machine;   /* what the devices see of this VM; vm.c's KVM ops behind it */
 	struct vm_device devices[VM_MAX_DEVICES];
 	int ndevices;
+	struct vm_state_owner states[VM_MAX_DEVICES]; /* in registration order (set-up time) */
+	int nstates;
 
 	/* Set once by the first vm_request_exit(); read after the vCPUs have stopped. */
 	atomic_bool exit_requested;

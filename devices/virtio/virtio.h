@@ -41,7 +41,10 @@
 #include "vmm/evloop.h"
 #include "vmm/stats.h"
 
+struct err;
 struct guest_mem;
+struct snap_cursor;
+struct snap_writer;
 struct virtio_dev;
 
 /* virtio-console's 6 named ports take 16 (a pair per port, port 0's and the control pair). */
@@ -83,6 +86,16 @@ struct virtio_dev_ops {
 	void (*activate)(struct virtio_dev *dev);
 	/* Optional: the model's own counters for --stats-json (after the VM stopped). */
 	int (*stats)(struct virtio_dev *dev, struct stat_value *out, int max);
+	/* Optional, for snapshots (snapshot/snapshot.h; dev->lock held, every vCPU paused): finish
+	 * the requests the model has taken from its queues but not yet returned (a backend's
+	 * in-flight I/O), so that nothing is in flight when the state is saved. */
+	void (*drain)(struct virtio_dev *dev);
+	/* Optional: the model's own state after the core's (virtio_dev_save). A model without
+	 * save has none beyond the core's; one that cannot be saved now returns -errno with e
+	 * filled (-EBUSY). */
+	int (*save)(struct virtio_dev *dev, struct snap_writer *w, struct err *e);
+	/* Reads back what save wrote, after the core's state is restored; validates it. */
+	int (*restore)(struct virtio_dev *dev, struct snap_cursor *c, struct err *e);
 	/* Frees the model; its transport is gone by then. */
 	void (*destroy)(struct virtio_dev *dev);
 };

@@ -8,6 +8,7 @@
  *   fm.ioeventfds[]         notification addresses registered (and not deregistered)
  *   fm.msi[gsi]             MSI routes (address, data)
  *   fm.exit_status / reason the first exit request
+ *   fm.states[]             owners of snapshot state (obj, ops), in registration order
  *
  * Thread-safe as the real one is: every op takes fm.lock, a leaf. */
 #ifndef MICA_TEST_FAKE_MACHINE_H
@@ -57,6 +58,8 @@ struct fake_machine {
 	const char *exit_reason;           /* NULL: no exit requested */
 	struct { void *obj; void (*destroy)(void *obj); } owned[FM_OWNED];
 	int nowned;
+	struct { void *obj; const struct snap_ops *ops; } states[FM_OWNED];
+	int nstates;
 };
 
 static struct fake_machine *fm_of(struct machine *m)
@@ -168,6 +171,17 @@ static int fm_own(struct machine *m, void *obj, void (*destroy)(void *obj))
 	return 0;
 }
 
+static int fm_add_state(struct machine *m, void *obj, const struct snap_ops *ops)
+{
+	struct fake_machine *f = fm_of(m);
+
+	if (f->nstates == FM_OWNED)
+		return -ENOSPC;
+	f->states[f->nstates].obj = obj;
+	f->states[f->nstates++].ops = ops;
+	return 0;
+}
+
 static const struct machine_ops fm_ops = {
 	.set_irq_line = fm_set_irq_line,
 	.irqfd = fm_irqfd,
@@ -176,6 +190,7 @@ static const struct machine_ops fm_ops = {
 	.msi_route = fm_msi_route,
 	.request_exit = fm_request_exit,
 	.own = fm_own,
+	.add_state = fm_add_state,
 };
 
 /* A machine with ram bytes of guest RAM (0: none), as a KVM VM with in-kernel irqchip looks to
