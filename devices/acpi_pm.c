@@ -1,6 +1,7 @@
 /* The ACPI hardware-reduced sleep registers named in the FADT (boot/acpi.c): writing SLP_TYP 5
  * with SLP_EN to the sleep control register powers the machine off, so `poweroff` in a Linux
  * guest ends the VM with status 0. (Reset goes through port 0xcf9, devices/pci.c.) */
+/* No snapshot state: the registers read 0 and a write acts at once (nothing is held). */
 #include "boot/acpi.h"
 #include "devices/legacy.h"
 #include "vmm/bus.h"

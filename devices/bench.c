@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "devices/legacy.h"
+#include "snapshot/snapshot.h"
 #include "vmm/bus.h"
+#include "vmm/err.h"
 #include "vmm/layout.h"
 #include "vmm/util.h"
 #include "vmm/evloop.h"
@@ -46,6 +48,32 @@ static void drain(struct ev_handler *h, uint32_t events)
 	if (read(h->fd, &n, sizeof(n)) < 0)
 		return;
 }
+
+/* Snapshots: the probes' scratch word, which the guest reads back (the eventfd port holds
+ * nothing). Guest accesses to it are not locked: a snapshot runs with every vCPU paused. */
+static int bench_save(void *opaque, struct snap_writer *w, struct err *e)
+{
+	struct bench_dev *b = opaque;
+
+	(void)e;
+	snap_put_u32(w, b->scratch);
+	return 0;
+}
+
+static int bench_restore(void *opaque, struct snap_cursor *c, struct err *e)
+{
+	struct bench_dev *b = opaque;
+	uint32_t v = snap_get_u32(c);
+
+	if (snap_cursor_end(c))
+		return err_set(e, -EBADMSG, "snapshot: bench: section of another length");
+	b->scratch = v; /* any value: the guest can write any */
+	return 0;
+}
+
+static const struct snap_ops bench_snap_ops = {
+	.name = "bench", .version = 1, .save = bench_save, .restore = bench_restore,
+};
 
 static void bench_destroy(void *opaque)
 {
@@ -85,5 +113,6 @@ int bench_devices_create(struct machine *m)
 		return err;
 	}
 	io.fd = fd;
-	return machine_ioeventfd(m, &io, true);
+	err = machine_ioeventfd(m, &io, true);
+	return err ? err : machine_add_state(m, b, &bench_snap_ops);
 }

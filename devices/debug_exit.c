@@ -1,6 +1,8 @@
 /* The debug-exit port (0x501): a guest writes its status and the VM ends with it, so test guests
  * and CI images can report a verdict. Writes wider than a byte use the low byte. Beside it, the
  * milestone port (0x504): a guest notes when it reached a point of its boot. */
+/* No snapshot state: the debug-exit port holds nothing, and the milestones are host-side
+ * timings of this run (CLOCK_MONOTONIC of this process), not guest-visible state. */
 #include "devices/legacy.h"
 #include "vmm/util.h"
 #include "vmm/bus.h"

@@ -5,9 +5,12 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "devices/legacy.h"
+#include "snapshot/snapshot.h"
 #include "vmm/bus.h"
+#include "vmm/err.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
 #include "vmm/machine.h"
@@ -187,6 +190,66 @@ static void i8042_command_write(void *opaque, uint64_t off, const void *data, ui
 static const struct bus_ops data_ops = { .read = i8042_data_read, .write = i8042_data_write };
 static const struct bus_ops cmd_ops = { .read = i8042_status_read, .write = i8042_command_write };
 
+/* ---- snapshots ----
+ *
+ * The command byte, status, a command waiting for its data byte and the output buffer's bytes
+ * in order; the IRQ line follows from them. */
+
+static int i8042_save(void *opaque, struct snap_writer *w, struct err *e)
+{
+	struct i8042 *k = opaque;
+
+	(void)e;
+	pthread_mutex_lock(&k->lock);
+	snap_put_u8(w, k->ctr);
+	snap_put_u8(w, k->status);
+	snap_put_u8(w, k->pending_cmd);
+	snap_put_u8(w, (uint8_t)k->count);
+	for (unsigned i = 0; i < k->count; i++)
+		snap_put_u8(w, k->outbuf[(k->head + i) % OUTBUF_SIZE]);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static bool pending_cmd_ok(uint8_t cmd)
+{
+	return cmd == 0 || cmd == CMD_WRITE_CTR || cmd == CMD_WRITE_OUTPUT ||
+	       cmd == CMD_WRITE_KBD_OUT || cmd == CMD_WRITE_AUX_OUT || cmd == CMD_WRITE_AUX;
+}
+
+static int i8042_restore(void *opaque, struct snap_cursor *c, struct err *e)
+{
+	struct i8042 *k = opaque;
+	uint8_t ctr = snap_get_u8(c), status = snap_get_u8(c), cmd = snap_get_u8(c);
+	uint8_t count = snap_get_u8(c), buf[OUTBUF_SIZE];
+
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: i8042: section truncated");
+	if (count > OUTBUF_SIZE)
+		return err_set(e, -EINVAL, "snapshot: i8042: %u bytes in a buffer of %d", count,
+			       OUTBUF_SIZE);
+	snap_get(c, buf, count);
+	if (snap_cursor_end(c))
+		return err_set(e, -EBADMSG, "snapshot: i8042: section of another length");
+	if ((status & ~(STR_SYS | STR_CMD | STR_KEYLOCK)) || !pending_cmd_ok(cmd))
+		return err_set(e, -EINVAL, "snapshot: i8042: status or pending command the "
+			       "controller cannot hold");
+	pthread_mutex_lock(&k->lock);
+	k->ctr = ctr;
+	k->status = status;
+	k->pending_cmd = cmd;
+	memcpy(k->outbuf, buf, count);
+	k->head = 0;
+	k->count = count;
+	update_irq(k);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static const struct snap_ops i8042_snap_ops = {
+	.name = "i8042", .version = 1, .save = i8042_save, .restore = i8042_restore,
+};
+
 static void i8042_destroy(void *dev)
 {
 	struct i8042 *k = dev;
@@ -214,5 +277,7 @@ int i8042_create(struct machine *m)
 	err = bus_register(m->pio, I8042_DATA_PORT, 1, &data_ops, k, "i8042-data");
 	if (!err)
 		err = bus_register(m->pio, I8042_CMD_PORT, 1, &cmd_ops, k, "i8042-cmd");
+	if (!err)
+		err = machine_add_state(m, k, &i8042_snap_ops);
 	return err;
 }

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "devices/pci.h"
+#include "snapshot/snapshot.h"
+#include "vmm/err.h"
 #include "vmm/log.h"
 #include "vmm/machine.h"
 
@@ -176,4 +178,60 @@ void msix_notify(struct msix *m, uint16_t v)
 	else
 		fire(m, v);
 	pthread_mutex_unlock(&m->lock);
+}
+
+/* ---- snapshots ---- */
+
+void msix_save(struct msix *m, struct snap_writer *w)
+{
+	pthread_mutex_lock(&m->lock);
+	snap_put_u16(w, m->nvec);
+	for (int v = 0; v < m->nvec; v++) {
+		snap_put_u32(w, m->table[v].addr_lo);
+		snap_put_u32(w, m->table[v].addr_hi);
+		snap_put_u32(w, m->table[v].data);
+		snap_put_u32(w, m->table[v].ctrl);
+	}
+	snap_put_u64(w, m->pba);
+	pthread_mutex_unlock(&m->lock);
+}
+
+int msix_restore(struct msix *m, struct snap_cursor *c, const char *who, struct err *e)
+{
+	struct msix_entry table[MSIX_MAX_VECTORS];
+	uint16_t nvec = snap_get_u16(c), ctrl;
+	uint64_t pba;
+
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: %s: MSI-X section truncated", who);
+	if (nvec != m->nvec)
+		return err_set(e, -EINVAL, "snapshot: %s: MSI-X table of %u vectors, this one has %u",
+			       who, nvec, m->nvec);
+	for (int v = 0; v < nvec; v++) {
+		table[v].addr_lo = snap_get_u32(c);
+		table[v].addr_hi = snap_get_u32(c);
+		table[v].data = snap_get_u32(c);
+		/* The other bits are reserved: dropped, as from a guest write. */
+		table[v].ctrl = snap_get_u32(c) & PCI_MSIX_ENTRY_CTRL_MASKBIT;
+	}
+	pba = snap_get_u64(c);
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: %s: MSI-X section truncated", who);
+	if (nvec < 64 && (pba >> nvec))
+		return err_set(e, -EINVAL, "snapshot: %s: MSI-X pending bit beyond the table", who);
+
+	memcpy(&ctrl, &m->pdev->cfg[m->cap + PCI_MSIX_FLAGS], 2);
+	pthread_mutex_lock(&m->lock);
+	memcpy(m->table, table, nvec * sizeof(table[0]));
+	m->pba = pba;
+	m->enabled = ctrl & PCI_MSIX_FLAGS_ENABLE;
+	m->fmask = ctrl & PCI_MSIX_FLAGS_MASKALL;
+	for (int v = 0; v < nvec; v++) {
+		m->routed[v] = false;
+		if (!masked(m, v))
+			route(m, v);
+	}
+	deliver_pending(m);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
 }

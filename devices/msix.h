@@ -51,4 +51,16 @@ bool msix_enabled(struct msix *m);
  * ignored. */
 void msix_notify(struct msix *m, uint16_t v);
 
+/* Snapshots: the vector table and the PBA (lock taken inside). A restore runs after the PCI
+ * function's config space was restored (pci_dev_restore): enable and function mask are read
+ * from its control word there. It checks the table size, drops reserved control bits as a
+ * guest write does, refuses pending bits beyond the table, routes each unmasked vector's GSI to
+ * its entry (as a guest's unmask and first interrupt would) and delivers what is pending and
+ * unmasked. who names the device in e's message. */
+struct snap_writer;
+struct snap_cursor;
+struct err;
+void msix_save(struct msix *m, struct snap_writer *w);
+int msix_restore(struct msix *m, struct snap_cursor *c, const char *who, struct err *e);
+
 #endif

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "snapshot/snapshot.h"
+#include "vmm/err.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
@@ -435,6 +437,147 @@ void pci_set_intx(struct pci_dev *p, int level)
 	pthread_mutex_unlock(&p->bus->intx_lock);
 }
 
+/* ---- snapshots ---- */
+
+static int writable_bytes(const struct pci_dev *p)
+{
+	int n = 0;
+
+	for (int i = 0; i < PCI_CFG_SIZE; i++)
+		n += p->wmask[i] != 0;
+	return n;
+}
+
+static uint8_t bars_present(const struct pci_dev *p)
+{
+	uint8_t mask = 0;
+
+	for (int i = 0; i < PCI_NUM_BARS; i++)
+		if (p->bars[i].size)
+			mask |= 1u << i;
+	return mask;
+}
+
+/* Bus lock held. */
+static void dev_save_locked(struct pci_dev *p, struct snap_writer *w)
+{
+	snap_put_u16(w, writable_bytes(p));
+	for (int i = 0; i < PCI_CFG_SIZE; i++)
+		if (p->wmask[i])
+			snap_put_u8(w, p->cfg[i]);
+	snap_put_u8(w, bars_present(p));
+	for (int i = 0; i < PCI_NUM_BARS; i++)
+		if (p->bars[i].size)
+			snap_put_u64(w, p->bars[i].addr);
+}
+
+void pci_dev_save(struct pci_dev *p, struct snap_writer *w)
+{
+	pthread_mutex_lock(&p->bus->lock);
+	dev_save_locked(p, w);
+	pthread_mutex_unlock(&p->bus->lock);
+}
+
+/* Whether addr is a value bar_write() can leave in BAR b. */
+static bool bar_addr_ok(const struct pci_bar *b, uint64_t addr)
+{
+	if (addr & (b->size - 1))
+		return false;
+	if (b->io)
+		return addr <= 0xffff;
+	return b->is64 || addr <= 0xffffffffULL;
+}
+
+/* Bus lock held. Checks everything before it changes anything. */
+static int dev_restore_locked(struct pci_dev *p, struct snap_cursor *c, const char *who,
+			      struct err *e)
+{
+	uint8_t bytes[PCI_CFG_SIZE];
+	uint64_t addr[PCI_NUM_BARS] = { 0 };
+	int n = snap_get_u16(c), k = 0;
+
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: %s: PCI section truncated", who);
+	if (n != writable_bytes(p))
+		return err_set(e, -EINVAL, "snapshot: %s: PCI config space of another layout", who);
+	snap_get(c, bytes, n);
+	if (!c->err && snap_get_u8(c) != bars_present(p))
+		return err_set(e, -EINVAL, "snapshot: %s: PCI BARs of another layout", who);
+	for (int i = 0; i < PCI_NUM_BARS; i++) {
+		if (!p->bars[i].size)
+			continue;
+		addr[i] = snap_get_u64(c);
+		if (!c->err && !bar_addr_ok(&p->bars[i], addr[i]))
+			return err_set(e, -EINVAL, "snapshot: %s: BAR %d at 0x%llx: not a place the "
+				       "guest can put it", who, i, (unsigned long long)addr[i]);
+	}
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: %s: PCI section truncated", who);
+
+	for (int i = 0; i < PCI_CFG_SIZE; i++) {
+		if (!p->wmask[i])
+			continue;
+		p->cfg[i] = (p->cfg[i] & ~p->wmask[i]) | (bytes[k++] & p->wmask[i]);
+	}
+	for (int i = 0; i < PCI_NUM_BARS; i++) {
+		if (p->bars[i].size) {
+			p->bars[i].addr = addr[i];
+			bar_store(p, i);
+		}
+	}
+	/* As a guest's BAR and command writes: stale mappings (and their ioeventfds) go, the
+	 * new ones come, through the device's bar_mapped hook. */
+	bars_update(p->bus);
+	pthread_mutex_lock(&p->bus->intx_lock);
+	p->intx_disabled = pci_cfg_read16(p, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE;
+	intx_update(p);
+	pthread_mutex_unlock(&p->bus->intx_lock);
+	return 0;
+}
+
+int pci_dev_restore(struct pci_dev *p, struct snap_cursor *c, const char *who, struct err *e)
+{
+	int err;
+
+	pthread_mutex_lock(&p->bus->lock);
+	err = dev_restore_locked(p, c, who, e);
+	pthread_mutex_unlock(&p->bus->lock);
+	return err;
+}
+
+/* The bus's own state: the 0xcf8 address register and the host bridge's config space. Each
+ * device's function is saved by its owner (virtio-pci), with the rest of that device. */
+static int bus_save(void *opaque, struct snap_writer *w, struct err *e)
+{
+	struct pci_bus *pb = opaque;
+
+	(void)e;
+	pthread_mutex_lock(&pb->lock);
+	snap_put_u32(w, pb->cf8);
+	dev_save_locked(&pb->host_bridge, w);
+	pthread_mutex_unlock(&pb->lock);
+	return 0;
+}
+
+static int bus_restore(void *opaque, struct snap_cursor *c, struct err *e)
+{
+	struct pci_bus *pb = opaque;
+	int err;
+
+	pthread_mutex_lock(&pb->lock);
+	/* Any address the guest can write: the data port decodes it on each access. */
+	pb->cf8 = snap_get_u32(c);
+	err = dev_restore_locked(&pb->host_bridge, c, "pci host bridge", e);
+	pthread_mutex_unlock(&pb->lock);
+	if (!err && snap_cursor_end(c))
+		err = err_set(e, -EBADMSG, "snapshot: pci: section of another length");
+	return err;
+}
+
+static const struct snap_ops pci_bus_snap_ops = {
+	.name = "pci", .version = 1, .save = bus_save, .restore = bus_restore,
+};
+
 static void pci_bus_destroy(void *opaque)
 {
 	struct pci_bus *pb = opaque;
@@ -472,6 +615,8 @@ int pci_bus_create(struct machine *m, struct pci_bus **out)
 		err = bus_register(m->pio, PCI_CFC, 4, &cfc_ops, pb, "pci-cfc");
 	if (!err)
 		err = bus_register(m->mmio, PCI_ECAM_BASE, PCI_ECAM_BUS_SIZE, &ecam_ops, pb, "pci-ecam");
+	if (!err)
+		err = machine_add_state(m, pb, &pci_bus_snap_ops);
 	if (!err) {
 		m->pci = true;
 		*out = pb;

@@ -91,6 +91,19 @@ static inline uint32_t pci_intx_gsi(int slot, int pin)
  * Any thread; takes only the bus's INTx lock. */
 void pci_set_intx(struct pci_dev *pdev, int level);
 
+/* Snapshots of one function's guest-programmed configuration: the bytes of config space the
+ * guest may write (command register, interrupt line, the writable parts of capabilities, MSI-X
+ * control included) and every BAR's address. Each takes the bus lock itself (call it before
+ * the device's own lock). A restore validates the BARs as a guest BAR write would leave them
+ * (aligned to their size, I/O below 64 KiB, 32-bit ones below 4 GiB) and moves them as a guest
+ * write does: the bus ranges and the device's bar_mapped hook (its ioeventfds) follow. It calls
+ * no cfg_written hook: a capability's owner re-reads its part (msix_restore). */
+struct snap_writer;
+struct snap_cursor;
+struct err;
+void pci_dev_save(struct pci_dev *pdev, struct snap_writer *w);
+int pci_dev_restore(struct pci_dev *pdev, struct snap_cursor *c, const char *who, struct err *e);
+
 static inline uint16_t pci_cfg_read16(const struct pci_dev *p, uint32_t off)
 {
 	return p->cfg[off] | (uint16_t)p->cfg[off + 1] << 8;

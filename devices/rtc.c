@@ -6,10 +6,13 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "devices/legacy.h"
+#include "snapshot/snapshot.h"
 #include "vmm/bus.h"
+#include "vmm/err.h"
 #include "vmm/layout.h"
 #include "vmm/machine.h"
 
@@ -109,6 +112,58 @@ static void rtc_write(void *opaque, uint64_t off, const void *data, uint32_t len
 
 static const struct bus_ops rtc_ops = { .read = rtc_read, .write = rtc_write };
 
+/* ---- snapshots ----
+ *
+ * The index register and the CMOS bytes. The time comes from the host clock, not the file;
+ * the bytes a guest cannot write (the clock's, status C and D) keep what a new RTC has. */
+
+static bool guest_writable(uint8_t reg)
+{
+	switch (reg) {
+	case CMOS_STATUS_C: case CMOS_STATUS_D:
+	case CMOS_SECONDS: case CMOS_MINUTES: case CMOS_HOURS: case CMOS_WEEKDAY:
+	case CMOS_DAY: case CMOS_MONTH: case CMOS_YEAR: case CMOS_CENTURY:
+		return false;
+	}
+	return true;
+}
+
+static int rtc_save(void *opaque, struct snap_writer *w, struct err *e)
+{
+	struct rtc *rtc = opaque;
+
+	(void)e;
+	pthread_mutex_lock(&rtc->lock);
+	snap_put_u8(w, rtc->index);
+	snap_put(w, rtc->ram, sizeof(rtc->ram));
+	pthread_mutex_unlock(&rtc->lock);
+	return 0;
+}
+
+static int rtc_restore(void *opaque, struct snap_cursor *c, struct err *e)
+{
+	struct rtc *rtc = opaque;
+	uint8_t index = snap_get_u8(c), ram[sizeof(rtc->ram)];
+
+	snap_get(c, ram, sizeof(ram));
+	if (snap_cursor_end(c))
+		return err_set(e, -EBADMSG, "snapshot: rtc: section of another length");
+	/* As rtc_write leaves them: bit 7 of the index is the NMI mask, UIP is read-only. */
+	if (index > 0x7f || (ram[CMOS_STATUS_A] & 0x80))
+		return err_set(e, -EINVAL, "snapshot: rtc: index or status A the RTC cannot hold");
+	pthread_mutex_lock(&rtc->lock);
+	rtc->index = index;
+	for (unsigned i = 0; i < sizeof(ram); i++)
+		if (guest_writable((uint8_t)i))
+			rtc->ram[i] = ram[i];
+	pthread_mutex_unlock(&rtc->lock);
+	return 0;
+}
+
+static const struct snap_ops rtc_snap_ops = {
+	.name = "rtc", .version = 1, .save = rtc_save, .restore = rtc_restore,
+};
+
 static void rtc_destroy(void *dev)
 {
 	struct rtc *rtc = dev;
@@ -133,5 +188,6 @@ int rtc_create(struct machine *m)
 		rtc_destroy(rtc);
 		return err;
 	}
-	return bus_register(m->pio, RTC_PORT, 2, &rtc_ops, rtc, "rtc");
+	err = bus_register(m->pio, RTC_PORT, 2, &rtc_ops, rtc, "rtc");
+	return err ? err : machine_add_state(m, rtc, &rtc_snap_ops);
 }

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "snapshot/snapshot.h"
 #include "vmm/bus.h"
+#include "vmm/err.h"
 #include "vmm/log.h"
 #include "vmm/machine.h"
 #include "vmm/outq.h"
@@ -281,6 +283,68 @@ int uart_stats(void *opaque, struct stat_value *out, int max)
 	return n;
 }
 
+/* ---- snapshots ----
+ *
+ * Every register, the receive FIFO's bytes in order and the pending THRE interrupt; the IRQ
+ * line follows from them. What was transmitted is host-side (the output queue): not saved. */
+
+static int uart_save(void *opaque, struct snap_writer *w, struct err *e)
+{
+	struct uart *u = opaque;
+
+	(void)e;
+	pthread_mutex_lock(&u->lock);
+	snap_put_u8(w, u->ier);
+	snap_put_u8(w, u->lcr);
+	snap_put_u8(w, u->mcr);
+	snap_put_u8(w, u->lsr_oe);
+	snap_put_u8(w, u->msr);
+	snap_put_u8(w, u->scr);
+	snap_put_u8(w, u->fcr);
+	snap_put_u8(w, u->dll);
+	snap_put_u8(w, u->dlm);
+	snap_put_u8(w, u->thre_pending);
+	snap_put_u8(w, (uint8_t)u->count);
+	for (unsigned i = 0; i < u->count; i++)
+		snap_put_u8(w, u->fifo[(u->head + i) % FIFO_SIZE]);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
+static int uart_restore(void *opaque, struct snap_cursor *c, struct err *e)
+{
+	struct uart *u = opaque;
+	uint8_t r[10], count, fifo[FIFO_SIZE];
+
+	snap_get(c, r, sizeof(r));
+	count = snap_get_u8(c);
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: uart: section truncated");
+	if (count > FIFO_SIZE)
+		return err_set(e, -EINVAL, "snapshot: uart: %u bytes in a FIFO of %d", count,
+			       FIFO_SIZE);
+	snap_get(c, fifo, count);
+	if (snap_cursor_end(c))
+		return err_set(e, -EBADMSG, "snapshot: uart: section of another length");
+	/* Only values the registers' writes and reads can leave (see uart_write/uart_read). */
+	if ((r[0] & ~0x0f) || (r[2] & ~0x1f) || (r[3] & ~LSR_OE) || (r[4] & 0x0f) ||
+	    (r[6] & ~(FCR_ENABLE | 0xc0)) || r[9] > 1)
+		return err_set(e, -EINVAL, "snapshot: uart: register values the UART cannot hold");
+	pthread_mutex_lock(&u->lock);
+	u->ier = r[0], u->lcr = r[1], u->mcr = r[2], u->lsr_oe = r[3], u->msr = r[4];
+	u->scr = r[5], u->fcr = r[6], u->dll = r[7], u->dlm = r[8], u->thre_pending = r[9];
+	memcpy(u->fifo, fifo, count);
+	u->head = 0;
+	u->count = count;
+	uart_update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
+static const struct snap_ops uart_snap_ops = {
+	.name = "uart", .version = 1, .save = uart_save, .restore = uart_restore,
+};
+
 static void uart_destroy(void *dev)
 {
 	struct uart *u = dev;
@@ -310,6 +374,8 @@ int uart_create(struct machine *m, uint16_t port, uint32_t gsi, struct outq *tx,
 		return err;
 	}
 	err = bus_register(m->pio, port, 8, &uart_ops, u, "uart");
+	if (!err)
+		err = machine_add_state(m, u, &uart_snap_ops);
 	if (!err)
 		*out = u;
 	return err;

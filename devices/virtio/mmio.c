@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "devices/virtio/virtio.h"
+#include "snapshot/snapshot.h"
+#include "vmm/err.h"
 #include "vmm/bus.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
@@ -213,6 +215,86 @@ static void mmio_write(void *opaque, uint64_t off, const void *data, uint32_t le
 
 static const struct bus_ops mmio_bus_ops = { .read = mmio_read, .write = mmio_write };
 
+/* ---- snapshots ----
+ *
+ * The register file, then the virtio core with its model, all under dev->lock. Everything
+ * derived from the slot (base, GSI, the notify ioeventfds, the irqfd) is fixed at attach and
+ * so already in place in a device created from the same options. An interrupt already
+ * signalled on the irqfd is the interrupt controller's state, not the device's. */
+
+static int mmio_save(void *opaque, struct snap_writer *w, struct err *e)
+{
+	struct virtio_mmio *m = opaque;
+	struct virtio_dev *dev = m->dev;
+	int err;
+
+	pthread_mutex_lock(&dev->lock);
+	virtio_dev_drain(dev);
+	snap_put_u8(w, m->legacy);
+	snap_put_u32(w, m->device_features_sel);
+	snap_put_u32(w, m->driver_features_sel);
+	snap_put_u32(w, m->queue_sel);
+	snap_put_u32(w, m->guest_page_size);
+	for (int q = 0; q < dev->ops->num_queues; q++) {
+		snap_put_u32(w, m->queue_align[q]);
+		snap_put_u32(w, m->queue_pfn[q]);
+	}
+	err = virtio_dev_save(dev, w, e);
+	pthread_mutex_unlock(&dev->lock);
+	return err;
+}
+
+static int mmio_restore(void *opaque, struct snap_cursor *c, struct err *e)
+{
+	struct virtio_mmio *m = opaque;
+	struct virtio_dev *dev = m->dev;
+	uint32_t align[VIRTIO_MAX_QUEUES], pfn[VIRTIO_MAX_QUEUES], dsel, gsel, qsel, page;
+	uint8_t legacy = snap_get_u8(c);
+	int err;
+
+	dsel = snap_get_u32(c);
+	gsel = snap_get_u32(c);
+	qsel = snap_get_u32(c);
+	page = snap_get_u32(c);
+	for (int q = 0; q < dev->ops->num_queues; q++) {
+		align[q] = snap_get_u32(c);
+		pfn[q] = snap_get_u32(c);
+	}
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: virtio-mmio %s: section truncated",
+			       dev->ops->name);
+	if (legacy != m->legacy)
+		return err_set(e, -EINVAL, "snapshot: virtio-mmio %s: saved a %s device, this is "
+			       "a %s one", dev->ops->name, legacy ? "legacy" : "modern",
+			       m->legacy ? "legacy" : "modern");
+	for (int q = 0; q < dev->ops->num_queues; q++)
+		if (!m->legacy && (align[q] || pfn[q]))
+			return err_set(e, -EINVAL, "snapshot: virtio-mmio %s: legacy queue registers "
+				       "on a modern device", dev->ops->name);
+	pthread_mutex_lock(&dev->lock);
+	/* Selectors, page size and alignment: any value the guest can write (each access checks
+	 * what it reads; the rings were checked when the queue was enabled, and are again by
+	 * virtio_dev_restore). */
+	m->device_features_sel = dsel;
+	m->driver_features_sel = gsel;
+	m->queue_sel = qsel;
+	m->guest_page_size = page;
+	for (int q = 0; q < dev->ops->num_queues; q++) {
+		m->queue_align[q] = align[q];
+		m->queue_pfn[q] = pfn[q];
+	}
+	err = virtio_dev_restore(dev, c, e);
+	pthread_mutex_unlock(&dev->lock);
+	if (!err && snap_cursor_end(c))
+		err = err_set(e, -EBADMSG, "snapshot: virtio-mmio %s: section of another length",
+			      dev->ops->name);
+	return err;
+}
+
+static const struct snap_ops mmio_snap_ops = {
+	.name = "virtio-mmio", .version = 1, .save = mmio_save, .restore = mmio_restore,
+};
+
 /* ---- set-up ---- */
 
 static int next_slot(const struct machine *mach, unsigned *slot)
@@ -263,5 +345,7 @@ int virtio_mmio_attach(struct machine *mach, struct virtio_dev *dev, bool legacy
 		err = machine_add_platform_dev(mach, &(struct machine_platform_dev){
 			.compatible = "virtio,mmio", .base = m->base, .size = VIRTIO_MMIO_SLOT_SIZE,
 			.gsi = m->gsi });
+	if (!err)
+		err = machine_add_state(mach, m, &mmio_snap_ops);
 	return err;
 }

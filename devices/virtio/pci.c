@@ -12,10 +12,13 @@
 #include <errno.h>
 #include <linux/pci_regs.h>
 #include <linux/virtio_pci.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "devices/virtio/pci_transport.h"
+#include "snapshot/snapshot.h"
+#include "vmm/err.h"
 #include "vmm/log.h"
 #include "vmm/machine.h"
 #include "vmm/util.h"
@@ -222,6 +225,119 @@ static const struct pci_dev_ops vpci_pci_ops = {
 	.bar_mapped = vpci_bar_mapped,
 };
 
+/* ---- snapshots ----
+ *
+ * One section per device: its PCI function (pci_dev_save: config space and BARs), then under
+ * dev->lock the MSI-X table, the transport's register file and the virtio core with its model.
+ * A restore puts the BARs back first (the notify ioeventfds follow them through
+ * vpci_bar_mapped), then the MSI-X table (routes), the registers, the device (virtio_dev_restore,
+ * which may activate the model), and last the INTx level the ISR implies. */
+
+static int vpci_save(void *opaque, struct snap_writer *w, struct err *e)
+{
+	struct virtio_pci *vp = opaque;
+	struct virtio_dev *dev = vp->dev;
+	int err;
+
+	pci_dev_save(&vp->pdev, w);
+	pthread_mutex_lock(&dev->lock);
+	virtio_dev_drain(dev);
+	msix_save(&vp->msix, w);
+	snap_put_u8(w, vp->transitional);
+	snap_put_u8(w, dev->legacy);
+	snap_put_u32(w, vp->dfselect);
+	snap_put_u32(w, vp->gfselect);
+	snap_put_u16(w, vp->queue_sel);
+	snap_put_u16(w, vp->config_vector);
+	for (int q = 0; q < dev->ops->num_queues; q++) {
+		snap_put_u16(w, vp->queue_vector[q]);
+		snap_put_u32(w, vp->legacy_pfn[q]);
+	}
+	err = virtio_dev_save(dev, w, e);
+	pthread_mutex_unlock(&dev->lock);
+	return err;
+}
+
+/* The register file, checked whole before it is used (dev->lock held). */
+static int regs_restore(struct virtio_pci *vp, struct snap_cursor *c, struct err *e)
+{
+	struct virtio_dev *dev = vp->dev;
+	const char *name = dev->ops->name;
+	uint16_t vec[VIRTIO_MAX_QUEUES], config_vector;
+	uint32_t pfn[VIRTIO_MAX_QUEUES], dfselect, gfselect;
+	uint8_t transitional = snap_get_u8(c), legacy = snap_get_u8(c);
+	uint16_t queue_sel;
+
+	dfselect = snap_get_u32(c);
+	gfselect = snap_get_u32(c);
+	queue_sel = snap_get_u16(c);
+	config_vector = snap_get_u16(c);
+	for (int q = 0; q < dev->ops->num_queues; q++) {
+		vec[q] = snap_get_u16(c);
+		pfn[q] = snap_get_u32(c);
+	}
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: virtio-pci %s: section truncated", name);
+	if (transitional != vp->transitional)
+		return err_set(e, -EINVAL, "snapshot: virtio-pci %s: saved %s transitional device",
+			       name, transitional ? "a" : "not a");
+	if (legacy > 1 || (legacy && !vp->transitional))
+		return err_set(e, -EINVAL, "snapshot: virtio-pci %s: legacy interface on a device "
+			       "without one", name);
+	if (vpci_valid_vector(vp, config_vector) != config_vector)
+		return err_set(e, -EINVAL, "snapshot: virtio-pci %s: config vector %u beyond the "
+			       "MSI-X table", name, config_vector);
+	for (int q = 0; q < dev->ops->num_queues; q++) {
+		if (vpci_valid_vector(vp, vec[q]) != vec[q])
+			return err_set(e, -EINVAL, "snapshot: virtio-pci %s: queue %d's vector %u "
+				       "beyond the MSI-X table", name, q, vec[q]);
+		if (pfn[q] && !vp->transitional)
+			return err_set(e, -EINVAL, "snapshot: virtio-pci %s: legacy queue address on "
+				       "a device without a legacy interface", name);
+	}
+	/* Selectors: any value the guest can write (each access checks the one it reads). */
+	vp->dfselect = dfselect;
+	vp->gfselect = gfselect;
+	vp->queue_sel = queue_sel;
+	vp->config_vector = config_vector;
+	for (int q = 0; q < dev->ops->num_queues; q++) {
+		vp->queue_vector[q] = vec[q];
+		vp->legacy_pfn[q] = pfn[q];
+	}
+	dev->legacy = legacy;
+	return 0;
+}
+
+static int vpci_restore(void *opaque, struct snap_cursor *c, struct err *e)
+{
+	struct virtio_pci *vp = opaque;
+	struct virtio_dev *dev = vp->dev;
+	char who[64];
+	int err;
+
+	snprintf(who, sizeof(who), "virtio-pci %s", dev->ops->name);
+	err = pci_dev_restore(&vp->pdev, c, who, e);
+	if (err)
+		return err;
+	pthread_mutex_lock(&dev->lock);
+	err = msix_restore(&vp->msix, c, who, e);
+	if (!err)
+		err = regs_restore(vp, c, e);
+	if (!err)
+		err = virtio_dev_restore(dev, c, e);
+	/* INTx belongs to the ISR while MSI-X is off (as vpci_cfg_written reconciles it). */
+	if (!err)
+		pci_set_intx(&vp->pdev, !msix_enabled(&vp->msix) && dev->isr);
+	pthread_mutex_unlock(&dev->lock);
+	if (!err && snap_cursor_end(c))
+		err = err_set(e, -EBADMSG, "snapshot: %s: section of another length", who);
+	return err;
+}
+
+static const struct snap_ops vpci_snap_ops = {
+	.name = "virtio-pci", .version = 1, .save = vpci_save, .restore = vpci_restore,
+};
+
 /* ---- set-up ---- */
 
 static void add_cap(struct virtio_pci *vp, uint8_t type, uint32_t offset, uint32_t length,
@@ -303,5 +419,6 @@ int virtio_pci_attach(struct pci_bus *bus, struct machine *m, struct virtio_dev 
 	if (transitional)
 		pci_add_bar(&vp->pdev, VPCI_LEGACY_BAR, VPCI_LEGACY_BAR_SIZE, true, false,
 			    &vpci_legacy_ops, vp);
-	return pci_register(&vp->pdev);
+	err = pci_register(&vp->pdev);
+	return err ? err : machine_add_state(m, vp, &vpci_snap_ops);
 }

@@ -8,6 +8,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "snapshot/snapshot.h"
+#include "vmm/err.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
 
@@ -433,4 +435,203 @@ void virtio_notify_used(struct virtio_dev *dev, int q)
 	}
 	atomic_fetch_add(&dev->stats.interrupts, 1);
 	raise_interrupt(dev, q);
+}
+
+/* ---- snapshots (dev->lock held; every vCPU paused) ---- */
+
+#define KNOWN_STATUS (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | \
+		      VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK | \
+		      VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED)
+
+void virtio_dev_drain(struct virtio_dev *dev)
+{
+	if (dev->ops->drain)
+		dev->ops->drain(dev);
+}
+
+int virtio_dev_save(struct virtio_dev *dev, struct snap_writer *w, struct err *e)
+{
+	const struct virtio_dev_ops *ops = dev->ops;
+
+	snap_put_u32(w, ops->device_id);
+	snap_put_u8(w, dev->status);
+	snap_put_u8(w, dev->isr);
+	snap_put_u64(w, dev->driver_features);
+	snap_put_u32(w, dev->config_generation);
+	snap_put_u32(w, dev->early_kicks);
+	snap_put_u32(w, ops->config_size);
+	snap_put(w, dev->config, ops->config_size);
+	snap_put_u16(w, ops->num_queues);
+	for (int q = 0; q < ops->num_queues; q++) {
+		const struct virtq *vq = &dev->vqs[q];
+
+		snap_put_u16(w, dev->queue_size[q]);
+		snap_put_u8(w, vq->ready);
+		snap_put_u64(w, vq->desc_gpa);
+		snap_put_u64(w, vq->avail_gpa);
+		snap_put_u64(w, vq->used_gpa);
+		snap_put_u16(w, vq->last_avail);
+		snap_put_u16(w, vq->used_idx);
+		snap_put_u16(w, vq->signalled_used);
+		snap_put_u8(w, vq->signalled_valid);
+		snap_put_u8(w, vq->event_idx);
+		snap_put_u8(w, vq->indirect);
+	}
+	return ops->save ? ops->save(dev, w, e) : 0;
+}
+
+/* The core's part of a saved device, read and checked before any of it is used. */
+struct saved_queue {
+	uint16_t size, last_avail, used_idx, signalled_used;
+	bool ready, signalled_valid, event_idx, indirect;
+	uint64_t desc, avail, used;
+};
+
+static int bad(struct err *e, const struct virtio_dev *dev, const char *what)
+{
+	return err_set(e, -EINVAL, "snapshot: %s: %s", dev->ops->name, what);
+}
+
+static int check_saved_queue(struct virtio_dev *dev, int q, const struct saved_queue *s,
+			     uint64_t offered, struct err *e)
+{
+	uint32_t max = dev->ops->queue_max_size;
+
+	if (!s->size || s->size > max || (s->size & (s->size - 1)))
+		return err_set(e, -EINVAL, "snapshot: %s: queue %d: size %u is not a power of two "
+			       "up to %u", dev->ops->name, q, s->size, max);
+	if ((s->event_idx && !(offered & (1ULL << VIRTIO_RING_F_EVENT_IDX))) ||
+	    (s->indirect && !(offered & (1ULL << VIRTIO_RING_F_INDIRECT_DESC))))
+		return err_set(e, -EINVAL, "snapshot: %s: queue %d: ring feature not offered",
+			       dev->ops->name, q);
+	/* A queue that is not ready has no ring state (virtq_reset); nothing else reaches it. */
+	if (!s->ready && (s->last_avail || s->used_idx || s->signalled_used || s->signalled_valid ||
+			  s->event_idx || s->indirect))
+		return err_set(e, -EINVAL, "snapshot: %s: queue %d: ring state on a queue that is "
+			       "not ready", dev->ops->name, q);
+	/* last_avail and used_idx may be any pair: the ring code masks every index with the
+	 * size and checks the driver's avail index against last_avail at each pop. */
+	return 0;
+}
+
+/* The status bits a running device can have, with the features they imply. A transitional
+ * device's legacy flag follows whichever interface the driver touched last, so a running
+ * device may meet either interface's rules: the checks are those both share. Only known bits;
+ * once FEATURES_OK or DRIVER_OK is set (the features were checked then and are fixed), only
+ * features of the device's full offer, and with FEATURES_OK a combination the model accepts.
+ * Before that the driver may have written anything, as the guest can. */
+static int check_status(struct virtio_dev *dev, uint8_t status, struct err *e)
+{
+	uint64_t offered = dev->ops->features | TRANSPORT_FEATURES;
+	uint64_t acked = dev->driver_features;
+
+	if (status & ~KNOWN_STATUS)
+		return bad(e, dev, "unknown device status bits");
+	if (!(status & (VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK)))
+		return 0;
+	if (acked & ~offered)
+		return bad(e, dev, "acknowledged features that were not offered");
+	if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && dev->ops->features_ok &&
+	    !dev->ops->features_ok(dev, acked))
+		return bad(e, dev, "FEATURES_OK on features the device refuses");
+	return 0;
+}
+
+int virtio_dev_restore(struct virtio_dev *dev, struct snap_cursor *c, struct err *e)
+{
+	const struct virtio_dev_ops *ops = dev->ops;
+	struct saved_queue sq[VIRTIO_MAX_QUEUES];
+	uint32_t id, config_size, early;
+	uint8_t status, isr;
+	uint16_t nq;
+	int err;
+
+	id = snap_get_u32(c);
+	status = snap_get_u8(c);
+	isr = snap_get_u8(c);
+	dev->driver_features = snap_get_u64(c);
+	dev->config_generation = snap_get_u32(c);
+	early = snap_get_u32(c);
+	config_size = snap_get_u32(c);
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: %s: section truncated", ops->name);
+	if (id != ops->device_id)
+		return err_set(e, -EINVAL, "snapshot: %s: saved device ID %u, this is %u",
+			       ops->name, id, ops->device_id);
+	if (config_size != ops->config_size)
+		return bad(e, dev, "config space of another size");
+	if (isr & ~(VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG))
+		return bad(e, dev, "unknown ISR bits");
+	if (early & ~((1ULL << ops->num_queues) - 1))
+		return bad(e, dev, "early kick on a queue that does not exist");
+	if ((err = check_status(dev, status, e)))
+		return err;
+	/* The config bytes are the model's: its restore checks any field it relies on. */
+	snap_get(c, dev->config, config_size);
+	nq = snap_get_u16(c);
+	if (!c->err && nq != ops->num_queues)
+		return bad(e, dev, "another number of queues");
+	for (int q = 0; q < ops->num_queues && !c->err; q++) {
+		struct saved_queue *s = &sq[q];
+
+		s->size = snap_get_u16(c);
+		s->ready = snap_get_u8(c);
+		s->desc = snap_get_u64(c);
+		s->avail = snap_get_u64(c);
+		s->used = snap_get_u64(c);
+		s->last_avail = snap_get_u16(c);
+		s->used_idx = snap_get_u16(c);
+		s->signalled_used = snap_get_u16(c);
+		s->signalled_valid = snap_get_u8(c);
+		s->event_idx = snap_get_u8(c);
+		s->indirect = snap_get_u8(c);
+		if (!c->err && (err = check_saved_queue(dev, q, s, virtio_offered_features(dev), e)))
+			return err;
+	}
+	if (c->err)
+		return err_set(e, -EBADMSG, "snapshot: %s: section truncated", ops->name);
+
+	/* Checked: make it the device's. virtq_enable checks the rings against guest RAM again. */
+	for (int q = 0; q < ops->num_queues; q++) {
+		const struct saved_queue *s = &sq[q];
+		struct virtq *vq = &dev->vqs[q];
+		const char *why;
+
+		dev->queue_size[q] = s->size;
+		virtq_reset(vq, s->size);
+		vq->desc_gpa = s->desc, vq->avail_gpa = s->avail, vq->used_gpa = s->used;
+		if (!s->ready)
+			continue;
+		vq->event_idx = s->event_idx;
+		vq->indirect = s->indirect;
+		if (virtq_enable(vq, dev->env.mem, &why) < 0) {
+			virtq_reset(vq, s->size);
+			return err_set(e, -EINVAL, "snapshot: %s: queue %d: %s", ops->name, q, why);
+		}
+		vq->last_avail = s->last_avail;
+		vq->used_idx = s->used_idx;
+		vq->signalled_used = s->signalled_used;
+		vq->signalled_valid = s->signalled_valid;
+	}
+	dev->status = status;
+	dev->isr = isr;
+	/* Kicks are only held back before DRIVER_OK, on ready queues. */
+	dev->early_kicks = 0;
+	for (int q = 0; q < ops->num_queues; q++)
+		if ((early & (1u << q)) && status && !(status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+		    dev->vqs[q].ready)
+			dev->early_kicks |= 1u << q;
+
+	if (ops->restore && (err = ops->restore(dev, c, e)))
+		return err;
+	if (status & VIRTIO_CONFIG_S_DRIVER_OK) {
+		if (ops->activate)
+			ops->activate(dev);
+		/* A kick the old process had not served yet is gone with it: serve every live
+		 * queue once from the loop (a spurious notification is harmless). */
+		for (int q = 0; q < ops->num_queues; q++)
+			if (virtio_queue_live(dev, q))
+				virtio_queue_kick(dev, q);
+	}
+	return 0;
 }

@@ -82,7 +82,8 @@ struct virtio_dev_ops {
 	/* Optional: queue q is being disabled: finish or drop its in-flight requests so nothing
 	 * lands in its ring afterwards. */
 	void (*queue_disable)(struct virtio_dev *dev, int q);
-	/* Optional: DRIVER_OK was set. */
+	/* Optional: DRIVER_OK was set, or a device whose status has DRIVER_OK was restored from
+	 * a snapshot (after ops->restore; see virtio_dev_restore). */
 	void (*activate)(struct virtio_dev *dev);
 	/* Optional: the model's own counters for --stats-json (after the VM stopped). */
 	int (*stats)(struct virtio_dev *dev, struct stat_value *out, int max);
@@ -214,6 +215,36 @@ bool virtio_queue_live(const struct virtio_dev *dev, int q);
 /* Runs queue q's handler again from the event loop (a model that stopped at its budget
  * outside queue_notify, e.g. after backpressure lifted). */
 void virtio_queue_kick(struct virtio_dev *dev, int q);
+
+/* ---- snapshots (for transports; dev->lock held, every vCPU paused) ----
+ *
+ * The core's state is the device ID (a restore into another kind of device is refused), status,
+ * ISR, the driver's features, the config generation
+ * and the ops->config_size config bytes, the kicks held back before DRIVER_OK, and per queue its
+ * size, ready flag, ring addresses, last_avail, used_idx, the EVENT_IDX interrupt bookkeeping
+ * and the negotiated ring features; then the model's own (ops->save / ops->restore).
+ *
+ * virtio_dev_restore() runs on a device just created from the same options (reset state), after
+ * the transport restored its own registers and dev->legacy (which interface the driver speaks
+ * is the transport's to save and check), and in this order: reads and checks the core's
+ * state (every value as hostile as a guest write: queue sizes, feature bits against the offer,
+ * status bits against each other), re-enables each ready queue through virtq_enable (which
+ * checks its rings against guest RAM again) and puts back its indices, then calls
+ * ops->restore; then, if the status has DRIVER_OK, ops->activate (a model that starts a
+ * backend or queues work at DRIVER_OK does it again here: activate must cope with being called
+ * on restored state, not only on a fresh DRIVER_OK), and signals each live queue's kick once
+ * (a kick the old process had not served yet is lost with it; a spurious one is harmless).
+ * The config bytes are restored as saved: a model whose config holds a value it relies on
+ * (a count, a size) must check it in ops->restore. */
+
+/* Calls ops->drain, if any: nothing the model took from a queue is still in flight after it. */
+void virtio_dev_drain(struct virtio_dev *dev);
+/* Writes the core's state, then the model's (ops->save). The transport calls
+ * virtio_dev_drain() first. */
+int virtio_dev_save(struct virtio_dev *dev, struct snap_writer *w, struct err *e);
+/* Reads back what virtio_dev_save() wrote (see above); -EINVAL or -EBADMSG with e filled
+ * ("snapshot: <device>: ...") on anything a running device could not have been in. */
+int virtio_dev_restore(struct virtio_dev *dev, struct snap_cursor *c, struct err *e);
 
 /* ---- takes the lock ---- */
 
