@@ -21,7 +21,7 @@ FUZZ_CPPFLAGS := -I.
 FUZZ_HDRS    := $(wildcard vmm/*.h devices/*.h devices/virtio/*.h devices/net/*.h hostfs/*.h \
 		tests/fuzz/*.h tests/unit/*.h)
 
-FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev fuzz_transport fuzz_pci fuzz_fuse fuzz_tap
+FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev fuzz_transport fuzz_pci fuzz_fuse fuzz_tap fuzz_snapshot
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
 FUZZ_SRCS_fuzz_virtq      := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c
@@ -54,6 +54,8 @@ FUZZ_LIBS_fuzz_fuse := -Wl,--wrap=hostfs_fallocate
 FUZZ_SRCS_fuzz_tap := tests/fuzz/fuzz_tap.c ci/tap.c ci/junit.c ci/xml.c vmm/utf8.c
 # A lower cap on the results kept: reached often, and a huge plan's errors stay quick to check.
 FUZZ_LIBS_fuzz_tap := -DTAP_MAX_RESULTS=3000
+FUZZ_SRCS_fuzz_snapshot := tests/fuzz/fuzz_snapshot.c snapshot/file.c snapshot/crc32c.c vmm/err.c
+FUZZ_LIBS_fuzz_snapshot := -DMICA_VERSION='"fuzz"'
 
 .PHONY: fuzz fuzz-smoke fuzz-build
 define fuzz_link
@@ -79,10 +81,14 @@ $(FUZZ_DIR)/fuzz_fuse: $(FUZZ_SRCS_fuzz_fuse) $(FUZZ_HDRS) tests/fuzz/fuzz.mk
 $(FUZZ_DIR)/fuzz_tap: $(FUZZ_SRCS_fuzz_tap) $(FUZZ_HDRS) $(wildcard ci/*.h) tests/fuzz/fuzz.mk
 	$(fuzz_link)
 
-# Seed inputs (well-formed rings of each shape), written by a host program.
-$(FUZZ_DIR)/mkseeds: tests/fuzz/mkseeds.c $(FUZZ_HDRS) tests/fuzz/fuzz.mk
+$(FUZZ_DIR)/fuzz_snapshot: $(FUZZ_SRCS_fuzz_snapshot) $(FUZZ_HDRS) snapshot/snapshot.h tests/fuzz/fuzz.mk
+	$(fuzz_link)
+
+# Seed inputs (well-formed rings of each shape, snapshots from the real writer), written by a
+# host program.
+$(FUZZ_DIR)/mkseeds: tests/fuzz/mkseeds.c snapshot/file.c snapshot/crc32c.c vmm/err.c $(FUZZ_HDRS) snapshot/snapshot.h tests/fuzz/fuzz.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(FUZZ_CPPFLAGS) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -O1 -o $@ $<
+	$(CC) $(FUZZ_CPPFLAGS) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -DMICA_VERSION='"seed"' -Wno-format-truncation -O1 -o $@ $(filter %.c,$^) -lpthread
 
 $(FUZZ_DIR)/seeds/.stamp: $(FUZZ_DIR)/mkseeds
 	@rm -rf $(FUZZ_DIR)/seeds

@@ -16,9 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "tests/fuzz/fuzz_common.h"
+#include "snapshot/snapshot.h"
 
 #define IMG 8192
 
@@ -747,6 +749,62 @@ static void tap_seeds(void)
 	}
 }
 
+/* Snapshots from the real writer (snapshot/file.c, linked in): state sections of a few shapes
+ * and one RAM page; flag byte 0 and 1 (fix checksums). Under -max_len (16 KiB). */
+static void snapshot_seeds(void)
+{
+	static uint8_t page[SNAP_RAM_ALIGN];
+	char tmp[512], path[512];
+
+	for (int shape = 0; shape < 3; shape++) {
+		struct snap_writer *w;
+		struct err e;
+		FILE *in, *out;
+		int c;
+
+		snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", dir);
+		if (snap_writer_create(tmp, "cpu=seed mem=4K", &w, &e)) {
+			fprintf(stderr, "mkseeds: %s\n", e.msg);
+			exit(1);
+		}
+		for (int i = 0; i <= shape; i++) {
+			char name[SNAP_NAME_MAX];
+
+			snprintf(name, sizeof(name), "dev.%d", i);
+			snap_begin(w, name, (uint32_t)i + 1);
+			for (int k = 0; k < 4 * (i + 1); k++)
+				snap_put_u32(w, 0x01020304u * (uint32_t)k);
+			snap_end(w);
+		}
+		memset(page, shape + 1, 64);
+		if (shape && snap_put_ram(w, "ram", page, sizeof(page))) {
+			fprintf(stderr, "mkseeds: snapshot seed\n");
+			exit(1);
+		}
+		if (snap_writer_finish(w, &e)) {
+			fprintf(stderr, "mkseeds: %s\n", e.msg);
+			exit(1);
+		}
+		for (int flags = 0; flags < 2; flags++) {
+			snprintf(path, sizeof(path), "%s/fuzz_snapshot/seed-%03d", dir, nseeds++);
+			in = fopen(tmp, "rb");
+			out = fopen(path, "wb");
+			if (!in || !out || fputc(flags, out) == EOF) {
+				perror(path);
+				exit(1);
+			}
+			while ((c = fgetc(in)) != EOF)
+				fputc(c, out);
+			fclose(in);
+			if (fclose(out)) {
+				perror(path);
+				exit(1);
+			}
+		}
+		unlink(tmp);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char path[512];
@@ -769,6 +827,8 @@ int main(int argc, char **argv)
 	mkdir(path, 0777);
 	snprintf(path, sizeof(path), "%s/fuzz_tap", dir);
 	mkdir(path, 0777);
+	snprintf(path, sizeof(path), "%s/fuzz_snapshot", dir);
+	mkdir(path, 0777);
 	nseeds = 0;
 	virtq_seeds();
 	device_seeds();
@@ -780,6 +840,7 @@ int main(int argc, char **argv)
 	pci_seeds();
 	fuse_seeds();
 	tap_seeds();
+	snapshot_seeds();
 	printf("mkseeds: %d seeds in %s\n", nseeds, dir);
 	return 0;
 }

@@ -90,13 +90,15 @@ for spec in writeback:sync/wce writethrough:write none:sync/write; do
 		cp "$DIR/prefill" "$img"
 		rm -f "$OUT/$name.out"
 		MICA_BLK_NO_URING=$no_uring "$MICA" run --kernel build/linux/vmlinuz --initrd build/linux/initramfs.cpio.gz \
-			--mem 128M --disk "$img,cache=$cache" --timeout 240 \
+			--mem 128M --disk "$img,cache=$cache" --timeout 150 \
 			--cmdline "console=ttyS0 quiet loglevel=1 mica.durable=$gmode+dz,$seed" \
 			>"$OUT/$name.out" 2>"$OUT/$name.err" </dev/null &
 		pid=$!
 		# Up to ~3 min for the guest's first lines (a sanitizer build, nested, on a loaded
-		# machine once took over a minute); a guest that hangs is ended by --timeout first,
-		# with each vCPU's state on stderr.
+		# machine once took over a minute); a guest that hangs is ended by --timeout (150 s)
+		# first, with each vCPU's state on stderr, which the failure then quotes. (Seen once
+		# in CI: a guest that printed nothing for 3 minutes, killed before --timeout 240 could
+		# say where it was; 40 boots of the same kind did not hang again.)
 		for ((t = 0; t < 3600; t++)); do
 			count_done "$OUT/$name.out"
 			[ $ndone -ge 4 ] && break
@@ -140,7 +142,7 @@ for spec in writeback:sync/wce writethrough:write none:sync/write; do
 			kills=$((kills + 1))
 			per[$gmode]=$((${per[$gmode]:-0} + 1))
 		else
-			bad="$bad $i:exit-$rc"
+			bad="$bad $i:exit-$rc($(grep -m 3 'vCPU\|mica:' "$OUT/$name.err" | tr '\n' ' '))"
 		fi
 		matches "$OUT/$name.txt" '^durable: done' && early=$((early + 1))
 		rm -f "$img"
