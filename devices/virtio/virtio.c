@@ -460,7 +460,8 @@ int virtio_dev_save(struct virtio_dev *dev, struct snap_writer *w, struct err *e
 	snap_put_u32(w, dev->config_generation);
 	snap_put_u32(w, dev->early_kicks);
 	snap_put_u32(w, ops->config_size);
-	snap_put(w, dev->config, ops->config_size);
+	if (ops->config_size)   /* a model without config may have no buffer for it */
+		snap_put(w, dev->config, ops->config_size);
 	snap_put_u16(w, ops->num_queues);
 	for (int q = 0; q < ops->num_queues; q++) {
 		const struct virtq *vq = &dev->vqs[q];
@@ -567,7 +568,8 @@ int virtio_dev_restore(struct virtio_dev *dev, struct snap_cursor *c, struct err
 	if ((err = check_status(dev, status, e)))
 		return err;
 	/* The config bytes are the model's: its restore checks any field it relies on. */
-	snap_get(c, dev->config, config_size);
+	if (config_size)
+		snap_get(c, dev->config, config_size);
 	nq = snap_get_u16(c);
 	if (!c->err && nq != ops->num_queues)
 		return bad(e, dev, "another number of queues");
