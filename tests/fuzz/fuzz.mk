@@ -25,6 +25,10 @@ FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev fuzz_transport fuzz_pci fuzz_fuse fuz
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
 FUZZ_SRCS_fuzz_virtq      := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c
+# Every virtio device and transport saves and restores itself through the snapshot file's
+# writer and cursor (snapshot/snapshot.h).
+FUZZ_SNAPSHOT_SRCS  := snapshot/file.c snapshot/crc32c.c
+FUZZ_SNAPSHOT_FLAGS := -DMICA_VERSION='"fuzz"'
 FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/fuzz_track.c \
 			     tests/fuzz/fuzz_dev_blk.c tests/fuzz/fuzz_dev_net.c \
 			     tests/fuzz/fuzz_dev_balloon.c tests/fuzz/stubs.c \
@@ -34,19 +38,21 @@ FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/fuzz_track.
 			     devices/virtio/blk_image.c devices/virtio/blk_wz.c devices/virtio/blk_io.c \
 			     devices/virtio/net.c devices/virtio/balloon.c vmm/log.c vmm/evloop.c vmm/err.c \
 			     vmm/outq.c vmm/util.c vmm/optstr.c vmm/confine.c confine/seccomp.c \
-			     confine/seccomp_lists.c confine/syscall_names.c
-FUZZ_LIBS_fuzz_virtio_dev := -luring -Wl,--wrap=virtq_pop,--wrap=virtq_push,--wrap=madvise \
+			     confine/seccomp_lists.c confine/syscall_names.c $(FUZZ_SNAPSHOT_SRCS)
+FUZZ_LIBS_fuzz_virtio_dev := $(FUZZ_SNAPSHOT_FLAGS) -luring -Wl,--wrap=virtq_pop,--wrap=virtq_push,--wrap=madvise \
 			     -Wl,--wrap=blk_io_queue,--wrap=blk_io_reap,--wrap=blk_io_submit_reap,--wrap=blk_io_drain
 # The transports and the PCI bus on the fake machine of the unit tests (tests/unit/fake_machine.h).
-FUZZ_MACHINE_SRCS := vmm/bus.c vmm/evloop.c vmm/memory.c vmm/machine.c vmm/log.c vmm/err.c
+FUZZ_MACHINE_SRCS := vmm/bus.c vmm/evloop.c vmm/memory.c vmm/machine.c vmm/log.c vmm/err.c \
+		     $(FUZZ_SNAPSHOT_SRCS)
 FUZZ_SRCS_fuzz_transport := tests/fuzz/fuzz_transport.c devices/virtio/mmio.c devices/virtio/pci.c \
 			    devices/virtio/pci_common.c devices/virtio/pci_legacy.c \
 			    devices/virtio/virtio.c devices/virtio/virtq.c devices/virtio/rng.c \
 			    devices/pci.c devices/msix.c $(FUZZ_MACHINE_SRCS)
-FUZZ_LIBS_fuzz_transport := -Wl,--wrap=virtq_pop,--wrap=virtq_push,--wrap=virtq_enable_kicks
+FUZZ_LIBS_fuzz_transport := $(FUZZ_SNAPSHOT_FLAGS) -Wl,--wrap=virtq_pop,--wrap=virtq_push,--wrap=virtq_enable_kicks
 FUZZ_SRCS_fuzz_pci := tests/fuzz/fuzz_pci.c devices/pci.c devices/msix.c devices/virtio/pci.c \
 		      devices/virtio/pci_common.c devices/virtio/pci_legacy.c devices/virtio/virtio.c \
 		      devices/virtio/virtq.c devices/virtio/rng.c $(FUZZ_MACHINE_SRCS)
+FUZZ_LIBS_fuzz_pci := $(FUZZ_SNAPSHOT_FLAGS)
 # The FUSE server over hostfs on a scratch share; FALLOCATE wrapped to 1 MiB (see the target).
 FUZZ_SRCS_fuzz_fuse := tests/fuzz/fuzz_fuse.c devices/virtio/fuse.c $(wildcard hostfs/*.c) vmm/err.c
 FUZZ_LIBS_fuzz_fuse := -Wl,--wrap=hostfs_fallocate
