@@ -21,7 +21,8 @@ FUZZ_CPPFLAGS := -I.
 FUZZ_HDRS    := $(wildcard vmm/*.h devices/*.h devices/virtio/*.h devices/net/*.h hostfs/*.h \
 		tests/fuzz/*.h tests/unit/*.h)
 
-FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev fuzz_transport fuzz_pci fuzz_fuse fuzz_tap fuzz_snapshot
+FUZZ_TARGETS := fuzz_virtq fuzz_virtio_dev fuzz_transport fuzz_pci fuzz_fuse fuzz_tap fuzz_snapshot \
+		fuzz_snapshot_devices
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
 FUZZ_SRCS_fuzz_virtq      := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c
@@ -62,6 +63,10 @@ FUZZ_SRCS_fuzz_tap := tests/fuzz/fuzz_tap.c ci/tap.c ci/junit.c ci/xml.c vmm/utf
 FUZZ_LIBS_fuzz_tap := -DTAP_MAX_RESULTS=3000
 FUZZ_SRCS_fuzz_snapshot := tests/fuzz/fuzz_snapshot.c snapshot/file.c snapshot/crc32c.c vmm/err.c
 FUZZ_LIBS_fuzz_snapshot := -DMICA_VERSION='"fuzz"'
+# The transports, PCI and MSI-X restored from mutations of their own saved sections.
+FUZZ_SRCS_fuzz_snapshot_devices := tests/fuzz/fuzz_snapshot_devices.c devices/virtio/attach.c \
+			    $(filter-out tests/fuzz/fuzz_transport.c,$(FUZZ_SRCS_fuzz_transport))
+FUZZ_LIBS_fuzz_snapshot_devices := $(FUZZ_SNAPSHOT_FLAGS)
 
 .PHONY: fuzz fuzz-smoke fuzz-build
 define fuzz_link
@@ -87,6 +92,9 @@ $(FUZZ_DIR)/fuzz_fuse: $(FUZZ_SRCS_fuzz_fuse) $(FUZZ_HDRS) tests/fuzz/fuzz.mk
 $(FUZZ_DIR)/fuzz_tap: $(FUZZ_SRCS_fuzz_tap) $(FUZZ_HDRS) $(wildcard ci/*.h) tests/fuzz/fuzz.mk
 	$(fuzz_link)
 
+$(FUZZ_DIR)/fuzz_snapshot_devices: $(FUZZ_SRCS_fuzz_snapshot_devices) $(FUZZ_HDRS) snapshot/snapshot.h tests/fuzz/fuzz.mk
+	$(fuzz_link)
+
 $(FUZZ_DIR)/fuzz_snapshot: $(FUZZ_SRCS_fuzz_snapshot) $(FUZZ_HDRS) snapshot/snapshot.h tests/fuzz/fuzz.mk
 	$(fuzz_link)
 
@@ -99,6 +107,10 @@ $(FUZZ_DIR)/mkseeds: tests/fuzz/mkseeds.c snapshot/file.c snapshot/crc32c.c vmm/
 $(FUZZ_DIR)/seeds/.stamp: $(FUZZ_DIR)/mkseeds
 	@rm -rf $(FUZZ_DIR)/seeds
 	$(FUZZ_DIR)/mkseeds $(FUZZ_DIR)/seeds
+	@# fuzz_snapshot_devices mutates sections it saves itself: a seed per section to start from.
+	@mkdir -p $(FUZZ_DIR)/seeds/fuzz_snapshot_devices
+	@for i in 0 1 2 3 4 5 6 7; do printf "\\00$$i\\000\\000" \
+		>$(FUZZ_DIR)/seeds/fuzz_snapshot_devices/section-$$i; done
 	@touch $@
 
 fuzz-build: $(FUZZ_BINS) $(FUZZ_DIR)/seeds/.stamp
