@@ -75,6 +75,7 @@ static void rig_up(struct rig *r)
 	if (uart_create(&r->fm.m, UART_COM1_PORT, UART_COM1_IRQ, NULL, &r->uart) ||
 	    pci_bus_create(&r->fm.m, &r->pci) || rtc_create(&r->fm.m) || i8042_create(&r->fm.m) ||
 	    acpi_pm_create(&r->fm.m) || debug_exit_create(&r->fm.m) ||
+	    bench_devices_create(&r->fm.m) ||
 	    virtio_rng_create(&env, &r->mmio_rng) ||
 	    virtio_attach(&r->fm.m, r->pci, r->mmio_rng, TRANSPORT_MMIO) ||
 	    virtio_rng_create(&env, &r->legacy_rng) ||
@@ -628,6 +629,18 @@ static void i8042_buffer_and_pending_command(void)
 	rig_down(&A);
 }
 
+/* The bench probes' scratch word (--bench-devices), read back by the guest. */
+static void bench_scratch(void)
+{
+	rig_up(&A);
+	fm_write(&A.fm, true, BENCH_PIO_PORT, 0xc0ffee, 4);
+	snapshot_a_into_b();
+	CHECK_EQ(fm_read(&B.fm, true, BENCH_PIO_PORT, 4), 0xc0ffee);
+	CHECK_EQ(fm_read(&B.fm, false, BENCH_MMIO_ADDR, 4), 0xc0ffee);
+	rig_down(&B);
+	rig_down(&A);
+}
+
 /* ---- crafted sections ---- */
 
 /* Offsets in a modern virtio-mmio rng's section (mmio.c, then virtio.c's core part). */
@@ -826,7 +839,7 @@ static void crafted_legacy_sections_refused(void)
 static void owners_in_order(void)
 {
 	static const char *const names[] = {
-		"uart.0", "pci.0", "rtc.0", "i8042.0", "virtio-mmio.0", "virtio-mmio.1",
+		"uart.0", "pci.0", "rtc.0", "i8042.0", "bench.0", "virtio-mmio.0", "virtio-mmio.1",
 		"virtio-pci.0",
 	};
 
@@ -862,5 +875,6 @@ TEST_MAIN("snapshot_devices",
 	  T(run_setup), T(owners_in_order), T(mmio_queue_carries_on),
 	  T(mmio_legacy_queue_carries_on), T(pci_msix_and_moved_bar), T(pci_legacy_intx_pending),
 	  T(uart_registers_and_fifo), T(rtc_cmos_and_index), T(i8042_buffer_and_pending_command),
+	  T(bench_scratch),
 	  T(crafted_virtio_sections_refused), T(crafted_pci_sections_refused),
 	  T(crafted_legacy_sections_refused), T(run_cleanup))
