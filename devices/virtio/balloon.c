@@ -13,7 +13,9 @@
 
 #include "devices/virtio/devices.h"
 #include "devices/virtio/virtio.h"
+#include "snapshot/snapshot.h"
 #include "vmm/control.h"
+#include "vmm/err.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
 #include "vmm/memory.h"
@@ -157,6 +159,85 @@ static void balloon_config_written(struct virtio_dev *dev, uint32_t off, uint32_
 	b->config.actual = actual;
 }
 
+/* ---- snapshots ---- */
+
+#define BALLOON_SNAP_FORMAT 1
+
+/* Beyond the core's state: the host's target, the guest's actual (the config is rebuilt from
+ * both), the pages given back, and the stats buffer the device holds (its head: it stays the
+ * device's in the restored VM, given back at the next `balloon-stats`), with the statistics
+ * read so far. Nothing is in flight between requests: no drain. */
+static int balloon_save(struct virtio_dev *dev, struct snap_writer *w, struct err *e)
+{
+	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
+
+	(void)e;
+	snap_put_u32(w, BALLOON_SNAP_FORMAT);
+	snap_put_u32(w, b->target_pages);
+	snap_put_u32(w, b->config.actual);
+	snap_put_u64(w, b->inflated_pages);
+	snap_put_u64(w, b->bad_pfns);
+	snap_put_u8(w, b->stats_held);
+	snap_put_u16(w, b->stats_head);
+	snap_put_u32(w, b->stats_updates);
+	for (int i = 0; i < VIRTIO_BALLOON_S_NR; i++) {
+		snap_put_u8(w, b->stats_valid[i]);
+		snap_put_u64(w, b->stats[i]);
+	}
+	return 0;
+}
+
+static int balloon_restore(struct virtio_dev *dev, struct snap_cursor *c, struct err *e)
+{
+	struct virtio_balloon *b = container_of(dev, struct virtio_balloon, vdev);
+	uint64_t ram_pages = dev->env.mem->ram_size / PAGE_4K, inflated, bad, stats[VIRTIO_BALLOON_S_NR];
+	uint32_t format, target, actual, updates;
+	uint8_t held, valid[VIRTIO_BALLOON_S_NR];
+	uint16_t head;
+
+	format = snap_get_u32(c);
+	target = snap_get_u32(c);
+	actual = snap_get_u32(c);
+	inflated = snap_get_u64(c);
+	bad = snap_get_u64(c);
+	held = snap_get_u8(c);
+	head = snap_get_u16(c);
+	updates = snap_get_u32(c);
+	for (int i = 0; i < VIRTIO_BALLOON_S_NR; i++) {
+		valid[i] = snap_get_u8(c);
+		stats[i] = snap_get_u64(c);
+	}
+	if (c->err)
+		return err_set(e, -EINVAL, "snapshot: virtio-balloon: its state is cut short");
+	if (format != BALLOON_SNAP_FORMAT)
+		return err_set(e, -EINVAL, "snapshot: virtio-balloon: unknown state format %u",
+			       format);
+	if (target > ram_pages || inflated > ram_pages)
+		return err_set(e, -EINVAL, "snapshot: virtio-balloon: a balloon larger than the "
+			       "guest's RAM");
+	/* A held buffer is a head of the live stats queue's ring. */
+	if (held > 1 || (held && (!virtio_queue_live(dev, STATS_Q) ||
+				  head >= dev->vqs[STATS_Q].size)))
+		return err_set(e, -EINVAL, "snapshot: virtio-balloon: an invalid stats buffer");
+	for (int i = 0; i < VIRTIO_BALLOON_S_NR; i++)
+		if (valid[i] > 1)
+			return err_set(e, -EINVAL, "snapshot: virtio-balloon: invalid statistics");
+	b->target_pages = target;
+	memset(&b->config, 0, sizeof(b->config));
+	b->config.num_pages = target;
+	b->config.actual = actual;
+	b->inflated_pages = inflated;
+	b->bad_pfns = bad;
+	b->stats_held = held;
+	b->stats_head = head;
+	b->stats_updates = updates;
+	for (int i = 0; i < VIRTIO_BALLOON_S_NR; i++) {
+		b->stats_valid[i] = valid[i];
+		b->stats[i] = stats[i];
+	}
+	return 0;
+}
+
 static int balloon_stats(struct virtio_dev *dev, struct stat_value *out, int max);
 static void balloon_destroy(struct virtio_dev *dev);
 
@@ -173,6 +254,8 @@ static const struct virtio_dev_ops balloon_ops = {
 	.reset = balloon_reset,
 	.queue_disable = balloon_queue_disable,
 	.stats = balloon_stats,
+	.save = balloon_save,
+	.restore = balloon_restore,
 	.destroy = balloon_destroy,
 };
 

@@ -578,6 +578,28 @@ static void blk_queue_disable(struct virtio_dev *dev, int q)
 	signal_queues(b);
 }
 
+/* A snapshot is about to be saved (event-loop thread, dev->lock held, vCPUs paused): every
+ * request taken from a ring completes now, its status byte and used entry in guest memory
+ * before this returns. The completions are reaped here, synchronously (io_uring_wait_cqe, or
+ * the pool's idle condition), not through the loop, which is this very thread; a write-zeroes
+ * request's later steps run within the same wait. Nothing new is popped: requests still in
+ * the avail ring are the restored device's to take (blk_snap_restore kicks the queues), and a
+ * queue that had stopped for want of room is kicked instead of resumed here, so the source VM
+ * goes on with it once the snapshot is done. */
+static void blk_drain(struct virtio_dev *dev)
+{
+	struct virtio_blk *b = container_of(dev, struct virtio_blk, vdev);
+
+	blk_io_drain(b->io, blk_complete, b);
+	for (int q = 0; q < b->ops.num_queues; q++) {
+		if (!b->queues[q].throttled)
+			continue;
+		b->queues[q].throttled = false;
+		virtio_queue_kick(dev, q);
+	}
+	signal_queues(b);
+}
+
 static int blk_stats(struct virtio_dev *dev, struct stat_value *out, int max);
 static void blk_destroy(struct virtio_dev *dev);
 
@@ -593,6 +615,9 @@ static const struct virtio_dev_ops blk_ops_template = {
 	.queue_disable = blk_queue_disable,
 	.activate = blk_activate,
 	.stats = blk_stats,
+	.drain = blk_drain,
+	.save = blk_snap_save,
+	.restore = blk_snap_restore,
 	.destroy = blk_destroy,
 };
 

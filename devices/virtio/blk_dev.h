@@ -104,4 +104,11 @@ bool blk_wz_continue(struct virtio_blk *b, struct blk_slot *s);
 /* Releases what the write-zeroes fallback mapped. */
 void blk_wz_cleanup(struct virtio_blk *b);
 
+/* blk_snap.c: the model's part of a snapshot (virtio_dev_ops save and restore). */
+struct snap_writer;
+struct snap_cursor;
+struct err;
+int blk_snap_save(struct virtio_dev *dev, struct snap_writer *w, struct err *e);
+int blk_snap_restore(struct virtio_dev *dev, struct snap_cursor *c, struct err *e);
+
 #endif

@@ -1,12 +1,14 @@
 #include "devices/virtio/blk_image.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "snapshot/snapshot.h"
 #include "vmm/util.h"
 
 #define SECTOR 512ULL
@@ -46,6 +48,7 @@ static int open_locked(struct blk_image *img, const struct blk_opts *o, struct e
 	/* Capacity counts whole sectors: the tail of an image whose size is not a multiple of
 	 * 512 bytes is unreachable for the guest (neither read nor written). */
 	img->capacity = (uint64_t)size / SECTOR;
+	img->size = (uint64_t)size;
 	if (o->cache == BLK_CACHE_NONE) {
 		struct statx sx;
 
@@ -79,4 +82,41 @@ void blk_image_close(struct blk_image *img)
 	if (img->fd >= 0)
 		close(img->fd); /* releases the lock */
 	img->fd = img->fd_buffered = -1;
+}
+
+/* CRC-32C of bytes [off, off + len) of the image. */
+static int crc_range(int fd, uint8_t *buf, uint64_t off, uint64_t len, uint32_t *crc)
+{
+	*crc = 0;
+	while (len) {
+		ssize_t n = pread(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO; /* shorter than it was sized: it changed under us */
+		*crc = snap_crc32c(*crc, buf, (size_t)n);
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+int blk_image_stamp(const struct blk_image *img, uint32_t stamp[2])
+{
+	/* cache=none: the buffered descriptor takes any buffer and offset. */
+	int fd = img->fd_buffered >= 0 ? img->fd_buffered : img->fd;
+	uint64_t len = MIN(img->size, (uint64_t)BLK_STAMP_BYTES);
+	uint8_t *buf = malloc(BLK_STAMP_BYTES);
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	err = crc_range(fd, buf, 0, len, &stamp[0]);
+	if (!err)
+		err = crc_range(fd, buf, img->size - len, len, &stamp[1]);
+	free(buf);
+	return err;
 }

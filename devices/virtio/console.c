@@ -23,6 +23,8 @@
 #include <string.h>
 
 #include "devices/virtio/console_dev.h"
+#include "snapshot/snapshot.h"
+#include "vmm/err.h"
 #include "vmm/log.h"
 #include "vmm/outq.h"
 #include "vmm/term.h"
@@ -222,6 +224,104 @@ static bool console_queue_notify(struct virtio_dev *dev, int q)
 	return false;
 }
 
+/* ---- snapshots ---- */
+
+#define CON_SNAP_FORMAT 1
+
+/* Beyond the core's state, per port: the control protocol's view (PORT_READY, the guest's
+ * PORT_OPEN, what the guest was last told of the host side, the messages still to send), and
+ * how many requests the port holds, taken from its transmitq (waiting for room in the output
+ * queue) or its receiveq (waiting for host input). Those are not completed by a drain: a
+ * transmit buffer would have to go back with bytes the host never took, a receive buffer
+ * empty (a read() of 0, an end of file, to a program in the guest). They stay the source
+ * device's; the restored device gives them back to its rings instead (the avail index it
+ * consumes moves back over them, as virtio-net does under backpressure) and takes them again:
+ * the same heads, validated anew. A transmit request the output queue had taken part of is
+ * sent whole by the restored VM (its start twice, on two different hosts' outputs); host-side
+ * queues and input are not in a snapshot. Nothing else is in flight: no drain op. */
+static int console_save(struct virtio_dev *dev, struct snap_writer *w, struct err *e)
+{
+	struct virtio_console *c = container_of(dev, struct virtio_console, vdev);
+
+	(void)e;
+	snap_put_u32(w, CON_SNAP_FORMAT);
+	snap_put_u8(w, (uint8_t)c->nports);
+	snap_put_u8(w, c->multiport);
+	for (int i = 0; i < c->nports; i++) {
+		const struct con_port *p = &c->ports[i];
+
+		snap_put_u8(w, p->ready);
+		snap_put_u8(w, p->guest_open);
+		snap_put_u8(w, con_host_open(p));
+		snap_put_u8(w, (uint8_t)p->pending);
+		snap_put_u8(w, (uint8_t)con_batch_held(&p->tx));
+		snap_put_u8(w, (uint8_t)con_batch_held(&p->rx));
+	}
+	return 0;
+}
+
+/* n requests of queue q the source device held go back to the ring (see above). */
+static bool unpop_valid(const struct virtio_dev *dev, int q, unsigned n)
+{
+	return !n || (n <= CON_BATCH && virtio_queue_live(dev, q) && n <= dev->vqs[q].size);
+}
+
+static int console_restore(struct virtio_dev *dev, struct snap_cursor *c_, struct err *e)
+{
+	struct virtio_console *c = container_of(dev, struct virtio_console, vdev);
+	uint8_t st[CON_MAX_PORTS][6];
+	uint32_t format = snap_get_u32(c_);
+	uint8_t nports = snap_get_u8(c_), multiport = snap_get_u8(c_);
+
+	if (c_->err)
+		return err_set(e, -EINVAL, "snapshot: virtio-console: its state is cut short");
+	if (format != CON_SNAP_FORMAT)
+		return err_set(e, -EINVAL, "snapshot: virtio-console: unknown state format %u",
+			       format);
+	if (nports != c->nports || multiport != c->multiport)
+		return err_set(e, -EINVAL, "snapshot: virtio-console: the snapshot has %u port(s), "
+			       "this console %d", nports, c->nports);
+	for (int i = 0; i < c->nports; i++)
+		snap_get(c_, st[i], sizeof(st[i]));
+	if (c_->err)
+		return err_set(e, -EINVAL, "snapshot: virtio-console: its state is cut short");
+	for (int i = 0; i < c->nports; i++) {
+		const struct con_port *p = &c->ports[i];
+		bool flags_ok = st[i][0] <= 1 && st[i][1] <= 1 && st[i][2] <= 1 &&
+				!(st[i][3] & ~(CON_SEND_ADD | CON_SEND_CONSOLE | CON_SEND_OPEN |
+					       CON_SEND_NAME));
+
+		/* Without ports there is no control protocol: nothing of it can be set. */
+		if (!flags_ok || (!c->multiport && (st[i][0] || st[i][1] || st[i][3])))
+			return err_set(e, -EINVAL, "snapshot: virtio-console: invalid port state");
+		/* Port 0's receiveq is fed by the terminal, which holds no buffers. */
+		if (!unpop_valid(dev, p->txq, st[i][4]) || !unpop_valid(dev, p->rxq, st[i][5]) ||
+		    (p->id == 0 && st[i][5]))
+			return err_set(e, -EINVAL, "snapshot: virtio-console: invalid held requests");
+	}
+	/* The config bytes the core restored are the file's: the port count is the device's
+	 * (the terminal's size stays the snapshot's until the terminal next changes). */
+	c->config.max_nr_ports = c->multiport ? htole32((uint32_t)c->nports) : 0;
+	for (int i = 0; i < c->nports; i++) {
+		struct con_port *p = &c->ports[i];
+
+		p->ready = st[i][0];
+		p->guest_open = st[i][1];
+		p->pending = st[i][3];
+		/* The host side here is not the one the guest was told about (an input that had
+		 * ended is a new one now, or the reverse): tell it. */
+		if (p->ready && st[i][2] != con_host_open(p))
+			p->pending |= CON_SEND_OPEN;
+		dev->vqs[p->txq].last_avail -= st[i][4];
+		dev->vqs[p->rxq].last_avail -= st[i][5];
+	}
+	/* Once the loop runs: messages to send, requests to take again, input to read. */
+	for (int q = 0; q < c->ops.num_queues; q++)
+		if (virtio_queue_live(dev, q))
+			virtio_queue_kick(dev, q);
+	return 0;
+}
+
 #define NUM(name, counter) ((struct stat_value){ (name), NULL, atomic_load(counter) })
 
 static int console_stats(struct virtio_dev *dev, struct stat_value *out, int max)
@@ -315,6 +415,8 @@ static const struct virtio_dev_ops console_ops = {
 	.reset = console_reset,
 	.queue_disable = console_queue_disable,
 	.stats = console_stats,
+	.save = console_save,
+	.restore = console_restore,
 	.destroy = console_destroy,
 };
 

@@ -38,6 +38,8 @@
 #include "devices/virtio/fuse.h"
 #include "devices/virtio/virtio.h"
 #include "hostfs/hostfs.h"
+#include "snapshot/snapshot.h"
+#include "vmm/err.h"
 #include "vmm/confine.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
@@ -71,6 +73,7 @@ struct virtio_fs {
 	/* Under dev->lock: */
 	uint32_t epoch[FS_QUEUES];  /* bumped when the queue is disabled or the device reset */
 	bool reset_pending;         /* the device was reset: hostfs_reset() on the thread */
+	bool in_service;            /* a request is popped and its reply not yet pushed */
 
 	/* The device thread's own: */
 	struct virtq_req req;
@@ -107,11 +110,13 @@ static bool fs_queue_notify(struct virtio_dev *dev, int q)
 		uint32_t epoch = fs->epoch[q], written;
 
 		n++;
+		fs->in_service = true;
 		pthread_mutex_lock(&fs->work_lock);
 		pthread_mutex_unlock(&dev->lock);
 		written = fuse_serve(fs->srv, &fs->req);
 		pthread_mutex_unlock(&fs->work_lock);
 		pthread_mutex_lock(&dev->lock);
+		fs->in_service = false;
 		if (epoch != fs->epoch[q])
 			return false; /* the ring went away meanwhile: nothing more to push */
 		virtio_push(dev, q, fs->req.head, written);
@@ -159,6 +164,59 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	pthread_mutex_lock(&fs->vdev.lock);
 	finish_reset(fs);
 	pthread_mutex_unlock(&fs->vdev.lock);
+}
+
+/* ---- snapshots ---- */
+
+#define FS_SNAP_FORMAT 1
+
+/* A FUSE session is state of the guest's kernel and of hostfs together (node ids, open
+ * handles, lookup counts) that a snapshot cannot carry over to another process's view of the
+ * host's files: a share mounted in the guest refuses the snapshot. Unmounted (no INIT yet, or
+ * DESTROY since, or a reset about to clear it), the device has nothing beyond the core's. */
+static void fs_drain(struct virtio_dev *dev)
+{
+	/* The request being served, if any, finishes with the guest's buffers; its reply is
+	 * pushed by the device thread, which needs dev->lock: fs_save refuses meanwhile. */
+	wait_idle(container_of(dev, struct virtio_fs, vdev));
+}
+
+static int fs_save(struct virtio_dev *dev, struct snap_writer *w, struct err *e)
+{
+	struct virtio_fs *fs = container_of(dev, struct virtio_fs, vdev);
+	bool mounted;
+
+	pthread_mutex_lock(&fs->work_lock);
+	mounted = fuse_server_initialized(fs->srv) && !fs->reset_pending;
+	pthread_mutex_unlock(&fs->work_lock);
+	if (mounted)
+		return err_set(e, -EBUSY, "snapshot: virtio-fs: a share is mounted in the guest; "
+			       "snapshot before mounting");
+	if (fs->in_service)
+		return err_set(e, -EBUSY, "snapshot: virtio-fs: a request is being answered; "
+			       "try again");
+	snap_put_u32(w, FS_SNAP_FORMAT);
+	return 0;
+}
+
+static int fs_restore(struct virtio_dev *dev, struct snap_cursor *c, struct err *e)
+{
+	struct virtio_fs *fs = container_of(dev, struct virtio_fs, vdev);
+	uint32_t format = snap_get_u32(c);
+
+	if (c->err)
+		return err_set(e, -EINVAL, "snapshot: virtio-fs: its state is cut short");
+	if (format != FS_SNAP_FORMAT)
+		return err_set(e, -EINVAL, "snapshot: virtio-fs: unknown state format %u", format);
+	/* The config bytes the core restored are the file's: the tag is the option's. */
+	memset(&fs->config, 0, sizeof(fs->config));
+	memcpy(fs->config.tag, fs->tag, strlen(fs->tag));
+	fs->config.num_request_queues = FS_REQUEST_QUEUES;
+	/* A request posted but not yet taken (its kick unread in the old process). */
+	for (int q = 0; q < FS_QUEUES; q++)
+		if (virtio_queue_live(dev, q))
+			virtio_queue_kick(dev, q);
+	return 0;
 }
 
 static int fs_stats(struct virtio_dev *dev, struct stat_value *out, int max)
@@ -247,6 +305,9 @@ static const struct virtio_dev_ops fs_ops = {
 	.reset = fs_reset,
 	.queue_disable = fs_queue_disable,
 	.stats = fs_stats,
+	.drain = fs_drain,
+	.save = fs_save,
+	.restore = fs_restore,
 	.destroy = fs_destroy,
 };
 

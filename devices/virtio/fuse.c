@@ -980,6 +980,11 @@ void fuse_server_reset(struct fuse_server *s)
 	s->initialized = false;
 }
 
+bool fuse_server_initialized(const struct fuse_server *s)
+{
+	return s->initialized;
+}
+
 int fuse_server_create(const struct fuse_server_opts *o, struct fuse_server **out)
 {
 	struct fuse_server *s = calloc(1, sizeof(*s));

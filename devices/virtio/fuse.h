@@ -73,6 +73,9 @@ uint32_t fuse_serve(struct fuse_server *s, const struct virtq_req *req);
 
 /* The device was reset: every node and handle is forgotten, INIT is needed again. */
 void fuse_server_reset(struct fuse_server *s);
+/* Whether a session is established (INIT answered, no DESTROY or reset since): the guest has
+ * the share mounted. Serialized with fuse_serve() by the caller. */
+bool fuse_server_initialized(const struct fuse_server *s);
 
 const struct fuse_server_stats *fuse_server_stats(const struct fuse_server *s);
 

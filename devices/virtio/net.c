@@ -34,6 +34,8 @@
 #include "devices/virtio/devices.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
+#include "snapshot/snapshot.h"
+#include "vmm/err.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
 
@@ -76,6 +78,8 @@ struct virtio_net {
 	struct virtio_net_config config;
 	struct net_backend *be;
 	struct net_port port;
+	char ifname[IFNAMSIZ];              /* tap: the interface; "" otherwise (set up once) */
+	uint8_t mac[6];                     /* as the options gave it (set up once) */
 
 	/* Under the device lock: */
 	uint32_t hdr_len;                   /* 12 (VERSION_1 or MRG_RXBUF) or 10 (legacy) */
@@ -493,6 +497,81 @@ void virtio_net_get_stats(struct virtio_dev *dev, struct virtio_net_stats *s)
 	pthread_mutex_unlock(&dev->lock);
 }
 
+/* ---- snapshots ---- */
+
+#define NET_SNAP_FORMAT 1
+#define NET_SNAP_BACKEND 8                 /* bytes of the backend's name */
+
+/* Beyond the core's state (features, which give the header length and mergeable buffers once
+ * activate runs again): which network the device was on. The MAC, the backend and a tap's
+ * interface must be the ones of the snapshot: the guest's ARP caches, DHCP lease and routes
+ * name them. The link is always up. Nothing is ever held between requests (a frame that
+ * waits for buffers gives them back, a chain the backend refused goes back to the ring), so
+ * there is no drain. Host-side state is not saved: frames waiting for receive buffers are
+ * dropped, and --net user's TCP connections and NAT are gone (the guest's sockets time out or
+ * get reset); a tap's host side is the host's. */
+static void backend_name(const struct virtio_net *n, char name[NET_SNAP_BACKEND])
+{
+	memset(name, 0, NET_SNAP_BACKEND);
+	if (n->be->name)
+		memcpy(name, n->be->name, MIN(strlen(n->be->name), (size_t)NET_SNAP_BACKEND - 1));
+}
+
+static int net_save(struct virtio_dev *dev, struct snap_writer *w, struct err *e)
+{
+	struct virtio_net *n = container_of(dev, struct virtio_net, vdev);
+	char be[NET_SNAP_BACKEND];
+
+	(void)e;
+	backend_name(n, be);
+	snap_put_u32(w, NET_SNAP_FORMAT);
+	snap_put(w, n->mac, 6);
+	snap_put(w, be, sizeof(be));
+	snap_put(w, n->ifname, sizeof(n->ifname));
+	return 0;
+}
+
+static int net_restore(struct virtio_dev *dev, struct snap_cursor *c, struct err *e)
+{
+	struct virtio_net *n = container_of(dev, struct virtio_net, vdev);
+	char be[NET_SNAP_BACKEND], snap_be[NET_SNAP_BACKEND], ifname[IFNAMSIZ];
+	uint8_t mac[6];
+	uint32_t format = snap_get_u32(c);
+
+	snap_get(c, mac, sizeof(mac));
+	snap_get(c, snap_be, sizeof(snap_be));
+	snap_get(c, ifname, sizeof(ifname));
+	if (c->err)
+		return err_set(e, -EINVAL, "snapshot: virtio-net: its state is cut short");
+	if (format != NET_SNAP_FORMAT)
+		return err_set(e, -EINVAL, "snapshot: virtio-net: unknown state format %u", format);
+	if (snap_be[sizeof(snap_be) - 1] || ifname[sizeof(ifname) - 1])
+		return err_set(e, -EINVAL, "snapshot: virtio-net: invalid backend");
+	backend_name(n, be);
+	if (strcmp(be, snap_be))
+		return err_set(e, -EINVAL, "snapshot: virtio-net: the snapshot's network was %s, "
+			       "this one is %s", snap_be, be);
+	if (strcmp(ifname, n->ifname))
+		return err_set(e, -EINVAL, "snapshot: virtio-net: the snapshot's tap was %s, this "
+			       "one is %s (give ifname=%s)", ifname, n->ifname, ifname);
+	if (memcmp(mac, n->mac, 6))
+		return err_set(e, -EINVAL, "snapshot: virtio-net: the snapshot's MAC was "
+			       "%02x:%02x:%02x:%02x:%02x:%02x, this device's differs", mac[0],
+			       mac[1], mac[2], mac[3], mac[4], mac[5]);
+	/* The config bytes the core restored are the file's: the device's own are these. */
+	memcpy(n->config.mac, n->mac, 6);
+	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
+	n->config.max_virtqueue_pairs = htole16(1);
+	n->config.mtu = htole16(NET_MTU);
+	/* A chain the old backend refused, or a kick unread: served once the loop runs. */
+	if (virtio_queue_live(dev, TX_QUEUE))
+		virtio_queue_kick(dev, TX_QUEUE);
+	if (!strcmp(be, "user"))
+		pr_info("virtio-net: restored on a new user network: the guest's connections "
+			"are gone");
+	return 0;
+}
+
 /* ---- construction ---- */
 
 static int net_stats(struct virtio_dev *dev, struct stat_value *out, int max)
@@ -557,9 +636,14 @@ int virtio_net_create_with(const struct virtio_env *env, const struct net_opts *
 		.reset = net_reset,
 		.activate = net_activate,
 		.stats = net_stats,
+		.save = net_save,
+		.restore = net_restore,
 		.destroy = net_destroy,
 	};
 	memcpy(n->config.mac, o->mac, 6);
+	memcpy(n->mac, o->mac, 6);
+	if (o->kind == NET_TAP)
+		memcpy(n->ifname, o->ifname, sizeof(n->ifname));
 	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
 	n->config.max_virtqueue_pairs = htole16(1);
 	n->config.mtu = htole16(NET_MTU);
