@@ -37,6 +37,7 @@ FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/fuzz_track.
 			     devices/virtio/console.c devices/virtio/console_ctrl.c \
 			     devices/virtio/console_input.c devices/virtio/blk.c devices/virtio/blk_opts.c \
 			     devices/virtio/blk_image.c devices/virtio/blk_wz.c devices/virtio/blk_io.c \
+			     devices/virtio/blk_snap.c \
 			     devices/virtio/net.c devices/virtio/balloon.c vmm/log.c vmm/evloop.c vmm/err.c \
 			     vmm/outq.c vmm/util.c vmm/optstr.c vmm/confine.c confine/seccomp.c \
 			     confine/seccomp_lists.c confine/syscall_names.c $(FUZZ_SNAPSHOT_SRCS)
