@@ -25,7 +25,7 @@ void cli_usage(FILE *out)
 	      "build/guest/mica-testguest) or a Linux bzImage.\n"
 	      "\n"
 	      "run options:\n"
-	      "  --kernel PATH      kernel to boot (required)\n"
+	      "  --kernel PATH      kernel to boot (required, unless --restore)\n"
 	      "  --initrd PATH      initial ramdisk (Linux only)\n"
 	      "  --cmdline STR      kernel command line (Linux default: console=ttyS0)\n"
 	      "  --mem SIZE         guest RAM, with K/M/G suffixes (default 256M)\n"
@@ -54,7 +54,12 @@ void cli_usage(FILE *out)
 	      "                     DSDT with the devices, poweroff and reset\n"
 	      "  --balloon          add a virtio-balloon device (target set through --control)\n"
 	      "  --control PATH     a UNIX socket taking commands for the running VM, one a line\n"
-	      "                     (help, balloon MIB, balloon-stats)\n"
+	      "                     (help, balloon MIB, balloon-stats, snapshot NAME [stop])\n"
+	      "  --snapshot-dir DIR where the control command `snapshot NAME` saves the whole\n"
+	      "                     VM (as DIR/NAME; the VM goes on, or ends with stop)\n"
+	      "  --restore FILE     start the VM saved in FILE instead of booting: give the\n"
+	      "                     options it was taken with (--mem, --cpus, devices, the\n"
+	      "                     same disk images), no --kernel\n"
 	      "  --bench-devices    add the exit-cost lab's probes (port 0x510, MMIO page at\n"
 	      "                     0xdf000000, PIO ioeventfd port 0x514)\n"
 	      "  --time-exits       time mica's handling of each userspace exit (for\n"
@@ -246,7 +251,8 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_RNG,
 	       OPT_CONSOLE, OPT_TRANSPORT, OPT_STATS, OPT_BENCH_DEVICES, OPT_TIME_EXITS,
 	       OPT_BALLOON, OPT_CONTROL, OPT_ACPI, OPT_DISK, OPT_NET, OPT_LANDLOCK,
-	       OPT_LANDLOCK_PROBE, OPT_SECCOMP, OPT_SECCOMP_PROBE, OPT_SHARE };
+	       OPT_LANDLOCK_PROBE, OPT_SECCOMP, OPT_SECCOMP_PROBE, OPT_SHARE, OPT_RESTORE,
+	       OPT_SNAPSHOT_DIR };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -258,6 +264,8 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 		{ "bench-devices", no_argument, NULL, OPT_BENCH_DEVICES },
 		{ "balloon", no_argument, NULL, OPT_BALLOON },
 		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "restore", required_argument, NULL, OPT_RESTORE },
+		{ "snapshot-dir", required_argument, NULL, OPT_SNAPSHOT_DIR },
 		{ "acpi", required_argument, NULL, OPT_ACPI },
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "net", required_argument, NULL, OPT_NET },
@@ -363,6 +371,12 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 		case OPT_CONTROL:
 			c->control_path = optarg;
 			break;
+		case OPT_RESTORE:
+			c->restore_path = optarg;
+			break;
+		case OPT_SNAPSHOT_DIR:
+			c->snapshot_dir = optarg;
+			break;
 		case OPT_BENCH_DEVICES:
 			c->bench_devices = true;
 			break;
@@ -423,7 +437,11 @@ static int parse_run(int argc, char **argv, struct cli *cli, struct err *e)
 		return err_set(e, -EINVAL, "unexpected argument '%s'; see mica --help", argv[optind]);
 	if (cli_check_ci(&c->ci, e))
 		return -EINVAL;
-	if (!c->kernel)
+	if (c->restore_path && (c->kernel || c->initrd || c->boot.cmdline))
+		return err_set(e, -EINVAL, "--restore starts the VM the snapshot holds, booting "
+			       "nothing: leave out --%s", c->kernel ? "kernel" : c->initrd ? "initrd" :
+			       "cmdline");
+	if (!c->kernel && !c->restore_path)
 		return err_set(e, -EINVAL, "no kernel given: use mica run --kernel PATH "
 			       "(e.g. build/guest/mica-testguest)");
 	for (int i = 0; i < c->nrng; i++)

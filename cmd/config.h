@@ -49,6 +49,8 @@ struct mica_config {
 	struct fs_opts shares[CONFIG_MAX_SHARES]; /* --share: virtio-fs devices */
 	int nshares;
 	const char *control_path;        /* --control */
+	const char *restore_path;        /* --restore: start from this snapshot, boot nothing */
+	const char *snapshot_dir;        /* --snapshot-dir: where `snapshot NAME` writes */
 	const char *stats_path;          /* --json (--stats-json) */
 	const char *stats_opt;           /* which of the two was given, for messages (mica
 					  * sandbox: --json) */

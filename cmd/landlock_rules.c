@@ -46,6 +46,10 @@ static int add_rules(struct landlock *ll, const struct mica_config *c, struct er
 	/* hostfs reads the mount table again when a new mount turns up inside a share. */
 	if (!err && c->nshares)
 		err = landlock_allow(ll, "/proc/self/mountinfo", LL_READ, e);
+	/* `snapshot NAME` writes DIR/NAME.tmp.PID and renames it to DIR/NAME (removed on a
+	 * failure). */
+	if (!err && c->snapshot_dir)
+		err = landlock_allow(ll, c->snapshot_dir, LL_READ | LL_WRITE | LL_CREATE | LL_UNLINK, e);
 	/* --stats-json was opened before the run (vmm/outfile.h) and is written through that fd;
 	 * its "memory" section reads mica's own smaps at exit. */
 	if (!err && c->stats_path)

@@ -18,6 +18,7 @@
 #include "cmd/cli.h"
 #include "cmd/landlock_rules.h"
 #include "cmd/sandbox.h"
+#include "cmd/snapshot_cmd.h"
 #include "devices/legacy.h"
 #include "devices/pci.h"
 #include "devices/uart.h"
@@ -30,6 +31,7 @@
 #include "confine/landlock_probe.h"
 #include "confine/seccomp.h"
 #include "sandbox/milestones.h"
+#include "snapshot/snapshot.h"
 #include "vmm/control.h"
 #include "vmm/host_mem.h"
 #include "vmm/layout.h"
@@ -40,6 +42,7 @@
 #include "vmm/term.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
+#include "vmm/vm_snapshot.h"
 
 #ifndef MICA_VERSION
 #define MICA_VERSION "0.1.0"
@@ -73,6 +76,7 @@ struct inputs {
 	struct out_file stats;                    /* --json */
 	struct out_file junit;                    /* --junit */
 	struct out_file serial_log;               /* --serial-log: kept once the VM runs */
+	struct snap_file *snapshot;               /* --restore */
 };
 
 /* Has the CI monitor (if any) watch q's bytes as the stream name. */
@@ -257,11 +261,15 @@ static int check_socket_path(const char *opt, const char *path, struct err *e)
 
 static int open_inputs(struct mica_config *c, struct inputs *in, struct err *e)
 {
-	enum kernel_kind kind;
+	enum kernel_kind kind = KERNEL_ELF;
 	int err;
 
-	if (boot_file_open(&in->kernel, c->kernel, e) || boot_detect(&in->kernel, &kind, e))
+	if (c->restore_path) {
+		if ((err = snap_open(c->restore_path, &in->snapshot, e)))
+			return err_prefix(e, err, "--restore");
+	} else if (boot_file_open(&in->kernel, c->kernel, e) || boot_detect(&in->kernel, &kind, e)) {
 		return err_prefix(e, -EINVAL, "cannot use kernel '%s'", c->kernel);
+	}
 	if (c->initrd && boot_file_open(&in->initrd, c->initrd, e))
 		return err_prefix(e, -EINVAL, "cannot use initrd '%s'", c->initrd);
 	if (c->initrd_data) {
@@ -302,6 +310,13 @@ static int open_inputs(struct mica_config *c, struct inputs *in, struct err *e)
 		return err;
 	if (c->control_path && (err = check_socket_path("--control", c->control_path, e)))
 		return err;
+	if (c->snapshot_dir) {
+		struct stat st;
+
+		if (stat(c->snapshot_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+			return err_set(e, -ENOTDIR, "--snapshot-dir %s: not a directory; create it "
+				       "first", c->snapshot_dir);
+	}
 	if (!c->boot.cmdline && kind == KERNEL_BZIMAGE)
 		c->boot.cmdline = LINUX_DEFAULT_CMDLINE;
 	c->boot.bench_probes = c->bench_devices;
@@ -320,6 +335,8 @@ static void close_inputs(struct inputs *in)
 	out_file_abandon(&in->stats);
 	out_file_abandon(&in->junit);
 	out_file_abandon(&in->serial_log);
+	snap_close(in->snapshot);
+	in->snapshot = NULL;
 }
 
 /* How the monitor ends a run (on the loop thread). */
@@ -382,6 +399,7 @@ static int start_seccomp(struct mica_config *c)
 
 	o->exit_writes_file = c->stats_path || c->ci.junit;
 	o->control_socket = c->control_path != NULL;
+	o->snapshots = c->snapshot_dir != NULL;
 	for (int i = 0; i < c->nports; i++)
 		o->port_input |= c->ports[i].in_fd >= 0;
 	for (int i = 0; i < c->nnets; i++) {
@@ -418,7 +436,7 @@ static int run(struct mica_config *c)
 	in.stats.fd = in.junit.fd = in.serial_log.fd = -1;
 	gethostname(host, sizeof(host) - 1);
 	if (!vrun.name) {
-		snprintf(name, sizeof(name), "mica run %s", c->kernel);
+		snprintf(name, sizeof(name), "mica run %s", c->kernel ? c->kernel : c->restore_path);
 		vrun.name = name;
 	}
 	if (open_inputs(c, &in, &e) || start_monitor(c, &in, &vm, &parts.monitor, &e)) {
@@ -460,21 +478,36 @@ static int run(struct mica_config *c)
 		status = EXIT_USAGE;
 		goto out_vm;
 	}
-	err = boot_load_kernel(&vm, &c->boot, &in.kernel, &in.initrd, &entry, &e);
-	if (err) {
-		pr_err("cannot load kernel '%s': %s", c->kernel, e.msg);
-		status = EXIT_USAGE;
-		goto out_vm;
-	}
-	/* The images are in guest RAM now; drop the mappings before the guest runs. */
-	boot_file_close(&in.kernel);
-	if (!in.initrd_borrowed)
-		boot_file_close(&in.initrd);
-	err = boot_setup_vcpus(&vm, &entry);
-	if (err) {
-		pr_err("cannot set up the vCPUs' boot state: %s", strerror(-err));
+	if (parts.control && (err = snapshot_cmd_register(parts.control, &vm, c->snapshot_dir))) {
+		pr_err("cannot set up snapshots: %s", strerror(-err));
 		status = EXIT_CRASH;
 		goto out_vm;
+	}
+	if (in.snapshot) {
+		/* A snapshot that does not fit this VM is refused before any vCPU runs. */
+		err = vm_restore(&vm, in.snapshot, &e);
+		if (err) {
+			pr_err("--restore %s: %s", c->restore_path, e.msg);
+			status = EXIT_USAGE;
+			goto out_vm;
+		}
+	} else {
+		err = boot_load_kernel(&vm, &c->boot, &in.kernel, &in.initrd, &entry, &e);
+		if (err) {
+			pr_err("cannot load kernel '%s': %s", c->kernel, e.msg);
+			status = EXIT_USAGE;
+			goto out_vm;
+		}
+		/* The images are in guest RAM now; drop the mappings before the guest runs. */
+		boot_file_close(&in.kernel);
+		if (!in.initrd_borrowed)
+			boot_file_close(&in.initrd);
+		err = boot_setup_vcpus(&vm, &entry);
+		if (err) {
+			pr_err("cannot set up the vCPUs' boot state: %s", strerror(-err));
+			status = EXIT_CRASH;
+			goto out_vm;
+		}
 	}
 	/* The VM is ready: the log starts empty now, and stays. */
 	out_file_keep(&in.serial_log);

@@ -65,6 +65,8 @@ struct seccomp_opts {
 	bool tap;                  /* --net tap: the tap fd's offload ioctls on feature changes */
 	bool slirp;                /* --net user: libslirp reads /etc/resolv.conf at runtime */
 	bool port_input;           /* a console port reads a host fd (mica sandbox's stdin) */
+	bool snapshots;            /* --snapshot-dir: the loop reads KVM's state and writes a
+				    * snapshot file (vmm/vm_snapshot.c) */
 };
 
 /* The kind's name: "loop", "vcpu", "io", "fs". */

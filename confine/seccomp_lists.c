@@ -106,6 +106,27 @@ static const struct sc_rule loop_port_input_rules[] = {
 	ANY(readv),
 };
 
+/* --snapshot-dir: `snapshot NAME` on the loop thread reads the VM's and each paused vCPU's KVM
+ * state (vmm/kvm_state.c) and writes DIR/NAME.tmp.PID, synced, renamed to DIR/NAME (removed on
+ * a failure; snapshot/file.c). */
+static const struct sc_rule loop_snapshot_rules[] = {
+	IN(ioctl, 1, KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_MSRS, KVM_GET_MSR_INDEX_LIST,
+	   KVM_CHECK_EXTENSION, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_GET_LAPIC,
+	   KVM_GET_VCPU_EVENTS, KVM_GET_MP_STATE, KVM_GET_DEBUGREGS, KVM_GET_IRQCHIP, KVM_GET_PIT2,
+	   KVM_GET_CLOCK, KVM_GET_SUPPORTED_CPUID),
+	IN(openat, 2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC),
+	ANY(pwrite64),
+	ANY(pread64),           /* virtio-blk's identity stamp of each image (blk_snap.c) */
+	ANY(ftruncate),
+	ANY(fdatasync),
+	ANY(rename),
+	ANY(renameat),
+	ANY(unlink),
+	ANY(unlinkat),
+	ANY(newfstatat),
+	ANY(getpid),
+};
+
 static const struct sc_rule loop_tap_rules[] = {
 	IN(ioctl, 1, TUNSETVNETHDRSZ, TUNSETOFFLOAD),
 };
@@ -253,7 +274,7 @@ struct group {
 
 int sc_rules(enum seccomp_kind kind, const struct seccomp_opts *o, struct sc_rule *out, int max)
 {
-	struct group g[8];
+	struct group g[12];
 	int ng = 0, n = 0;
 
 	switch (kind) {
@@ -272,6 +293,8 @@ int sc_rules(enum seccomp_kind kind, const struct seccomp_opts *o, struct sc_rul
 			g[ng++] = GROUP(loop_exit_file_rules);
 		if (o->port_input)
 			g[ng++] = GROUP(loop_port_input_rules);
+		if (o->snapshots)
+			g[ng++] = GROUP(loop_snapshot_rules);
 		if (o->control_socket) {
 			static const struct sc_rule unlink_rule[] = { ANY(unlink) };
 

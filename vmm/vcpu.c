@@ -297,6 +297,29 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 	}
 }
 
+/* vm_pause() asked every vCPU to stop. One more KVM_RUN with immediate_exit set completes the
+ * PIO or MMIO the last exit was about (an MMIO read's value goes into the destination register)
+ * and returns at once; then the vCPU's state is whole, and the thread waits until vm_resume()
+ * or the VM's end. */
+static void vcpu_park(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+
+	vcpu->run->immediate_exit = 1;
+	/* An access KVM splits (MMIO across a page) can exit again for its next fragment: that
+	 * exit is served like any other before the vCPU counts as parked. */
+	while (ioctl(vcpu->fd, KVM_RUN, 0) == 0 && vcpu_handle_exit(vcpu))
+		;
+	vcpu->run->immediate_exit = 0;
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (vm->pause_requested && !atomic_load(&vm->exit_requested))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -313,6 +336,10 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 	seccomp_enter(SECCOMP_VCPU, vcpu->index);
 	while (!atomic_load(&vm->exit_requested)) {
+		if (atomic_load(&vm->pause_requested)) {
+			vcpu_park(vcpu);
+			continue;
+		}
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

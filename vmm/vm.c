@@ -138,6 +138,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct err *e)
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->loop.epfd = vm->loop.stop_fd = -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 
@@ -231,6 +233,8 @@ void vm_destroy(struct vm *vm)
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);
 	pthread_mutex_destroy(&vm->exit_lock);
+	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_cond_destroy(&vm->pause_cond);
 }
 
 void vm_request_exit(struct vm *vm, int status, const char *reason)
@@ -242,7 +246,43 @@ void vm_request_exit(struct vm *vm, int status, const char *reason)
 		atomic_store(&vm->exit_requested, true);
 	}
 	pthread_mutex_unlock(&vm->exit_lock);
+	/* Parked vCPUs (and a vm_pause() waiting for them) must see the end. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	evloop_stop(&vm->loop);
+}
+
+int vm_pause(struct vm *vm)
+{
+	int running = 0, err = 0;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_requested = true;
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (int i = 0; i < vm->ncpus; i++) {
+		if (!vm->vcpus[i].started)
+			continue;
+		running++;
+		vcpu_kick(&vm->vcpus[i]);
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->parked < running && !atomic_load(&vm->exit_requested))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	if (vm->parked < running)
+		err = -ECANCELED;
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (err)
+		vm_resume(vm);
+	return err;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 int vm_set_irq_line(struct vm *vm, uint32_t gsi, int level)

@@ -69,6 +69,13 @@ struct vm {
 	struct vm_state_owner states[VM_MAX_DEVICES]; /* in registration order (set-up time) */
 	int nstates;
 
+	/* vm_pause()/vm_resume(): pause_lock guards pause_requested and parked; the vCPU
+	 * threads wait on pause_cond while paused, vm_pause() waits there for them to park. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	atomic_bool pause_requested;
+	int parked;
+
 	/* Set once by the first vm_request_exit(); read after the vCPUs have stopped. */
 	atomic_bool exit_requested;
 	int exit_status;
@@ -91,6 +98,13 @@ void vm_request_exit(struct vm *vm, int status, const char *reason);
 
 /* Drives a legacy interrupt line (GSI) of the in-kernel PIC/IOAPIC to level 0 or 1. */
 int vm_set_irq_line(struct vm *vm, uint32_t gsi, int level);
+
+/* Stops every running vCPU at a clean point: each has left KVM_RUN through an immediate exit,
+ * so the PIO/MMIO it was in the middle of is complete, and its state can be read or written.
+ * Returns 0 once all are parked, or -ECANCELED if the VM is ending. Event-loop thread (or
+ * before vm_run); undone by vm_resume(). */
+int vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
 
 /* Runs the vCPUs and the event loop until the VM ends; returns the exit status. */
 int vm_run(struct vm *vm);

@@ -80,6 +80,7 @@ struct virtio_net {
 	struct net_port port;
 	char ifname[IFNAMSIZ];              /* tap: the interface; "" otherwise (set up once) */
 	uint8_t mac[6];                     /* as the options gave it (set up once) */
+	bool mac_given;                     /* by mac=, not a default: a restore must match it */
 
 	/* Under the device lock: */
 	uint32_t hdr_len;                   /* 12 (VERSION_1 or MRG_RXBUF) or 10 (legacy) */
@@ -554,10 +555,13 @@ static int net_restore(struct virtio_dev *dev, struct snap_cursor *c, struct err
 	if (strcmp(ifname, n->ifname))
 		return err_set(e, -EINVAL, "snapshot: virtio-net: the snapshot's tap was %s, this "
 			       "one is %s (give ifname=%s)", ifname, n->ifname, ifname);
-	if (memcmp(mac, n->mac, 6))
+	/* A default MAC (derived from the --kernel path, which a restore has not) is the
+	 * snapshot's; one given with mac= must be it. */
+	if (n->mac_given && memcmp(mac, n->mac, 6))
 		return err_set(e, -EINVAL, "snapshot: virtio-net: the snapshot's MAC was "
 			       "%02x:%02x:%02x:%02x:%02x:%02x, this device's differs", mac[0],
 			       mac[1], mac[2], mac[3], mac[4], mac[5]);
+	memcpy(n->mac, mac, 6);
 	/* The config bytes the core restored are the file's: the device's own are these. */
 	memcpy(n->config.mac, n->mac, 6);
 	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
@@ -642,6 +646,7 @@ int virtio_net_create_with(const struct virtio_env *env, const struct net_opts *
 	};
 	memcpy(n->config.mac, o->mac, 6);
 	memcpy(n->mac, o->mac, 6);
+	n->mac_given = o->mac_set;
 	if (o->kind == NET_TAP)
 		memcpy(n->ifname, o->ifname, sizeof(n->ifname));
 	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);

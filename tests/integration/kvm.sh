@@ -457,6 +457,9 @@ tests/integration/sandbox.sh
 # mica as a CI step: the serial log, --expect/--fail-on/--end-on and their exit statuses, a
 # Linux panic caught by --fail-on kernel, JUnit from the test guest's and a command's TAP.
 tests/integration/ci.sh
+# Snapshot and restore: the test guest saved mid-test, restored, and going on with its devices;
+# every refused restore.
+tests/integration/snapshot.sh
 # Landlock: a guest-driven open of a file no option named is refused.
 tests/integration/guest_landlock.sh
 # What a Linux guest was told is durable survives kill -9 of mica, in every cache mode.
