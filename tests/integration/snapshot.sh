@@ -46,6 +46,7 @@ exec 7>&-
 cp "$OUT/snapshot-s1.err" "$OUT/snapshot-stop.err"
 expect snapshot-stop "snapshot s1 stop: reply '$reply', mica exits 0, $DIR/s1 written" \
 	test "${reply#ok snapshot}" != "$reply" -a $rc = 0 -a -s "$DIR/s1"
+[ -s "$DIR/s1" ] && echo "# snapshot: $(($(stat -c %s "$DIR/s1") >> 10)) KiB file, $(($(stat -c %b "$DIR/s1") / 2)) KiB on disk; paused${reply##*, paused}"
 # The disk as the snapshot left it: a restored guest writes to it, and a disk that changed
 # since is refused (virtio-blk's identity stamp), so each restore starts from a copy.
 cp "$DIR/disk.img" "$DIR/golden.img"
@@ -70,6 +71,19 @@ cp "$DIR/golden.img" "$DIR/disk.img"
 STDIN='go\n' LIMIT=300 run_mica snapshot-restore-again run --restore "$DIR/s1" "${DEVS[@]}" --timeout 240
 expect snapshot-restore-again "a second restore of the same file passes too" \
 	passed snapshot-restore-again
+
+# 2b. Two vCPUs (the test guest's APs wait in hlt), the devices on virtio-pci with MSI-X.
+DEVS_PCI=(--rng --disk "$DIR/disk.img" --mem 64M --cpus 2 --transport pci)
+cp "$DIR/golden.img" "$DIR/disk.img"
+DEVS_SAVED=("${DEVS[@]}")
+DEVS=("${DEVS_PCI[@]}")
+take smp stop
+{ wait $pid; } 2>/dev/null
+exec 7>&-
+STDIN='go\n' LIMIT=300 run_mica snapshot-smp-pci run --restore "$DIR/smp" "${DEVS_PCI[@]}" --timeout 240
+expect snapshot-smp-pci "2 vCPUs on virtio-pci: reply '$reply'; the restored guest passes" passed snapshot-smp-pci
+DEVS=("${DEVS_SAVED[@]}")
+cp "$DIR/golden.img" "$DIR/disk.img"
 
 # 3. Saved without stop: the VM goes on (and finishes once the line comes).
 take s2
