@@ -447,13 +447,33 @@ static int vcpu_apply(int vcpu_fd, struct vcpu_state *s, struct err *e)
 	return 0;
 }
 
-int kvm_vcpu_restore(int kvm_fd, int vcpu_fd, struct snap_cursor *c, struct err *e)
+/* The guest's TSC moves on by the advance_ns kvmclock was moved on by (restore_clock): a guest
+ * whose clocksource is the TSC (Linux's choice with an invariant TSC, which KVM's CPUID offers)
+ * keeps its wall clock right too, and kvmclock stays consistent with the TSC. Every vCPU gets
+ * the same advance; KVM takes a TSC written within 1 s of the one it expects (its last write
+ * plus the time since) as a synchronization, so vCPUs saved in step stay in step. */
+static void advance_tsc(int vcpu_fd, struct vcpu_state *s, uint64_t advance_ns)
+{
+	int khz = advance_ns ? ioctl(vcpu_fd, KVM_GET_TSC_KHZ) : 0;
+
+	if (khz <= 0)
+		return;
+	for (uint32_t i = 0; i < s->nmsrs; i++)
+		if (s->msrs[i].index == MSR_IA32_TSC)
+			s->msrs[i].data += advance_ns / 1000000 * (uint64_t)khz +
+					   advance_ns % 1000000 * (uint64_t)khz / 1000000;
+}
+
+int kvm_vcpu_restore(int kvm_fd, int vcpu_fd, uint64_t advance_ns, struct snap_cursor *c,
+		     struct err *e)
 {
 	struct vcpu_state s = { 0 };
 	int err = vcpu_parse(kvm_fd, c, &s, e);
 
-	if (!err)
+	if (!err) {
+		advance_tsc(vcpu_fd, &s, advance_ns);
 		err = vcpu_apply(vcpu_fd, &s, e);
+	}
 	free(s.xsave);
 	free(s.msrs);
 	return err;
@@ -507,18 +527,24 @@ int kvm_vm_save(int vm_fd, struct snap_writer *w, struct err *e)
  *  - A KVM that refuses the flag (< 5.16) gets the same advance computed here.
  *  - A section without a saved realtime (the flag clear: not written by kvm_vm_save, which
  *    always sets it) resumes at the saved value.
- * The guest's TSC is restored as saved (MSR_IA32_TSC): kvmclock stays consistent with it
- * because KVM recomputes each vCPU's pvclock page from the new clock. */
-static int restore_clock(int vm_fd, const struct kvm_clock_data *saved, struct err *e)
+ * How far the clock moved on goes to *advance_ns: the vCPUs' TSCs move on as much
+ * (kvm_vcpu_restore), and KVM recomputes each vCPU's pvclock page from the new clock and TSC. */
+static int restore_clock(int vm_fd, const struct kvm_clock_data *saved, uint64_t *advance_ns,
+			 struct err *e)
 {
-	struct kvm_clock_data c = { .clock = saved->clock };
+	struct kvm_clock_data c = { .clock = saved->clock }, now_clock = { 0 };
 	uint64_t now;
 
+	*advance_ns = 0;
 	if (saved->flags & KVM_CLOCK_REALTIME) {
 		c.flags = KVM_CLOCK_REALTIME;
 		c.realtime = saved->realtime;
-		if (ioctl(vm_fd, KVM_SET_CLOCK, &c) == 0)
+		if (ioctl(vm_fd, KVM_SET_CLOCK, &c) == 0) {
+			if (ioctl(vm_fd, KVM_GET_CLOCK, &now_clock) == 0 &&
+			    now_clock.clock > saved->clock)
+				*advance_ns = now_clock.clock - saved->clock;
 			return 0;
+		}
 		if (errno != EINVAL)
 			return refused(e, KVM_STATE_CLOCK, errno);
 		now = realtime_ns();
@@ -528,10 +554,11 @@ static int restore_clock(int vm_fd, const struct kvm_clock_data *saved, struct e
 	}
 	if (ioctl(vm_fd, KVM_SET_CLOCK, &c) < 0)
 		return refused(e, KVM_STATE_CLOCK, errno);
+	*advance_ns = c.clock - saved->clock;
 	return 0;
 }
 
-int kvm_vm_restore(int vm_fd, struct snap_cursor *c, struct err *e)
+int kvm_vm_restore(int vm_fd, struct snap_cursor *c, uint64_t *advance_ns, struct err *e)
 {
 	struct kvm_irqchip chip[3];
 	struct kvm_pit_state2 pit;
@@ -569,7 +596,7 @@ int kvm_vm_restore(int vm_fd, struct snap_cursor *c, struct err *e)
 			return refused(e, chips[i].tag, errno);
 	if (ioctl(vm_fd, KVM_SET_PIT2, &pit) < 0)
 		return refused(e, KVM_STATE_PIT, errno);
-	return restore_clock(vm_fd, &clock, e);
+	return restore_clock(vm_fd, &clock, advance_ns, e);
 }
 
 /* ---- identity ---- */

@@ -53,14 +53,18 @@ enum kvm_state_tag {
 /* One vCPU's state as one section's content (the caller does snap_begin/snap_end). kvm_fd is
  * /dev/kvm's (the MSR index list, the XSAVE size). */
 int kvm_vcpu_save(int kvm_fd, int vcpu_fd, struct snap_writer *w, struct err *e);
-/* Reads back what kvm_vcpu_save wrote and gives it to the vCPU (see the top for the checks).
+/* Reads back what kvm_vcpu_save wrote and gives it to the vCPU (see the top for the checks),
+ * its TSC moved on by advance_ns (kvm_vm_restore's: the time the VM spent saved).
  * After -EBADMSG the vCPU is untouched; after another error it is half restored: drop the VM. */
-int kvm_vcpu_restore(int kvm_fd, int vcpu_fd, struct snap_cursor *c, struct err *e);
+int kvm_vcpu_restore(int kvm_fd, int vcpu_fd, uint64_t advance_ns, struct snap_cursor *c,
+		     struct err *e);
 
 /* The VM-wide in-kernel state: PIC master, PIC slave, IOAPIC (KVM_GET_IRQCHIP), PIT
  * (KVM_GET_PIT2), kvmclock (KVM_GET_CLOCK). The VM has an in-kernel irqchip and PIT. */
 int kvm_vm_save(int vm_fd, struct snap_writer *w, struct err *e);
-int kvm_vm_restore(int vm_fd, struct snap_cursor *c, struct err *e);
+/* Restores them; kvmclock moves on by the host's realtime since the save, which goes to
+ * *advance_ns for kvm_vcpu_restore (0 when it did not move). */
+int kvm_vm_restore(int vm_fd, struct snap_cursor *c, uint64_t *advance_ns, struct err *e);
 
 /* What a restore needs of this host, as one short line for the snapshot's identity: the CPU's
  * vendor, family, model and stepping (KVM_GET_SUPPORTED_CPUID leaves 0 and 1) and a hash of

@@ -186,24 +186,33 @@ static int restore_section(struct snap_file *f, const char *name, uint32_t max_v
 struct vcpu_ctx {
 	int kvm_fd;
 	int fd;
+	uint64_t advance_ns; /* how far kvmclock moved on: the TSC moves as far */
 };
 
 static int restore_vcpu(void *obj, struct snap_cursor *c, struct err *e)
 {
 	struct vcpu_ctx *v = obj;
 
-	return kvm_vcpu_restore(v->kvm_fd, v->fd, c, e);
+	return kvm_vcpu_restore(v->kvm_fd, v->fd, v->advance_ns, c, e);
 }
+
+struct kvm_vm_ctx {
+	int vm_fd;
+	uint64_t advance_ns;
+};
 
 static int restore_kvm_vm(void *obj, struct snap_cursor *c, struct err *e)
 {
-	return kvm_vm_restore(*(int *)obj, c, e);
+	struct kvm_vm_ctx *v = obj;
+
+	return kvm_vm_restore(v->vm_fd, c, &v->advance_ns, e);
 }
 
 int vm_restore(struct vm *vm, struct snap_file *f, struct err *e)
 {
 	char name[SNAP_NAME_MAX];
 	const char *left;
+	struct kvm_vm_ctx kv = { vm->vm_fd, 0 };
 	int err = check_identity(vm, f, e);
 
 	for (int i = 0; !err && i < vm->mem.nregions; i++) {
@@ -213,10 +222,9 @@ int vm_restore(struct vm *vm, struct snap_file *f, struct err *e)
 	/* The interrupt controllers and the clock first: the vCPUs' LAPICs and the devices'
 	 * interrupt lines are restored into them. */
 	if (!err)
-		err = restore_section(f, "kvm.vm", KVM_VM_SECTION_VERSION, restore_kvm_vm,
-				      &vm->vm_fd, e);
+		err = restore_section(f, "kvm.vm", KVM_VM_SECTION_VERSION, restore_kvm_vm, &kv, e);
 	for (int i = 0; !err && i < vm->ncpus; i++) {
-		struct vcpu_ctx v = { vm->kvm_fd, vm->vcpus[i].fd };
+		struct vcpu_ctx v = { vm->kvm_fd, vm->vcpus[i].fd, kv.advance_ns };
 
 		snprintf(name, sizeof(name), "vcpu.%d", i);
 		err = restore_section(f, name, VCPU_SECTION_VERSION, restore_vcpu, &v, e);

@@ -460,6 +460,8 @@ tests/integration/ci.sh
 # Snapshot and restore: the test guest saved mid-test, restored, and going on with its devices;
 # every refused restore.
 tests/integration/snapshot.sh
+# Linux saved with blk, net, rng and a console, restored: its disk, address, TCP and clock go on.
+tests/integration/linux_snapshot.sh
 # Landlock: a guest-driven open of a file no option named is refused.
 tests/integration/guest_landlock.sh
 # What a Linux guest was told is durable survives kill -9 of mica, in every cache mode.

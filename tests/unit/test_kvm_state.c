@@ -25,7 +25,10 @@
 #define PVCLOCK_ADDR 0x2000
 #define OUT_PORT   0x80
 #define SAVED_AT   5          /* the guest's count when it is saved */
-#define PAUSE_NS   300000000  /* time spent saved: 0.3 s */
+/* Time spent saved: 1.2 s. Over 1 s, because KVM takes a host's TSC write within 1 s of the
+ * TSC it expects (its last write plus the time since) as a synchronization and keeps its own
+ * value: a TSC moved on by less would not show here (the saved one is a few ms). */
+#define PAUSE_NS   1200000000L
 
 /* The guest (16-bit real mode at CODE_ADDR): turns on kvmclock at PVCLOCK_ADDR, then counts in
  * AX and writes each value to OUT_PORT forever. */
@@ -219,20 +222,35 @@ static int restore(struct tvm *t, const char *name, struct err *e)
 	err = snap_open(path, &f, e);
 	if (err)
 		return err;
+	uint64_t advance_ns = 0;
+
 	err = snap_section(f, "kvm-vm.0", &c);
 	if (!err)
-		err = kvm_vm_restore(t->vm, &c, e);
+		err = kvm_vm_restore(t->vm, &c, &advance_ns, e);
 	if (!err)
 		err = snap_section(f, "kvm-vcpu.0", &c);
 	if (!err)
-		err = kvm_vcpu_restore(kvm_fd, t->vcpu, &c, e);
+		err = kvm_vcpu_restore(kvm_fd, t->vcpu, advance_ns, &c, e);
 	snap_close(f);
 	return err;
 }
 
+/* The vCPU's TSC (MSR 0x10). */
+static uint64_t guest_tsc(int vcpu)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} m = { .hdr.nmsrs = 1, .e.index = 0x10 };
+
+	CHECK_EQ(ioctl(vcpu, KVM_GET_MSRS, &m), 1);
+	return m.e.data;
+}
+
 /* Saved after SAVED_AT writes, restored into a fresh VM (RAM copied as a RAM section would
  * be), the guest's count goes on from SAVED_AT + 1; the kvmclock page is rewritten by KVM in the
- * new VM (its MSR came back) and shows the time spent saved as passed. */
+ * new VM (its MSR came back) and shows the time spent saved as passed, and so does the TSC (a
+ * guest whose clocksource is the TSC keeps the right time). */
 static void test_guest_continues(void)
 {
 	struct tvm a, b;
@@ -243,8 +261,9 @@ static void test_guest_continues(void)
 	struct pvclock pv;
 	struct err e = { "" };
 	char path[128];
-	uint64_t rt_saved, rt_restore;
-	const struct timespec pause = { 0, PAUSE_NS };
+	uint64_t rt_saved, rt_restore, tsc_saved, tsc_restored;
+	int khz;
+	const struct timespec pause = { PAUSE_NS / 1000000000, PAUSE_NS % 1000000000 };
 
 	if (!kvm_usable())
 		TEST_SKIP("no /dev/kvm");
@@ -256,6 +275,7 @@ static void test_guest_continues(void)
 	CHECK(pv.version != 0); /* the guest's wrmsr turned kvmclock on */
 
 	CHECK_EQ(ioctl(a.vm, KVM_GET_CLOCK, &before), 0);
+	tsc_saved = guest_tsc(a.vcpu);
 	printf("#   KVM_GET_CLOCK flags 0x%x (realtime %s)\n", before.flags,
 	       before.flags & KVM_CLOCK_REALTIME ? "from KVM" : "added by mica");
 	path_of(path, sizeof(path), "good.snap");
@@ -291,6 +311,14 @@ static void test_guest_continues(void)
 	CHECK_EQ(restore(&b, "good.snap", &e), 0);
 	if (e.msg[0])
 		printf("#   %s\n", e.msg);
+	/* Before b runs: its TSC is the saved one moved on by at least the pause (at the TSC's
+	 * rate); restored as saved it would be short of it by nearly all of the pause. */
+	tsc_restored = guest_tsc(b.vcpu);
+	khz = ioctl(b.vcpu, KVM_GET_TSC_KHZ);
+	printf("#   TSC %lu -> %lu (%d kHz)\n", (unsigned long)tsc_saved, (unsigned long)tsc_restored,
+	       khz);
+	CHECK(khz > 0);
+	CHECK(tsc_restored >= tsc_saved + (uint64_t)khz * (PAUSE_NS / 1000000));
 	for (int i = SAVED_AT + 1; i <= SAVED_AT + 3; i++)
 		CHECK_EQ(next_out(&b), i);
 	/* The saved VM goes on in step. */
