@@ -4,7 +4,7 @@
 # -M microvm and -M q35) with QEMU's virtiofsd doing the same job: the same kernel (Debian's
 # cloud kernel, build/linux/vmlinuz), the same init with the same job (the initramfs mica builds,
 # written to a file for QEMU by tests/unit/test_sandbox_initramfs --write), the same share (the
-# host's /, read-only, tag mica-root), the same ports (virtio-console mica.stdin/stdout/stderr),
+# host's /, read-only, tag mica-root), the same ports (virtio-console mica.job/stdin/stdout/stderr),
 # the same kernel command line, 512 MiB (mica sandbox's default), 1 vCPU; CMD's status out
 # through port 0x501 (mica's debug-exit; QEMU's isa-debug-exit exits with (N<<1)|1).
 # Sourced by scripts/bench with bench/lib.sh loaded and $BENCH_TMP set.
@@ -189,6 +189,7 @@ sb_qemu_cmd() {
         -kernel "$sb_kernel" -initrd "$initrd" -append "$sb_cmdline"
         -chardev "socket,id=fs0,path=$BENCH_TMP/vfs.sock" -device "$fsdev,chardev=fs0,tag=$sb_tag"
         -device "$serdev,id=vs"
+        -chardev "file,id=job,path=/dev/null,input-path=$initrd.job" -device virtserialport,bus=vs.0,chardev=job,name=mica.job
         -chardev "$stdin,id=si" -device virtserialport,bus=vs.0,chardev=si,name=mica.stdin
         -chardev file,id=so,path=/proc/self/fd/1 -device virtserialport,bus=vs.0,chardev=so,name=mica.stdout
         -chardev "file,id=se,path=$base.cmderr" -device virtserialport,bus=vs.0,chardev=se,name=mica.stderr

@@ -5,7 +5,8 @@
 # mica.stdin/mica.stdout/mica.stderr (or a virtconsole as /dev/hvc0 for the terminal mode), and
 # isa-debug-exit on port 0x501 (QEMU exits with status*2+1). The initramfs is the one
 # `mica sandbox` builds, written by the unit test's helper (test_sandbox_initramfs --write)
-# from the caller's cwd, ids, umask and environment; the checks are on what the command printed
+# with the job it would send, from the caller's cwd, ids, umask and environment, on a port
+# mica.job (a file chardev: the job's bytes, then the end of its input); the checks are on what the command printed
 # through the ports, the status, and the host's files afterwards.
 # Run alone (it needs root for virtiofsd): tests/integration/sandbox_qemu.sh
 cd "$(dirname "$0")/../.."
@@ -82,7 +83,9 @@ qboot() {
 		-append 'console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init' \
 		-chardev socket,id=c0,path="$T/root.sock" -device vhost-user-fs-pci,chardev=c0,tag=mica-root \
 		-chardev socket,id=c1,path="$T/rw.sock" -device vhost-user-fs-pci,chardev=c1,tag=mica-rw0 \
-		-device virtio-serial-pci,id=vs "${dev[@]}" \
+		-device virtio-serial-pci,id=vs \
+		-chardev file,id=job,path=/dev/null,input-path="$T/cpio/$name.cpio.job" \
+		-device virtserialport,bus=vs.0,chardev=job,name=mica.job "${dev[@]}" \
 		-serial file:"$T/console" -monitor none -device isa-debug-exit,iobase=0x501,iosize=1 \
 		>"$OUT/$name.qemu" 2>&1
 	qrc=$?
