@@ -1,8 +1,9 @@
 /* `mica sandbox`: from its options (cmd/sandbox_cli.h) to the VM `mica run` builds (struct
  * mica_config): the kernel and its modules found, the initramfs packed in memory (the same for
- * every job), the job for the guest's init encoded for its port (SANDBOX_PORT_JOB), the host's / shared read-only and each --rw directory writable, the
- * command's stdin, stdout and stderr on console ports (or the terminal on the console), and the
- * kernel's messages out of the way. cmd/main.c runs the VM and maps how it ended with
+ * every job), the job for the guest's init encoded for its port (SANDBOX_PORT_JOB), the
+ * host's / shared read-only and each --rw directory writable, the command's stdin, stdout and
+ * stderr on console ports (or the terminal on the console), and the kernel's messages out of
+ * the way. cmd/main.c runs the VM and maps how it ended with
  * sandbox_exit_status(). */
 #ifndef MICA_CMD_SANDBOX_H
 #define MICA_CMD_SANDBOX_H
