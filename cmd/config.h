@@ -18,7 +18,7 @@
 #define CONFIG_MAX_NETS  4
 #define CONFIG_MAX_RNGS  4
 #define CONFIG_MAX_SHARES 8
-#define CONFIG_MAX_PORTS 3
+#define CONFIG_MAX_PORTS 4 /* mica sandbox: its job, stdin, stdout, stderr */
 
 enum console_kind {
 	CONSOLE_SERIAL,  /* the terminal is on the 16550A UART */

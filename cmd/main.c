@@ -599,6 +599,7 @@ static int sandbox_main(int argc, char **argv)
 		sandbox_release(&r);
 		return EXIT_USAGE;
 	}
+	sandbox_send_job(&r); /* FIXME(lead, warm sandbox): moves to where the guest may read it */
 	log_set_level(cli.cfg.verbosity >= 2 ? LOG_DEBUG
 		      : cli.cfg.verbosity == 1 ? LOG_INFO : LOG_WARN);
 	status = run(&cli.cfg);

@@ -148,15 +148,13 @@ static bool job_stdio(struct sandbox_job *j)
 	return tty;
 }
 
-/* The job and the initramfs that carries it, with the modules the kernel needs. */
-static int build_initramfs(const struct sandbox_opts *o, struct sandbox_run *r, bool *tty,
-			   struct err *e)
+/* The job, encoded into r->job. */
+static int build_job(const struct sandbox_opts *o, struct sandbox_run *r, bool *tty,
+		     struct err *e)
 {
 	struct job_share rw[SANDBOX_MAX_RW];
 	char tags[SANDBOX_MAX_RW][24];   /* "mica-rw" and any unsigned */
 	struct sandbox_job j = { 0 };
-	struct kmod_set mods = { 0 };
-	struct initramfs ar;
 	mode_t mask = umask(0);
 	int n, err;
 
@@ -181,22 +179,104 @@ static int build_initramfs(const struct sandbox_opts *o, struct sandbox_run *r, 
 	j.groups = calloc(n > 0 ? n : 1, sizeof(gid_t));
 	j.envp = job_env(&j.envc);
 	if (!j.groups || !j.envp) {
-		err = -ENOMEM;
+		err = err_set(e, -ENOMEM, "the sandbox's job: %s", strerror(ENOMEM));
 		goto out;
 	}
 	n = getgroups(n, (gid_t *)j.groups);
 	j.ngroups = n > 0 ? (uint32_t)n : 0;
+	err = job_encode(&j, &r->job, &r->job_len);
+	if (err == -EINVAL)
+		err_set(e, err, "the sandbox's job cannot be encoded: a relative path, an empty tag "
+			"or a value out of range (is the environment or CMD larger than %u MiB?)",
+			JOB_MAX_BYTES >> 20);
+	else if (err)
+		err_set(e, err, "the sandbox's job: %s", strerror(-err));
+out:
+	free(j.groups);
+	free(j.envp);
+	return err;
+}
+
+/* The initramfs with the modules the kernel needs. */
+static int build_initramfs(const struct sandbox_opts *o, struct sandbox_run *r, struct err *e)
+{
+	struct kmod_set mods = { 0 };
+	struct initramfs ar;
+	int err;
+
 	err = kmod_find(r->kernel, o->modules, NULL, &mods, e);
 	if (!err)
-		err = initramfs_build_sandbox(&j, &mods, &ar, e);
+		err = initramfs_build_sandbox(&mods, &ar, e);
 	if (!err) {
 		r->initramfs = ar.data;
 		r->initramfs_size = ar.len;
 	}
-out:
 	kmod_set_free(&mods);
-	free(j.groups);
-	free(j.envp);
+	return err;
+}
+
+/* The largest pipe an unprivileged process may ask for; 1 MiB if the kernel does not say. */
+static size_t pipe_max_size(void)
+{
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "re");
+	unsigned long v = 0;
+
+	if (f) {
+		if (fscanf(f, "%lu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v ? (size_t)v : 1u << 20;
+}
+
+int sandbox_job_pipe(struct sandbox_run *r, struct err *e)
+{
+	size_t max = pipe_max_size();
+	int size;
+
+	if (r->job_len > max)
+		return err_set(e, -E2BIG, "the job (CMD, its environment and options) is %zu KiB, "
+			       "more than a pipe takes (%zu KiB, /proc/sys/fs/pipe-max-size): shorten "
+			       "the environment", (r->job_len + 1023) >> 10, max >> 10);
+	if (pipe2(r->job_fd, O_CLOEXEC) < 0) {
+		r->job_fd[0] = r->job_fd[1] = -1;
+		return err_set(e, -errno, "the job's pipe: %s", strerror(errno));
+	}
+	/* Ours alone: non-blocking, so that a write that did not fit fails instead of waiting
+	 * for the guest. */
+	if (fcntl(r->job_fd[1], F_SETFL, O_NONBLOCK) < 0)
+		return err_set(e, -errno, "the job's pipe: %s", strerror(errno));
+	size = fcntl(r->job_fd[1], F_GETPIPE_SZ);
+	/* The kernel rounds the size up to a power of two pages. */
+	if ((size < 0 || (size_t)size < r->job_len) &&
+	    fcntl(r->job_fd[1], F_SETPIPE_SZ, (int)r->job_len) < 0)
+		return err_set(e, -errno, "the job (CMD, its environment and options) is %zu KiB, "
+			       "more than a pipe may take now (%s): shorten the environment",
+			       (r->job_len + 1023) >> 10, strerror(errno));
+	return 0;
+}
+
+int sandbox_send_job(struct sandbox_run *r)
+{
+	size_t done = 0;
+	int err = 0;
+
+	if (r->job_fd[1] < 0)
+		return -EBADF;
+	while (done < r->job_len) {
+		ssize_t n = write(r->job_fd[1], r->job + done, r->job_len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? -errno : -EIO;
+			break;
+		}
+		done += (size_t)n;
+	}
+	/* Closed even after a failure: the guest sees the end, and refuses a truncated job. */
+	close(r->job_fd[1]);
+	r->job_fd[1] = -1;
 	return err;
 }
 
@@ -240,13 +320,15 @@ int sandbox_prepare(const struct sandbox_opts *o, struct mica_config *c, struct 
 	int err, fd;
 
 	r->log_fd = -1;
+	r->job_fd[0] = r->job_fd[1] = -1;
 	if ((err = find_kernel(o, r, e)) || (err = check_kernel(r, e)) || (err = check_rw(o, r, e)))
 		return err;
 	r->cwd = getcwd(NULL, 0);
 	if (!r->cwd)
 		return err_set(e, -errno, "cannot tell the current directory (%s): cd to one that "
 			       "exists", strerror(errno));
-	if ((err = build_initramfs(o, r, &tty, e)))
+	if ((err = build_job(o, r, &tty, e)) || (err = sandbox_job_pipe(r, e)) ||
+	    (err = build_initramfs(o, r, e)))
 		return err;
 	if ((fd = open_log(o, r, e)) < 0)
 		return fd;
@@ -291,8 +373,13 @@ int sandbox_prepare(const struct sandbox_opts *o, struct mica_config *c, struct 
 	}
 	for (int i = 0; i < c->nshares; i++)
 		c->shares[i].nshares = (uint32_t)c->nshares;
-	/* CMD's streams that are not the terminal, each on its own port. */
+	if (o->debug_no_shares)
+		c->nshares = 0;
+	/* The job's port first, in every mode: the set of ports is the same for every job (a warm
+	 * sandbox's snapshot holds it). Then CMD's streams that are not the terminal, each on its
+	 * own port. */
 	c->nports = 0;
+	c->ports[c->nports++] = (struct config_port){ SANDBOX_PORT_JOB, r->job_fd[0], -1 };
 	if (!tty) {
 		c->ports[c->nports++] = (struct config_port){ SANDBOX_PORT_STDIN, STDIN_FILENO, -1 };
 		c->ports[c->nports++] = (struct config_port){ SANDBOX_PORT_STDOUT, -1, STDOUT_FILENO };
@@ -319,6 +406,14 @@ int sandbox_exit_status(int guest_status, const char *reason, double timeout_s)
 
 void sandbox_release(struct sandbox_run *r)
 {
+	for (int i = 0; i < 2; i++) {
+		if (r->job_fd[i] >= 0)
+			close(r->job_fd[i]);
+		r->job_fd[i] = -1;
+	}
+	free(r->job);
+	r->job = NULL;
+	r->job_len = 0;
 	free(r->initramfs);
 	free(r->cwd);
 	if (r->log_fd >= 0)

@@ -41,6 +41,10 @@ void sandbox_usage(FILE *out)
 	      "CI options (as for mica run):\n", out);
 	cli_ci_usage(out);
 	fputs("\n"
+	      "debug options (for mica's own tests):\n"
+	      "  --debug-no-shares  the VM gets no virtio-fs device: the init fails at\n"
+	      "                     mounting the host's / (status 125, one line)\n"
+	      "\n"
 	      "Exit status: CMD's own; 128+N if it died of signal N; 124 on --timeout; 125 if\n"
 	      "the guest kernel panicked or mica failed; 123 if a --fail-on pattern matched;\n"
 	      "122 if an --expect pattern never appeared (and CMD ended with 0); 2 for a\n"
@@ -50,7 +54,7 @@ void sandbox_usage(FILE *out)
 int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, struct err *e)
 {
 	enum { OPT_KERNEL = 256, OPT_MODULES, OPT_RW, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_LOG,
-	       OPT_JSON, OPT_LANDLOCK, OPT_SECCOMP, OPT_APPEND };
+	       OPT_JSON, OPT_LANDLOCK, OPT_SECCOMP, OPT_APPEND, OPT_NO_SHARES };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "modules", required_argument, NULL, OPT_MODULES },
@@ -63,6 +67,7 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 		{ "json", required_argument, NULL, OPT_JSON },
 		{ "landlock", required_argument, NULL, OPT_LANDLOCK },
 		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
+		{ "debug-no-shares", no_argument, NULL, OPT_NO_SHARES },
 		CLI_CI_OPTIONS,
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -81,7 +86,7 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 	/* "+": options end at the first non-option word, CMD's own options are CMD's. */
 	while ((opt = getopt_long(argc, argv, "+:vh", opts, &idx)) != -1) {
 		if (opt >= 256 && opt < CLI_CI_OPT_FIRST) {
-			if (!optarg[0])
+			if (optarg && !optarg[0])
 				return err_set(e, -EINVAL, "--%s: empty value; give one, or leave the "
 					       "option out", opts[idx].name);
 			if (opt != OPT_RW && (seen & (1ULL << (opt - 256))))
@@ -133,6 +138,9 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 		case OPT_SECCOMP:
 			if (cli_parse_on_off("--seccomp", optarg, &o->seccomp, e))
 				return -EINVAL;
+			break;
+		case OPT_NO_SHARES:
+			o->debug_no_shares = true;
 			break;
 		case 'v':
 			o->verbosity++;

@@ -30,6 +30,8 @@ struct sandbox_opts {
 	struct ci_opts ci;           /* --serial-log, --expect, --junit, ... (ci/ci.h) */
 	bool landlock, seccomp;
 	int verbosity;               /* -v: kernel messages on stderr, the init's steps */
+	bool debug_no_shares;        /* --debug-no-shares: no virtio-fs device at all (the init
+				      * fails at mounting the root share: a test of its failure) */
 	char **argv;                 /* CMD and its arguments; argc 0: an interactive shell */
 	int argc;
 };

@@ -214,34 +214,24 @@ static char *module_list(const struct kmod_set *mods, size_t *len)
 	return s;
 }
 
-int initramfs_build_sandbox(const struct sandbox_job *job, const struct kmod_set *mods,
-			    struct initramfs *out, struct err *e)
+int initramfs_build_sandbox(const struct kmod_set *mods, struct initramfs *out, struct err *e)
 {
 	static const char *const dirs[] = { "/dev", "/proc", "/sys", "/mnt", "/mnt/lower",
 					    "/mnt/rw", "/newroot", "/mica", "/lib", "/lib/modules" };
 	char path[PATH_MAX], *list;
-	uint8_t *jb;
-	size_t jlen, llen = 0;
+	size_t llen = 0;
 	int err;
 
 	initramfs_init(out);
-	err = job_encode(job, &jb, &jlen);
-	if (err)
-		return err_set(e, err, "the sandbox's job cannot be encoded: %s", err == -EINVAL ?
-			       "a relative path, an empty tag or a value out of range" : strerror(-err));
 	list = module_list(mods, &llen);
-	if (!list) {
-		free(jb);
+	if (!list)
 		return err_set(e, -ENOMEM, "the initramfs: %s", strerror(ENOMEM));
-	}
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
 		initramfs_add_dir(out, dirs[i], 0755);
 	initramfs_add_chardev(out, "/dev/console", 0600, 5, 1);
 	initramfs_add_file(out, "/init", 0755, mica_init_start,
 			   (size_t)(mica_init_end - mica_init_start));
-	initramfs_add_file(out, "/mica/job", 0600, jb, jlen);
 	initramfs_add_file(out, "/mica/modules", 0644, list, llen);
-	free(jb);
 	free(list);
 	err = out->err;
 	if (err)

@@ -5,11 +5,11 @@
  * The generic writer (initramfs_add_*) appends entries in the order given; the kernel's
  * unpacker does not create parent directories, so add a directory before what it holds. Every
  * entry is owned by root, with mtime 0 (the archive of the same inputs is the same bytes).
- * Names are given as absolute paths ("/mica/job") and stored without the leading '/'.
+ * Names are given as absolute paths ("/mica/modules") and stored without the leading '/'.
  *
- * initramfs_build_sandbox() lays out the whole archive of `mica sandbox`:
+ * initramfs_build_sandbox() lays out the whole archive of `mica sandbox`, the same for every job
+ * (the job reaches the init on a port: sandbox/job.h):
  *     /init                 the embedded init (build/sandbox/mica-init, sandbox/init/)
- *     /mica/job             the job (sandbox/job.h)
  *     /mica/modules         the modules' file names, one a line, in load order
  *     /lib/modules/NAME.ko  each module (or .ko.xz/.ko.zst/.ko.gz, sandbox/kmod.h)
  *     /dev/console          the kernel opens it as the init's stdin, stdout and stderr
@@ -21,7 +21,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sandbox/job.h"
 #include "sandbox/kmod.h"
 #include "vmm/err.h"
 
@@ -61,10 +60,9 @@ void initramfs_free(struct initramfs *a);
 /* The init mica embeds (sandbox/init_blob.S; built by sandbox/sandbox.mk). */
 extern const uint8_t mica_init_start[], mica_init_end[];
 
-/* Builds the archive of `mica sandbox` (see above) for job and the modules mods found (an empty
- * set is allowed: a kernel with everything built in). On failure, out is freed and e says
- * what went wrong. */
-int initramfs_build_sandbox(const struct sandbox_job *job, const struct kmod_set *mods,
-			    struct initramfs *out, struct err *e);
+/* Builds the archive of `mica sandbox` (see above) with the modules mods found (an empty set is
+ * allowed: a kernel with everything built in). On failure, out is freed and e says what went
+ * wrong. */
+int initramfs_build_sandbox(const struct kmod_set *mods, struct initramfs *out, struct err *e);
 
 #endif

@@ -1,9 +1,12 @@
 /* The job of `mica sandbox`: what the guest's init (sandbox/init/) needs to run the caller's
  * command as the caller would have run it on the host.
  *
- * The host fills a struct sandbox_job, job_encode() turns it into bytes that go into the
- * initramfs as /mica/job (sandbox/initramfs.h), and the init reads them back with job_decode().
- * This one file is compiled into both mica and the static init.
+ * The host fills a struct sandbox_job, job_encode() turns it into bytes that mica feeds to the
+ * guest on the virtio-console port SANDBOX_PORT_JOB, ending them with the port's end of input
+ * (PORT_OPEN 0); the init reads them to that end, only after SANDBOX_MILESTONE_READY
+ * (sandbox/milestones.h), and decodes them with job_decode(). Nothing of the job is in the
+ * initramfs, so a guest snapshotted at that milestone can run any job. This one file is
+ * compiled into both mica and the static init.
  *
  * Wire format, version 1 (all integers little-endian):
  *     "MJOB" u32 version u32 flags
@@ -32,6 +35,7 @@
 #define SANDBOX_PORT_STDIN  "mica.stdin"
 #define SANDBOX_PORT_STDOUT "mica.stdout"
 #define SANDBOX_PORT_STDERR "mica.stderr"
+#define SANDBOX_PORT_JOB    "mica.job"  /* the encoded job, then the end of input */
 #define SANDBOX_TTY "/dev/hvc0"        /* the virtio console's console port */
 
 /* Limits the decoder enforces (and the encoder, so the host fails first). */

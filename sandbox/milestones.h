@@ -5,5 +5,9 @@
 
 #define SANDBOX_MILESTONE_INIT 1 /* the init runs (the kernel has booted) */
 #define SANDBOX_MILESTONE_CMD  2 /* CMD is about to be executed (everything mounted) */
+/* The modules are loaded, and nothing of the job is read or mounted yet: from here on the
+ * guest is the same for every job, the point a warm sandbox snapshots. Next, the init reads the
+ * job from the port SANDBOX_PORT_JOB (sandbox/job.h). */
+#define SANDBOX_MILESTONE_READY 3
 
 #endif

@@ -4,7 +4,7 @@
 # -M microvm and -M q35) with QEMU's virtiofsd doing the same job: the same kernel (Debian's
 # cloud kernel, build/linux/vmlinuz), the same init with the same job (the initramfs mica builds,
 # written to a file for QEMU by tests/unit/test_sandbox_initramfs --write), the same share (the
-# host's /, read-only, tag mica-root), the same ports (virtio-console mica.stdin/stdout/stderr),
+# host's /, read-only, tag mica-root), the same ports (virtio-console mica.job/stdin/stdout/stderr),
 # the same kernel command line, 512 MiB (mica sandbox's default), 1 vCPU; CMD's status out
 # through port 0x501 (mica's debug-exit; QEMU's isa-debug-exit exits with (N<<1)|1).
 # Sourced by scripts/bench with bench/lib.sh loaded and $BENCH_TMP set.
@@ -167,8 +167,27 @@ sb_work_setup() {
 # ---------------------------------------------------------------------------------------------
 # One run.
 
+# sb_job_server SOCKET FILE: listens on SOCKET (ready when it returns); sends FILE (the job the
+# helper wrote beside the initramfs) to the first client, QEMU's mica.job port, and ends its
+# half (a hang-up would make QEMU drop what it has not read): the port's input ends after the
+# job, as mica's does; the server waits for QEMU to go. Gives up after 300 s without a client.
+sb_job_server() {
+    python3 -c 'import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(1)
+if os.fork():
+    os._exit(0)
+s.settimeout(300)
+c, _ = s.accept()
+c.sendall(open(sys.argv[2], "rb").read())
+c.shutdown(socket.SHUT_WR)
+c.recv(1)' "$1" "$2"
+}
+
 # sb_qemu_cmd VMM BASE INITRD STDIN: sets cmd=(QEMU's command line). STDIN: the chardev of the
-# mica.stdin port (null, or pipe,path=BASE.si). The mica.stdout port is QEMU's own stdout.
+# mica.stdin port (null, or pipe,path=BASE.si). The mica.stdout port is QEMU's own stdout; the
+# mica.job port connects to BASE.job.sock (sb_job_server).
 sb_qemu_cmd() {
     local vmm=$1 base=$2 initrd=$3 stdin=$4 machine fsdev serdev
     case $vmm in
@@ -189,6 +208,7 @@ sb_qemu_cmd() {
         -kernel "$sb_kernel" -initrd "$initrd" -append "$sb_cmdline"
         -chardev "socket,id=fs0,path=$BENCH_TMP/vfs.sock" -device "$fsdev,chardev=fs0,tag=$sb_tag"
         -device "$serdev,id=vs"
+        -chardev "socket,id=job,path=$base.job.sock" -device virtserialport,bus=vs.0,chardev=job,name=mica.job
         -chardev "$stdin,id=si" -device virtserialport,bus=vs.0,chardev=si,name=mica.stdin
         -chardev file,id=so,path=/proc/self/fd/1 -device virtserialport,bus=vs.0,chardev=so,name=mica.stdout
         -chardev "file,id=se,path=$base.cmderr" -device virtserialport,bus=vs.0,chardev=se,name=mica.stderr
@@ -253,6 +273,7 @@ sb_run() {
         local stdin=null
         ((measured)) && stdin=pipe,path=$base.si
         sb_qemu_cmd "$vmm" "$base" "$BENCH_TMP/sandbox.$work.cpio" "$stdin"
+        sb_job_server "$base.job.sock" "$BENCH_TMP/sandbox.$work.cpio.job"
         t_v0=$(bench_us)
         "$sb_vmwatch" --out "$base.vfs.w" --timeout "$sb_timeout" -- "$sb_virtiofsd" \
             --socket-path="$BENCH_TMP/vfs.sock" -o source=/ -o sandbox=chroot -o cache=auto \

@@ -1,7 +1,6 @@
 /* PID 1 of `mica sandbox`'s guest (the steps: sandbox/init/init.h). */
 #include <errno.h>
 #include <net/if.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -11,27 +10,11 @@
 #include "sandbox/init/init.h"
 #include "sandbox/milestones.h"
 
-#define JOB_PATH "/mica/job"
-
 static void early_mount(const char *type, const char *dir)
 {
 	if (mount(type, dir, type, MS_NOSUID | (strcmp(type, "devtmpfs") ? MS_NODEV | MS_NOEXEC : 0),
 		  NULL) < 0)
 		die(errno, "mounting %s on %s", type, dir);
-}
-
-static void read_job(struct sandbox_job *j)
-{
-	size_t len;
-	char *buf;
-	int err;
-
-	if ((err = read_file(JOB_PATH, JOB_MAX_BYTES, (void **)&buf, &len)))
-		die(-err, "reading " JOB_PATH);
-	if ((err = job_decode((const uint8_t *)buf, len, j)))
-		die(-err, "decoding " JOB_PATH " (a mica of another version?)");
-	free(buf);
-	verbose = j->flags & JOB_VERBOSE;
 }
 
 /* lo up (the kernel gives it 127.0.0.1 and ::1 then); without it, the command just has no
@@ -57,9 +40,12 @@ int main(void)
 	early_mount("proc", "/proc");
 	early_mount("sysfs", "/sys");
 	early_mount("devtmpfs", "/dev");
-	read_job(&job);
 	load_modules();
+	/* Nothing of the job read or mounted yet: a warm sandbox's snapshot is taken here. */
+	milestone(SANDBOX_MILESTONE_READY);
+	read_job(&job);
 	stdio_open(&job, fds, &tty);
+	note_modules(); /* on CMD's stderr, with the other steps */
 	root_setup(&job);
 	if (job.hostname[0] && sethostname(job.hostname, strlen(job.hostname)) < 0)
 		die(errno, "setting the hostname to %s", job.hostname);

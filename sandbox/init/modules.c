@@ -1,4 +1,6 @@
-/* Loading the modules the initramfs carries, in the order the host resolved (sandbox/kmod.h). */
+/* Loading the modules the initramfs carries, in the order the host resolved (sandbox/kmod.h).
+ * They are loaded before the job is read (a warm sandbox's snapshot has them loaded), so
+ * whether to say so is known only afterwards: note_modules() says it then. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/module.h>
@@ -12,6 +14,10 @@
 
 #define LIST "/mica/modules"
 #define DIR  "/lib/modules/"
+
+/* The list read from LIST, each name NUL-terminated, kept for note_modules. */
+static char *loaded;
+static size_t loaded_len;
 
 static bool compressed(const char *name)
 {
@@ -28,7 +34,6 @@ static void load(const char *name)
 
 	if (snprintf(path, sizeof(path), DIR "%s", name) >= (int)sizeof(path))
 		die(ENAMETOOLONG, "loading kernel module %s", name);
-	note("loading kernel module %s", name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		die(errno, "loading kernel module %s", name);
@@ -59,5 +64,16 @@ void load_modules(void)
 		if (*line)
 			load(line);
 	}
-	free(buf);
+	loaded = buf;
+	loaded_len = len;
+}
+
+void note_modules(void)
+{
+	for (size_t i = 0; i < loaded_len; i += strlen(loaded + i) + 1)
+		if (loaded[i])
+			note("loaded kernel module %s", loaded + i);
+	free(loaded);
+	loaded = NULL;
+	loaded_len = 0;
 }

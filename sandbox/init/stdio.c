@@ -1,41 +1,21 @@
-/* The command's standard streams: the host's named virtio-console ports, or its console port
- * (/dev/hvc0) as a terminal.
+/* The command's standard streams: the host's named virtio-console ports (found and waited for
+ * as ports.c does), or its console port (/dev/hvc0) as a terminal, which gets its hvc backend a
+ * little after virtio_console loads.
  *
- * Both appear a little after virtio_console loads: the device announces its ports through its
- * control queue, the driver's work queue adds each one (/sys/class/virtio-ports/vportNpM) and
- * later learns its name (a "change" uevent), and the console port gets its hvc backend. So
- * the init looks, and while something is missing waits for the next kernel uevent (or 50 ms:
- * becoming a console sends none), up to WAIT_SECONDS.
- *
- * What the host's device does for it (the other side of the contract):
- *   - it marks a named port open from its side (VIRTIO_CONSOLE_PORT_OPEN 1) before it names it
- *     (both after the guest's PORT_READY), so that a read of a port found by name does not
- *     see an end of file that is only a race; the end of the host's stdin is PORT_OPEN 0 after
- *     the data;
- *   - writes to a port are asynchronous (the guest kernel does not wait for the host to take
- *     them), so at the end, once every process is gone, the init closes the ports
- *     (stdio_close): the guest kernel sends PORT_OPEN 0 for each and waits until the host has
- *     taken that message. A host that drains the port's transmit queue before it takes the
- *     message has all of the command's output before the status reaches the debug-exit port.
- *     (Writes to /dev/hvc0 are synchronous already.) */
+ * Writes to a port are asynchronous (the guest kernel does not wait for the host to take
+ * them), so at the end, once every process is gone, the init closes the ports (stdio_close):
+ * the guest kernel sends PORT_OPEN 0 for each and waits until the host has taken that message.
+ * A host that drains the port's transmit queue before it takes the message has all of the
+ * command's output before the status reaches the debug-exit port. (Writes to /dev/hvc0 are
+ * synchronous already.) */
 #include <errno.h>
-#include <dirent.h>
 #include <fcntl.h>
-#include <linux/netlink.h>
-#include <poll.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <termios.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sandbox/init/init.h"
-
-#define PORTS_DIR    "/sys/class/virtio-ports"
-#define WAIT_SECONDS 20
-#define RECHECK_MS   50
 
 /* The ports opened, for stdio_close (the terminal is not closed: closing it says nothing). */
 static int port_fds[3] = { -1, -1, -1 };
@@ -43,44 +23,6 @@ static int port_fds[3] = { -1, -1, -1 };
 static const char *const port_names[3] = {
 	SANDBOX_PORT_STDIN, SANDBOX_PORT_STDOUT, SANDBOX_PORT_STDERR,
 };
-
-/* The port named name, opened (O_RDONLY for stdin, else O_WRONLY), or -1 if not there yet. */
-static int open_port(const char *name, int flags)
-{
-	char path[300], got[64];
-	struct dirent *d;
-	int fd = -1;
-	DIR *dir;
-
-	dir = opendir(PORTS_DIR);
-	if (!dir)
-		return -1;
-	while (fd < 0 && (d = readdir(dir))) {
-		ssize_t n;
-		int nf;
-
-		if (strncmp(d->d_name, "vport", 5))
-			continue;
-		snprintf(path, sizeof(path), PORTS_DIR "/%s/name", d->d_name);
-		nf = open(path, O_RDONLY | O_CLOEXEC);
-		if (nf < 0)
-			continue;
-		n = read(nf, got, sizeof(got) - 1);
-		close(nf);
-		if (n <= 0)
-			continue;
-		got[n] = 0;
-		got[strcspn(got, "\n")] = 0;
-		if (strcmp(got, name))
-			continue;
-		snprintf(path, sizeof(path), "/dev/%s", d->d_name);
-		fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
-		if (fd < 0)
-			die(errno, "opening %s (the port %s)", path, name);
-	}
-	closedir(dir);
-	return fd;
-}
 
 /* /dev/hvc0, or -1 while the console port has no backend yet. */
 static int open_tty(void)
@@ -126,36 +68,6 @@ static void tty_setup(int fd, const struct sandbox_job *j)
 		die(errno, "setting the size of " SANDBOX_TTY);
 }
 
-/* A socket that wakes the init on each kernel uevent, or -1 (then it rechecks on a timer). */
-static int uevent_socket(void)
-{
-	struct sockaddr_nl a = { .nl_family = AF_NETLINK, .nl_groups = 1 };
-	int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-		       NETLINK_KOBJECT_UEVENT);
-
-	if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		close(s);
-		s = -1;
-	}
-	return s;
-}
-
-/* Waits for the next uevent or RECHECK_MS; false once WAIT_SECONDS have passed. */
-static bool wait_a_little(int sock, const struct timespec *start)
-{
-	struct pollfd p = { .fd = sock, .events = POLLIN };
-	struct timespec now;
-	char buf[4096];
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (now.tv_sec - start->tv_sec >= WAIT_SECONDS)
-		return false;
-	if (poll(&p, sock >= 0, RECHECK_MS) > 0)
-		while (recv(sock, buf, sizeof(buf), 0) > 0)
-			;
-	return true;
-}
-
 /* Moves fd to a descriptor >= 3 (0 to 2 are the console's, or free if the kernel found no
  * /dev/console: a port there would lose its close-on-exec to dup2 in the child). */
 static int high_fd(int fd)
@@ -174,10 +86,10 @@ static int high_fd(int fd)
 void stdio_open(const struct sandbox_job *j, int fds[3], int *tty)
 {
 	static const int flags[3] = { O_RDONLY, O_WRONLY, O_WRONLY };
-	int sock = uevent_socket(), missing;
-	struct timespec start;
+	struct port_wait w;
+	int missing;
 
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	port_wait_start(&w);
 	*tty = -1;
 	for (int i = 0; i < 3; i++)
 		fds[i] = -1;
@@ -202,12 +114,11 @@ void stdio_open(const struct sandbox_job *j, int fds[3], int *tty)
 		}
 		if (missing < 0)
 			break;
-		if (!wait_a_little(sock, &start))
+		if (!port_wait_more(&w))
 			die(ETIMEDOUT, "waiting for %s", j->stdio[missing] == JOB_STDIO_TTY ?
 			    SANDBOX_TTY " (the virtio console)" : port_names[missing]);
 	}
-	if (sock >= 0)
-		close(sock);
+	port_wait_end(&w);
 	note("standard streams: %s, %s, %s", j->stdio[0] ? "tty" : "port",
 	     j->stdio[1] ? "tty" : "port", j->stdio[2] ? "tty" : "port");
 }

@@ -5,7 +5,9 @@
 # mica.stdin/mica.stdout/mica.stderr (or a virtconsole as /dev/hvc0 for the terminal mode), and
 # isa-debug-exit on port 0x501 (QEMU exits with status*2+1). The initramfs is the one
 # `mica sandbox` builds, written by the unit test's helper (test_sandbox_initramfs --write)
-# from the caller's cwd, ids, umask and environment; the checks are on what the command printed
+# with the job it would send, from the caller's cwd, ids, umask and environment, on a port
+# mica.job (a socket chardev: a one-shot server sends the job's bytes and hangs up, the end of
+# the port's input); the checks are on what the command printed
 # through the ports, the status, and the host's files afterwards.
 # Run alone (it needs root for virtiofsd): tests/integration/sandbox_qemu.sh
 cd "$(dirname "$0")/../.."
@@ -36,6 +38,24 @@ chmod 755 "$T"
 mkdir -m 1777 "$T/cpio"
 mkdir "$T/work" "$T/rw"
 chown 1000:1000 "$T/work" "$T/rw"
+
+# job_server SOCKET FILE: listens on SOCKET (ready when it returns); sends FILE to the first
+# client (QEMU's socket chardev, at its start) and ends its half (not a hang-up, on which QEMU
+# would drop what it has not read): QEMU reads the end after the data and closes the port's
+# host side, as mica does; the server waits for QEMU to go. Gives up after 300 s without a client.
+job_server() {
+	python3 -c 'import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(1)
+if os.fork():
+    os._exit(0)
+s.settimeout(300)
+c, _ = s.accept()
+c.sendall(open(sys.argv[2], "rb").read())
+c.shutdown(socket.SHUT_WR)
+c.recv(1)' "$1" "$2"
+}
 
 # qboot NAME MODE STDIN [helper options] -- CMD...: builds the initramfs as the caller the
 # environment of this call describes (AS=UID:GID:GROUPS, UMASK, CWD), runs BEFORE_BOOT (shell
@@ -72,6 +92,7 @@ qboot() {
 	else
 		dev=(-chardev file,id=tty,path="$T/tty" -device virtconsole,bus=vs.0,chardev=tty)
 	fi
+	job_server "$T/job.sock" "$T/cpio/$name.cpio.job"
 	# Opened read-write, which never waits for a reader, and held until QEMU is done: the
 	# input waits in the pipe, and no writer is left blocked behind if QEMU never opens it.
 	exec {feed}<>"$T/stdin.in"
@@ -82,7 +103,8 @@ qboot() {
 		-append 'console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init' \
 		-chardev socket,id=c0,path="$T/root.sock" -device vhost-user-fs-pci,chardev=c0,tag=mica-root \
 		-chardev socket,id=c1,path="$T/rw.sock" -device vhost-user-fs-pci,chardev=c1,tag=mica-rw0 \
-		-device virtio-serial-pci,id=vs "${dev[@]}" \
+		-device virtio-serial-pci,id=vs \
+		-chardev socket,id=job,path="$T/job.sock" -device virtserialport,bus=vs.0,chardev=job,name=mica.job "${dev[@]}" \
 		-serial file:"$T/console" -monitor none -device isa-debug-exit,iobase=0x501,iosize=1 \
 		>"$OUT/$name.qemu" 2>&1
 	qrc=$?
