@@ -51,6 +51,9 @@ struct mica_config {
 	const char *control_path;        /* --control */
 	const char *restore_path;        /* --restore: start from this snapshot, boot nothing */
 	const char *snapshot_dir;        /* --snapshot-dir: where `snapshot NAME` writes */
+	bool restore_fallback;           /* a snapshot that cannot be restored is not an error:
+					  * run() says why and returns RUN_RESTORE_FAILED (mica
+					  * sandbox's cache, which then boots) */
 	const char *stats_path;          /* --json (--stats-json) */
 	const char *stats_opt;           /* which of the two was given, for messages (mica
 					  * sandbox: --json) */

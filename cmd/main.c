@@ -18,6 +18,7 @@
 #include "cmd/cli.h"
 #include "cmd/landlock_rules.h"
 #include "cmd/sandbox.h"
+#include "cmd/sandbox_warm.h"
 #include "cmd/snapshot_cmd.h"
 #include "devices/legacy.h"
 #include "devices/pci.h"
@@ -34,6 +35,7 @@
 #include "snapshot/snapshot.h"
 #include "vmm/control.h"
 #include "vmm/host_mem.h"
+#include "vmm/json.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
 #include "vmm/outfile.h"
@@ -78,6 +80,45 @@ struct inputs {
 	struct out_file serial_log;               /* --serial-log: kept once the VM runs */
 	struct snap_file *snapshot;               /* --restore */
 };
+
+/* What a caller of run() adds to it (mica sandbox's warm start). */
+struct run_hooks {
+	/* The VM is built and booted or restored, not yet running. */
+	int (*start)(void *opaque, struct vm *vm, struct milestones *ms);
+	void (*json)(void *opaque, FILE *f);   /* more members for --json */
+	void *opaque;
+	struct err restore_err;                /* why, when run() returns RUN_RESTORE_FAILED */
+};
+
+/* run()'s status when c->restore_fallback is set and the snapshot cannot be restored: nothing
+ * of the guest ran, and the caller may boot instead. */
+#define RUN_RESTORE_FAILED (-1)
+
+/* --json's members beyond the statistics: the verdict's, how the VM started, the caller's. */
+struct json_members {
+	struct verdict_json *vj;
+	const struct mica_config *c;
+	const struct run_hooks *hooks;
+	uint64_t restore_ns;
+};
+
+static void write_members(void *opaque, FILE *f)
+{
+	const struct json_members *jm = opaque;
+
+	verdict_write_json(jm->vj, f);
+	fprintf(f, "  \"start\": { \"kind\": \"%s\", \"snapshot\": ",
+		jm->c->restore_path ? "restore" : "boot");
+	json_cstring(f, jm->c->restore_path);
+	fputs(", \"restore_seconds\": ", f);
+	if (jm->c->restore_path)
+		fprintf(f, "%.6f", jm->restore_ns / 1e9);
+	else
+		fputs("null", f);
+	fputs(" },\n", f);
+	if (jm->hooks && jm->hooks->json)
+		jm->hooks->json(jm->hooks->opaque, f);
+}
 
 /* Has the CI monitor (if any) watch q's bytes as the stream name. */
 static int watch(struct parts *p, struct outq *q, const char *name)
@@ -369,7 +410,7 @@ static void write_reports(const struct mica_config *c, struct inputs *in, const 
 			  const struct parts *p, const struct run_times *t,
 			  const struct stats_members *members)
 {
-	const struct verdict_json *vj = members->opaque;
+	const struct verdict_json *vj = ((const struct json_members *)members->opaque)->vj;
 	FILE *f;
 	int err;
 
@@ -409,7 +450,7 @@ static int start_seccomp(struct mica_config *c)
 	return seccomp_setup(o);
 }
 
-static int run(struct mica_config *c)
+static int run(struct mica_config *c, struct run_hooks *hooks)
 {
 	struct inputs in = { 0 };
 	struct boot_entry entry;
@@ -428,7 +469,8 @@ static int run(struct mica_config *c)
 		.start_time = (long long)time(NULL), .hostname = host,
 	};
 	struct verdict_json vjson = { &verdict, &vrun, NULL };
-	struct stats_members members = { verdict_write_json, &vjson };
+	struct json_members jm = { &vjson, c, hooks, 0 };
+	struct stats_members members = { write_members, &jm };
 	int err, status;
 
 	for (int i = 0; i < CONFIG_MAX_DISKS; i++)
@@ -440,8 +482,12 @@ static int run(struct mica_config *c)
 		vrun.name = name;
 	}
 	if (open_inputs(c, &in, &e) || start_monitor(c, &in, &vm, &parts.monitor, &e)) {
-		pr_err("%s", e.msg);
 		close_inputs(&in);
+		if (c->restore_path && !in.snapshot && c->restore_fallback) {
+			hooks->restore_err = e;
+			return RUN_RESTORE_FAILED;
+		}
+		pr_err("%s", e.msg);
 		return EXIT_USAGE;
 	}
 	vjson.m = parts.monitor;
@@ -484,8 +530,16 @@ static int run(struct mica_config *c)
 		goto out_vm;
 	}
 	if (in.snapshot) {
+		uint64_t t0 = now_ns();
+
 		/* A snapshot that does not fit this VM is refused before any vCPU runs. */
 		err = vm_restore(&vm, in.snapshot, &e);
+		jm.restore_ns = now_ns() - t0;
+		if (err && c->restore_fallback) {
+			hooks->restore_err = e;
+			status = RUN_RESTORE_FAILED;
+			goto out_vm;
+		}
 		if (err) {
 			pr_err("--restore %s: %s", c->restore_path, e.msg);
 			status = EXIT_USAGE;
@@ -508,6 +562,11 @@ static int run(struct mica_config *c)
 			status = EXIT_CRASH;
 			goto out_vm;
 		}
+	}
+	if (hooks && hooks->start && (err = hooks->start(hooks->opaque, &vm, &parts.milestones))) {
+		pr_err("cannot start the run: %s", strerror(-err));
+		status = EXIT_CRASH;
+		goto out_vm;
 	}
 	/* The VM is ready: the log starts empty now, and stays. */
 	out_file_keep(&in.serial_log);
@@ -575,11 +634,19 @@ out_vm:
 	return status;
 }
 
-/* mica sandbox: the VM its options describe (cmd/sandbox.c), run as mica run runs one. */
+static int warm_start(void *opaque, struct vm *vm, struct milestones *ms)
+{
+	return sandbox_warm_start(opaque, vm, ms);
+}
+
+/* mica sandbox: the VM its options describe (cmd/sandbox.c), run as mica run runs one; warm
+ * from a cached snapshot where it can (cmd/sandbox_warm.h). */
 static int sandbox_main(int argc, char **argv)
 {
 	struct sandbox_opts o;
 	struct sandbox_run r = { .log_fd = -1 };
+	struct sandbox_warm w;
+	struct run_hooks hooks = { .start = warm_start, .json = sandbox_warm_json, .opaque = &w };
 	struct cli cli;
 	struct err e = { "" };
 	bool help;
@@ -594,15 +661,19 @@ static int sandbox_main(int argc, char **argv)
 		return 0;
 	}
 	cli_defaults(&cli);
-	if (sandbox_prepare(&o, &cli.cfg, &r, &e)) {
+	if (sandbox_prepare(&o, &cli.cfg, &r, &e) || sandbox_warm_prepare(&o, &cli.cfg, &r, &w, &e)) {
 		fprintf(stderr, "mica: %s\n", e.msg);
 		sandbox_release(&r);
 		return EXIT_USAGE;
 	}
-	sandbox_send_job(&r); /* FIXME(lead, warm sandbox): moves to where the guest may read it */
 	log_set_level(cli.cfg.verbosity >= 2 ? LOG_DEBUG
 		      : cli.cfg.verbosity == 1 ? LOG_INFO : LOG_WARN);
-	status = run(&cli.cfg);
+	status = run(&cli.cfg, &hooks);
+	if (status == RUN_RESTORE_FAILED) {
+		sandbox_warm_fall_back(&w, &cli.cfg, hooks.restore_err.msg);
+		status = run(&cli.cfg, &hooks);
+	}
+	sandbox_warm_release(&w);
 	sandbox_release(&r);
 	return status;
 }
@@ -653,5 +724,5 @@ int main(int argc, char **argv)
 	}
 	log_set_level(cli.cfg.verbosity >= 2 ? LOG_DEBUG
 		      : cli.cfg.verbosity == 1 ? LOG_INFO : LOG_WARN);
-	return run(&cli.cfg);
+	return run(&cli.cfg, NULL);
 }

@@ -35,6 +35,11 @@ void sandbox_usage(FILE *out)
 	      "  --log FILE         write the kernel's messages to FILE\n"
 	      "  --append ARGS      more kernel command-line arguments (e.g. a debug option)\n"
 	      "  --json FILE        at exit, how it ended, CMD's status, times and VM exits\n"
+	      "  --cache DIR        where warm starts keep their snapshots (default\n"
+	      "                     $XDG_CACHE_HOME/mica, else ~/.cache/mica): the first run\n"
+	      "                     boots and saves the VM once its modules are loaded; later\n"
+	      "                     runs with the same kernel, modules and options restore it\n"
+	      "  --cold             boot, without using or making a snapshot\n"
 	      "  --landlock on|off, --seccomp on|off   mica's own confinement (default on)\n"
 	      "  -v, --verbose      the kernel's messages and the init's steps on stderr\n"
 	      "\n"
@@ -54,7 +59,7 @@ void sandbox_usage(FILE *out)
 int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, struct err *e)
 {
 	enum { OPT_KERNEL = 256, OPT_MODULES, OPT_RW, OPT_MEM, OPT_CPUS, OPT_TIMEOUT, OPT_LOG,
-	       OPT_JSON, OPT_LANDLOCK, OPT_SECCOMP, OPT_APPEND, OPT_NO_SHARES };
+	       OPT_JSON, OPT_LANDLOCK, OPT_SECCOMP, OPT_APPEND, OPT_NO_SHARES, OPT_CACHE, OPT_COLD };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "modules", required_argument, NULL, OPT_MODULES },
@@ -68,6 +73,8 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 		{ "landlock", required_argument, NULL, OPT_LANDLOCK },
 		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 		{ "debug-no-shares", no_argument, NULL, OPT_NO_SHARES },
+		{ "cache", required_argument, NULL, OPT_CACHE },
+		{ "cold", no_argument, NULL, OPT_COLD },
 		CLI_CI_OPTIONS,
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -127,6 +134,12 @@ int sandbox_parse(int argc, char **argv, struct sandbox_opts *o, bool *help, str
 				return err_set(e, -EINVAL, "--append: at most %d characters",
 					       SANDBOX_MAX_APPEND);
 			o->append = optarg;
+			break;
+		case OPT_CACHE:
+			o->cache_dir = optarg;
+			break;
+		case OPT_COLD:
+			o->cold = true;
 			break;
 		case OPT_JSON:
 			o->json_path = optarg;

@@ -29,6 +29,8 @@ struct sandbox_opts {
 	const char *json_path;       /* --json FILE */
 	struct ci_opts ci;           /* --serial-log, --expect, --junit, ... (ci/ci.h) */
 	bool landlock, seccomp;
+	const char *cache_dir;       /* --cache DIR (NULL: $XDG_CACHE_HOME/mica or ~/.cache/mica) */
+	bool cold;                   /* --cold: boot, neither use nor make a snapshot */
 	int verbosity;               /* -v: kernel messages on stderr, the init's steps */
 	bool debug_no_shares;        /* --debug-no-shares: no virtio-fs device at all (the init
 				      * fails at mounting the root share: a test of its failure) */

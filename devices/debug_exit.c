@@ -41,8 +41,9 @@ static void milestone_write(void *opaque, uint64_t off, const void *data, uint32
 	uint_least64_t unset = 0;
 
 	(void)off, (void)len;
-	if (n < MILESTONES)
-		atomic_compare_exchange_strong(&ms->ns[n], &unset, now_ns());
+	if (n < MILESTONES && atomic_compare_exchange_strong(&ms->ns[n], &unset, now_ns()) &&
+	    ms->reached)
+		ms->reached(ms->opaque, n);
 }
 
 static const struct bus_ops milestone_ops = { .read = debug_exit_read, .write = milestone_write };

@@ -13,6 +13,11 @@ struct machine;
 #define MILESTONES 8
 struct milestones {
 	atomic_uint_least64_t ns[MILESTONES];
+	/* Optional (set before the VM runs): called on the vCPU's thread when milestone n is
+	 * reached the first time. It must not wait for the VM (a vm_pause would wait for this
+	 * very vCPU): it hands the work to the event loop. */
+	void (*reached)(void *opaque, unsigned n);
+	void *opaque;
 };
 
 /* Each plugs its device into m (which owns it): 0, or -errno. */

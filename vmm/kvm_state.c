@@ -1,4 +1,5 @@
 /* KVM's own state of a VM in snapshot sections (the format and the rules: vmm/kvm_state.h). */
+#include <cpuid.h>
 #include <errno.h>
 #include <linux/kvm.h>
 #include <linux/kvm_para.h>
@@ -405,6 +406,25 @@ static int restore_msrs(int vcpu_fd, const struct kvm_msr_entry *m, uint32_t n, 
 	return 0;
 }
 
+/* On AMD, the TR a guest loaded sits in the VMCB with its descriptor type "available" (9):
+ * the CPU marks the descriptor busy in the GDT, not in the cached copy, and KVM's
+ * KVM_GET_SREGS sets the busy bit (11) on the way out to look like Intel (svm_get_segment).
+ * Given back as 11, the cached type differs from what the guest ran with: real AMD hardware
+ * never looks at it in long mode, but an emulated AMD CPU (QEMU's, under scripts/with-kvm)
+ * then refuses every user-space IN/OUT that the TSS's I/O bitmap allows (ioperm), as a guest's
+ * init reporting its status does. So on AMD the busy bit goes back to what the VMCB held.
+ * Intel's VM entry requires the busy type, which is what KVM reported. */
+static void tr_as_amd_holds_it(struct kvm_sregs *sregs)
+{
+	unsigned int a, b, c, d;
+
+	if (!__get_cpuid(0, &a, &b, &c, &d))
+		return;
+	/* "AuthenticAMD" / "HygonGenuine": ebx "Auth" / "Hygo". */
+	if ((b == 0x68747541 || b == 0x6f677948) && sregs->tr.type == 11)
+		sregs->tr.type = 9;
+}
+
 /* The order of the KVM_SET_* calls matters (cf. QEMU's kvm_arch_put_registers and
  * Firecracker's vstate/vcpu):
  *  - REGS before VCPU_EVENTS: KVM_SET_REGS drops a pending exception, which the events restore.
@@ -424,6 +444,7 @@ static int vcpu_apply(int vcpu_fd, struct vcpu_state *s, struct err *e)
 
 	if (ioctl(vcpu_fd, KVM_SET_REGS, &s->regs) < 0)
 		return refused(e, KVM_STATE_REGS, errno);
+	tr_as_amd_holds_it(&s->sregs);
 	if (ioctl(vcpu_fd, KVM_SET_SREGS, &s->sregs) < 0)
 		return refused(e, KVM_STATE_SREGS, errno);
 	if (ioctl(vcpu_fd, KVM_SET_XSAVE, s->xsave) < 0)

@@ -454,6 +454,8 @@ tests/integration/guest_fs.sh
 # files: statuses, streams, cwd/env/ids, --rw, hostile commands, --json.
 tests/integration/sandbox_init.sh
 tests/integration/sandbox.sh
+# The warm mica sandbox: a snapshot made by the first run, restored by the next ones.
+tests/integration/sandbox_warm.sh
 # mica as a CI step: the serial log, --expect/--fail-on/--end-on and their exit statuses, a
 # Linux panic caught by --fail-on kernel, JUnit from the test guest's and a command's TAP.
 tests/integration/ci.sh
