@@ -451,14 +451,21 @@ tests/integration/many_vms.sh
 tests/integration/guest_fs.sh
 
 # mica sandbox: its init alone (no root share: 125 and one line), then commands over the host's
-# files: statuses, streams, cwd/env/ids, --rw, hostile commands, --json.
+# files: statuses, streams, cwd/env/ids, --rw, hostile commands, --json. Warm where they can:
+# the first run of each kind saves a snapshot in this cache, the next ones restore it (emptied
+# after each script: the inner VM's /tmp is its RAM).
+export XDG_CACHE_HOME
+XDG_CACHE_HOME=$(mktemp -d /tmp/mica-cache.XXXXXX)
 tests/integration/sandbox_init.sh
+rm -rf "${XDG_CACHE_HOME:?}"/*
 tests/integration/sandbox.sh
+rm -rf "${XDG_CACHE_HOME:?}"/*
 # The warm mica sandbox: a snapshot made by the first run, restored by the next ones.
 tests/integration/sandbox_warm.sh
 # mica as a CI step: the serial log, --expect/--fail-on/--end-on and their exit statuses, a
 # Linux panic caught by --fail-on kernel, JUnit from the test guest's and a command's TAP.
 tests/integration/ci.sh
+rm -rf "${XDG_CACHE_HOME:?}"/*
 # Snapshot and restore: the test guest saved mid-test, restored, and going on with its devices;
 # every refused restore.
 tests/integration/snapshot.sh
