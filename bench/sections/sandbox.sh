@@ -9,10 +9,18 @@
 # through port 0x501 (mica's debug-exit; QEMU's isa-debug-exit exits with (N<<1)|1).
 # Sourced by scripts/bench with bench/lib.sh loaded and $BENCH_TMP set.
 #
-# Workloads (BENCH_SANDBOX_WORKLOADS, default all five):
-#   true   CMD is `true`; every VMM of BENCH_SANDBOX_VMMS (mica microvm q35). The figures cover
-#          the whole run: wall time from the exec of the VMM to its reaping, VM exits over the
-#          VM's whole life, peak RSS.
+# VMMs: mica (`mica sandbox --cold`: boots every time), mica-warm (`mica sandbox --cache
+# $BENCH_TMP/warm-cache`, issue #14: its discarded warm-up run makes the cache entry, or finds
+# the one an earlier workload made; every measured run must restore it -- --json's warm.used --
+# or it is a failed run), microvm and q35 (QEMU, cold: QEMU has no warm start of this kind).
+#
+# Workloads (BENCH_SANDBOX_WORKLOADS, default all six):
+#   true   CMD is `true`; every VMM of BENCH_SANDBOX_VMMS (mica mica-warm microvm q35). The
+#          figures cover the whole run: wall time from the exec of the VMM to its reaping, VM
+#          exits over the VM's whole life, peak RSS, the guest RAM mica found resident at exit
+#          (--json's memory_kib.guest_ram_rss: the pages the guest touched; for a warm run the
+#          snapshot's pages it touched, mapped private); ratios warm / cold and QEMU / warm;
+#   uname  CMD is `uname -r` (its output checked against the kernel's release), like `true`;
 #   find   `find DIR | wc -l` (BENCH_SANDBOX_FIND_DIR, /usr): metadata, entries/s;
 #   find_small  the same over BENCH_SANDBOX_FIND_SMALL_DIR (/usr/include), a tree within the
 #          16384 descriptors a share holds (hostfs; with READDIRPLUS every entry listed is an
@@ -21,7 +29,7 @@
 #   git    `git status` in a clone of this repository (in $BENCH_TMP, without build/);
 #   read   `dd bs=1M` of a BENCH_SANDBOX_READ_MIB (256) MiB file in $BENCH_TMP (tmpfs in the
 #          scripts/with-kvm VM) to /dev/null: MB/s of a cold guest cache (every run is a boot);
-#          these four on BENCH_SANDBOX_WORK_VMMS (mica q35). CMD is a bash script that prints
+#          these four on BENCH_SANDBOX_WORK_VMMS (mica q35; mica-warm may be added). CMD is a bash script that prints
 #          "mica-bench: ready" and waits for a line on its stdin; the bench then reads KVM's
 #          counters and answers; CMD times the work with $EPOCHREALTIME (the guest's clock),
 #          prints "mica-bench: done", waits again while the counters are read a second time, and
@@ -63,9 +71,10 @@ if [[ ${WITH_KVM_INNER:-0} == 1 ]]; then
 else
     sb_q35_bios=${BENCH_SANDBOX_Q35_BIOS-}
 fi
-read -ra sb_vmms <<<"${BENCH_SANDBOX_VMMS:-mica microvm q35}"
+read -ra sb_vmms <<<"${BENCH_SANDBOX_VMMS:-mica mica-warm microvm q35}"
 read -ra sb_work_vmms <<<"${BENCH_SANDBOX_WORK_VMMS:-mica q35}"
-read -ra sb_works <<<"${BENCH_SANDBOX_WORKLOADS:-true find find_small git read}"
+read -ra sb_works <<<"${BENCH_SANDBOX_WORKLOADS:-true uname find find_small git read}"
+sb_cache=$BENCH_TMP/warm-cache # mica-warm's --cache
 sb_json=$BENCH_OUT/sandbox.json
 # The kernel command line and tag mica gives its sandbox (sandbox/initramfs.h, sandbox/job.h).
 sb_cmdline=$(sed -n 's/^#define SANDBOX_KERNEL_CMDLINE "\(.*\)"$/\1/p' sandbox/initramfs.h)$(
@@ -77,12 +86,14 @@ sb_env=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL
 sb_vmwatch=$PWD/$BENCH_BIN/vmwatch
 
 for w in "${sb_works[@]}"; do
-    case $w in true | find | find_small | git | read) ;;
-    *) bench_die "sandbox: unknown workload '$w' (true, find, find_small, git, read)" ;;
+    case $w in true | uname | find | find_small | git | read) ;;
+    *) bench_die "sandbox: unknown workload '$w' (true, uname, find, find_small, git, read)" ;;
     esac
 done
 for v in "${sb_vmms[@]}" "${sb_work_vmms[@]}"; do
-    case $v in mica | microvm | q35) ;; *) bench_die "sandbox: unknown VMM '$v' (mica, microvm, q35)" ;; esac
+    case $v in mica | mica-warm | microvm | q35) ;;
+    *) bench_die "sandbox: unknown VMM '$v' (mica, mica-warm, microvm, q35)" ;;
+    esac
 done
 [[ -r $sb_kernel ]] || bench_die "sandbox: $sb_kernel is missing (run scripts/get-linux-guest)"
 [[ -x $sb_vmwatch ]] || bench_die "sandbox: $sb_vmwatch is missing"
@@ -120,6 +131,11 @@ sb_nofile=$(ulimit -Hn)
 # ---------------------------------------------------------------------------------------------
 # Workloads: sb_work_setup WORK sets sb_cwd (where CMD runs) and sb_argv (CMD).
 
+sb_whole() { [[ $1 == true || $1 == uname ]]; } # WORK: measured as a whole run only
+sb_vmms_of() { # WORK: sets sb_list=(the VMMs it runs on)
+    if sb_whole "$1"; then sb_list=("${sb_vmms[@]}"); else sb_list=("${sb_work_vmms[@]}"); fi
+}
+
 sb_script() { # WORK POST: the bash script that times WORK (see the header), then runs POST
     printf '%s\n' 'echo "mica-bench: ready"; read -r _' 't0=$EPOCHREALTIME' "out=\$($1)" \
         't1=$EPOCHREALTIME' 'echo "mica-bench: done"; read -r _' \
@@ -131,6 +147,10 @@ sb_work_setup() {
     true)
         sb_cwd=$BENCH_TMP
         sb_argv=(true)
+        ;;
+    uname)
+        sb_cwd=$BENCH_TMP
+        sb_argv=(uname -r)
         ;;
     find | find_small)
         local dir=$sb_find_dir
@@ -232,10 +252,21 @@ sb_on_line() { # bench_follow's handler
 }
 
 # sb_mica_json FILE: key=value lines from mica's --json: the init's milestones (seconds since
-# mica started), memory at exit, exits mica handled, the virtio-fs device's counters.
+# mica started), memory at exit, exits mica handled, the virtio-fs device's counters, how the
+# VM started (mica_start_restore_seconds; mica_start_restored=1 for a restore) and the warm
+# start's outcome (mica_warm_used, mica_warm_made: 1 or 0; mica_warm_save_seconds;
+# mica_warm_why_cold=TEXT, not a number: the JSON leaves it out).
 sb_mica_json() {
     awk '/"since_start"/ { p = "mica_since_" } /"memory_kib"/ { p = "mica_mem_" }
         /"userspace_exits"/ { p = "mica_uexits_" } /"device": "virtio-fs"/ { p = "mica_fs_" }
+        /^ *"start": \{/ { p = "mica_start_"; print p "restored=" (/"kind": "restore"/ ? 1 : 0) }
+        /^ *"warm": \{/ {
+            p = "mica_warm_"
+            print p "used=" (/"used": true/ ? 1 : 0)
+            print p "made=" (/"made": true/ ? 1 : 0)
+            if (match($0, /"why_cold": "([^"\\]|\\.)*"/))
+                print p "why_cold=" substr($0, RSTART + 13, RLENGTH - 14)
+        }
         p != "" {
             s = $0
             while (match(s, /"[a-z_0-9]+": [0-9.]+/)) {
@@ -255,14 +286,18 @@ sb_run() {
     fifo=$base.fifo
     rm -f "$base".* "$BENCH_TMP/vfs.sock"
     mkfifo "$fifo"
-    [[ $work != true ]] && measured=1
+    sb_whole "$work" || measured=1
     if ((measured)); then
         mkfifo "$base.si.in" # CMD's stdin: held open here (read-write: never blocks)
         : >"$base.si.out"
         exec {sb_feed}<>"$base.si.in"
     fi
-    if [[ $vmm == mica ]]; then
-        cmd=("$sb_mica" sandbox --json "$base.json" -- "${sb_argv[@]}")
+    if [[ $vmm == mica* ]]; then
+        if [[ $vmm == mica-warm ]]; then
+            cmd=("$sb_mica" sandbox --cache "$sb_cache" --json "$base.json" -- "${sb_argv[@]}")
+        else
+            cmd=("$sb_mica" sandbox --cold --json "$base.json" -- "${sb_argv[@]}")
+        fi
         local in=/dev/null
         ((measured)) && in=$base.si.in
         t_q0=$(bench_us)
@@ -315,11 +350,14 @@ sb_run() {
         bench_kvm_other_exits <"$base.w"
         local wall vfs
         wall=$(bench_kv "$base.w" wall_us)
-        if [[ $vmm == mica ]]; then
+        if [[ $vmm == mica* ]]; then
             [[ -n $wall ]] && echo "total_us=$wall"
             v=$(bench_kv "$base.w" maxrss_kb)
             [[ -n $v ]] && echo "sum_maxrss_kb=$v"
-            sb_mica_json "$base.json"
+            sb_mica_json "$base.json" >"$base.mj"
+            cat "$base.mj"
+            v=$(bench_kv "$base.mj" mica_mem_guest_ram_rss) # KiB: 4 KiB pages touched
+            [[ -n $v ]] && echo "guest_ram_pages=$((v / 4))"
         else
             [[ -n $wall ]] && echo "total_us=$((t_q0 - t_v0 + wall))"
             vfs=$(bench_kv "$base.vfs.w" maxrss_kb)
@@ -364,13 +402,26 @@ sb_run() {
 
     # Did it work: CMD's status 0 (mica exits with it, QEMU with 0<<1|1 = 1), counters read.
     local want=0 st
-    [[ $vmm != mica ]] && want=1
+    [[ $vmm != mica* ]] && want=1
     st=$(bench_kv "$base.kv" exit)
     [[ $st == "$want" ]] || why+=" exit status '${st:-signal $(bench_kv "$base.kv" signal)}' (want $want);"
+    if [[ $work == uname ]]; then
+        st=$(head -n 1 "$base.out")
+        [[ $st == "$sb_krel" ]] || why+=" printed '$st' (want the kernel's release, $sb_krel);"
+    fi
+    # mica-warm's measured runs must restore the entry its warm-up run made (or found); the
+    # cold column must boot.
+    st=$(bench_kv "$base.kv" mica_warm_used)
+    if [[ $vmm == mica-warm ]] && ((n > 0)) && [[ $st != 1 ]]; then
+        why+=" not warm (warm.used ${st:-missing}: $(bench_kv "$base.kv" mica_warm_why_cold));"
+    fi
+    [[ $vmm == mica && $st == 1 ]] && why+=" warm, but --cold;"
     [[ -n $(bench_kv "$base.kv" exits) ]] || why+=" no KVM counters ($(bench_kv "$base.kv" kvm_stats_error));"
     [[ $(bench_kv "$base.kv" timeout) == 1 ]] && why+=" timed out;"
     [[ -z $why ]] || ok=0
     if ((!ok)); then
+        # Left out of the medians; the tables count it and the JSON says why.
+        printf 'failed=1\nfailed_why=%s\n' "${why# }" >>"$base.kv"
         bench_log "sandbox: $work under $vmm, run $n failed:$why"
         tail -n 5 "$base.err" "$base.console" "$base.cmderr" "$base.vfs.log" 2>/dev/null | sed 's/^/bench:   /' >&2
         return 1
@@ -386,10 +437,10 @@ sb_fail=0
 declare -A sb_ran=() # WORK.VMM -> 1 when run
 for sb_work in "${sb_works[@]}"; do
     sb_work_setup "$sb_work"
-    if [[ $sb_work == true ]]; then sb_list=("${sb_vmms[@]}"); else sb_list=("${sb_work_vmms[@]}"); fi
+    sb_vmms_of "$sb_work"
     sb_run_list=()
     for v in "${sb_list[@]}"; do
-        [[ $v != mica && -n $sb_qemu_why ]] && continue
+        [[ $v != mica* && -n $sb_qemu_why ]] && continue
         sb_run_list+=("$v")
     done
     if [[ " ${sb_run_list[*]} " == *" microvm "* || " ${sb_run_list[*]} " == *" q35 "* ]]; then
@@ -397,7 +448,7 @@ for sb_work in "${sb_works[@]}"; do
             "$sb_kernel" --port -- "${sb_argv[@]}") >"$BENCH_TMP/sandbox.$sb_work.cpio.log" 2>&1; then
             bench_log "sandbox: $sb_helper failed: $(tail -n 1 "$BENCH_TMP/sandbox.$sb_work.cpio.log")"
             sb_qemu_why="the initramfs helper failed"
-            sb_run_list=(mica)
+            read -ra sb_run_list <<<"$(printf '%s\n' "${sb_run_list[@]}" | grep '^mica' | paste -sd ' ')"
         fi
     fi
     bench_log "sandbox: $sb_work: $BENCH_RUNS runs each (+1 warm-up) of ${sb_run_list[*]}"
@@ -405,12 +456,33 @@ for sb_work in "${sb_works[@]}"; do
     for v in "${sb_run_list[@]}"; do sb_ran[$sb_work.$v]=1; done
 done
 
-sb_files() { # WORK VMM: sets sb_f=(the measured runs' kv files)
-    local i
+sb_files() { # WORK VMM: sets sb_f=(the kv files of the measured runs that did not fail)
+    local i f
     sb_f=()
-    for ((i = 1; i <= BENCH_RUNS; i++)); do sb_f+=("$BENCH_TMP/sandbox.$1.$2.$i.kv"); done
+    for ((i = 1; i <= BENCH_RUNS; i++)); do
+        f=$BENCH_TMP/sandbox.$1.$2.$i.kv
+        [[ -f $f && -z $(bench_kv "$f" failed) ]] && sb_f+=("$f")
+    done
+    ((${#sb_f[@]})) || sb_f=(/dev/null)
 }
-sb_name() { case $1 in mica) echo mica ;; *) echo "qemu $1" ;; esac; }
+sb_name() { case $1 in mica) echo "mica --cold" ;; mica-warm) echo "mica warm" ;; *) echo "qemu $1" ;; esac; }
+# sb_count_row LABEL KEY: per VMM, "K/N": the measured runs (failed ones too) whose KEY is 1.
+sb_count_row() {
+    local v out i k
+    out=$(printf '%-40s' "$1")
+    for v in "${sb_cols[@]}"; do
+        if [[ -n ${sb_ran[$sb_work.$v]:-} && ($2 != mica_* || $v == mica*) ]]; then
+            k=0
+            for ((i = 1; i <= BENCH_RUNS; i++)); do
+                [[ $(bench_kv "$BENCH_TMP/sandbox.$sb_work.$v.$i.kv" "$2" 2>/dev/null) == 1 ]] && k=$((k + 1))
+            done
+            out+=$(printf ' %19s' "$k/$BENCH_RUNS")
+        else
+            out+=$(printf ' %19s' n/a)
+        fi
+    done
+    printf '%s\n' "$out"
+}
 # sb_row LABEL KEY SCALE: one table row over sb_cols (the current workload's VMMs).
 sb_row() {
     local v out cell
@@ -433,10 +505,12 @@ sb_median() { # WORK VMM KEY: the median ("-" if none)
     s=$(bench_values "$3" "${sb_f[@]}" | bench_stats)
     echo "${s% *}"
 }
-# sb_ratio_row LABEL KEY: each VMM's median of KEY over mica's.
+# sb_ratio_row LABEL KEY [BASE]: each VMM's median of KEY over BASE's (default mica, cold);
+# nothing when BASE did not run.
 sb_ratio_row() {
-    local v out m
-    m=$(sb_median "$sb_work" mica "$2")
+    local v out m base=${3:-mica}
+    [[ -n ${sb_ran[$sb_work.$base]:-} ]] || return 0
+    m=$(sb_median "$sb_work" "$base" "$2")
     out=$(printf '%-40s' "$1")
     for v in "${sb_cols[@]}"; do
         out+=$(printf ' %19s' "$(awk -v a="$(sb_median "$sb_work" "$v" "$2")" -v b="$m" 'BEGIN {
@@ -451,25 +525,50 @@ sb_header() { # TITLE
     printf '%s\n' "$out"
 }
 
+# sb_target_line: issue #14's target, a warm run at most 1/10 of a cold one's wall time and
+# exits, for the current workload (when both mica columns ran).
+sb_target_line() {
+    local k r out='' all=met
+    [[ -n ${sb_ran[$sb_work.mica]:-} && -n ${sb_ran[$sb_work.mica-warm]:-} ]] || return 0
+    for k in wall_us exits; do
+        r=$(awk -v a="$(sb_median "$sb_work" mica-warm $k)" -v b="$(sb_median "$sb_work" mica $k)" 'BEGIN {
+            if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.3f\n", a / b }')
+        awk -v r="$r" 'BEGIN { exit !(r != "-" && r <= 0.1) }' || all="NOT met"
+        out+=" ${k%_us} ${r}x,"
+    done
+    printf 'target warm <= 0.10x cold (wall, exits):%s %s\n' "${out%,}" "$all"
+}
+
 echo
 echo "== sandbox: mica sandbox vs QEMU (-accel kvm) + virtiofsd; Linux ${sb_krel:-?}, ${sb_mem} MiB, 1 vCPU, host / read-only; $BENCH_RUNS runs: median (min)"
 [[ -n $sb_qemu_why ]] && echo "QEMU columns: not run: $sb_qemu_why"
 [[ -n $sb_qemu_why ]] || echo "QEMU: ${sb_qemu_version:-?}; q35 firmware: ${sb_q35_bios:-SeaBIOS (default)}; virtiofsd: -o sandbox=chroot -o cache=auto"
 for sb_work in "${sb_works[@]}"; do
-    if [[ $sb_work == true ]]; then sb_cols=("${sb_vmms[@]}"); else sb_cols=("${sb_work_vmms[@]}"); fi
+    sb_vmms_of "$sb_work"
+    sb_cols=("${sb_list[@]}")
     echo
     case $sb_work in
-    true)
-        sb_header "-- true: exec -> exit"
+    true | uname)
+        if [[ $sb_work == uname ]]; then sb_header "-- uname -r: exec -> exit"; else sb_header "-- true: exec -> exit"; fi
+        sb_count_row "  runs failed (left out)" failed
+        sb_count_row "  runs that restored a snapshot" mica_warm_used
         printf '%s\n' "VM EXITS, VM's whole life (KVM stats)"
         bench_exit_rows sb_row
-        sb_ratio_row "  all exits / mica's" exits
+        sb_ratio_row "  all exits / mica --cold's" exits
+        sb_ratio_row "  all exits / mica warm's" exits mica-warm
         printf '%s\n' "TIME (host wall clock, ms)"
         sb_row "  VMM exec -> exit" wall_us 1000
         sb_row "  incl. starting virtiofsd" total_us 1000
-        sb_ratio_row "  (incl. virtiofsd) / mica's" total_us
+        sb_ratio_row "  (incl. virtiofsd) / mica --cold's" total_us
+        sb_ratio_row "  (incl. virtiofsd) / mica warm's" total_us mica-warm
+        sb_row "  mica: restoring the snapshot" mica_start_restore_seconds 0.001
         sb_row "  mica: exec -> init runs" mica_since_init 0.001
         sb_row "  mica: exec -> CMD starts" mica_since_cmd_start 0.001
+        printf '%s\n' "GUEST RAM TOUCHED (mica: resident at exit; QEMU: see pf_taken)"
+        sb_row "  4 KiB pages" guest_ram_pages 1
+        sb_row "  MiB" mica_mem_guest_ram_rss 1024
+        sb_ratio_row "  pages / mica --cold's" guest_ram_pages
+        sb_target_line
         ;;
     find | find_small | git | read)
         case $sb_work in
@@ -513,7 +612,7 @@ for sb_work in "${sb_works[@]}"; do
     sb_row "  peak RSS, VMM + virtiofsd" sum_maxrss_kb 1
     sb_row "  mica at exit: RSS without guest RAM" mica_mem_vmm_rss 1
     sb_row "  mica at exit: guest RAM resident" mica_mem_guest_ram_rss 1
-    if [[ -n ${sb_ran[$sb_work.mica]:-} ]]; then
+    if [[ -n ${sb_ran[$sb_work.mica]:-} || -n ${sb_ran[$sb_work.mica-warm]:-} ]]; then
         printf '%s\n' "MICA'S VIRTIO-FS (--json, whole run)"
         for k in requests lookups getattrs opens reads bytes_read readdirs forgets errors inodes \
             notifies interrupts; do
@@ -527,29 +626,87 @@ echo "RLIMIT_NOFILE (hard) for mica and virtiofsd: $sb_nofile"
 echo "exit counts and ratios carry over to real hardware; times here include nested-virtualization costs"
 
 # JSON: per workload and VMM, every numeric figure of the runs as {median, min, runs}.
+# Per VMM, besides the metrics (over the measured runs that did not fail): "failed_runs", a
+# list of {"run": N, "why": TEXT}; for mica and mica-warm "warm_used", each measured run's
+# warm.used (failed runs too), and for mica-warm "warmup", what its warm-up run did.
 sb_vmm_json() { # WORK VMM
-    local k sep=''
+    local k sep='' i f why used='' kv0
     sb_files "$1" "$2"
     printf '{'
     while read -r k; do
-        [[ -z $k || $k == t0 || $k == t1 ]] && continue
+        [[ -z $k || $k == t0 || $k == t1 || $k == failed ]] && continue
         printf '%s"%s": %s' "$sep" "$k" "$(bench_json_metric "$k" "${sb_f[@]}")"
         sep=', '
     done <<<"$(awk -F= '$2 ~ /^-?[0-9]+(\.[0-9]+)?$/ { print $1 }' "${sb_f[@]}" 2>/dev/null | sort -u)"
+    printf '%s"failed_runs": [' "$sep"
+    sep=''
+    for ((i = 1; i <= BENCH_RUNS; i++)); do
+        f=$BENCH_TMP/sandbox.$1.$2.$i.kv
+        why=$(bench_kv "$f" failed_why 2>/dev/null)
+        [[ -f $f ]] || why="no figures"
+        [[ -n $why ]] || continue
+        printf '%s{"run": %s, "why": %s}' "$sep" "$i" "$(bench_json_str "$why")"
+        sep=', '
+    done
+    printf ']'
+    if [[ $2 == mica* ]]; then
+        for ((i = 1; i <= BENCH_RUNS; i++)); do
+            case $(bench_kv "$BENCH_TMP/sandbox.$1.$2.$i.kv" mica_warm_used 2>/dev/null) in
+            1) used+=', true' ;; 0) used+=', false' ;; *) used+=', null' ;;
+            esac
+        done
+        printf ', "warm_used": [%s]' "${used#, }"
+    fi
+    if [[ $2 == mica-warm ]]; then
+        kv0=$BENCH_TMP/sandbox.$1.$2.0.kv
+        printf ', "warmup": {"warm_made": %s, "warm_used": %s, "save_seconds": %s}' \
+            "$(sb_json_bool "$(bench_kv "$kv0" mica_warm_made 2>/dev/null)")" \
+            "$(sb_json_bool "$(bench_kv "$kv0" mica_warm_used 2>/dev/null)")" \
+            "$(bench_kv "$kv0" mica_warm_save_seconds 2>/dev/null | grep . || echo null)"
+    fi
     printf '}'
 }
+sb_json_bool() { case $1 in 1) echo true ;; 0) echo false ;; *) echo null ;; esac; }
+# sb_ratios_json WORK: {"warm_over_cold": {KEY: mica-warm's median / mica's}, "over_mica_warm":
+# {VMM: {KEY: VMM's median / mica-warm's}}} for the whole-run workloads (null where a median is
+# missing).
+sb_ratios_json() {
+    local w=$1 v k sep='' sep2
+    _sb_r() { awk -v a="$(sb_median "$w" "$1" "$3")" -v b="$(sb_median "$w" "$2" "$3")" 'BEGIN {
+        if (a == "-" || b == "-" || b == 0) print "null"; else printf "%.4f\n", a / b }'; }
+    printf '{"warm_over_cold": {'
+    for k in wall_us total_us exits pf_taken guest_ram_pages; do
+        printf '%s"%s": %s' "$sep" "$k" "$(_sb_r mica-warm mica "$k")"
+        sep=', '
+    done
+    printf '}, "over_mica_warm": {'
+    sep=''
+    for v in "${sb_vmms[@]}"; do
+        [[ $v == mica-warm ]] && continue
+        printf '%s"%s": {' "$sep" "$v"
+        sep2=''
+        for k in wall_us total_us exits; do
+            printf '%s"%s": %s' "$sep2" "$k" "$(_sb_r "$v" mica-warm "$k")"
+            sep2=', '
+        done
+        printf '}'
+        sep=', '
+    done
+    printf '}}'
+}
 sb_work_json() { # WORK
-    local v sep='' w=$1 cmd list
-    if [[ $w == true ]]; then list=("${sb_vmms[@]}"); else list=("${sb_work_vmms[@]}"); fi
+    local v w=$1 sb_list
+    sb_vmms_of "$w"
     sb_work_setup "$w" >/dev/null 2>&1
     printf '{"command": %s, "cwd": %s' "$(bench_json_str "${sb_argv[*]}")" "$(bench_json_str "$sb_cwd")"
-    for v in "${list[@]}"; do
+    for v in "${sb_list[@]}"; do
         if [[ -n ${sb_ran[$w.$v]:-} ]]; then
             printf ', "%s": %s' "$v" "$(sb_vmm_json "$w" "$v")"
         else
             printf ', "%s": null' "$v"
         fi
     done
+    sb_whole "$w" && printf ', "ratios": %s' "$(sb_ratios_json "$w")"
     printf '}'
 }
 mkdir -p "$BENCH_OUT"
@@ -563,8 +720,8 @@ mkdir -p "$BENCH_OUT"
     printf '"virtiofsd": %s, "rlimit_nofile_hard": %s, "find_dir": %s, "find_small_dir": %s, ' \
         "$(bench_json_str "$sb_virtiofsd -o source=/ -o sandbox=chroot -o cache=auto")" "$sb_nofile" \
         "$(bench_json_str "$sb_find_dir")" "$(bench_json_str "$sb_find_small_dir")"
-    printf '"read_mib": %s},\n' "$sb_read_mib"
-    printf ' "method": %s' "$(bench_json_str "Each VMM runs under bench/vmwatch: wall_us from its exec to its reaping (CLOCK_MONOTONIC), maxrss_kb = wait4's ru_maxrss (peak, guest RAM touched included), KVM's debugfs counters of the VM (VM-wide sums of the vCPU counters) read after the VMM exited through a duplicate of its VM descriptor (pidfd_getfd): exits etc. over the VM's whole life; other_exits = exits - io - mmio - halt - irq - irq_window - nmi_window. QEMU: total_us also counts starting virtiofsd (until its socket exists); vfs_maxrss_kb is virtiofsd's, sum_maxrss_kb both. find/git/read: CMD waits on its stdin after printing a marker, while the counters are read from debugfs (start_*, end_*); cmd_* = end - start; cmd_us = the guest's \$EPOCHREALTIME around the command; rate = entries/s (find) or MB/s (read). mica_*: from mica sandbox --json (since_start in seconds, memory in KiB at exit, virtio-fs device counters). Median and min over the runs after one discarded warm-up per VMM, VMMs interleaved.")"
+    printf '"read_mib": %s, "warm_cache": %s},\n' "$sb_read_mib" "$(bench_json_str "$sb_cache")"
+    printf ' "method": %s' "$(bench_json_str "Each VMM runs under bench/vmwatch: wall_us from its exec to its reaping (CLOCK_MONOTONIC), maxrss_kb = wait4's ru_maxrss (peak, guest RAM touched included), KVM's debugfs counters of the VM (VM-wide sums of the vCPU counters) read after the VMM exited through a duplicate of its VM descriptor (pidfd_getfd): exits etc. over the VM's whole life; other_exits = exits - io - mmio - halt - irq - irq_window - nmi_window. QEMU: total_us also counts starting virtiofsd (until its socket exists); vfs_maxrss_kb is virtiofsd's, sum_maxrss_kb both. find/git/read: CMD waits on its stdin after printing a marker, while the counters are read from debugfs (start_*, end_*); cmd_* = end - start; cmd_us = the guest's \$EPOCHREALTIME around the command; rate = entries/s (find) or MB/s (read). mica_*: from mica sandbox --json (since_start in seconds, memory in KiB at exit, virtio-fs device counters, start: restored and restore_seconds, warm: used, made, save_seconds); guest_ram_pages = memory_kib.guest_ram_rss / 4. VMM mica is mica sandbox --cold (boots), mica-warm is mica sandbox --cache warm_cache: its warm-up run makes (or finds) the snapshot, and a measured run that did not restore it (warm.used false) is failed. Failed runs are listed in failed_runs and left out of the medians. ratios (true, uname): warm_over_cold = mica-warm's median / mica's, over_mica_warm = each other VMM's median / mica-warm's. Median and min over the runs after one discarded warm-up per VMM, VMMs interleaved.")"
     for w in "${sb_works[@]}"; do printf ',\n "%s": %s' "$w" "$(sb_work_json "$w")"; done
     printf '}\n'
 } >"$sb_json.tmp" && mv "$sb_json.tmp" "$sb_json"
