@@ -1,9 +1,11 @@
 #include "vmm/vm_snapshot.h"
 
 #include <errno.h>
+#include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 #include "snapshot/snapshot.h"
@@ -237,5 +239,13 @@ int vm_restore(struct vm *vm, struct snap_file *f, struct err *e)
 	if (!err && (left = snap_unused_section(f)))
 		err = err_set(e, -EINVAL, "the snapshot holds '%s', which this VM has no device for: "
 			      "restore with the options it was taken with", left);
+	/* The guest's clocks jumped by the time the snapshot lay saved: tell each vCPU's
+	 * kvmclock that the host stopped it (PVCLOCK_GUEST_STOPPED), so that Linux's soft-lockup,
+	 * RCU-stall and hung-task detectors take the jump for a pause rather than a CPU stuck
+	 * that long (as QEMU does on every resume). A guest without kvmclock (EINVAL) has none
+	 * of them to mislead. */
+	for (int i = 0; !err && i < vm->ncpus; i++)
+		if (ioctl(vm->vcpus[i].fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL)
+			pr_debug("vCPU %d: KVM_KVMCLOCK_CTRL: %s", i, strerror(errno));
 	return err;
 }

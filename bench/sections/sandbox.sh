@@ -187,22 +187,10 @@ sb_work_setup() {
 # ---------------------------------------------------------------------------------------------
 # One run.
 
-# sb_job_server SOCKET FILE: listens on SOCKET (ready when it returns); sends FILE (the job the
-# helper wrote beside the initramfs) to the first client, QEMU's mica.job port, and ends its
-# half (a hang-up would make QEMU drop what it has not read): the port's input ends after the
-# job, as mica's does; the server waits for QEMU to go. Gives up after 300 s without a client.
+# sb_job_server SOCKET FILE: FILE (the job the helper wrote beside the initramfs) to QEMU's
+# mica.job port through SOCKET (tests/integration/job_server.py).
 sb_job_server() {
-    python3 -c 'import os, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1])
-s.listen(1)
-if os.fork():
-    os._exit(0)
-s.settimeout(300)
-c, _ = s.accept()
-c.sendall(open(sys.argv[2], "rb").read())
-c.shutdown(socket.SHUT_WR)
-c.recv(1)' "$1" "$2"
+    python3 tests/integration/job_server.py "$1" "$2"
 }
 
 # sb_qemu_cmd VMM BASE INITRD STDIN: sets cmd=(QEMU's command line). STDIN: the chardev of the

@@ -17,7 +17,8 @@
 # A discarded block must read as zeros where the image's file system punches holes (mica punches
 # for a discard); elsewhere mica answers UNSUPP, Linux ignores that, and the block keeps the
 # prefill ("kept"). One line per mode: kills, blocks checked, lost (the only acceptable loss is 0).
-# Env: DURABILITY_ITER (iterations per mode, default 10; make soak sets more),
+# Env: DURABILITY_ITER (iterations per mode, default 6: each backend and guest mode twice or
+#      more; make soak sets 67),
 #      DURABILITY_KILL_MS (default 1000), DURABILITY_MB (the image: 8 MiB in scripts/with-kvm's
 #      nested VM, 64 elsewhere, so that the guest is still writing when the kill lands; one that
 #      reached the end first waits for it, and is counted),
@@ -29,7 +30,7 @@ cd "$(dirname "$0")/../.."
 
 require_kvm
 
-ITER=${DURABILITY_ITER:-10}
+ITER=${DURABILITY_ITER:-6}
 KILL_MS=${DURABILITY_KILL_MS:-1000}
 NONE_DIR=${DURABILITY_NONE_DIR:-$OUT}
 CHECK=build/linux/durable

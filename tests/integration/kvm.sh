@@ -437,6 +437,16 @@ else
 	fail linux-reaches-init "build/linux is missing: scripts/get-linux-guest did not run"
 fi
 
+# The unit tests that need KVM (they SKIP on the host without it): KVM's own vCPU and VM state
+# through a save and a restore (snapshots), and KVM's binary statistics of a real vCPU.
+for t in test_kvm_state test_kvm_stats; do
+	if [ -x "build/obj/tests/$t" ]; then
+		"build/obj/tests/$t" | grep -E '^(not )?ok [0-9]+ ' | sed -E 's/^(not ok|ok) [0-9]+ - /\1 - /'
+	else
+		fail "$t" "build/obj/tests/$t is missing (make unit)"
+	fi
+done
+
 # Bad invocations only KVM reaches: one line, status 2, nothing left behind.
 tests/integration/host_kvm.sh
 # mica check where KVM works: status 0, which KVM, ioeventfd and irqfd ok.

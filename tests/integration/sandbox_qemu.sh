@@ -39,22 +39,9 @@ mkdir -m 1777 "$T/cpio"
 mkdir "$T/work" "$T/rw"
 chown 1000:1000 "$T/work" "$T/rw"
 
-# job_server SOCKET FILE: listens on SOCKET (ready when it returns); sends FILE to the first
-# client (QEMU's socket chardev, at its start) and ends its half (not a hang-up, on which QEMU
-# would drop what it has not read): QEMU reads the end after the data and closes the port's
-# host side, as mica does; the server waits for QEMU to go. Gives up after 300 s without a client.
+# job_server SOCKET FILE: FILE to QEMU's mica.job port through SOCKET (job_server.py).
 job_server() {
-	python3 -c 'import os, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1])
-s.listen(1)
-if os.fork():
-    os._exit(0)
-s.settimeout(300)
-c, _ = s.accept()
-c.sendall(open(sys.argv[2], "rb").read())
-c.shutdown(socket.SHUT_WR)
-c.recv(1)' "$1" "$2"
+	python3 tests/integration/job_server.py "$1" "$2"
 }
 
 # qboot NAME MODE STDIN [helper options] -- CMD...: builds the initramfs as the caller the

@@ -125,6 +125,56 @@ static void test_round_trip(void)
 	munmap(back, RAM_SIZE);
 }
 
+/* The file's VMAs (lines of /proc/self/maps naming path) inside [lo, hi). */
+static int file_vmas(const char *p, uintptr_t lo, uintptr_t hi)
+{
+	FILE *m = fopen("/proc/self/maps", "r");
+	char line[4096];
+	int n = 0;
+
+	while (m && fgets(line, sizeof(line), m)) {
+		unsigned long a, b;
+
+		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a >= lo && b <= hi && strstr(line, p))
+			n++;
+	}
+	if (m)
+		fclose(m);
+	return n;
+}
+
+/* A RAM section with a hole of several huge pages: the data comes from the file, the hole stays
+ * the anonymous memory (cleared: what was written there before reads as zeros), so the guest's
+ * unused RAM can get huge pages. */
+static void test_ram_holes_stay_anonymous(void)
+{
+	const size_t big = 8u << 20;
+	uint8_t *ram = aligned_alloc(2u << 20, big);
+	uint8_t *back = mmap(NULL, big + (2u << 20), PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct snap_writer *w;
+	struct snap_file *f;
+	struct err e = { "" };
+	uint8_t *g;
+
+	memset(ram, 0, big);
+	memset(ram, 0x11, 8192);                 /* data at the start... */
+	memset(ram + big - 4096, 0x22, 4096);    /* ...and at the end: a 8 MiB - 12 KiB hole */
+	CHECK_EQ(snap_writer_create(path, "x", &w, &e), 0);
+	CHECK_EQ(snap_put_ram(w, "ram", ram, big), 0);
+	CHECK_EQ(snap_writer_finish(w, &e), 0);
+	/* 2 MiB-aligned guest RAM, as guest_mem_init maps it, dirty before the restore. */
+	g = (uint8_t *)(((uintptr_t)back + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1));
+	memset(g, 0xee, big);
+	CHECK_EQ(snap_open(path, &f, &e), 0);
+	CHECK_EQ(snap_map_ram(f, "ram", g, big, &e), 0);
+	CHECK(!memcmp(g, ram, big));
+	CHECK_EQ(file_vmas(path, (uintptr_t)g, (uintptr_t)g + big), 2);
+	snap_close(f);
+	munmap(back, big + (2u << 20));
+	free(ram);
+}
+
 static void test_wrong_ram_size(void)
 {
 	uint8_t *ram = make_ram();
@@ -314,5 +364,5 @@ static void test_setup(void) { setup(); }
 static void test_cleanup(void) { cleanup(); }
 
 TEST_MAIN("snapshot-file", T(test_setup), T(test_crc32c), T(test_round_trip),
-	  T(test_wrong_ram_size), T(test_every_byte_matters), T(test_truncated_and_foreign),
+	  T(test_ram_holes_stay_anonymous), T(test_wrong_ram_size), T(test_every_byte_matters), T(test_truncated_and_foreign),
 	  T(test_crafted_overlap), T(test_writer_misuse), T(test_cleanup))
