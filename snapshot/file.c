@@ -516,71 +516,9 @@ int snap_cursor_end(const struct snap_cursor *c)
 	return c->err || c->off != c->size ? -EBADMSG : 0;
 }
 
-/* A hole in the file worth leaving to the anonymous memory already there: one that holds a
- * whole huge page (2 MiB, aligned in the host's address space), which the guest's RAM can then
- * get, as on a boot, instead of being mapped from the file 4 KiB at a time. */
-#define RAM_HUGE (2u << 20)
-
-static bool hole_holds_huge_page(const uint8_t *addr, uint64_t from, uint64_t to)
-{
-	uintptr_t a = align_up((uintptr_t)addr + from, RAM_HUGE);
-
-	return a + RAM_HUGE <= (uintptr_t)addr + to;
-}
-
-/* [from, to) of RAM section s, mapped private from the file over addr + from. */
-static int map_run(struct snap_file *f, const struct snap_section_entry *s, uint8_t *addr,
-		   uint64_t from, uint64_t to)
-{
-	if (to <= from)
-		return 0;
-	if (mmap(addr + from, to - from, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, f->fd,
-		 (off_t)(s->offset + from)) == MAP_FAILED)
-		return -errno;
-	return 0;
-}
-
-/* The file's data extents of section s (SEEK_DATA/SEEK_HOLE: zero pages were never written),
- * mapped in runs; holes of a huge page or more stay anonymous. A file system that cannot tell
- * holes gives one extent: all of it mapped. */
-static int map_extents(struct snap_file *f, const struct snap_section_entry *s, uint8_t *addr)
-{
-	uint64_t pos = 0, run_from = 0, run_to = 0;
-	bool in_run = false;
-	int err;
-
-	while (pos < s->size) {
-		off_t d = lseek(f->fd, (off_t)(s->offset + pos), SEEK_DATA), h;
-		uint64_t from, to;
-
-		if (d < 0 && errno == ENXIO)
-			break;              /* no data after pos: the rest is a hole */
-		if (d < 0)
-			return -errno;
-		if ((uint64_t)d >= s->offset + s->size)
-			break;
-		h = lseek(f->fd, d, SEEK_HOLE);
-		if (h < 0)
-			return -errno;
-		from = ((uint64_t)d - s->offset) & ~(uint64_t)(SNAP_RAM_ALIGN - 1);
-		to = MIN(align_up((uint64_t)h - s->offset, SNAP_RAM_ALIGN), s->size);
-		if (in_run && !hole_holds_huge_page(addr, run_to, from)) {
-			run_to = to;        /* a small hole: mapped with its neighbours */
-		} else {
-			if (in_run && (err = map_run(f, s, addr, run_from, run_to)))
-				return err;
-			run_from = from;
-			run_to = to;
-			in_run = true;
-		}
-		pos = to;
-	}
-	return in_run ? map_run(f, s, addr, run_from, run_to) : 0;
-}
-
 int snap_map_ram(struct snap_file *f, const char *name, void *addr, size_t len, struct err *e)
 {
-	int i = find(f, name), err;
+	int i = find(f, name);
 	const struct snap_section_entry *s;
 
 	if (i < 0 || !(f->table[i].flags & SNAP_SECTION_RAM))
@@ -595,12 +533,9 @@ int snap_map_ram(struct snap_file *f, const char *name, void *addr, size_t len, 
 		memcpy(addr, f->data + s->offset, len);
 		return 0;
 	}
-	/* What stays anonymous must read as zeros, whatever was written there before. */
-	if (madvise(addr, len, MADV_DONTNEED) < 0)
-		return err_set(e, -errno, "cannot clear guest RAM: %s", strerror(errno));
-	err = map_extents(f, s, addr);
-	if (err)
-		return err_set(e, err, "cannot map the snapshot's RAM: %s", strerror(-err));
+	if (mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, f->fd, s->offset) ==
+	    MAP_FAILED)
+		return err_set(e, -errno, "cannot map the snapshot's RAM: %s", strerror(errno));
 	return 0;
 }
 

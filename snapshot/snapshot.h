@@ -141,11 +141,9 @@ static inline uint16_t snap_get_u16(struct snap_cursor *c) { uint16_t v; snap_ge
 static inline uint32_t snap_get_u32(struct snap_cursor *c) { uint32_t v; snap_get(c, &v, 4); return v; }
 static inline uint64_t snap_get_u64(struct snap_cursor *c) { uint64_t v; snap_get(c, &v, 8); return v; }
 
-/* Maps RAM section name over [addr, addr + len), private anonymous memory (MAP_PRIVATE |
- * MAP_FIXED: pages load from the file when the guest first touches them; writes stay private).
- * Holes in the file (pages that were zero) of a whole 2 MiB huge page or more are left to the
- * anonymous memory, cleared first, so that RAM the guest had not used gets huge pages as on a
- * boot. len must equal the section's size. Marks the section used. */
+/* Maps RAM section name over [addr, addr + len) (MAP_PRIVATE | MAP_FIXED: pages load from the
+ * file when the guest first touches them; writes stay private). len must equal the section's
+ * size. Marks the section used. */
 int snap_map_ram(struct snap_file *f, const char *name, void *addr, size_t len, struct err *e);
 /* The first section no snap_section()/snap_map_ram() asked for, or NULL: a restore that
  * leaves one unread was given another device set than the snapshot's. */

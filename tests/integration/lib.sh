@@ -76,12 +76,13 @@ else
 fi
 rm -f "$nap_fifo"
 
-# wait_for FILE ERE SECONDS: whether a line of FILE matches ERE within SECONDS (polled every
-# 0.1 s, in bash alone).
+# wait_for FILE ERE SECONDS [PID]: whether a line of FILE matches ERE within SECONDS (polled
+# every 0.1 s, in bash alone); with PID, no longer than that process lives.
 wait_for() {
 	local i
 	for ((i = 0; i < $3 * 10; i++)); do
 		matches "$1" "$2" && return 0
+		[ -z "${4:-}" ] || kill -0 "$4" 2>/dev/null || return 1
 		nap 0.1
 	done
 	return 1

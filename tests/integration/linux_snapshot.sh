@@ -66,11 +66,7 @@ variant() {
 	start_mica $name-take --kernel $KERNEL --initrd $INITRD --cpus $cpus "${devs[@]}" --timeout 240 \
 		--cmdline "console=ttyS0 quiet loglevel=1 mica.snap=$mode $kargs" \
 		--control "$DIR/ctl" --snapshot-dir "$DIR"
-	for ((t = 0; t < 2400; t++)); do
-		matches "$OUT/$name-take.out" 'mica-linux: snapshot (ready|not ok)' && break
-		kill -0 $pid 2>/dev/null || break
-		nap 0.1
-	done
+	wait_for "$OUT/$name-take.out" 'mica-linux: snapshot (ready|not ok)' 240 $pid
 	reply=$(python3 tests/integration/control.py "$DIR/ctl" "snapshot $name stop" 2>&1)
 	t0=$SECONDS
 	finish_mica $name-take

@@ -30,11 +30,7 @@ take() {
 		2>"$OUT/snapshot-$name.err" &
 	pid=$!
 	exec 7>"$DIR/in"
-	for ((t = 0; t < 1200; t++)); do
-		matches "$OUT/snapshot-$name.out" '^# snapshot: ready' && break
-		kill -0 $pid 2>/dev/null || break
-		nap 0.1
-	done
+	wait_for "$OUT/snapshot-$name.out" '^# snapshot: ready' 120 $pid
 	reply=$(python3 tests/integration/control.py "$DIR/ctl" "snapshot $name $how" 2>&1)
 }
 

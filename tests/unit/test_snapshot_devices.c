@@ -24,6 +24,7 @@
 #include "devices/virtio/virtio.h"
 #include "snapshot/snapshot.h"
 #include "tests/unit/fake_machine.h"
+#include "tests/unit/snap_tmp.h"
 #include "tests/unit/test.h"
 #include "tests/unit/vring_driver.h"
 #include "vmm/err.h"
@@ -61,8 +62,6 @@ struct rig {
 };
 
 static struct rig A, B;
-static char dir[] = "/tmp/mica-test-snapdev.XXXXXX";
-static char path[sizeof(dir) + 16];
 
 /* The same machine each time, devices in the same order (as cmd/main.c builds one from the
  * same command line). */
@@ -104,7 +103,7 @@ static void section_name(struct fake_machine *f, int i, char *name)
 static int save_all(struct rig *r, struct err *e)
 {
 	struct snap_writer *w;
-	int err = snap_writer_create(path, "test", &w, e);
+	int err = snap_writer_create(snap_tmp_path, "test", &w, e);
 
 	for (int i = 0; i < r->fm.nstates && !err; i++) {
 		char name[SNAP_NAME_MAX];
@@ -126,7 +125,7 @@ static int save_all(struct rig *r, struct err *e)
 static int restore_all(struct rig *r, const struct rig *from, struct err *e)
 {
 	struct snap_file *f;
-	int err = snap_open(path, &f, e);
+	int err = snap_open(snap_tmp_path, &f, e);
 
 	if (err)
 		return err;
@@ -166,7 +165,7 @@ static uint8_t *section_copy(const char *name, size_t *len)
 	struct err e;
 	uint8_t *buf;
 
-	if (snap_open(path, &f, &e) || snap_section(f, name, &c))
+	if (snap_open(snap_tmp_path, &f, &e) || snap_section(f, name, &c))
 		abort();
 	buf = calloc(1, c.size + 1);
 	memcpy(buf, c.data, c.size);
@@ -854,27 +853,17 @@ static void owners_in_order(void)
 	rig_down(&A);
 }
 
+/* Device warnings about the crafted sections are expected: kept off the test's output. */
 static void setup(void)
 {
 	log_set_level(LOG_ERROR);
-	if (!mkdtemp(dir))
-		abort();
-	snprintf(path, sizeof(path), "%s/snap", dir);
+	snap_tmp_setup();
 }
-
-static void cleanup(void)
-{
-	unlink(path);
-	rmdir(dir);
-}
-
-static void run_setup(void) { setup(); }
-static void run_cleanup(void) { cleanup(); }
 
 TEST_MAIN("snapshot_devices",
-	  T(run_setup), T(owners_in_order), T(mmio_queue_carries_on),
+	  T(setup), T(owners_in_order), T(mmio_queue_carries_on),
 	  T(mmio_legacy_queue_carries_on), T(pci_msix_and_moved_bar), T(pci_legacy_intx_pending),
 	  T(uart_registers_and_fifo), T(rtc_cmos_and_index), T(i8042_buffer_and_pending_command),
 	  T(bench_scratch),
 	  T(crafted_virtio_sections_refused), T(crafted_pci_sections_refused),
-	  T(crafted_legacy_sections_refused), T(run_cleanup))
+	  T(crafted_legacy_sections_refused), T(snap_tmp_cleanup))

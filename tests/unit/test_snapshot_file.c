@@ -10,12 +10,11 @@
 #include <unistd.h>
 
 #include "snapshot/snapshot.h"
+#include "tests/unit/snap_tmp.h"
 #include "tests/unit/test.h"
 
 #define RAM_SIZE (64 * 1024)
 
-static char dir[] = "/tmp/mica-test-snapshot.XXXXXX";
-static char path[sizeof(dir) + 16];
 
 static void *read_file(const char *p, size_t *len)
 {
@@ -59,7 +58,7 @@ static int write_snapshot(const uint8_t *ram)
 {
 	struct snap_writer *w;
 	struct err e = { "" };
-	int err = snap_writer_create(path, "cpu=test mem=64K", &w, &e);
+	int err = snap_writer_create(snap_tmp_path, "cpu=test mem=64K", &w, &e);
 
 	if (err)
 		return err;
@@ -86,7 +85,7 @@ static void test_round_trip(void)
 	struct stat st;
 
 	CHECK_EQ(write_snapshot(ram), 0);
-	CHECK_EQ(snap_open(path, &f, &e), 0);
+	CHECK_EQ(snap_open(snap_tmp_path, &f, &e), 0);
 	if (!f)
 		return;
 	CHECK(!strcmp(snap_identity(f), "cpu=test mem=64K"));
@@ -116,63 +115,13 @@ static void test_round_trip(void)
 	CHECK_EQ(snap_verify(f, &e), 0);
 	snap_close(f);
 	/* The private write did not reach the file; zero pages are holes. */
-	CHECK_EQ(snap_open(path, &f, &e), 0);
+	CHECK_EQ(snap_open(snap_tmp_path, &f, &e), 0);
 	CHECK_EQ(snap_verify(f, &e), 0);
 	snap_close(f);
-	CHECK_EQ(stat(path, &st), 0);
+	CHECK_EQ(stat(snap_tmp_path, &st), 0);
 	CHECK((uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size);
 	free(ram);
 	munmap(back, RAM_SIZE);
-}
-
-/* The file's VMAs (lines of /proc/self/maps naming path) inside [lo, hi). */
-static int file_vmas(const char *p, uintptr_t lo, uintptr_t hi)
-{
-	FILE *m = fopen("/proc/self/maps", "r");
-	char line[4096];
-	int n = 0;
-
-	while (m && fgets(line, sizeof(line), m)) {
-		unsigned long a, b;
-
-		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a >= lo && b <= hi && strstr(line, p))
-			n++;
-	}
-	if (m)
-		fclose(m);
-	return n;
-}
-
-/* A RAM section with a hole of several huge pages: the data comes from the file, the hole stays
- * the anonymous memory (cleared: what was written there before reads as zeros), so the guest's
- * unused RAM can get huge pages. */
-static void test_ram_holes_stay_anonymous(void)
-{
-	const size_t big = 8u << 20;
-	uint8_t *ram = aligned_alloc(2u << 20, big);
-	uint8_t *back = mmap(NULL, big + (2u << 20), PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct snap_writer *w;
-	struct snap_file *f;
-	struct err e = { "" };
-	uint8_t *g;
-
-	memset(ram, 0, big);
-	memset(ram, 0x11, 8192);                 /* data at the start... */
-	memset(ram + big - 4096, 0x22, 4096);    /* ...and at the end: a 8 MiB - 12 KiB hole */
-	CHECK_EQ(snap_writer_create(path, "x", &w, &e), 0);
-	CHECK_EQ(snap_put_ram(w, "ram", ram, big), 0);
-	CHECK_EQ(snap_writer_finish(w, &e), 0);
-	/* 2 MiB-aligned guest RAM, as guest_mem_init maps it, dirty before the restore. */
-	g = (uint8_t *)(((uintptr_t)back + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1));
-	memset(g, 0xee, big);
-	CHECK_EQ(snap_open(path, &f, &e), 0);
-	CHECK_EQ(snap_map_ram(f, "ram", g, big, &e), 0);
-	CHECK(!memcmp(g, ram, big));
-	CHECK_EQ(file_vmas(path, (uintptr_t)g, (uintptr_t)g + big), 2);
-	snap_close(f);
-	munmap(back, big + (2u << 20));
-	free(ram);
 }
 
 static void test_wrong_ram_size(void)
@@ -183,7 +132,7 @@ static void test_wrong_ram_size(void)
 	struct err e = { "" };
 
 	CHECK_EQ(write_snapshot(ram), 0);
-	CHECK_EQ(snap_open(path, &f, &e), 0);
+	CHECK_EQ(snap_open(snap_tmp_path, &f, &e), 0);
 	CHECK_EQ(snap_map_ram(f, "ram", small, RAM_SIZE / 2, &e), -EINVAL);
 	CHECK(strstr(e.msg, "--mem") != NULL);
 	snap_close(f);
@@ -217,7 +166,7 @@ static void test_every_byte_matters(void)
 	struct err e;
 
 	CHECK_EQ(write_snapshot(ram), 0);
-	buf = read_file(path, &len);
+	buf = read_file(snap_tmp_path, &len);
 	for (size_t i = 0; i < len; i++) {
 		bool in_ram = i >= 8192 && i < 8192 + RAM_SIZE;  /* sections at 4096; RAM aligned */
 
@@ -252,11 +201,11 @@ static void test_truncated_and_foreign(void)
 	size_t len;
 	struct snap_file *f;
 	struct err e;
-	char other[sizeof(path) + 8];
+	char other[sizeof(snap_tmp_path) + 8];
 
 	CHECK_EQ(write_snapshot(ram), 0);
-	buf = read_file(path, &len);
-	snprintf(other, sizeof(other), "%s.cut", path);
+	buf = read_file(snap_tmp_path, &len);
+	snprintf(other, sizeof(other), "%s.cut", snap_tmp_path);
 	for (size_t cut = 0; cut < len; cut += cut < 8192 ? 97 : 4096) {
 		e.msg[0] = '\0';
 		write_file(other, buf, cut);
@@ -268,7 +217,7 @@ static void test_truncated_and_foreign(void)
 	CHECK_EQ(snap_parse(buf, len, &f, &e), -EBADMSG);
 	CHECK(strstr(e.msg, "format version 2") != NULL);
 	/* Not a file, not there. */
-	CHECK_EQ(snap_open(dir, &f, &e), -EINVAL);
+	CHECK_EQ(snap_open(snap_tmp_dir, &f, &e), -EINVAL);
 	CHECK_EQ(snap_open("/nonexistent/snap", &f, &e), -ENOENT);
 	unlink(other);
 	free(buf);
@@ -287,7 +236,7 @@ static void test_crafted_overlap(void)
 	struct snap_section_entry *t;
 
 	CHECK_EQ(write_snapshot(ram), 0);
-	buf = read_file(path, &len);
+	buf = read_file(snap_tmp_path, &len);
 	h = (void *)buf;
 	t = (void *)(buf + h->table_offset);
 	t[1].offset = t[0].offset;        /* empty.0 onto uart.0 (size 0 still overlaps nothing) */
@@ -320,21 +269,21 @@ static void test_writer_misuse(void)
 	struct err e = { "" };
 	uint8_t page[4096] = { 1 };
 
-	CHECK_EQ(snap_writer_create(path, "x", &w, &e), 0);
+	CHECK_EQ(snap_writer_create(snap_tmp_path, "x", &w, &e), 0);
 	snap_put_u32(w, 1);                         /* outside a section */
 	CHECK_EQ(snap_end(w), -EINVAL);
 	CHECK_EQ(snap_writer_finish(w, &e), -EINVAL);
-	CHECK_EQ(snap_writer_create(path, "x", &w, &e), 0);
+	CHECK_EQ(snap_writer_create(snap_tmp_path, "x", &w, &e), 0);
 	snap_begin(w, "a", 1);
 	snap_end(w);
 	snap_begin(w, "a", 1);                      /* twice */
 	CHECK_EQ(snap_end(w), -EINVAL);
 	snap_writer_abort(w);
-	CHECK_EQ(snap_writer_create(path, "x", &w, &e), 0);
+	CHECK_EQ(snap_writer_create(snap_tmp_path, "x", &w, &e), 0);
 	CHECK_EQ(snap_put_ram(w, "ram", page, 100), -EINVAL);  /* not whole pages */
 	snap_writer_abort(w);
-	CHECK_EQ(snap_writer_create("/nonexistent/dir/snap", "x", &w, &e), -ENOENT);
-	CHECK(strstr(e.msg, "/nonexistent/dir/snap") != NULL);
+	CHECK_EQ(snap_writer_create("/nonexistent/snap_tmp_dir/snap", "x", &w, &e), -ENOENT);
+	CHECK(strstr(e.msg, "/nonexistent/snap_tmp_dir/snap") != NULL);
 }
 
 /* Known answer (RFC 3720's test vector): the table is the Castagnoli one. */
@@ -347,22 +296,6 @@ static void test_crc32c(void)
 	CHECK_EQ(snap_crc32c(snap_crc32c(0, "1234", 4), "56789", 5), 0xe3069283);
 }
 
-static void setup(void)
-{
-	if (!mkdtemp(dir))
-		abort();
-	snprintf(path, sizeof(path), "%s/snap", dir);
-}
-
-static void cleanup(void)
-{
-	unlink(path);
-	rmdir(dir);
-}
-
-static void test_setup(void) { setup(); }
-static void test_cleanup(void) { cleanup(); }
-
-TEST_MAIN("snapshot-file", T(test_setup), T(test_crc32c), T(test_round_trip),
-	  T(test_ram_holes_stay_anonymous), T(test_wrong_ram_size), T(test_every_byte_matters), T(test_truncated_and_foreign),
-	  T(test_crafted_overlap), T(test_writer_misuse), T(test_cleanup))
+TEST_MAIN("snapshot-file", T(snap_tmp_setup), T(test_crc32c), T(test_round_trip),
+	  T(test_wrong_ram_size), T(test_every_byte_matters), T(test_truncated_and_foreign),
+	  T(test_crafted_overlap), T(test_writer_misuse), T(snap_tmp_cleanup))

@@ -29,6 +29,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
 #include "snapshot/snapshot.h"
+#include "tests/unit/snap_tmp.h"
 #include "tests/unit/test.h"
 #include "tests/unit/test_env.h"
 #include "tests/unit/vring_driver.h"
@@ -43,8 +44,6 @@
 #define F(bit)  (1ULL << (bit))
 #define SECTION "model.0"
 
-static char dir[] = "/tmp/mica-snapmodels.XXXXXX";
-static char snap_path[sizeof(dir) + 16];
 static struct drv q[VIRTIO_MAX_QUEUES];
 
 /* ---- the core's part, as its save and restore will do it ---- */
@@ -95,7 +94,7 @@ static int save_model(struct virtio_dev *d, struct err *e)
 	struct snap_writer *w;
 	int err, end;
 
-	err = snap_writer_create(snap_path, "test", &w, e);
+	err = snap_writer_create(snap_tmp_path, "test", &w, e);
 	if (err)
 		return err;
 	pthread_mutex_lock(&d->lock);
@@ -112,13 +111,13 @@ static int save_model(struct virtio_dev *d, struct err *e)
 	return snap_writer_finish(w, e);
 }
 
-/* The model's restore from the snapshot at snap_path, then activate as the core does. With
+/* The model's restore from the snapshot at snap_tmp_path, then activate as the core does. With
  * whole, the section must have been read to its end. */
 static int restore_model(struct virtio_dev *d, struct err *e, bool whole)
 {
 	struct snap_file *f;
 	struct snap_cursor c;
-	int err = snap_open(snap_path, &f, e);
+	int err = snap_open(snap_tmp_path, &f, e);
 
 	if (err)
 		return err;
@@ -134,14 +133,14 @@ static int restore_model(struct virtio_dev *d, struct err *e, bool whole)
 	return err;
 }
 
-/* The model's section of the snapshot at snap_path. */
+/* The model's section of the snapshot at snap_tmp_path. */
 static size_t section_bytes(uint8_t *buf, size_t max)
 {
 	struct snap_file *f;
 	struct snap_cursor c;
 	struct err e = { "" };
 
-	if (snap_open(snap_path, &f, &e) || snap_section(f, SECTION, &c) || c.size > max)
+	if (snap_open(snap_tmp_path, &f, &e) || snap_section(f, SECTION, &c) || c.size > max)
 		abort();
 	memcpy(buf, c.data, c.size);
 	snap_close(f);
@@ -154,7 +153,7 @@ static void write_section(const void *buf, size_t len)
 	struct snap_writer *w;
 	struct err e = { "" };
 
-	if (snap_writer_create(snap_path, "test", &w, &e))
+	if (snap_writer_create(snap_tmp_path, "test", &w, &e))
 		abort();
 	snap_begin(w, SECTION, 1);
 	snap_put(w, buf, len);
@@ -218,7 +217,7 @@ static void make_file(char *path, size_t len, off_t size, uint8_t seed)
 	static uint8_t buf[BLK_IMG];
 	int fd;
 
-	snprintf(path, len, "%s/img-XXXXXX", dir);
+	snprintf(path, len, "%s/img-XXXXXX", snap_tmp_dir);
 	fd = mkstemp(path);
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i * 13 + seed);
@@ -638,7 +637,7 @@ static void balloon_snapshot(void)
 	struct err e = { "" };
 	struct virtio_balloon_config cfg;
 	struct virtio_balloon_stat st = { .tag = VIRTIO_BALLOON_S_MEMFREE, .val = 12345 };
-	char path1[sizeof(dir) + 8], path2[sizeof(dir) + 8], reply[512];
+	char path1[sizeof(snap_tmp_dir) + 8], path2[sizeof(snap_tmp_dir) + 8], reply[512];
 	uint32_t pfns[8], actual = 8;
 	uint8_t good[512];
 	uint16_t stats_used;
@@ -647,8 +646,8 @@ static void balloon_snapshot(void)
 
 	log_set_level(LOG_ERROR);
 	test_vm_init(RAM);
-	snprintf(path1, sizeof(path1), "%s/c1", dir);
-	snprintf(path2, sizeof(path2), "%s/c2", dir);
+	snprintf(path1, sizeof(path1), "%s/c1", snap_tmp_dir);
+	snprintf(path2, sizeof(path2), "%s/c2", snap_tmp_dir);
 	if (control_create(&vm.loop, &c1) || virtio_balloon_create(&vm.env, c1, &d))
 		abort();
 	d->transport = &fake_transport;
@@ -718,6 +717,19 @@ static void nb_destroy(struct net_backend *be)
 static const struct net_backend_ops nb_ops = { .send = nb_send, .destroy = nb_destroy };
 
 /* A device whose MAC ends in last; given with mac= when given, else a default. */
+/* Queues 0..nq-1 attached (16 entries each) and DRIVER_OK; then the model saved, the core's
+ * part captured, and the section's bytes copied to buf: returns their length. */
+static size_t up_and_save(struct virtio_dev *d, int nq, struct core_state *cs, uint8_t *buf,
+			  size_t len, struct err *e)
+{
+	for (int i = 0; i < nq; i++)
+		drv_attach_queue(d, &q[i], &vm.mem, i, 16);
+	drv_set_status(d, S_ALL);
+	CHECK_EQ(save_model(d, e), 0);
+	core_capture(d, cs);
+	return section_bytes(buf, len);
+}
+
 static struct virtio_dev *net_new_mac(const char *be_name, const char *ifname, uint8_t last,
 				      bool given)
 {
@@ -760,12 +772,7 @@ static void net_snapshot(void)
 	d = net_new("tap", "tap7", 9);
 	CHECK(drv_negotiate(d, F(VIRTIO_F_VERSION_1) | F(VIRTIO_NET_F_MAC) |
 			       F(VIRTIO_NET_F_MRG_RXBUF)));
-	for (int i = 0; i < 2; i++)
-		drv_attach_queue(d, &q[i], &vm.mem, i, 16);
-	drv_set_status(d, S_ALL);
-	CHECK_EQ(save_model(d, &e), 0);
-	core_capture(d, &cs);
-	n = section_bytes(good, sizeof(good));
+	n = up_and_save(d, 2, &cs, good, sizeof(good), &e);
 	virtio_dev_free(d);
 
 	d2 = net_new("tap", "tap7", 9);
@@ -831,7 +838,7 @@ static void fs_snapshot(void)
 		struct fuse_init_in i;
 	} req = { .h = { .len = sizeof(req), .opcode = FUSE_INIT, .unique = 1 },
 		  .i = { .major = 7, .minor = FUSE_KERNEL_MINOR_VERSION } };
-	char share[sizeof(dir) + 8];
+	char share[sizeof(snap_tmp_dir) + 8];
 	struct virtio_dev *d, *d2;
 	struct core_state cs;
 	struct err e = { "" };
@@ -841,16 +848,11 @@ static void fs_snapshot(void)
 
 	log_set_level(LOG_ERROR);
 	test_vm_init(RAM);
-	snprintf(share, sizeof(share), "%s/share", dir);
+	snprintf(share, sizeof(share), "%s/share", snap_tmp_dir);
 	CHECK_EQ(mkdir(share, 0700), 0);
 	d = fs_new(share);
 	CHECK(drv_negotiate(d, F(VIRTIO_F_VERSION_1)));
-	for (int i = 0; i < 2; i++)
-		drv_attach_queue(d, &q[i], &vm.mem, i, 16);
-	drv_set_status(d, S_ALL);
-	CHECK_EQ(save_model(d, &e), 0);
-	core_capture(d, &cs);
-	n = section_bytes(good, sizeof(good));
+	n = up_and_save(d, 2, &cs, good, sizeof(good), &e);
 
 	/* The guest mounts: INIT on the request queue, served by the device's thread. */
 	memcpy(g2h(&vm.mem, FS_REQ, sizeof(req)), &req, sizeof(req));
@@ -890,21 +892,8 @@ static void rng_nothing_to_save(void)
 	test_vm_destroy();
 }
 
-static void setup(void)
-{
-	if (!mkdtemp(dir))
-		abort();
-	snprintf(snap_path, sizeof(snap_path), "%s/snap", dir);
-}
-
-static void cleanup(void)
-{
-	unlink(snap_path);
-	rmdir(dir);
-}
-
 TEST_MAIN("snapshot-models",
-	  T(setup),
+	  T(snap_tmp_setup),
 	  T(blk_snapshot_io_uring),
 	  T(blk_snapshot_threads),
 	  T(console_snapshot),
@@ -912,4 +901,4 @@ TEST_MAIN("snapshot-models",
 	  T(net_snapshot),
 	  T(fs_snapshot),
 	  T(rng_nothing_to_save),
-	  T(cleanup));
+	  T(snap_tmp_cleanup));
