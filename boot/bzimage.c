@@ -3,13 +3,13 @@
 #include <asm/bootparam.h>
 #include <endian.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "boot/boot.h"
+#include "vmm/crc32.h"
 #include "vmm/layout.h"
 #include "vmm/util.h"
 #include "vmm/vm.h"
@@ -27,44 +27,6 @@ static const struct setup_header *bz_header(const struct boot_file *f)
 
 /* ---- integrity: what the boot protocol lets a loader check without decompressing ---- */
 
-/* CRC-32 (IEEE, reflected) without the final inversion, as the kernel's build tool computed it:
- * crc starts at 0xffffffff. Slice-by-8: a Linux kernel is 8 to 15 MiB. */
-static uint32_t crc_table[8][256];
-
-static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
-		crc_table[0][i] = c;
-	}
-	for (int t = 1; t < 8; t++)
-		for (int i = 0; i < 256; i++)
-			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
-					  crc_table[0][crc_table[t - 1][i] & 0xff];
-}
-
-static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t len)
-{
-	for (; len >= 8; p += 8, len -= 8) {
-		uint32_t lo, hi;
-
-		memcpy(&lo, p, 4);
-		memcpy(&hi, p + 4, 4);
-		lo = le32toh(lo) ^ crc;
-		hi = le32toh(hi);
-		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-		      crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
-		      crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
-	}
-	while (len--)
-		crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return crc;
-}
-
 static uint32_t le32_at(const uint8_t *p)
 {
 	uint32_t v;
@@ -80,13 +42,12 @@ static uint32_t le32_at(const uint8_t *p)
  * fields read as 0, a signed kernel's CRC still matches. Returns false only on a mismatch. */
 static bool crc_matches(const uint8_t *d, uint64_t image_end)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	static const uint8_t zeros[8];
 	uint64_t skip[2][2] = { { 0, 0 }, { 0, 0 } }; /* [offset, length] read as zeros */
 	uint32_t pe = le32_at(d + 0x3c), crc = 0xffffffffu;
 	uint64_t at = 0, end = image_end - 4;
 
-	pthread_once(&once, crc_init);
+	const struct crc32_table *ieee = crc32_ieee();
 	/* PE32+: the optional header follows the 24-byte COFF header; CheckSum at 64, the data
 	 * directories at 112, the certificate table is the fifth (8 bytes each). */
 	if (d[0] == 'M' && d[1] == 'Z' && pe >= 0x40 && (uint64_t)pe + 24 + 152 <= end &&
@@ -99,11 +60,11 @@ static bool crc_matches(const uint8_t *d, uint64_t image_end)
 	for (int i = 0; i < 2; i++) {
 		if (!skip[i][1])
 			continue;
-		crc = crc_update(crc, d + at, skip[i][0] - at);
-		crc = crc_update(crc, zeros, skip[i][1]);
+		crc = crc32_raw(ieee, crc, d + at, skip[i][0] - at);
+		crc = crc32_raw(ieee, crc, zeros, skip[i][1]);
 		at = skip[i][0] + skip[i][1];
 	}
-	crc = crc_update(crc, d + at, end - at);
+	crc = crc32_raw(ieee, crc, d + at, end - at);
 	return crc == le32_at(d + end);
 }
 

@@ -28,7 +28,7 @@ FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 FUZZ_SRCS_fuzz_virtq      := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c
 # Every virtio device and transport saves and restores itself through the snapshot file's
 # writer and cursor (snapshot/snapshot.h).
-FUZZ_SNAPSHOT_SRCS  := snapshot/file.c snapshot/crc32c.c
+FUZZ_SNAPSHOT_SRCS  := snapshot/file.c snapshot/crc32c.c vmm/crc32.c
 FUZZ_SNAPSHOT_FLAGS := -DMICA_VERSION='"fuzz"'
 FUZZ_SRCS_fuzz_virtio_dev := tests/fuzz/fuzz_virtio_dev.c tests/fuzz/fuzz_track.c \
 			     tests/fuzz/fuzz_dev_blk.c tests/fuzz/fuzz_dev_net.c \
@@ -62,7 +62,7 @@ FUZZ_LIBS_fuzz_fuse := -Wl,--wrap=hostfs_fallocate
 FUZZ_SRCS_fuzz_tap := tests/fuzz/fuzz_tap.c ci/tap.c ci/junit.c ci/xml.c vmm/utf8.c
 # A lower cap on the results kept: reached often, and a huge plan's errors stay quick to check.
 FUZZ_LIBS_fuzz_tap := -DTAP_MAX_RESULTS=3000
-FUZZ_SRCS_fuzz_snapshot := tests/fuzz/fuzz_snapshot.c snapshot/file.c snapshot/crc32c.c vmm/err.c
+FUZZ_SRCS_fuzz_snapshot := tests/fuzz/fuzz_snapshot.c snapshot/file.c snapshot/crc32c.c vmm/crc32.c vmm/err.c
 FUZZ_LIBS_fuzz_snapshot := -DMICA_VERSION='"fuzz"'
 # The transports, PCI and MSI-X restored from mutations of their own saved sections.
 FUZZ_SRCS_fuzz_snapshot_devices := tests/fuzz/fuzz_snapshot_devices.c devices/virtio/attach.c \
@@ -101,7 +101,7 @@ $(FUZZ_DIR)/fuzz_snapshot: $(FUZZ_SRCS_fuzz_snapshot) $(FUZZ_HDRS) snapshot/snap
 
 # Seed inputs (well-formed rings of each shape, snapshots from the real writer), written by a
 # host program.
-$(FUZZ_DIR)/mkseeds: tests/fuzz/mkseeds.c snapshot/file.c snapshot/crc32c.c vmm/err.c $(FUZZ_HDRS) snapshot/snapshot.h tests/fuzz/fuzz.mk
+$(FUZZ_DIR)/mkseeds: tests/fuzz/mkseeds.c snapshot/file.c snapshot/crc32c.c vmm/crc32.c vmm/err.c $(FUZZ_HDRS) snapshot/snapshot.h tests/fuzz/fuzz.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(FUZZ_CPPFLAGS) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -DMICA_VERSION='"seed"' -Wno-format-truncation -O1 -o $@ $(filter %.c,$^) -lpthread
 
